@@ -1,0 +1,3 @@
+from icd_bench.cli import main
+
+main()

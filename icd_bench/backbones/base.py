@@ -1,0 +1,246 @@
+"""The `Backbone`: tokenizer(s) + text encoder(s) + UNet + VAE + noise schedule, one interface.
+
+Methods never touch diffusers components directly for the common operations: they encode prompts
+and images, call `predict_noise` (which counts UNet evaluations) and decode. Components stay
+reachable (``backbone.unet``...) for methods that need to go deeper (attention processors, LoRA).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+@dataclass
+class PromptEmbeds:
+    """Text conditioning for a batch: per-token states (+ SDXL's pooled embeds and time ids)."""
+
+    embeds: torch.Tensor  # B×L×D
+    pooled: torch.Tensor | None = None  # SDXL: B×D2
+    time_ids: torch.Tensor | None = None  # SDXL: B×6
+
+    def __len__(self) -> int:
+        return self.embeds.shape[0]
+
+    @staticmethod
+    def cat(items: Sequence[PromptEmbeds]) -> PromptEmbeds:
+        """Stack along the batch (e.g. [uncond, cond] for one classifier-free-guided UNet call)."""
+        def _cat(xs):
+            return None if xs[0] is None else torch.cat(xs, dim=0)
+        return PromptEmbeds(
+            embeds=torch.cat([p.embeds for p in items], dim=0),
+            pooled=_cat([p.pooled for p in items]),
+            time_ids=_cat([p.time_ids for p in items]),
+        )
+
+    def index(self, idx: slice | Sequence[int] | torch.Tensor) -> PromptEmbeds:
+        def _ix(x):
+            return None if x is None else x[idx]
+        return PromptEmbeds(self.embeds[idx], _ix(self.pooled), _ix(self.time_ids))
+
+    def repeat(self, n: int) -> PromptEmbeds:
+        """Repeat a batch-1 conditioning to batch n."""
+        def _rep(x):
+            return None if x is None else x.expand(n, *x.shape[1:])
+        return PromptEmbeds(_rep(self.embeds), _rep(self.pooled), _rep(self.time_ids))
+
+    def unet_kwargs(self) -> dict:
+        kw: dict = {"encoder_hidden_states": self.embeds}
+        if self.pooled is not None:
+            kw["added_cond_kwargs"] = {"text_embeds": self.pooled, "time_ids": self.time_ids}
+        return kw
+
+
+@dataclass
+class NFECounter:
+    """Counts UNet evaluations in sample rows: a call on a batch of B rows adds B.
+
+    Per-sample NFE of a batch of n samples is ``rows // n`` when every sample is treated alike
+    (a classifier-free-guided step on n samples runs 2n rows, so it costs 2 per sample).
+    """
+
+    rows: int = 0
+    calls: int = 0
+    _stack: list[int] = field(default_factory=list)
+
+    def add(self, rows: int) -> None:
+        self.rows += rows
+        self.calls += 1
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[list[int]]:
+        """``with counter.measure() as m: ...`` then ``m[0]`` is the rows spent inside."""
+        box = [0]
+        start = self.rows
+        try:
+            yield box
+        finally:
+            box[0] = self.rows - start
+
+
+class Backbone:
+    """A latent (or pixel-space, ``vae=None``) text-to-image diffusion model.
+
+    Attributes: ``kind`` ("sd15", "sdxl", "toy", ...), ``source`` (hub id or directory it came
+    from), ``tokenizers`` / ``text_encoders`` (lists: one for SD1.5, two for SDXL), ``unet``,
+    ``vae`` (or None), ``scheduler`` (a diffusers `DDIMScheduler`: the noise schedule),
+    ``resolution`` (default image side in pixels), ``device``, ``dtype``, ``nfe`` (an
+    `NFECounter`).
+    """
+
+    def __init__(self, *, kind: str, source: str, tokenizers: list, text_encoders: list, unet,
+                 vae, scheduler, resolution: int, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32, force_zeros_for_empty_prompt: bool = False):
+        self.kind = kind
+        self.source = source
+        self.tokenizers = tokenizers
+        self.text_encoders = text_encoders
+        self.unet = unet
+        self.vae = vae
+        self.scheduler = scheduler
+        self.resolution = int(resolution)
+        self.force_zeros_for_empty_prompt = force_zeros_for_empty_prompt
+        self.nfe = NFECounter()
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+        self.to(device, dtype)
+
+    # -- placement ---------------------------------------------------------------------------
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Backbone:
+        device = torch.device(device) if device is not None else self.device
+        dtype = dtype or self.dtype
+        for enc in self.text_encoders:
+            enc.to(device=device, dtype=dtype)
+            enc.requires_grad_(False)
+        self.unet.to(device=device, dtype=dtype)
+        self.unet.requires_grad_(False)
+        if self.vae is not None:
+            # The SD/SDXL VAE overflows in fp16; it stays in fp32 (as diffusers' `upcast_vae`).
+            self.vae.to(device=device, dtype=torch.float32)
+            self.vae.requires_grad_(False)
+        self.device, self.dtype = device, dtype
+        return self
+
+    # -- schedule ----------------------------------------------------------------------------
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.scheduler.config.num_train_timesteps)
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        """ᾱ_t for t = 0..T-1 (float64 on CPU), the α of the paper's eq. 1."""
+        return self.scheduler.alphas_cumprod.to(torch.float64)
+
+    @property
+    def final_alpha_cumprod(self) -> float:
+        """ᾱ of the clean end of a sampling grid (1.0, or ᾱ_0 with ``set_alpha_to_one=False``)."""
+        return float(self.scheduler.final_alpha_cumprod)
+
+    # -- geometry ----------------------------------------------------------------------------
+    @property
+    def vae_scale_factor(self) -> int:
+        if self.vae is None:
+            return 1
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.unet.config.in_channels)
+
+    def latent_shape(self, batch: int, resolution: int | None = None) -> tuple[int, int, int, int]:
+        side = (resolution or self.resolution) // self.vae_scale_factor
+        return (batch, self.latent_channels, side, side)
+
+    # -- text --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_prompt(self, prompts: Sequence[str]) -> PromptEmbeds:
+        """Encode prompts the way the model's pipeline does (SD1.5: last hidden state; SDXL:
+        penultimate hidden states of both encoders concatenated, pooled from the second)."""
+        prompts = list(prompts)
+        states, pooled = [], None
+        for tok, enc in zip(self.tokenizers, self.text_encoders):
+            ids = tok(prompts, padding="max_length", max_length=tok.model_max_length,
+                      truncation=True, return_tensors="pt").input_ids.to(self.device)
+            if len(self.text_encoders) == 1:
+                out = enc(ids)
+                states.append(out[0])
+            else:
+                out = enc(ids, output_hidden_states=True)
+                states.append(out.hidden_states[-2])
+                if hasattr(out, "text_embeds"):
+                    pooled = out.text_embeds
+        embeds = torch.cat(states, dim=-1).to(self.dtype)
+        if len(self.text_encoders) == 1:
+            return PromptEmbeds(embeds)
+        time_ids = torch.tensor([[self.resolution, self.resolution, 0, 0, self.resolution, self.resolution]],
+                                device=self.device, dtype=self.dtype).expand(len(prompts), 6)
+        return PromptEmbeds(embeds, pooled.to(self.dtype), time_ids)
+
+    def null_embeds(self, batch: int) -> PromptEmbeds:
+        """The unconditional (null) conditioning ∅ of classifier-free guidance for a batch."""
+        emb = self.encode_prompt([""])
+        if self.force_zeros_for_empty_prompt:
+            emb = PromptEmbeds(torch.zeros_like(emb.embeds),
+                               None if emb.pooled is None else torch.zeros_like(emb.pooled),
+                               emb.time_ids)
+        return emb.repeat(batch)
+
+    # -- images ------------------------------------------------------------------------------
+    def preprocess(self, images: Sequence[Image.Image], resolution: int | None = None) -> torch.Tensor:
+        """PIL images → B×3×H×W float tensor in [0, 1] at the model's resolution.
+
+        Each image is resized so its shorter side equals the resolution, then centre-cropped.
+        """
+        side = resolution or self.resolution
+        out = []
+        for im in images:
+            im = im.convert("RGB")
+            w, h = im.size
+            scale = side / min(w, h)
+            nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
+            im = im.resize((nw, nh), Image.Resampling.BICUBIC)
+            left, top = (nw - side) // 2, (nh - side) // 2
+            im = im.crop((left, top, left + side, top + side))
+            out.append(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1))
+        return torch.stack(out).to(self.device)
+
+    @torch.no_grad()
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """B×3×H×W images in [0, 1] → latents x_0 (scaled by the VAE's scaling factor)."""
+        x = images.to(self.device, torch.float32) * 2 - 1
+        if self.vae is None:
+            return x.to(self.dtype)
+        latents = self.vae.encode(x).latent_dist.mean * self.vae.config.scaling_factor
+        return latents.to(self.dtype)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents x_0 → B×3×H×W images in [0, 1] (float32)."""
+        x = latents.to(self.device, torch.float32)
+        if self.vae is not None:
+            x = self.vae.decode(x / self.vae.config.scaling_factor).sample
+        return ((x + 1) / 2).clamp(0, 1)
+
+    # -- the model ---------------------------------------------------------------------------
+    def predict_noise(self, latents: torch.Tensor, t: int | torch.Tensor, cond: PromptEmbeds,
+                      timestep_cond: torch.Tensor | None = None) -> torch.Tensor:
+        """ε_θ(x_t, t, c): one UNet evaluation on every row of ``latents`` (counted in ``nfe``).
+
+        ``timestep_cond`` is the guidance embedding of guidance-distilled UNets
+        (``time_cond_proj_dim``); plain UNets take None.
+        """
+        b = latents.shape[0]
+        if not torch.is_tensor(t):
+            t = torch.tensor(t, device=self.device)
+        t = t.to(self.device)
+        if t.ndim == 0:
+            t = t.expand(b)
+        self.nfe.add(b)
+        out = self.unet(latents.to(self.dtype), t, timestep_cond=timestep_cond,
+                        **cond.unet_kwargs(), return_dict=False)[0]
+        return out

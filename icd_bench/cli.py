@@ -1,0 +1,191 @@
+"""The ``icd-bench`` command line (typer)."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from icd_bench import __version__
+from icd_bench.errors import ConfigError, IcdBenchError
+
+app = typer.Typer(
+    name="icd-bench",
+    help="Benchmark and evaluation harness for fast text-guided image editing, built around "
+         "invertible Consistency Distillation (iCD).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console(stderr=True)
+out = Console()
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"icd-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
+    _state["debug"] = debug
+
+
+LIST_KINDS = ("methods", "presets", "datasets", "metrics", "backbones")
+
+
+@app.command("list")
+def list_cmd(
+    kind: Annotated[Optional[str], typer.Argument(
+        help=f"What to list: {', '.join(LIST_KINDS)} (default: all).")] = None,
+) -> None:
+    """List registered methods, presets, datasets, metrics and backbones."""
+    from icd_bench.config import list_presets
+    from icd_bench.registry import REGISTRIES
+
+    kinds = LIST_KINDS if kind is None else (kind,)
+    for k in kinds:
+        if k not in LIST_KINDS:
+            raise ConfigError(f"cannot list {k!r}; choose one of {', '.join(LIST_KINDS)}")
+        table = Table(title=k, title_justify="left", show_edge=False)
+        if k == "presets":
+            table.add_column("name")
+            table.add_column("method")
+            table.add_column("backbone")
+            table.add_column("description")
+            for p in list_presets().values():
+                table.add_row(p.name, p.method, p.backbone or "", p.description)
+        else:
+            table.add_column("name")
+            table.add_column("origin")
+            table.add_column("description")
+            for e in REGISTRIES[k].entries():
+                table.add_row(e.name, e.origin, e.summary)
+        if table.row_count == 0:
+            out.print(f"[bold]{k}[/]: none registered yet")
+        else:
+            out.print(table)
+        out.print()
+
+
+def _parse_shard(value: Optional[str]) -> Optional[tuple[int, int]]:
+    if value is None:
+        return None
+    try:
+        i, n = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard expects I/N (e.g. 0/4), got {value!r}") from None
+    return i, n
+
+
+@app.command()
+def run(
+    method: Annotated[str, typer.Option("--method", "-m", help="Method or preset name (see `icd-bench list methods` and `icd-bench list presets`).")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name (see `icd-bench list datasets`).")],
+    data_dir: Annotated[Optional[Path], typer.Option(help="Where the dataset's files are.")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="Backbone: a registered name, a hub id or a local diffusers directory. Default: the preset's.")] = None,
+    task: Annotated[str, typer.Option(help="edit (source → target prompt), invert (invert + reconstruct) or generate (from noise).")] = "edit",
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<method>-<dataset>-<task>-<hash>). Re-running resumes it.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N samples of the dataset.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Samples per batch (results do not depend on it).")] = 1,
+    seed: Annotated[int, typer.Option(help="Run seed; each sample's seed derives from (seed, sample id).")] = 0,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a method parameter: --set key=value (repeatable).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="fp32, fp16 (GPU only) or bf16.")] = "fp32",
+    shard: Annotated[Optional[str], typer.Option(help="Run shard I of N (I/N); set automatically under `accelerate launch`.")] = None,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Redo samples recorded as errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
+) -> None:
+    """Run a method on a dataset into a resumable run directory (records.jsonl + images)."""
+    from icd_bench.runner import RunConfig, Runner
+
+    cfg = RunConfig(method=method, dataset=dataset, data_dir=data_dir, backbone=backbone, task=task,
+                    out=out_dir, limit=limit, batch_size=batch_size, seed=seed,
+                    overrides=list(overrides or []), device=device, dtype=dtype,
+                    shard=_parse_shard(shard), retry_errors=retry_errors, debug=_state["debug"])
+    runner = Runner(cfg)
+    if quiet:
+        summary = runner.run()
+    else:
+        summary = _run_with_progress(runner)
+    if not quiet:
+        _print_summary(summary)
+    else:
+        out.print(f"{summary.out}: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already done")
+    if summary.total and summary.ok == 0 and summary.failed and summary.skipped == 0:
+        raise typer.Exit(1)
+
+
+def _run_with_progress(runner):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = {}
+
+        def on_start(r):
+            bar["id"] = progress.add_task(f"{r.spec.preset or r.spec.method} · {r.cfg.task}",
+                                          total=r.total, completed=r.skipped, status="")
+
+        def on_progress(done, ok, failed):
+            progress.update(bar["id"], completed=runner.skipped + done,
+                            status=f"[green]{ok} ok[/]" + (f" [red]{failed} failed[/]" if failed else ""))
+
+        runner.on_start, runner.progress = on_start, on_progress
+        return runner.run()
+
+
+def _print_summary(summary) -> None:
+    table = Table(show_header=False, show_edge=False, title="run summary", title_justify="left")
+    table.add_row("run directory", str(summary.out))
+    table.add_row("samples", f"{summary.total} ({summary.skipped} already done, {summary.ok} ok and "
+                  f"{summary.failed} failed now)")
+    if summary.seconds:
+        table.add_row("seconds / sample", f"{statistics.median(summary.seconds):.3f} (median)")
+        table.add_row("UNet evaluations / sample", f"{statistics.median(summary.nfe):g} (median)")
+    if summary.first_error:
+        table.add_row("first error", f"[red]{summary.first_error}[/]")
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr (exit 2); ``--debug`` shows tracebacks."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    debug = "--debug" in sys.argv[1:]
+    try:
+        app(standalone_mode=False)
+    except IcdBenchError as exc:
+        if debug:
+            raise
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        console.print("interrupted: re-run the same command to resume")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors come here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,70 @@
+"""The dataset protocol and the image loading every dataset shares."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from icd_bench.errors import SampleError
+from icd_bench.types import EditSample
+
+#: Images larger than this many pixels are refused (decompression bombs, mistakes).
+MAX_PIXELS = 64_000_000
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """A dataset lists its sample ids cheaply and loads one sample on demand.
+
+    The runner lists ids first (to shard, limit and skip finished ones), then loads only what it
+    runs. `load` raises `SampleError` for a bad item; the runner records it and goes on.
+    Constructors take keyword options (``data_dir`` and dataset-specific ones).
+    """
+
+    name: ClassVar[str]
+
+    def ids(self) -> list[str]: ...
+
+    def load(self, sample_id: str) -> EditSample: ...
+
+    def describe(self) -> dict: ...
+
+
+def load_rgb_image(path: Path, sample_id: str) -> Image.Image:
+    """Open an image file as 8-bit RGB, or raise `SampleError` saying why it cannot be used.
+
+    Grayscale, palette, RGBA (composited on white) and 16-bit images are converted; truncated,
+    unreadable and oversized files are errors.
+    """
+    if not path.is_file():
+        raise SampleError(sample_id, f"image file not found: {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise SampleError(sample_id, f"image too large ({im.width}x{im.height} > "
+                                      f"{MAX_PIXELS} pixels): {path}")
+                im.load()
+                return _to_rgb(im)
+    except SampleError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise SampleError(sample_id, f"unreadable image {path}: {exc}") from None
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if arr.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return im.convert("RGB")

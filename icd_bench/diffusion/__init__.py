@@ -1,0 +1,14 @@
+"""Solvers and guidance shared by every method: DDIM (eq. 1) and its inversion, CFG, dynamic CFG."""
+
+from icd_bench.diffusion.ddim import ddim_invert, ddim_sample, ddim_step, ddim_timesteps
+from icd_bench.diffusion.guidance import cfg_combine, dynamic_guidance_scale, guided_noise
+
+__all__ = [
+    "cfg_combine",
+    "ddim_invert",
+    "ddim_sample",
+    "ddim_step",
+    "ddim_timesteps",
+    "dynamic_guidance_scale",
+    "guided_noise",
+]

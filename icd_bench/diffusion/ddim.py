@@ -1,0 +1,100 @@
+"""DDIM (the paper's eq. 1) and DDIM inversion as small pure functions.
+
+Written in the style of k-diffusion samplers: each loop is one function over a noise-prediction
+callable ``eps_fn(x, t, i) -> ε`` (``i`` is the step index), with an optional progress bar and a
+callback. The noise schedule ᾱ comes from a diffusers scheduler (``scheduler.alphas_cumprod``);
+the timestep grid reuses ``DDIMScheduler.set_timesteps`` so it matches diffusers exactly.
+
+Notation: ``alphas_cumprod[t]`` is ᾱ_t, written α_t in the iCD paper. A grid is a descending list
+of timesteps ``t_0 > t_1 > ... > t_{N-1}``; the step from ``t_i`` lands on ``t_{i+1}``, and the
+last step lands on the clean end whose ᾱ is ``final_alpha`` (1.0, or ᾱ_0 for SD's
+``set_alpha_to_one=False``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+EpsFn = Callable[[torch.Tensor, int, int], torch.Tensor]
+Callback = Callable[[int, int, torch.Tensor], None]
+
+
+def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_t: float, alpha_s: float) -> torch.Tensor:
+    """One deterministic DDIM step from time t to time s (eq. 1), in either direction.
+
+    x_s = sqrt(α_s/α_t)·x_t + ε·( sqrt(1−α_s) − sqrt(α_s/α_t)·sqrt(1−α_t) )
+
+    With s < t this denoises (sampling); with s > t it is the DDIM inversion step.
+    Computed in float64 scalars, applied in the dtype of ``x_t``.
+    """
+    ratio = (alpha_s / alpha_t) ** 0.5
+    coef_eps = (1.0 - alpha_s) ** 0.5 - ratio * (1.0 - alpha_t) ** 0.5
+    return ratio * x_t + coef_eps * eps
+
+
+def ddim_timesteps(scheduler, num_steps: int) -> list[int]:
+    """The descending DDIM grid of ``num_steps`` timesteps, exactly as diffusers' DDIMScheduler.
+
+    Uses a private copy so the caller's scheduler keeps its state.
+    """
+    from diffusers import DDIMScheduler
+
+    sched = DDIMScheduler.from_config(scheduler.config)
+    sched.set_timesteps(num_steps)
+    return [int(t) for t in sched.timesteps]
+
+
+def _alpha(alphas_cumprod: torch.Tensor, t: int, final_alpha: float) -> float:
+    return float(alphas_cumprod[t]) if t >= 0 else float(final_alpha)
+
+
+def _next_lower(timesteps: Sequence[int], i: int) -> int:
+    """The timestep the i-th sampling step lands on (-1 = the clean end)."""
+    return timesteps[i + 1] if i + 1 < len(timesteps) else -1
+
+
+@torch.no_grad()
+def ddim_sample(eps_fn: EpsFn, x: torch.Tensor, timesteps: Sequence[int], alphas_cumprod: torch.Tensor,
+                final_alpha: float, *, callback: Callback | None = None,
+                disable: bool = True, desc: str = "DDIM") -> torch.Tensor:
+    """Deterministic DDIM sampling (decoding) from x_{t_0} down to the clean end.
+
+    Step i evaluates ε at (x_{t_i}, t_i) and applies eq. 1 from t_i to t_{i+1}.
+    """
+    from tqdm.auto import tqdm
+
+    for i, t in enumerate(tqdm(timesteps, desc=desc, disable=disable, leave=False)):
+        eps = eps_fn(x, t, i)
+        s = _next_lower(timesteps, i)
+        x = ddim_step(x, eps, _alpha(alphas_cumprod, t, final_alpha), _alpha(alphas_cumprod, s, final_alpha))
+        if callback is not None:
+            callback(i, s, x)
+    return x
+
+
+@torch.no_grad()
+def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, timesteps: Sequence[int], alphas_cumprod: torch.Tensor,
+                final_alpha: float, *, callback: Callback | None = None,
+                disable: bool = True, desc: str = "DDIM inversion") -> torch.Tensor:
+    """DDIM inversion (encoding): the mirror of `ddim_sample` on the same grid.
+
+    Walks the grid upwards from the clean end: the step that sampling takes from t_i to t_{i+1}
+    is undone by eq. 1 from t_{i+1} to t_i, with ε evaluated at (x_{t_{i+1}}, t_i) — the usual
+    approximation ε(x_{t_{i+1}}) ≈ ε(x_{t_i}) of DDIM inversion (Song et al.; Mokady et al.).
+    ``eps_fn`` receives the step index of the sampling step being undone.
+    Returns x_{t_0}, the noise latents.
+    """
+    from tqdm.auto import tqdm
+
+    x = x0
+    n = len(timesteps)
+    for k in tqdm(range(n), desc=desc, disable=disable, leave=False):
+        i = n - 1 - k  # undo sampling step i: from s = t_{i+1} up to t = t_i
+        t, s = timesteps[i], _next_lower(timesteps, i)
+        eps = eps_fn(x, t, i)
+        x = ddim_step(x, eps, _alpha(alphas_cumprod, s, final_alpha), _alpha(alphas_cumprod, t, final_alpha))
+        if callback is not None:
+            callback(i, t, x)
+    return x

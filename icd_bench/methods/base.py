@@ -1,0 +1,84 @@
+"""The base class of editing methods and the bookkeeping every method shares."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from icd_bench.backbones.base import Backbone
+from icd_bench.types import TASKS, EditSample, Inversion, TaskOutput
+
+
+@dataclass
+class NoParams:
+    """A method without parameters."""
+
+
+class EditingMethod:
+    """An editing method: ``invert`` + ``reconstruct`` (inversion quality), ``edit``, ``generate``.
+
+    Subclasses set ``name``, ``Params`` (a dataclass: presets, ``--set``, the manifest and reports
+    all read its fields) and implement the tasks they support (listed in ``tasks``). Images in and
+    out are B×3×H×W float tensors in [0, 1]; randomness comes only from the per-sample generators
+    the runner passes (one `torch.Generator` per sample, seeded from the run seed and sample id).
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+    tasks: ClassVar[tuple[str, ...]] = TASKS
+
+    def __init__(self, backbone: Backbone, params=None):
+        self.backbone = backbone
+        self.params = params if params is not None else self.Params()
+
+    # -- the tasks ---------------------------------------------------------------------------
+    def invert(self, images: torch.Tensor, prompts: list[str],
+               generators: Sequence[torch.Generator]) -> Inversion:
+        raise NotImplementedError(f"{self.name} does not implement inversion")
+
+    def reconstruct(self, inversion: Inversion) -> torch.Tensor:
+        raise NotImplementedError(f"{self.name} does not implement reconstruction")
+
+    def edit(self, images: torch.Tensor, samples: Sequence[EditSample],
+             generators: Sequence[torch.Generator]) -> torch.Tensor:
+        raise NotImplementedError(f"{self.name} does not implement editing")
+
+    def generate(self, prompts: list[str], generators: Sequence[torch.Generator]) -> torch.Tensor:
+        raise NotImplementedError(f"{self.name} does not implement generation")
+
+    # -- what the runner calls ---------------------------------------------------------------
+    def run(self, task: str, samples: Sequence[EditSample],
+            generators: Sequence[torch.Generator]) -> tuple[torch.Tensor | None, list[TaskOutput]]:
+        """Run ``task`` on a batch; returns (preprocessed source images or None, outputs).
+
+        NFE per sample = UNet rows spent on the batch / batch size: every sample of a batch gets
+        the same treatment, and a guided step on n samples runs 2n rows.
+        """
+        if task not in self.tasks:
+            raise ValueError(f"method {self.name!r} does not support task {task!r} "
+                             f"(supports: {', '.join(self.tasks)})")
+        n = len(samples)
+        sources = None
+        with self.backbone.nfe.measure() as spent:
+            if task == "generate":
+                out = self.generate([s.target_prompt for s in samples], generators)
+            else:
+                sources = self.backbone.preprocess([s.image for s in samples])
+                if task == "invert":
+                    inv = self.invert(sources, [s.source_prompt for s in samples], generators)
+                    out = self.reconstruct(inv)
+                else:
+                    out = self.edit(sources, samples, generators)
+        nfe = spent[0] // n
+        return sources, [TaskOutput(image=out[i].float().cpu(), nfe=nfe) for i in range(n)]
+
+    # -- helpers for subclasses --------------------------------------------------------------
+    def initial_noise(self, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """Per-sample standard normal latents, drawn on the CPU so a seed gives the same noise on
+        every device and for every batch composition."""
+        shape = self.backbone.latent_shape(1)
+        noise = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
+        return noise.to(self.backbone.device, self.backbone.dtype)

@@ -1,0 +1,281 @@
+"""The unified runner: one loop for every method, dataset and task.
+
+preset + overrides → `MethodSpec`; dataset → ids → limit → shard → skip finished → batches →
+``method.run(task, batch, generators)`` → images + one record per sample, appended atomically.
+
+Determinism: each sample's generator is seeded from (run seed, sample id), so outputs do not
+depend on batch size, order or sharding. Resuming: re-running the same command skips finished ids
+(a sample in flight when a process died has no record and is redone).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from icd_bench import __version__
+from icd_bench.config import MethodSpec, resolve_method
+from icd_bench.errors import ConfigError, IcdBenchError, SampleError
+from icd_bench.registry import DATASETS, METHODS
+from icd_bench.store import RunStore, config_hash
+from icd_bench.types import TASKS, EditSample
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class RunConfig:
+    """Everything ``icd-bench run`` takes."""
+
+    method: str
+    dataset: str
+    data_dir: Path | None = None
+    backbone: str | None = None
+    task: str = "edit"
+    out: Path | None = None
+    limit: int | None = None
+    batch_size: int = 1
+    seed: int = 0
+    overrides: list[str] = field(default_factory=list)
+    device: str = "auto"
+    dtype: str = "fp32"
+    shard: tuple[int, int] | None = None
+    retry_errors: bool = False
+    debug: bool = False
+
+
+@dataclass
+class RunSummary:
+    out: Path
+    total: int  # samples in this shard (after --limit)
+    skipped: int  # already finished before this invocation
+    ok: int  # finished ok in this invocation
+    failed: int  # recorded as errors in this invocation
+    seconds: list[float] = field(default_factory=list)
+    nfe: list[int] = field(default_factory=list)
+    first_error: str | None = None
+
+
+def sample_seed(seed: int, sample_id: str) -> int:
+    """A 63-bit seed from (run seed, sample id): independent of batching and order."""
+    digest = hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def resolve_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
+    """``--shard i/n``, else the process rank under ``accelerate launch`` / torchrun, else 0/1."""
+    if shard is None:
+        n = int(os.environ.get("WORLD_SIZE", "1"))
+        i = int(os.environ.get("RANK", "0"))
+        shard = (i, n)
+    i, n = shard
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"shard {i}/{n} is not valid: need 0 <= i < n")
+    return shard
+
+
+def resolve_device(device: str, shard: tuple[int, int]) -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            local = int(os.environ.get("LOCAL_RANK", shard[0] if shard[1] > 1 else 0))
+            return torch.device("cuda", local % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown --device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown --dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    if dtype == "fp16" and device.type == "cpu":
+        raise ConfigError("fp16 needs a GPU; on the CPU use --dtype fp32 or bf16")
+    return DTYPES[dtype]
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=True)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"icd-bench": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "diffusers", "transformers", "peft", "accelerate"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _batches(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield list(items[i:i + size])
+
+
+class Runner:
+    """Runs one configuration into one run directory. Use `Runner(cfg).run()`."""
+
+    def __init__(self, cfg: RunConfig, *, progress: Callable[[int, int, int], None] | None = None,
+                 on_start: Callable[[Runner], None] | None = None):
+        self.cfg = cfg
+        self.progress = progress  # called as progress(done, ok, failed) after every batch
+        self.on_start = on_start  # called once the work is known (total, skipped)
+        if cfg.task not in TASKS:
+            raise ConfigError(f"unknown --task {cfg.task!r}; use one of {', '.join(TASKS)}")
+        if cfg.batch_size < 1:
+            raise ConfigError("--batch-size must be >= 1")
+        if cfg.limit is not None and cfg.limit < 0:
+            raise ConfigError("--limit must be >= 0")
+        self.spec: MethodSpec = resolve_method(cfg.method, cfg.overrides)
+        method_cls = METHODS.get(self.spec.method)
+        if cfg.task not in method_cls.tasks:
+            raise ConfigError(f"method {self.spec.method!r} does not support --task {cfg.task} "
+                              f"(it supports: {', '.join(method_cls.tasks)})")
+        self.backbone_name = cfg.backbone or self.spec.backbone
+        if not self.backbone_name:
+            raise ConfigError(f"{cfg.method!r} names no backbone: pass --backbone (a name from "
+                              f"`icd-bench list backbones`, a hub id or a local directory)")
+        dataset_cls = DATASETS.get(cfg.dataset)
+        self.dataset = dataset_cls(data_dir=cfg.data_dir) if cfg.data_dir is not None else dataset_cls()
+        self.shard = resolve_shard(cfg.shard)
+        self.device = resolve_device(cfg.device, self.shard)
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
+        self.config = {
+            "method": self.spec.method,
+            "preset": self.spec.preset,
+            "params": self.spec.params_dict(),
+            "dataset": {k: v for k, v in self.dataset.describe().items() if k != "size"},
+            "backbone": self.backbone_name,
+            "task": cfg.task,
+            "seed": cfg.seed,
+            "dtype": cfg.dtype,
+        }
+        self.config_hash = config_hash(self.config)
+        label = self.spec.preset or self.spec.method
+        self.out = Path(cfg.out) if cfg.out else Path("runs") / f"{label}-{cfg.dataset}-{cfg.task}-{self.config_hash[:8]}"
+        self.total = 0
+        self.skipped = 0
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "config": self.config,
+            "config_hash": self.config_hash,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "runtime": {"device": str(self.device), "versions": versions(), "git_commit": git_commit(),
+                        "command": " ".join(sys.argv)},
+        }
+
+    def todo(self, store: RunStore) -> list[str]:
+        ids = self.dataset.ids()
+        if self.cfg.limit is not None:
+            ids = ids[: self.cfg.limit]
+        i, n = self.shard
+        ids = ids[i::n]
+        finished = store.finished_ids(include_errors=not self.cfg.retry_errors)
+        self.total = len(ids)
+        todo = [s for s in ids if s not in finished]
+        self.skipped = self.total - len(todo)
+        return todo
+
+    def run(self) -> RunSummary:
+        from icd_bench.backbones import load_backbone
+
+        store = RunStore.create_or_resume(self.out, self.manifest(), self.shard)
+        todo = self.todo(store)
+        summary = RunSummary(out=self.out, total=self.total, skipped=self.skipped, ok=0, failed=0)
+        if self.on_start:
+            self.on_start(self)
+        if not todo:
+            return summary
+        backbone = load_backbone(self.backbone_name, device=self.device, dtype=self.dtype)
+        method = METHODS.get(self.spec.method)(backbone, self.spec.params)
+        done = 0
+        for batch_ids in _batches(todo, self.cfg.batch_size):
+            samples: list[EditSample] = []
+            for sid in batch_ids:
+                try:
+                    samples.append(self.dataset.load(sid))
+                except SampleError as exc:
+                    self._record_error(store, summary, sid, exc.reason)
+            if samples:
+                self._run_batch(store, summary, method, samples)
+            done += len(batch_ids)
+            if self.progress:
+                self.progress(done, summary.ok, summary.failed)
+        return summary
+
+    def _run_batch(self, store: RunStore, summary: RunSummary, method, samples: list[EditSample]) -> None:
+        seeds = [sample_seed(self.cfg.seed, s.id) for s in samples]
+        generators = [torch.Generator("cpu").manual_seed(sd) for sd in seeds]
+        start = time.perf_counter()
+        try:
+            sources, outputs = method.run(self.cfg.task, samples, generators)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+        except SampleError as exc:
+            if len(samples) > 1:
+                for s in samples:
+                    self._run_batch(store, summary, method, [s])
+                return
+            self._record_error(store, summary, samples[0].id, exc.reason)
+            return
+        except IcdBenchError:
+            raise
+        except Exception as exc:
+            if self.cfg.debug:
+                raise
+            if len(samples) > 1:  # find which sample fails; the others still run
+                for s in samples:
+                    self._run_batch(store, summary, method, [s])
+                return
+            store.log_error(f"--- {samples[0].id}\n{traceback.format_exc()}")
+            self._record_error(store, summary, samples[0].id, f"{type(exc).__name__}: {exc}")
+            return
+        seconds = (time.perf_counter() - start) / len(samples)
+        for s, seed, out, i in zip(samples, seeds, outputs, range(len(samples))):
+            files = {"image": store.write_image("images", s.id, out.image)}
+            if sources is not None:
+                files["source"] = store.write_image("sources", s.id, sources[i])
+            store.append({
+                "id": s.id, "status": "ok", "error": None, "task": self.cfg.task, "seed": seed,
+                "nfe": out.nfe, "seconds": round(seconds, 4), "outputs": files,
+                "source_prompt": s.source_prompt, "target_prompt": s.target_prompt,
+                "edit_type": s.edit_type, "extras": out.extras,
+            })
+            summary.ok += 1
+            summary.seconds.append(seconds)
+            summary.nfe.append(out.nfe)
+
+    def _record_error(self, store: RunStore, summary: RunSummary, sample_id: str, reason: str) -> None:
+        store.append({"id": sample_id, "status": "error", "error": reason, "task": self.cfg.task,
+                      "seed": sample_seed(self.cfg.seed, sample_id), "nfe": None, "seconds": None,
+                      "outputs": {}})
+        summary.failed += 1
+        summary.first_error = summary.first_error or f"{sample_id}: {reason}"

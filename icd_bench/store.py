@@ -1,0 +1,215 @@
+"""The run directory: an append-only, resumable store of one run's results.
+
+Layout::
+
+    RUN_DIR/
+      manifest.json          what ran: method + resolved parameters, dataset, backbone, task, seed,
+                             dtype (the "config", hashed), plus versions, device, git commit
+      records.jsonl          one JSON line per finished sample (records.shard-I-of-N.jsonl per shard)
+      images/ID.png          the method's output
+      sources/ID.png         the source image as the method saw it (resized / cropped)
+      errors.log             tracebacks of unexpected per-sample failures
+
+Crash safety: images are written to a temporary name and renamed; a record is appended with one
+``write`` on an ``O_APPEND`` descriptor after its images exist, then fsync'd; the manifest is
+created once, atomically. A torn last line (a crash mid-write) is skipped with a warning and the
+next append starts on a fresh line. Readers see the union of all records files; the last record
+of an id wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from icd_bench.errors import RunStoreError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def records_name(shard: tuple[int, int]) -> str:
+    i, n = shard
+    return "records.jsonl" if n == 1 else f"records.shard-{i}-of-{n}.jsonl"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def tensor_to_pil(image: torch.Tensor) -> Image.Image:
+    """3×H×W float tensor in [0, 1] → 8-bit RGB image (round half up, as torchvision does)."""
+    arr = image.detach().float().clamp(0, 1).mul(255).add(0.5).floor().to(torch.uint8)
+    return Image.fromarray(arr.permute(1, 2, 0).cpu().numpy())
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read a JSON-lines file, skipping (with a warning) lines torn by a crash."""
+    out: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                warnings.warn(f"{path.name} line {lineno}: ignoring a torn record (an earlier run "
+                              f"was killed mid-write)", stacklevel=2)
+    return out
+
+
+class RunStore:
+    """One run directory. Open it with `RunStore.create_or_resume` (writers) or `RunStore(path)`."""
+
+    def __init__(self, root: str | Path, shard: tuple[int, int] = (0, 1)):
+        self.root = Path(root)
+        self.shard = shard
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def create_or_resume(cls, root: str | Path, manifest: dict[str, Any],
+                         shard: tuple[int, int] = (0, 1)) -> RunStore:
+        """Create a run directory for ``manifest`` or resume it if it holds the same config.
+
+        A directory holding another configuration is refused (`RunStoreError` naming what
+        differs); so is a non-empty directory that is not a run.
+        """
+        store = cls(root, shard)
+        root = store.root
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            for sub in ("images", "sources"):
+                (root / sub).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise RunStoreError(f"cannot create run directory {root}: {exc.strerror or exc}") from None
+        if not os.access(root, os.W_OK):
+            raise RunStoreError(f"run directory {root} is not writable; choose another --out")
+        path = root / MANIFEST
+        if not path.exists():
+            others = [p.name for p in root.iterdir() if p.name not in ("images", "sources")]
+            if others:
+                raise RunStoreError(f"{root} is not empty and has no {MANIFEST}: it is not an "
+                                    f"icd-bench run directory; choose another --out")
+            data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+            fd, tmp = tempfile.mkstemp(dir=root, prefix=".manifest.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)  # fails if another shard created it first: then compare below
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
+        existing = store.manifest()
+        if existing.get("config_hash") != manifest["config_hash"]:
+            diff = _diff(existing.get("config", {}), manifest["config"])
+            raise RunStoreError(
+                f"{root} holds a run of another configuration ({'; '.join(diff) or 'format differs'}). "
+                f"Use another --out, or delete {root} to start over.")
+        return store
+
+    def manifest(self) -> dict[str, Any]:
+        path = self.root / MANIFEST
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunStoreError(f"{self.root} is not a run directory (no {MANIFEST})") from None
+        except json.JSONDecodeError as exc:
+            raise RunStoreError(f"{path} is corrupt: {exc}") from None
+
+    # -- reading -----------------------------------------------------------------------------
+    def records_files(self) -> list[Path]:
+        return sorted(self.root.glob("records*.jsonl"))
+
+    def records(self) -> list[dict[str, Any]]:
+        """The latest record of every sample id, over all shards, in first-seen order."""
+        latest: dict[str, dict[str, Any]] = {}
+        for path in self.records_files():
+            for rec in read_jsonl(path):
+                if "id" in rec:
+                    latest[rec["id"]] = rec
+        return list(latest.values())
+
+    def finished_ids(self, include_errors: bool = True) -> set[str]:
+        return {r["id"] for r in self.records() if include_errors or r.get("status") == "ok"}
+
+    # -- writing -----------------------------------------------------------------------------
+    def write_image(self, folder: str, sample_id: str, image: torch.Tensor | Image.Image) -> str:
+        """Write an image atomically; returns its path relative to the run directory."""
+        pil = image if isinstance(image, Image.Image) else tensor_to_pil(image)
+        rel = f"{folder}/{sample_id}.png"
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        pil.save(buf, format="PNG")
+        _atomic_write_bytes(path, buf.getvalue())
+        return rel
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, sort_keys=True, default=_json_default) + "\n").encode()
+        path = self.root / records_name(self.shard)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size:
+                with open(path, "rb") as f:  # a crash may have left a line without its newline
+                    f.seek(size - 1)
+                    if f.read(1) != b"\n":
+                        line = b"\n" + line
+            written = os.write(fd, line)
+            if written != len(line):
+                raise OSError(f"short write to {path} ({written} of {len(line)} bytes)")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def log_error(self, text: str) -> None:
+        with open(self.root / "errors.log", "a", encoding="utf-8") as f:
+            f.write(text.rstrip("\n") + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, tuple | set):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} there, {b!r} now")
+    return out
