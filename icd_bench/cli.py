@@ -6,7 +6,7 @@ import os
 import statistics
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -38,7 +38,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
 ) -> None:
     _state["debug"] = debug
@@ -49,7 +49,7 @@ LIST_KINDS = ("methods", "presets", "datasets", "metrics", "backbones")
 
 @app.command("list")
 def list_cmd(
-    kind: Annotated[Optional[str], typer.Argument(
+    kind: Annotated[str | None, typer.Argument(
         help=f"What to list: {', '.join(LIST_KINDS)} (default: all).")] = None,
 ) -> None:
     """List registered methods, presets, datasets, metrics and backbones."""
@@ -81,7 +81,7 @@ def list_cmd(
         out.print()
 
 
-def _parse_shard(value: Optional[str]) -> Optional[tuple[int, int]]:
+def _parse_shard(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
     try:
@@ -95,17 +95,17 @@ def _parse_shard(value: Optional[str]) -> Optional[tuple[int, int]]:
 def run(
     method: Annotated[str, typer.Option("--method", "-m", help="Method or preset name (see `icd-bench list methods` and `icd-bench list presets`).")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name (see `icd-bench list datasets`).")],
-    data_dir: Annotated[Optional[Path], typer.Option(help="Where the dataset's files are.")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="Backbone: a registered name, a hub id or a local diffusers directory. Default: the preset's.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where the dataset's files are.")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Backbone: a registered name, a hub id or a local diffusers directory. Default: the preset's.")] = None,
     task: Annotated[str, typer.Option(help="edit (source → target prompt), invert (invert + reconstruct) or generate (from noise).")] = "edit",
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<method>-<dataset>-<task>-<hash>). Re-running resumes it.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N samples of the dataset.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/<method>-<dataset>-<task>-<hash>). Re-running resumes it.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N samples of the dataset.")] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per batch (results do not depend on it).")] = 1,
     seed: Annotated[int, typer.Option(help="Run seed; each sample's seed derives from (seed, sample id).")] = 0,
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a method parameter: --set key=value (repeatable).")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a method parameter: --set key=value (repeatable).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     dtype: Annotated[str, typer.Option(help="fp32, fp16 (GPU only) or bf16.")] = "fp32",
-    shard: Annotated[Optional[str], typer.Option(help="Run shard I of N (I/N); set automatically under `accelerate launch`.")] = None,
+    shard: Annotated[str | None, typer.Option(help="Run shard I of N (I/N); set automatically under `accelerate launch`.")] = None,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Redo samples recorded as errors.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
 ) -> None:
@@ -130,7 +130,14 @@ def run(
 
 
 def _run_with_progress(runner):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"),

@@ -259,7 +259,7 @@ class Runner:
             self._record_error(store, summary, samples[0].id, f"{type(exc).__name__}: {exc}")
             return
         seconds = (time.perf_counter() - start) / len(samples)
-        for s, seed, out, i in zip(samples, seeds, outputs, range(len(samples))):
+        for i, (s, seed, out) in enumerate(zip(samples, seeds, outputs, strict=True)):
             files = {"image": store.write_image("images", s.id, out.image)}
             if sources is not None:
                 files["source"] = store.write_image("sources", s.id, sources[i])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -13,28 +12,12 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+
+from helpers import make_image, write_prompts  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def make_image(path: Path, color=(200, 30, 30), bg=(255, 255, 255), size=48) -> Path:
-    im = Image.new("RGB", (size, size), bg)
-    ImageDraw.Draw(im).ellipse((size // 4, size // 4, 3 * size // 4, 3 * size // 4), fill=color)
-    im.save(path)
-    return path
-
-
-def write_prompts(root: Path, rows: list[tuple]) -> Path:
-    path = root / "prompts.csv"
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["file_name", "source_prompt", "target_prompt", "blend_words"])
-        for r in rows:
-            w.writerow(list(r) + [""] * (4 - len(r)))
-    return path
 
 
 @pytest.fixture

@@ -163,7 +163,7 @@ class Backbone:
         penultimate hidden states of both encoders concatenated, pooled from the second)."""
         prompts = list(prompts)
         states, pooled = [], None
-        for tok, enc in zip(self.tokenizers, self.text_encoders):
+        for tok, enc in zip(self.tokenizers, self.text_encoders, strict=True):
             ids = tok(prompts, padding="max_length", max_length=tok.model_max_length,
                       truncation=True, return_tensors="pt").input_ids.to(self.device)
             if len(self.text_encoders) == 1:

@@ -1,0 +1,72 @@
+"""The command line as a user meets it: help, listings, clear one-line errors, a real run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "COLUMNS": "200"}
+
+
+def icd(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "icd_bench", *args], capture_output=True, text=True,
+                          env=ENV, timeout=300, cwd=cwd or REPO)
+
+
+def test_help_and_version():
+    res = icd("--help")
+    assert res.returncode == 0 and "run" in res.stdout and "list" in res.stdout
+    res = icd("run", "--help")
+    assert res.returncode == 0 and "--set" in res.stdout and "--shard" in res.stdout
+    assert icd("--version").stdout.startswith("icd-bench ")
+
+
+def test_list_everything():
+    res = icd("list")
+    assert res.returncode == 0, res.stderr
+    for word in ("methods", "ddim", "presets", "ddim-sd15-w8-dcfg", "datasets", "folder",
+                 "backbones", "tiny-sd15", "sdxl"):
+        assert word in res.stdout
+    bad = icd("list", "widgets")
+    assert bad.returncode == 2 and "cannot list 'widgets'" in bad.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--method", "nul-text"], "unknown method 'nul-text'"),
+    (["--method", "ddim", "--set", "steps=3"], "valid fields: num_inference_steps (int)"),
+    (["--method", "ddim", "--set", "tau=abc"], "tau: expected a number"),
+    (["--method", "ddim", "--dataset", "pie"], "unknown dataset 'pie'"),
+    (["--method", "ddim", "--data-dir", "/nonexistent"], "data directory not found"),
+    (["--method", "ddim", "--backbone", "tiny-sd16"], "Did you mean 'tiny-sd15'"),
+])
+def test_user_errors_are_one_line_without_traceback(args, fragment, tmp_path):
+    base = {"--dataset": "folder", "--data-dir": "datasets/examples", "--backbone": "tiny-sd15",
+            "--out": str(tmp_path / "r")}
+    for k, v in zip(args[::2], args[1::2], strict=True):
+        base[k] = v
+    flat = [x for kv in base.items() for x in kv]
+    if "--method" not in base:
+        flat += ["--method", "ddim"]
+    res = icd("run", *flat, "--set", "num_inference_steps=2", "--quiet")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert fragment in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_quick_start_run_on_the_example_images(tmp_path):
+    out = tmp_path / "demo"
+    res = icd("run", "--method", "ddim-tiny", "--dataset", "folder", "--data-dir", "datasets/examples",
+              "--task", "invert", "--out", str(out), "--set", "num_inference_steps=3")
+    assert res.returncode == 0, res.stderr
+    assert "run summary" in res.stdout and "4 ok" in res.stdout
+    recs = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    assert len(recs) == 4 and all(r["status"] == "ok" and r["nfe"] == 6 for r in recs)
+    again = icd("run", "--method", "ddim-tiny", "--dataset", "folder", "--data-dir", "datasets/examples",
+                "--task", "invert", "--out", str(out), "--set", "num_inference_steps=3", "--quiet")
+    assert again.returncode == 0 and "0 ok, 0 failed, 4 already done" in again.stdout
