@@ -83,6 +83,15 @@ class NFECounter:
             box[0] = self.rows - start
 
 
+def _move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """Move a module, casting only when its dtype differs (diffusers warns on needless casts)."""
+    current = next(module.parameters(), None)
+    if current is not None and current.dtype != dtype:
+        module.to(device=device, dtype=dtype)
+    else:
+        module.to(device=device)
+
+
 class Backbone:
     """A latent (or pixel-space, ``vae=None``) text-to-image diffusion model.
 
@@ -114,15 +123,11 @@ class Backbone:
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Backbone:
         device = torch.device(device) if device is not None else self.device
         dtype = dtype or self.dtype
-        for enc in self.text_encoders:
-            enc.to(device=device, dtype=dtype)
-            enc.requires_grad_(False)
-        self.unet.to(device=device, dtype=dtype)
-        self.unet.requires_grad_(False)
-        if self.vae is not None:
-            # The SD/SDXL VAE overflows in fp16; it stays in fp32 (as diffusers' `upcast_vae`).
-            self.vae.to(device=device, dtype=torch.float32)
-            self.vae.requires_grad_(False)
+        for module, want in [(enc, dtype) for enc in self.text_encoders] + [(self.unet, dtype)] + (
+                # The SD/SDXL VAE overflows in fp16; it stays in fp32 (as diffusers' `upcast_vae`).
+                [(self.vae, torch.float32)] if self.vae is not None else []):
+            _move(module, device, want)
+            module.requires_grad_(False)
         self.device, self.dtype = device, dtype
         return self
 
