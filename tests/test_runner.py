@@ -47,7 +47,7 @@ def test_invert_writes_records_and_images(images_dir, tiny_sd15_dir, tmp_path):
     assert [r["id"] for r in recs] == [f"img{k}" for k in range(5)]
     for r in recs:
         assert r["status"] == "ok" and r["error"] is None
-        assert r["nfe"] == 2 * STEPS  # unguided inversion + unguided reconstruction
+        assert r["nfe"] == STEPS + 2 * STEPS  # unguided inversion + reconstruction guided at w = 7.5
         assert r["seed"] == sample_seed(0, r["id"])
         im = Image.open(out / r["outputs"]["image"])
         src = Image.open(out / r["outputs"]["source"])

@@ -39,7 +39,10 @@ def offline() -> bool:
     return env or bool(getattr(constants, "HF_HUB_OFFLINE", False))
 
 
-def _how_to_fix(source: str) -> str:
+def _how_to_fix(source: str, local: bool = False) -> str:
+    if local:
+        return ("Re-download or re-save the whole pipeline there (`save_pretrained` of a diffusers "
+                "pipeline writes every component listed in model_index.json).")
     name = source.rstrip("/").split("/")[-1] or "model"
     return (f"Download it on a machine with network access (`huggingface-cli download {source} "
             f"--local-dir models/{name}`), copy it here and pass `--backbone models/{name}`"
@@ -69,13 +72,13 @@ def _model_index(source: str, local: bool) -> dict:
 def _load(cls, source: str, subfolder: str, local: bool, **kw):
     if local and not (Path(source) / subfolder).is_dir():
         raise BackboneNotFoundError(f"{source} has no {subfolder}/ folder: the model directory is "
-                                    f"incomplete. {_how_to_fix(source)}")
+                                    f"incomplete. {_how_to_fix(source, local)}")
     try:
         return cls.from_pretrained(source, subfolder=subfolder, local_files_only=local or offline(), **kw)
     except (OSError, ValueError, EnvironmentError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BackboneNotFoundError(f"cannot load {subfolder} of backbone {source!r}: {first}. "
-                                    f"{_how_to_fix(source)}") from None
+                                    f"{_how_to_fix(source, local)}") from None
 
 
 def load_pretrained(source: str, *, device: torch.device | str = "cpu",
