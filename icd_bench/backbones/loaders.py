@@ -75,7 +75,7 @@ def _load(cls, source: str, subfolder: str, local: bool, **kw):
                                     f"incomplete. {_how_to_fix(source, local)}")
     try:
         return cls.from_pretrained(source, subfolder=subfolder, local_files_only=local or offline(), **kw)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BackboneNotFoundError(f"cannot load {subfolder} of backbone {source!r}: {first}. "
                                     f"{_how_to_fix(source, local)}") from None
