@@ -170,6 +170,27 @@ def _print_summary(summary) -> None:
     out.print(table)
 
 
+train_app = typer.Typer(help="Train models: the toy world's teacher (more trainers arrive with iCD).",
+                        no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("toy-teacher")
+def train_toy_teacher(
+    recipe: Annotated[Path, typer.Option(help="TOML recipe ([model], [train]).")] = Path("training/toy-teacher.toml"),
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Training directory: checkpoints, loss.csv, eval.csv, pipeline/. Re-running resumes.")] = Path("runs/train/toy-teacher"),
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train the toy world's teacher (text encoder + pixel-space UNet) from scratch, resumably."""
+    from icd_bench.toy.teacher import SECTIONS, train_teacher
+    from icd_bench.training_utils import load_recipe
+
+    loaded = load_recipe(recipe, SECTIONS)
+    pipeline = train_teacher(loaded, out_dir, device=device, progress=not quiet, log=out.print)
+    out.print(f"teacher saved to {pipeline} (use it with --backbone {pipeline})")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr (exit 2); ``--debug`` shows tracebacks."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -101,7 +101,7 @@ def load_pretrained(source: str, *, device: torch.device | str = "cpu",
         text_encoders.append(_load(CLIPTextModelWithProjection, source, "text_encoder_2", local,
                                    torch_dtype=dtype))
     unet = _load(UNet2DConditionModel, source, "unet", local, torch_dtype=dtype)
-    vae = _load(AutoencoderKL, source, "vae", local) if "vae" in index or local else None
+    vae = _load(AutoencoderKL, source, "vae", local) if "vae" in index else None  # pixel-space: none
     has_scheduler = (Path(source) / "scheduler").is_dir() if local else "scheduler" in index
     if has_scheduler:
         scheduler = _load(DDIMScheduler, source, "scheduler", local)
@@ -109,7 +109,8 @@ def load_pretrained(source: str, *, device: torch.device | str = "cpu",
     else:
         scheduler = DDIMScheduler(**SD_SCHEDULER_CONFIG)
     scale = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
-    return Backbone(kind="sdxl" if is_xl else "sd15", source=source, tokenizers=tokenizers,
+    kind = index.get("_icd_bench", {}).get("kind") or ("sdxl" if is_xl else "sd15")
+    return Backbone(kind=kind, source=source, tokenizers=tokenizers,
                     text_encoders=text_encoders, unet=unet, vae=vae, scheduler=scheduler,
                     resolution=int(unet.config.sample_size) * scale, device=device, dtype=dtype,
                     force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", is_xl)))

@@ -1,0 +1,93 @@
+"""The toy world's models: a small CLIP text encoder and a pixel-space UNet at 32×32.
+
+Sized for this project's 2-core CPU machines: self-attention at full resolution dominates a
+training step there, so cross-attention (and the mid block's attention) live only at 8×8; widths
+(32, 64, 64) with one layer per block give ~1.4 M UNet parameters. ε-prediction on SD's
+1000-step scaled-linear schedule, so the iCD paper's boundary timesteps mean the same thing here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from icd_bench.backbones.loaders import SD_SCHEDULER_CONFIG
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "toy"
+TOKENIZER_DIR = ASSETS / "tokenizer"
+TEACHER_DIR = ASSETS / "teacher"
+
+
+@dataclass
+class ToyModelConfig:
+    resolution: int = 32
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    layers_per_block: int = 1
+    attention_head_dim: int = 8
+    text_hidden: int = 64
+    text_layers: int = 2
+    text_heads: int = 4
+    text_intermediate: int = 128
+
+
+def load_tokenizer(path: Path = TOKENIZER_DIR):
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(path, model_max_length=77)
+
+
+def build_text_encoder(cfg: ToyModelConfig, tokenizer):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.text_hidden, intermediate_size=cfg.text_intermediate,
+        num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads, max_position_embeddings=77,
+        projection_dim=cfg.text_hidden, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+
+
+def build_unet(cfg: ToyModelConfig, time_cond_proj_dim: int | None = None):
+    from diffusers import UNet2DConditionModel
+
+    n = len(cfg.block_out_channels)
+    return UNet2DConditionModel(
+        sample_size=cfg.resolution, in_channels=3, out_channels=3,
+        block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
+        down_block_types=("DownBlock2D",) * (n - 1) + ("CrossAttnDownBlock2D",),
+        up_block_types=("CrossAttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
+        cross_attention_dim=cfg.text_hidden, attention_head_dim=cfg.attention_head_dim,
+        norm_num_groups=8, time_cond_proj_dim=time_cond_proj_dim)
+
+
+def build_scheduler():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**SD_SCHEDULER_CONFIG)
+
+
+def save_pipeline(directory: Path, tokenizer, text_encoder, unet, scheduler, *, extra: dict | None = None) -> Path:
+    """Save a pixel-space pipeline (no VAE) in the diffusers layout the backbone loader reads."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(directory / "tokenizer")
+    text_encoder.save_pretrained(directory / "text_encoder")
+    unet.save_pretrained(directory / "unet")
+    scheduler.save_pretrained(directory / "scheduler")
+    index = {"_class_name": "ToyPixelPipeline", "_diffusers_version": "0.30.0",
+             "tokenizer": ["transformers", "CLIPTokenizer"], "text_encoder": ["transformers", "CLIPTextModel"],
+             "unet": ["diffusers", "UNet2DConditionModel"], "scheduler": ["diffusers", "DDIMScheduler"],
+             "_icd_bench": {"kind": "toy", **(extra or {})}}
+    (directory / "model_index.json").write_text(json.dumps(index, indent=2))
+    return directory
+
+
+def toy_backbone_from_modules(tokenizer, text_encoder, unet, device="cpu", dtype=torch.float32):
+    """A `Backbone` around in-memory toy modules (for evaluation during training)."""
+    from icd_bench.backbones.base import Backbone
+
+    return Backbone(kind="toy", source="in-memory", tokenizers=[tokenizer], text_encoders=[text_encoder],
+                    unet=unet, vae=None, scheduler=build_scheduler(), resolution=unet.config.sample_size,
+                    device=device, dtype=dtype)

@@ -1,0 +1,99 @@
+"""The toy world's oracle: read a scene's attributes back from pixels.
+
+For a generated image (no mask known) the background is the median colour of the border, the
+foreground is every pixel far from it, and the object's colour, position and shape come from the
+foreground blob. For an image with known masks (an edit's source or target scene), colours are
+read inside each mask and the background outside all of them. Colours are classified as the
+nearest palette entry in RGB; positions as the nearest canonical centre; shapes from how much of
+the blob's bounding box the blob fills (a square fills it) and from its top-to-bottom balance
+(a triangle points up; a circle is symmetric).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from icd_bench.toy.scenes import BACKGROUNDS, OBJECT_COLORS, POSITIONS, Scene
+
+FOREGROUND_DISTANCE = 60.0  # RGB distance from the background colour that counts as an object
+
+
+def _as_array(image: Image.Image | np.ndarray) -> np.ndarray:
+    arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float32)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"expected an H×W×3 RGB image, got shape {arr.shape}")
+    return arr
+
+
+def nearest(color: np.ndarray, palette: dict[str, tuple[int, int, int]]) -> str:
+    names = list(palette)
+    d = [float(np.sum((color - np.asarray(palette[n], np.float32)) ** 2)) for n in names]
+    return names[int(np.argmin(d))]
+
+
+@dataclass
+class Reading:
+    background: str
+    color: str | None  # None when no object is visible
+    position: str | None
+    shape: str | None
+    foreground_fraction: float
+
+
+def read_single(image: Image.Image | np.ndarray) -> Reading:
+    """Read a one-object scene from pixels alone."""
+    arr = _as_array(image)
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    bg_rgb = np.median(border, axis=0)
+    background = nearest(bg_rgb, BACKGROUNDS)
+    dist = np.sqrt(((arr - bg_rgb) ** 2).sum(-1))
+    fg = dist > FOREGROUND_DISTANCE
+    frac = float(fg.mean())
+    if fg.sum() < 4:
+        return Reading(background, None, None, None, frac)
+    core = fg & (dist > np.percentile(dist[fg], 30))  # the blob's inside, away from blended edges
+    color = nearest(np.median(arr[core if core.sum() >= 3 else fg], axis=0), OBJECT_COLORS)
+    ys, xs = np.nonzero(fg)
+    h, w = fg.shape
+    cx, cy = xs.mean() * 32 / w, ys.mean() * 32 / h
+    position = min(POSITIONS, key=lambda p: (POSITIONS[p][0] - cx) ** 2 + (POSITIONS[p][1] - cy) ** 2)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    blob = fg[y0:y1, x0:x1]
+    third = max(1, blob.shape[0] // 3)
+    top, bottom = blob[:third].sum(), blob[-third:].sum()
+    if blob.mean() > 0.93:
+        shape = "square"
+    elif top < 0.6 * bottom:  # a triangle points up: narrow top, wide base
+        shape = "triangle"
+    else:
+        shape = "circle"
+    return Reading(background, color, position, shape, frac)
+
+
+def score_single(image: Image.Image | np.ndarray, scene: Scene) -> dict[str, bool]:
+    """Does a generated image match a one-object scene's caption? One bool per attribute."""
+    if len(scene.objects) != 1:
+        raise ValueError("score_single takes a one-object scene")
+    r = read_single(image)
+    o = scene.objects[0]
+    return {"background": r.background == scene.background, "color": r.color == o.color,
+            "position": r.position == o.position, "shape": r.shape == o.shape}
+
+
+def read_masked(image: Image.Image | np.ndarray, masks: np.ndarray) -> dict:
+    """Colours inside each mask (eroded by the blended edge) and the background outside all."""
+    arr = _as_array(image)
+    colors = []
+    for m in masks:
+        inner = m.copy()
+        inner[1:] &= m[:-1]
+        inner[:-1] &= m[1:]
+        inner[:, 1:] &= m[:, :-1]
+        inner[:, :-1] &= m[:, 1:]
+        sel = inner if inner.sum() >= 3 else m
+        colors.append(nearest(np.median(arr[sel], axis=0), OBJECT_COLORS) if sel.any() else None)
+    outside = ~np.any(masks, axis=0)
+    return {"colors": colors, "background": nearest(np.median(arr[outside], axis=0), BACKGROUNDS)}

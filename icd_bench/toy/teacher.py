@@ -1,0 +1,217 @@
+"""Training the toy world's teacher: a text encoder and a pixel-space UNet, jointly, from scratch.
+
+ε-prediction on SD's scaled-linear 1000-step schedule, classifier-free guidance dropout (the
+caption replaced by the empty prompt), an EMA of the weights (the EMA is what ships), AdamW with
+a linear warm-up, and **offset noise** against the background-colour leak: SD's schedule keeps
+√ᾱ_999 ≈ 0.068 of the image in x_T, so the mean colour of the noise tells a model the background,
+and sampling from pure noise then ignores the prompt's background. Adding a per-image, per-channel
+constant to the training noise (offset noise, strength ``offset_noise``) makes that channel mean
+unreliable, so the model must read the background from the text.
+
+Every step's data and noise are drawn from generators seeded by (seed, step): resuming from a
+checkpoint replays exactly what an uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from icd_bench.toy import scenes
+from icd_bench.toy.model import ToyModelConfig, build_text_encoder, build_unet, load_tokenizer, save_pipeline
+from icd_bench.training_utils import Checkpoints, CsvLog, recipe_to_dict
+
+
+@dataclass
+class TeacherTrainConfig:
+    steps: int = 6000
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup: int = 200
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    cfg_dropout: float = 0.1
+    offset_noise: float = 0.5
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 50
+    eval_every: int = 1000
+    eval_samples: int = 64
+    eval_steps: int = 20
+    eval_guidance: float = 3.0
+    threads: int = 2
+    mixed_precision: str = "no"
+
+
+SECTIONS = {"model": ToyModelConfig, "train": TeacherTrainConfig}
+
+
+class SceneBatcher:
+    """Training batches of rendered scenes, cached by caption (the world is finite)."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.cache: dict[str, torch.Tensor] = {}
+
+    def image(self, scene: scenes.Scene) -> torch.Tensor:
+        key = scene.caption()
+        if key not in self.cache:
+            im, _ = scene.render()
+            self.cache[key] = torch.from_numpy(np.asarray(im, np.float32) / 127.5 - 1).permute(2, 0, 1)
+        return self.cache[key]
+
+    def batch(self, step: int, size: int, dropout: float) -> tuple[torch.Tensor, list[str]]:
+        rng = random.Random(f"{self.seed}:{step}")
+        chosen = [scenes.training_scene(rng) for _ in range(size)]
+        captions = ["" if rng.random() < dropout else s.caption() for s in chosen]
+        return torch.stack([self.image(s) for s in chosen]), captions
+
+
+def evaluate(tokenizer, text_encoder, unet, cfg: TeacherTrainConfig, device) -> dict[str, float]:
+    """Oracle accuracy of DDIM samples on held-out one-object combinations."""
+    from icd_bench.methods.ddim import DDIM, DDIMParams
+    from icd_bench.toy.model import toy_backbone_from_modules
+    from icd_bench.toy.oracle import score_single
+    from icd_bench.store import tensor_to_pil
+
+    held = scenes.held_out_single_scenes()
+    pick = random.Random(0).sample(held, min(cfg.eval_samples, len(held)))
+    bb = toy_backbone_from_modules(tokenizer, copy.deepcopy(text_encoder).eval(), copy.deepcopy(unet).eval(),
+                                   device=device)
+    method = DDIM(bb, DDIMParams(num_inference_steps=cfg.eval_steps, guidance_scale=cfg.eval_guidance))
+    totals: dict[str, float] = {}
+    for i in range(0, len(pick), 32):
+        chunk = pick[i:i + 32]
+        gens = [torch.Generator().manual_seed(1000 + i + k) for k in range(len(chunk))]
+        images = method.generate([s.caption() for s in chunk], gens)
+        for img, scene in zip(images, chunk, strict=True):
+            for k, v in score_single(tensor_to_pil(img), scene).items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+    return {k: v / len(pick) for k, v in totals.items()}
+
+
+def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bool = True,
+                  log=print) -> Path:
+    """Train (or resume) the teacher into ``out_dir``; returns the saved pipeline directory."""
+    from accelerate import Accelerator
+    from diffusers.training_utils import EMAModel
+    from tqdm.auto import tqdm
+
+    from icd_bench.backbones.loaders import quiet_libraries
+
+    quiet_libraries()
+    mcfg: ToyModelConfig = recipe["model"]
+    cfg: TeacherTrainConfig = recipe["train"]
+    torch.set_num_threads(cfg.threads)
+    out_dir = Path(out_dir)
+    accelerator = Accelerator(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()),
+                              mixed_precision=cfg.mixed_precision)
+    torch.manual_seed(cfg.seed)
+    tokenizer = load_tokenizer()
+    text_encoder = build_text_encoder(mcfg, tokenizer)
+    unet = build_unet(mcfg)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
+    ema_unet = EMAModel(unet.parameters(), decay=cfg.ema_decay)
+    ema_text = EMAModel(text_encoder.parameters(), decay=cfg.ema_decay)
+    unet, text_encoder, optimizer, schedule = accelerator.prepare(unet, text_encoder, optimizer, schedule)
+    accelerator.register_for_checkpointing(ema_unet, ema_text)
+    dev = accelerator.device
+    ema_unet.to(dev)
+    ema_text.to(dev)
+
+    ckpts = Checkpoints(out_dir)
+    start = 0
+    latest = ckpts.latest()
+    if latest is not None:
+        start = ckpts.load(accelerator, latest)["step"]
+        log(f"resuming from {latest} (step {start})")
+    losses = CsvLog(out_dir / "loss.csv", ["step", "loss", "lr", "seconds_per_step"])
+    evals = CsvLog(out_dir / "eval.csv", ["step", "background", "color", "position", "shape"])
+    losses.truncate_after(start)
+    evals.truncate_after(start)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "recipe.json").write_text(json.dumps(recipe_to_dict(recipe), indent=2))
+
+    alphas = build_scheduler_alphas().to(dev)
+    batcher = SceneBatcher(cfg.seed)
+    bar = tqdm(total=cfg.steps, initial=start, desc="toy teacher", disable=not progress, dynamic_ncols=True)
+    running, t_last = [], time.perf_counter()
+    for step in range(start, cfg.steps):
+        unet.train()
+        text_encoder.train()
+        x0, captions = batcher.batch(step, cfg.batch_size, cfg.cfg_dropout)
+        x0 = x0.to(dev)
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        t = torch.randint(0, 1000, (len(x0),), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        if cfg.offset_noise:
+            noise = noise + cfg.offset_noise * torch.randn(x0.shape[0], x0.shape[1], 1, 1, generator=g)
+        noise, t = noise.to(dev), t.to(dev)
+        a = alphas[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True,
+                        return_tensors="pt").input_ids.to(dev)
+        with accelerator.autocast():
+            emb = text_encoder(ids)[0]
+            pred = unet(xt, t, encoder_hidden_states=emb).sample
+            loss = torch.nn.functional.mse_loss(pred.float(), noise)
+        accelerator.backward(loss)
+        if cfg.grad_clip:
+            accelerator.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema_unet.step(accelerator.unwrap_model(unet).parameters())
+        ema_text.step(accelerator.unwrap_model(text_encoder).parameters())
+        running.append(loss.item())
+        done = step + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(running[-50:]):.4f}")
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            now = time.perf_counter()
+            losses.append({"step": done, "loss": f"{np.mean(running):.6f}", "lr": f"{schedule.get_last_lr()[0]:.2e}",
+                           "seconds_per_step": f"{(now - t_last) / len(running):.4f}"})
+            running, t_last = [], now
+        if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
+            te_eval, unet_eval = _ema_copies(accelerator, text_encoder, unet, ema_text, ema_unet)
+            acc = evaluate(tokenizer, te_eval, unet_eval, cfg, dev)
+            evals.append({"step": done, **{k: f"{v:.4f}" for k, v in acc.items()}})
+            bar.write(f"step {done}: held-out oracle accuracy " + ", ".join(f"{k} {v:.0%}" for k, v in acc.items()))
+            t_last = time.perf_counter()
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            ckpts.save(accelerator, done, {"recipe": recipe_to_dict(recipe)})
+    bar.close()
+    te_final, unet_final = _ema_copies(accelerator, text_encoder, unet, ema_text, ema_unet)
+    return save_pipeline(out_dir / "pipeline", tokenizer, te_final, unet_final, _scheduler(),
+                         extra={"resolution": mcfg.resolution, "trained_steps": cfg.steps,
+                                "recipe": recipe_to_dict(recipe)})
+
+
+def _scheduler():
+    from icd_bench.toy.model import build_scheduler
+
+    return build_scheduler()
+
+
+def build_scheduler_alphas() -> torch.Tensor:
+    return _scheduler().alphas_cumprod.float()
+
+
+def _ema_copies(accelerator, text_encoder, unet, ema_text, ema_unet):
+    te = copy.deepcopy(accelerator.unwrap_model(text_encoder)).eval()
+    un = copy.deepcopy(accelerator.unwrap_model(unet)).eval()
+    ema_text.copy_to(te.parameters())
+    ema_unet.copy_to(un.parameters())
+    return te, un
+
+

@@ -1,0 +1,104 @@
+"""What every trainer here shares: TOML recipes, atomic resumable checkpoints, CSV logs.
+
+Checkpoints use accelerate's ``save_state`` / ``load_state`` (models, optimizer, LR schedule, RNG
+states and registered objects such as EMA weights), written to a temporary folder and renamed, so
+a kill never leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from icd_bench.config import build_params, params_to_dict
+from icd_bench.errors import ConfigError
+
+
+def load_recipe(path: str | Path, sections: dict[str, type]) -> dict[str, Any]:
+    """Read a TOML recipe whose tables map onto dataclasses: ``{"model": ToyModelConfig, ...}``."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"recipe not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"recipe {path} is not valid TOML: {exc}") from None
+    unknown = set(data) - set(sections) - {"description"}
+    if unknown:
+        raise ConfigError(f"recipe {path}: unknown table(s) {', '.join(sorted(unknown))}; "
+                          f"expected {', '.join(sections)}")
+    return {name: build_params(cls, data.get(name, {}), where=f"recipe {path} [{name}]")
+            for name, cls in sections.items()}
+
+
+def recipe_to_dict(recipe: dict[str, Any]) -> dict[str, Any]:
+    return {name: params_to_dict(obj) for name, obj in recipe.items()}
+
+
+class Checkpoints:
+    """``OUT/checkpoints/step-000500/``: accelerate state + ``meta.json``; keeps the last ``keep``."""
+
+    def __init__(self, out_dir: Path, keep: int = 2):
+        self.root = Path(out_dir) / "checkpoints"
+        self.keep = keep
+
+    def latest(self) -> Path | None:
+        done = sorted(p for p in self.root.glob("step-*") if (p / "meta.json").is_file())
+        return done[-1] if done else None
+
+    def save(self, accelerator, step: int, meta: dict[str, Any]) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.root / f"step-{step:06d}"
+        tmp = self.root / f".tmp-step-{step:06d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.save_state(str(tmp), safe_serialization=True)
+        (tmp / "meta.json").write_text(json.dumps({"step": step, **meta}, indent=2))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        for old in sorted(p for p in self.root.glob("step-*") if (p / "meta.json").is_file())[:-self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load(self, accelerator, path: Path) -> dict[str, Any]:
+        accelerator.load_state(str(path))
+        return json.loads((path / "meta.json").read_text())
+
+
+class CsvLog:
+    """Append rows to a CSV file (header written once); survives restarts."""
+
+    def __init__(self, path: Path, fields: list[str]):
+        self.path = Path(path)
+        self.fields = fields
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows logged after ``step`` (a resumed run logs them again)."""
+        if not self.path.exists():
+            return
+        with open(self.path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+        self._rewrite(rows)
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        with open(self.path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.fields)
+            w.writeheader()
+            w.writerows(rows)
+
+    def append(self, row: dict[str, Any]) -> None:
+        new = not self.path.exists()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.fields)
+            if new:
+                w.writeheader()
+            w.writerow(row)
