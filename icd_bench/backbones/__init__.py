@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from icd_bench.backbones import base, loaders, tiny
 from icd_bench.backbones.base import Backbone, NFECounter, PromptEmbeds
 from icd_bench.backbones.loaders import load_pretrained
 from icd_bench.backbones.tiny import tiny_backbone
@@ -21,36 +22,47 @@ SDXL_HUB_ID = "stabilityai/stable-diffusion-xl-base-1.0"
 
 
 @BACKBONES.register("sd15")
-def sd15(device="cpu", dtype=torch.float32) -> Backbone:
+def sd15(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
     """Stable Diffusion 1.5 (stable-diffusion-v1-5/stable-diffusion-v1-5), 512×512."""
     return load_pretrained(SD15_HUB_ID, device=device, dtype=dtype)
 
 
 @BACKBONES.register("sdxl")
-def sdxl(device="cpu", dtype=torch.float32) -> Backbone:
+def sdxl(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
     """Stable Diffusion XL base 1.0 (stabilityai/stable-diffusion-xl-base-1.0), 1024×1024."""
     return load_pretrained(SDXL_HUB_ID, device=device, dtype=dtype)
 
 
 @BACKBONES.register("tiny-sd15")
-def tiny_sd15(device="cpu", dtype=torch.float32) -> Backbone:
-    """Tiny SD1.5-shaped model with random weights, 32×32: smoke tests and timing only."""
+def tiny_sd15(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
+    """Tiny SD1.5-shaped model, 32×32: random weights, for smoke tests and timing only."""
     return tiny_backbone("sd15", device, dtype)
 
 
 @BACKBONES.register("tiny-sdxl")
-def tiny_sdxl(device="cpu", dtype=torch.float32) -> Backbone:
-    """Tiny SDXL-shaped model with random weights, 32×32: smoke tests and timing only."""
+def tiny_sdxl(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
+    """Tiny SDXL-shaped model, 32×32: random weights, for smoke tests and timing only."""
     return tiny_backbone("sdxl", device, dtype)
 
 
+def _looks_like_hub_id(spec: str) -> bool:
+    owner, sep, name = spec.partition("/")
+    return bool(sep and owner and name and "/" not in name and not owner.startswith((".", "~")))
+
+
 def load_backbone(spec: str, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
-    """A registered backbone name, a local diffusers directory or a hub id (owner/name)."""
+    """A backbone from a registered name, a local diffusers directory or a hub id (owner/name).
+
+    Raises `UnknownNameError` (with close matches) for anything else, and `BackboneNotFoundError`
+    for a directory or hub id that cannot be loaded.
+    """
     if spec in BACKBONES:
         return BACKBONES.get(spec)(device=device, dtype=dtype)
-    if Path(spec).expanduser().is_dir() or (spec.count("/") == 1 and not spec.startswith((".", "/", "~"))):
+    if Path(spec).expanduser().is_dir() or _looks_like_hub_id(spec):
         return load_pretrained(spec, device=device, dtype=dtype)
-    raise UnknownNameError(BACKBONES.unknown_message(spec) + f" {spec!r} is not a directory either.")
+    raise UnknownNameError(BACKBONES.unknown_message(spec)
+                           + f" {spec!r} is not a directory or a hub id (owner/name) either.")
 
 
-__all__ = ["Backbone", "NFECounter", "PromptEmbeds", "load_backbone", "load_pretrained", "tiny_backbone"]
+__all__ = ["Backbone", "NFECounter", "PromptEmbeds", "base", "load_backbone", "load_pretrained", "loaders",
+           "tiny", "tiny_backbone"]

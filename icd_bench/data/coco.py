@@ -1,0 +1,150 @@
+"""COCO 2014 val datasets of the iCD paper: the editing pairs and the 5K captions.
+
+``coco-edit``: ``DATA_DIR/editing_coco.csv`` (``file_name, old_caption, edited_caption,
+blended_words`` — the blend words written as a Python tuple, e.g. ``('cat', 'dog')``) over the
+COCO 2014 val images in ``DATA_DIR/val2014/`` (or ``DATA_DIR`` itself).
+
+``coco-captions``: image + caption pairs for generation (FID-5k) and for inversion, from
+``DATA_DIR/captions.csv`` (``file_name, caption``) or, failing that, the official
+``DATA_DIR/annotations/captions_val2014.json`` (the first caption of each image, images in id
+order, the first ``limit`` of them — 5000 by default).
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+from pathlib import Path
+from typing import ClassVar
+
+from icd_bench.data.base import load_rgb_image
+from icd_bench.data.folder import sample_id_for
+from icd_bench.errors import ConfigError, SampleError
+from icd_bench.registry import DATASETS
+from icd_bench.types import EditSample
+
+COCO_HINT = ("COCO 2014 val images come from the COCO project (val2014.zip, 6 GB; annotations_trainval2014.zip "
+             "for captions); unpack val2014/ (and annotations/) under the data directory. See datasets/coco.md.")
+
+
+def parse_blend_words(text: str) -> tuple[str, str] | None:
+    """"('cat', 'dog')" → ('cat', 'dog'); "" → None; anything else raises ValueError."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ValueError(f"blended_words is not a tuple of two words: {text!r}") from None
+    if (not isinstance(value, tuple | list) or len(value) != 2
+            or not all(isinstance(v, str) and v.strip() for v in value)):
+        raise ValueError(f"blended_words must be two words, got {text!r}")
+    return (value[0].strip(), value[1].strip())
+
+
+def _image_dir(root: Path) -> Path:
+    return root / "val2014" if (root / "val2014").is_dir() else root
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in reader.fieldnames or []]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header)}")
+            return [(i, {(k or "").strip(): (v or "").strip() for k, v in row.items() if k})
+                    for i, row in enumerate(reader, start=2)]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"{path}: unreadable CSV: {exc}") from None
+
+
+@DATASETS.register("coco-edit")
+class CocoEdit:
+    """The iCD paper's COCO editing pairs (~140): editing_coco.csv over COCO 2014 val images."""
+
+    name: ClassVar[str] = "coco-edit"
+
+    def __init__(self, data_dir: str | Path | None = None, csv_name: str = "editing_coco.csv"):
+        self.root = Path(data_dir or "datasets/coco").expanduser()
+        path = self.root / csv_name
+        if not path.is_file():
+            raise ConfigError(f"coco-edit data not found: {path} does not exist. It is the editing CSV of "
+                              f"the iCD reference code (file_name, old_caption, edited_caption, blended_words). "
+                              f"{COCO_HINT}")
+        self.images = _image_dir(self.root)
+        self.rows: dict[str, tuple[int, dict[str, str]]] = {}
+        for line, row in _read_csv(path, ("file_name", "old_caption", "edited_caption")):
+            if row.get("file_name"):
+                sid, n = sample_id_for(row["file_name"]), 2
+                base = sid
+                while sid in self.rows:
+                    sid, n = f"{base}-{n}", n + 1
+                self.rows[sid] = (line, row)
+
+    def ids(self) -> list[str]:
+        return list(self.rows)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "data_dir": str(self.root.resolve()), "size": len(self.rows)}
+
+    def load(self, sample_id: str) -> EditSample:
+        line, row = self.rows[sample_id]
+        if not row["old_caption"] or not row["edited_caption"]:
+            raise SampleError(sample_id, f"empty caption (line {line})")
+        try:
+            blend = parse_blend_words(row.get("blended_words", ""))
+        except ValueError as exc:
+            raise SampleError(sample_id, f"{exc} (line {line})") from None
+        image = load_rgb_image(self.images / row["file_name"], sample_id)
+        return EditSample(id=sample_id, image=image, source_prompt=row["old_caption"],
+                          target_prompt=row["edited_caption"], blend_words=blend, edit_type="replace",
+                          meta={"file_name": row["file_name"]})
+
+
+@DATASETS.register("coco-captions")
+class CocoCaptions:
+    """COCO 2014 val image-caption pairs (5K by default) for generation, FID and inversion."""
+
+    name: ClassVar[str] = "coco-captions"
+
+    def __init__(self, data_dir: str | Path | None = None, limit: int = 5000):
+        self.root = Path(data_dir or "datasets/coco").expanduser()
+        self.images = _image_dir(self.root)
+        self.captions: dict[str, tuple[str, str]] = {}
+        csv_path = self.root / "captions.csv"
+        ann = self.root / "annotations" / "captions_val2014.json"
+        if csv_path.is_file():
+            for _, row in _read_csv(csv_path, ("file_name", "caption"))[:limit]:
+                if row.get("file_name"):
+                    self.captions.setdefault(sample_id_for(row["file_name"]), (row["file_name"], row["caption"]))
+        elif ann.is_file():
+            try:
+                data = json.loads(ann.read_text(encoding="utf-8"))
+                files = {im["id"]: im["file_name"] for im in data["images"]}
+                first: dict[int, str] = {}
+                for a in sorted(data["annotations"], key=lambda a: a["id"]):
+                    first.setdefault(a["image_id"], a["caption"].strip())
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ConfigError(f"{ann} is not a COCO captions file: {exc}") from None
+            for image_id in sorted(first)[:limit]:
+                self.captions[sample_id_for(files[image_id])] = (files[image_id], first[image_id])
+        else:
+            raise ConfigError(f"coco-captions data not found: neither {csv_path} (file_name,caption) nor {ann} "
+                              f"exists. {COCO_HINT}")
+
+    def ids(self) -> list[str]:
+        return list(self.captions)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "data_dir": str(self.root.resolve()), "size": len(self.captions)}
+
+    def load(self, sample_id: str) -> EditSample:
+        file_name, caption = self.captions[sample_id]
+        if not caption:
+            raise SampleError(sample_id, "empty caption")
+        image = load_rgb_image(self.images / file_name, sample_id)
+        return EditSample(id=sample_id, image=image, source_prompt=caption, target_prompt=caption,
+                          meta={"file_name": file_name})
