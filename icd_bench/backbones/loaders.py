@@ -112,9 +112,10 @@ def _model_index(source: str, local: bool) -> dict:
         path = Path(source) / "model_index.json"
         if not path.is_file():
             raise BackboneNotFoundError(
-                f"{source} is not a diffusers model directory (no model_index.json). Expected a "
-                f"pipeline layout with model_index.json, tokenizer/, text_encoder/, unet/, vae/ and "
-                f"scheduler/ (plus tokenizer_2/ and text_encoder_2/ for SDXL).")
+                f"{source} is not a diffusers model directory (no model_index.json). Pass the directory "
+                f"that holds model_index.json, tokenizer/, text_encoder/, unet/, vae/ and scheduler/ "
+                f"(plus tokenizer_2/ and text_encoder_2/ for SDXL), as `hf download <hub id> --local-dir "
+                f"<dir>` or a pipeline's `save_pretrained` writes it; single-file checkpoints are not read.")
     else:
         from huggingface_hub import hf_hub_download
 

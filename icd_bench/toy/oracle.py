@@ -97,3 +97,15 @@ def read_masked(image: Image.Image | np.ndarray, masks: np.ndarray) -> dict:
         colors.append(nearest(np.median(arr[sel], axis=0), OBJECT_COLORS) if sel.any() else None)
     outside = ~np.any(masks, axis=0)
     return {"colors": colors, "background": nearest(np.median(arr[outside], axis=0), BACKGROUNDS)}
+
+
+def score_scene(image: Image.Image | np.ndarray, scene: Scene) -> dict[str, bool]:
+    """Does an image match a scene's caption? One-object scenes are read from pixels alone
+    (`score_single`); for two objects each colour is read where the caption puts that object,
+    so "color" and "position" coincide and "shape" is not judged."""
+    if len(scene.objects) == 1:
+        return score_single(image, scene)
+    _, masks = scene.render()
+    r = read_masked(image, masks)
+    placed = r["colors"] == [o.color for o in scene.objects]
+    return {"background": r["background"] == scene.background, "color": placed, "position": placed}

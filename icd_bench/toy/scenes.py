@@ -123,7 +123,7 @@ class Scene:
     def render(self) -> tuple[Image.Image, np.ndarray]:
         """The RGB image (RESOLUTION²) and the object masks (K×H×W bool, in drawing order).
 
-        A pixel belongs to an object's mask when at least half of it is covered by the object and
+        A pixel belongs to an object's mask when more than half of it is covered by the object and
         no later object covers it (objects of a pair never overlap).
         """
         s, n = SUPERSAMPLE, RESOLUTION
@@ -135,7 +135,7 @@ class Scene:
             _draw_shape(ImageDraw.Draw(m), obj.shape, cx, cy, SIZES[obj.size], s, 255)
             _draw_shape(draw, obj.shape, cx, cy, SIZES[obj.size], s, OBJECT_COLORS[obj.color])
             cover = np.asarray(m, dtype=np.float32).reshape(n, s, n, s).mean(axis=(1, 3)) / 255.0
-            masks.append(cover >= 0.5)
+            masks.append(cover > 0.5)
         image = big.resize((n, n), Image.Resampling.BOX)
         return image, np.stack(masks)
 
@@ -199,6 +199,20 @@ def is_held_out(scene: Scene, fraction: float = 0.18) -> bool:
 
 def held_out_single_scenes() -> list[Scene]:
     return [s for s in single_object_combinations() if is_held_out(s)]
+
+
+def held_out_eval_scenes(total: int = 160, seed: int = 0) -> list[Scene]:
+    """The quality-bar set: every held-out one-object combination, topped up to ``total`` with
+    held-out two-object combinations drawn deterministically."""
+    out = held_out_single_scenes()
+    rng = random.Random(seed)
+    seen = {s.caption() for s in out}
+    while len(out) < total:
+        scene = random_scene(rng, p_two=1.0)
+        if is_held_out(scene) and scene.caption() not in seen:
+            seen.add(scene.caption())
+            out.append(scene)
+    return out
 
 
 def training_scene(rng: random.Random) -> Scene:
