@@ -165,6 +165,9 @@ def _print_summary(summary) -> None:
     if summary.seconds:
         table.add_row("seconds / sample", f"{statistics.median(summary.seconds):.3f} (median)")
         table.add_row("UNet evaluations / sample", f"{statistics.median(summary.nfe):g} (median)")
+    if summary.psnr:
+        table.add_row("reconstruction PSNR", f"{statistics.mean(summary.psnr):.2f} dB (mean over "
+                      f"{len(summary.psnr)}; output vs the source as the model saw it)")
     if summary.first_error:
         table.add_row("first error", f"[red]{summary.first_error}[/]")
     out.print(table)
@@ -189,6 +192,55 @@ def train_toy_teacher(
     loaded = load_recipe(recipe, SECTIONS)
     pipeline = train_teacher(loaded, out_dir, device=device, progress=not quiet, log=out.print)
     out.print(f"teacher saved to {pipeline} (use it with --backbone {pipeline})")
+
+
+toy_app = typer.Typer(help="The toy world: regenerate the demo set, measure the teacher's quality bar.",
+                      no_args_is_help=True)
+app.add_typer(toy_app, name="toy")
+
+
+@toy_app.command("make-demo")
+def toy_make_demo(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to write the demo set (PIE-Bench layout).")],
+    seed: Annotated[int, typer.Option(help="Seed of the edit pairs.")] = 0,
+    per_type: Annotated[int, typer.Option(help="Edits per edit type (7 types).")] = 10,
+) -> None:
+    """Regenerate the demo set exactly (the bundled one is seed 0, 10 per type)."""
+    from icd_bench.toy.demo import build_demo
+
+    path = build_demo(out_dir, seed=seed, per_type=per_type)
+    out.print(f"demo set written to {path} ({7 * per_type} edits)")
+
+
+@toy_app.command("evaluate")
+def toy_evaluate(
+    backbone: Annotated[str, typer.Option(help="The teacher to measure (default: the bundled one).")] = "toy",
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where quality.json and teacher-samples.png go.")] = Path("reports/toy"),
+    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 50,
+    guidance: Annotated[float, typer.Option(help="CFG scale of the samples.")] = 3.0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """The teacher's quality bar: oracle accuracy of samples on held-out combinations, inversion PSNR."""
+    from icd_bench.backbones import load_backbone
+    from icd_bench.runner import resolve_device
+    from icd_bench.toy.evaluate import evaluate_teacher
+
+    bb = load_backbone(backbone, device=resolve_device(device, (0, 1)))
+    result = evaluate_teacher(bb, out_dir, steps=steps, guidance=guidance)
+    acc, inv = result["held_out_accuracy"], result["demo_inversion"]
+    table = Table(title=f"toy teacher quality ({result['sampler']})", title_justify="left", show_edge=False)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("bar", justify="right")
+    for key in ("color", "position", "background", "shape"):
+        if key in acc:
+            bar = result["bar"].get(key)
+            table.add_row(f"{key} accuracy ({acc['n']} held-out combinations)", f"{acc[key]:.1%}",
+                          f">= {bar:.0%}" if bar else "")
+    table.add_row(f"DDIM inversion PSNR ({inv['n']} demo images)", f"{inv['psnr_mean']:.2f} dB", "")
+    out.print(table)
+    out.print(f"{'PASSES' if result['passes'] else 'MISSES'} the bar; written to {out_dir}/quality.json and "
+              f"{out_dir}/teacher-samples.png")
 
 
 def main() -> None:

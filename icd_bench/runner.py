@@ -28,6 +28,7 @@ import torch
 from icd_bench import __version__
 from icd_bench.config import MethodSpec, resolve_method
 from icd_bench.errors import ConfigError, IcdBenchError, SampleError
+from icd_bench.metrics.functional import psnr
 from icd_bench.registry import DATASETS, METHODS
 from icd_bench.store import RunStore, config_hash
 from icd_bench.types import TASKS, EditSample
@@ -65,6 +66,7 @@ class RunSummary:
     failed: int  # recorded as errors in this invocation
     seconds: list[float] = field(default_factory=list)
     nfe: list[int] = field(default_factory=list)
+    psnr: list[float] = field(default_factory=list)  # reconstruction PSNR (dB) of an invert run
     first_error: str | None = None
 
 
@@ -259,6 +261,10 @@ class Runner:
             self._record_error(store, summary, samples[0].id, f"{type(exc).__name__}: {exc}")
             return
         seconds = (time.perf_counter() - start) / len(samples)
+        if self.cfg.task == "invert" and sources is not None:  # reconstruction quality, for free
+            values = psnr(torch.stack([o.image for o in outputs]), sources.float().cpu())
+            for out, v in zip(outputs, values.tolist(), strict=True):
+                out.extras["reconstruction_psnr"] = round(v, 3)
         for i, (s, seed, out) in enumerate(zip(samples, seeds, outputs, strict=True)):
             files = {"image": store.write_image("images", s.id, out.image)}
             if sources is not None:
@@ -272,6 +278,8 @@ class Runner:
             summary.ok += 1
             summary.seconds.append(seconds)
             summary.nfe.append(out.nfe)
+            if "reconstruction_psnr" in out.extras:
+                summary.psnr.append(out.extras["reconstruction_psnr"])
 
     def _record_error(self, store: RunStore, summary: RunSummary, sample_id: str, reason: str) -> None:
         store.append({"id": sample_id, "status": "error", "error": reason, "task": self.cfg.task,

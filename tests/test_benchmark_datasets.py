@@ -6,12 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from helpers import make_image
 from PIL import Image
 
 from icd_bench.data.coco import CocoCaptions, CocoEdit, parse_blend_words
 from icd_bench.data.piebench import PieBench, decode_mask, encode_mask, in_split, strip_brackets
 from icd_bench.errors import ConfigError, SampleError
+
+from helpers import make_image
 
 
 def test_mask_decoding_pixel_by_pixel():

@@ -184,3 +184,17 @@ def test_killed_run_resumes_with_every_id_exactly_once(tmp_path, tiny_sd15_dir):
     Runner(cfg(data, tiny_sd15_dir, ref, overrides=["num_inference_steps=8"])).run()
     for r in records(ref):
         assert (ref / r["outputs"]["image"]).read_bytes() == (out / r["outputs"]["image"]).read_bytes()
+
+
+def test_invert_records_reconstruction_psnr(images_dir, tiny_sd15_dir, tmp_path):
+    from icd_bench.metrics import psnr
+
+    out = tmp_path / "run"
+    summary = Runner(cfg(images_dir, tiny_sd15_dir, out, limit=2)).run()
+    assert len(summary.psnr) == 2
+    for r in records(out):
+        a = np.asarray(Image.open(out / r["outputs"]["image"]), dtype=np.float64) / 255
+        b = np.asarray(Image.open(out / r["outputs"]["source"]), dtype=np.float64) / 255
+        import torch
+        expected = float(psnr(torch.from_numpy(a).permute(2, 0, 1), torch.from_numpy(b).permute(2, 0, 1)))
+        assert abs(r["extras"]["reconstruction_psnr"] - expected) < 0.3  # PNG rounding only

@@ -1,7 +1,7 @@
 """Backbones: a tokenizer/text-encoder/UNet/VAE/schedule bundle behind one interface.
 
-Registered names: ``sd15`` and ``sdxl`` (the hub models), ``tiny-sd15`` and ``tiny-sdxl`` (random
-weights). Anything else given as ``--backbone`` is a local diffusers directory or a hub id.
+Registered names: ``sd15`` and ``sdxl`` (the hub models), ``toy`` (the bundled toy-world teacher),
+``tiny-sd15`` and ``tiny-sdxl`` (random weights). Anything else given as ``--backbone`` is a local diffusers directory or a hub id.
 """
 
 from __future__ import annotations
@@ -48,6 +48,19 @@ def tiny_sdxl(device: torch.device | str = "cpu", dtype: torch.dtype = torch.flo
 def _looks_like_hub_id(spec: str) -> bool:
     owner, sep, name = spec.partition("/")
     return bool(sep and owner and name and "/" not in name and not owner.startswith((".", "~")))
+
+
+@BACKBONES.register("toy")
+def toy(device="cpu", dtype=torch.float32) -> Backbone:
+    """The toy world's teacher, bundled: 32×32 pixel-space UNet trained on toy scenes."""
+    from icd_bench.errors import BackboneNotFoundError
+    from icd_bench.toy.model import TEACHER_DIR
+
+    if not (TEACHER_DIR / "model_index.json").is_file():
+        raise BackboneNotFoundError(f"the toy teacher is not bundled in this install ({TEACHER_DIR}); "
+                                    f"train it with `icd-bench train toy-teacher` and pass "
+                                    f"--backbone runs/train/toy-teacher/pipeline")
+    return load_pretrained(str(TEACHER_DIR), device=device, dtype=dtype)
 
 
 def load_backbone(spec: str, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:

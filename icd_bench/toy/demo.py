@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
 from icd_bench.data.piebench import MASK_GRID, encode_mask
 from icd_bench.toy import scenes
 from icd_bench.toy.scenes import Scene, SceneObject

@@ -78,9 +78,9 @@ class SceneBatcher:
 def evaluate(tokenizer, text_encoder, unet, cfg: TeacherTrainConfig, device) -> dict[str, float]:
     """Oracle accuracy of DDIM samples on held-out one-object combinations."""
     from icd_bench.methods.ddim import DDIM, DDIMParams
+    from icd_bench.store import tensor_to_pil
     from icd_bench.toy.model import toy_backbone_from_modules
     from icd_bench.toy.oracle import score_single
-    from icd_bench.store import tensor_to_pil
 
     held = scenes.held_out_single_scenes()
     pick = random.Random(0).sample(held, min(cfg.eval_samples, len(held)))
