@@ -29,11 +29,17 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The README's main command: DDIM inversion on the bundled example images (tiny backbone)."""
+    """The README's main command: DDIM inversion of the demo set with the bundled toy teacher."""
     session.install("-e", ".")
-    session.run("icd-bench", "run", "--method", "ddim-tiny", "--dataset", "folder",
-                "--data-dir", "datasets/examples", "--task", "invert", "--out", "runs/demo",
-                *session.posargs, env=OFFLINE)
+    session.run("icd-bench", "run", "--method", "ddim-toy-inversion", "--dataset", "demo",
+                "--task", "invert", "--out", "runs/demo", *session.posargs, env=OFFLINE)
+
+
+@nox.session
+def toy_quality(session: nox.Session) -> None:
+    """The toy teacher's quality bar: oracle accuracy on held-out combinations, inversion PSNR."""
+    session.install("-e", ".")
+    session.run("icd-bench", "toy", "evaluate", "--out", "reports/toy", *session.posargs, env=OFFLINE)
 
 
 @nox.session
