@@ -96,6 +96,7 @@ def run(
     method: Annotated[str, typer.Option("--method", "-m", help="Method or preset name (see `icd-bench list methods` and `icd-bench list presets`).")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name (see `icd-bench list datasets`).")],
     data_dir: Annotated[Path | None, typer.Option(help="Where the dataset's files are.")] = None,
+    split: Annotated[str | None, typer.Option(help="Dataset split, e.g. piebench: all, realistic (the paper's 420), random (140).")] = None,
     backbone: Annotated[str | None, typer.Option(help="Backbone: a registered name, a hub id or a local diffusers directory. Default: the preset's.")] = None,
     task: Annotated[str, typer.Option(help="edit (source → target prompt), invert (invert + reconstruct) or generate (from noise).")] = "edit",
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/<method>-<dataset>-<task>-<hash>). Re-running resumes it.")] = None,
@@ -112,7 +113,7 @@ def run(
     """Run a method on a dataset into a resumable run directory (records.jsonl + images)."""
     from icd_bench.runner import RunConfig, Runner
 
-    cfg = RunConfig(method=method, dataset=dataset, data_dir=data_dir, backbone=backbone, task=task,
+    cfg = RunConfig(method=method, dataset=dataset, data_dir=data_dir, split=split, backbone=backbone, task=task,
                     out=out_dir, limit=limit, batch_size=batch_size, seed=seed,
                     overrides=list(overrides or []), device=device, dtype=dtype,
                     shard=_parse_shard(shard), retry_errors=retry_errors, debug=_state["debug"])

@@ -43,6 +43,7 @@ class RunConfig:
     method: str
     dataset: str
     data_dir: Path | None = None
+    split: str | None = None
     backbone: str | None = None
     task: str = "edit"
     out: Path | None = None
@@ -135,6 +136,19 @@ def versions() -> dict[str, str]:
     return out
 
 
+def open_dataset(name: str, *, data_dir: Path | None = None, split: str | None = None):
+    """Instantiate a registered dataset with the options given (unset ones keep its defaults)."""
+    import inspect
+
+    cls = DATASETS.get(name)
+    options = {k: v for k, v in (("data_dir", data_dir), ("split", split)) if v is not None}
+    accepted = inspect.signature(cls).parameters
+    for key in options:
+        if key not in accepted:
+            raise ConfigError(f"dataset {name!r} takes no --{key.replace('_', '-')}")
+    return cls(**options)
+
+
 def _batches(items: Sequence[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
         yield list(items[i:i + size])
@@ -163,8 +177,7 @@ class Runner:
         if not self.backbone_name:
             raise ConfigError(f"{cfg.method!r} names no backbone: pass --backbone (a name from "
                               f"`icd-bench list backbones`, a hub id or a local directory)")
-        dataset_cls = DATASETS.get(cfg.dataset)
-        self.dataset = dataset_cls(data_dir=cfg.data_dir) if cfg.data_dir is not None else dataset_cls()
+        self.dataset = open_dataset(cfg.dataset, data_dir=cfg.data_dir, split=cfg.split)
         self.shard = resolve_shard(cfg.shard)
         self.device = resolve_device(cfg.device, self.shard)
         self.dtype = resolve_dtype(cfg.dtype, self.device)

@@ -143,6 +143,8 @@ def test_configuration_errors_are_clear(images_dir, tiny_sd15_dir, tmp_path):
         Runner(cfg(images_dir, None, tmp_path / "r", backbone=None))
     with pytest.raises(ConfigError, match="fp16 needs a GPU"):
         Runner(cfg(images_dir, tiny_sd15_dir, tmp_path / "r", dtype="fp16"))
+    with pytest.raises(ConfigError, match="takes no --split"):
+        Runner(cfg(images_dir, tiny_sd15_dir, tmp_path / "r", split="random"))
     with pytest.raises(ConfigError, match="shard 2/2"):
         Runner(cfg(images_dir, tiny_sd15_dir, tmp_path / "r", shard=(2, 2)))
 
