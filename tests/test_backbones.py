@@ -199,6 +199,23 @@ def test_load_backbone_takes_a_directory(saved):
     assert load_backbone(str(saved["sd15"])).kind == "sd15"
 
 
+def test_load_in_half_precision_keeps_the_vae_in_fp32(saved):
+    bb = load_pretrained(str(saved["sdxl"]), dtype=torch.bfloat16)
+    assert bb.unet.dtype == torch.bfloat16 and all(e.dtype == torch.bfloat16 for e in bb.text_encoders)
+    assert bb.vae.dtype == torch.float32
+    emb = bb.encode_prompt(["a cat"])
+    assert emb.embeds.dtype == emb.pooled.dtype == torch.bfloat16
+    latents = bb.encode_image(torch.rand(1, 3, 32, 32))
+    assert bb.predict_noise(latents, 10, emb).dtype == torch.bfloat16
+
+
+def test_single_file_checkpoint_is_refused_with_a_hint(tmp_path):
+    ckpt = tmp_path / "model.safetensors"
+    ckpt.write_bytes(b"")
+    with pytest.raises(BackboneNotFoundError, match="single-file checkpoints are not read"):
+        load_backbone(str(ckpt))
+
+
 def test_unknown_backbone_name_suggests_close_matches():
     with pytest.raises(UnknownNameError) as err:
         load_backbone("tiny-sd16")

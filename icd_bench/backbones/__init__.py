@@ -71,7 +71,7 @@ def load_backbone(spec: str, *, device: torch.device | str = "cpu", dtype: torch
     """
     if spec in BACKBONES:
         return BACKBONES.get(spec)(device=device, dtype=dtype)
-    if Path(spec).expanduser().is_dir() or _looks_like_hub_id(spec):
+    if Path(spec).expanduser().exists() or _looks_like_hub_id(spec):  # a file gets its own message
         return load_pretrained(spec, device=device, dtype=dtype)
     raise UnknownNameError(BACKBONES.unknown_message(spec)
                            + f" {spec!r} is not a directory or a hub id (owner/name) either.")

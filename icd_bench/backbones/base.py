@@ -246,6 +246,8 @@ class Backbone:
         if t.ndim == 0:
             t = t.expand(b)
         self.nfe.add(b)
-        out = self.unet(latents.to(self.dtype), t, timestep_cond=timestep_cond,
+        if timestep_cond is not None:
+            timestep_cond = timestep_cond.to(self.device, self.dtype)
+        out = self.unet(latents.to(self.device, self.dtype), t, timestep_cond=timestep_cond,
                         **cond.unet_kwargs(), return_dict=False)[0]
         return out

@@ -124,12 +124,12 @@ def _model_index(source: str, local: bool) -> dict:
         except _load_errors() as exc:
             raise BackboneNotFoundError(
                 f"cannot load backbone {source!r}: there is no local directory of that name, and as a "
-                f"hub id {_hub_reason(exc)}. {_how_to_fix(source)}") from exc
+                f"hub id {_hub_reason(exc)}. {_how_to_fix(source)}") from None
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BackboneNotFoundError(f"cannot read model_index.json of backbone {source!r}: "
-                                    f"{_first_line(exc)}. {_how_to_fix(source, local)}") from exc
+                                    f"{_first_line(exc)}. {_how_to_fix(source, local)}") from None
     if not isinstance(index, dict):
         raise BackboneNotFoundError(f"model_index.json of backbone {source!r} is not a JSON object. "
                                     f"{_how_to_fix(source, local)}")
@@ -182,7 +182,7 @@ def _load(cls, source: str, subfolder: str, local: bool, **kw) -> Any:
     except _load_errors() as exc:
         why = _first_line(exc) if local else _hub_reason(exc)
         raise BackboneNotFoundError(f"cannot load the {subfolder}/ component of backbone {source!r}: "
-                                    f"{why}. {_how_to_fix(source, local)}") from exc
+                                    f"{why}. {_how_to_fix(source, local)}") from None
 
 
 def _load_tokenizer(source: str, subfolder: str, local: bool, max_length: int):
@@ -211,6 +211,10 @@ def load_pretrained(source: str, *, device: torch.device | str = "cpu",
 
     quiet_libraries()
     path = Path(source).expanduser()
+    if path.is_file():
+        raise BackboneNotFoundError(
+            f"{source} is a file: single-file checkpoints are not read. Pass a directory in the diffusers "
+            f"layout (model_index.json, unet/, vae/, ...), e.g. from `hf download <hub id> --local-dir <dir>`.")
     local = path.is_dir()
     if local:
         source = str(path)

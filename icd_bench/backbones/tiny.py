@@ -190,6 +190,7 @@ def save_tiny(directory: str | Path, kind: str = "sd15", seed: int = 0,
 def tiny_backbone(kind: str = "sd15", device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                   seed: int = 0, time_cond_proj_dim: int | None = None) -> Backbone:
     """A tiny random-weight backbone built in memory, identical to `save_tiny` + `load_pretrained`."""
+    quiet_libraries()  # diffusers warns on every fp16 / bf16 cast of a UNet built in memory
     c = build_tiny(kind, seed, time_cond_proj_dim)
     xl = kind == "sdxl"
     names = ["", "_2"] if xl else [""]
