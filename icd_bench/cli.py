@@ -233,7 +233,7 @@ def toy_evaluate(
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("bar", justify="right")
-    for key in ("color", "position", "background", "shape"):
+    for key in ("color", "position", "background", "shape", "size"):
         if key in acc:
             bar = result["bar"].get(key)
             table.add_row(f"{key} accuracy ({acc['n']} held-out combinations)", f"{acc[key]:.1%}",

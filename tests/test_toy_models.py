@@ -55,8 +55,8 @@ def test_quality_bar_plumbing(toy_dir, tmp_path):
     bb = load_pretrained(str(toy_dir))
     acc, images, scenes = sample_accuracy(bb, steps=2, total=130, batch=65)
     assert acc["n"] == 130 == len(images) == len(scenes)
-    assert set(acc) == {"n", "background", "color", "position", "shape"}
-    assert all(0.0 <= acc[k] <= 1.0 for k in ("background", "color", "position", "shape"))
+    assert set(acc) == {"n", "background", "color", "position", "shape", "size"}
+    assert all(0.0 <= acc[k] <= 1.0 for k in ("background", "color", "position", "shape", "size"))
     inv = inversion_psnr(bb, steps=2, limit=4)
     assert inv["n"] == 4 and inv["psnr_min"] <= inv["psnr_mean"]
     grid = sample_grid(images[:10], [s.caption() for s in scenes[:10]], columns=5)

@@ -89,7 +89,7 @@ def test_oracle_sees_a_wrong_image():
     red = Scene("white", (SceneObject("circle", "red", "large", "left"),))
     blue_right = Scene("black", (SceneObject("square", "blue", "large", "right"),))
     scores = score_single(blue_right.render()[0], red)
-    assert scores == {"background": False, "color": False, "position": False, "shape": False}
+    assert scores == {"background": False, "color": False, "position": False, "shape": False, "size": True}
     empty = np.full((32, 32, 3), 245, np.uint8)
     assert read_single(empty).color is None
 
@@ -137,3 +137,18 @@ def test_demo_dataset_loads_in_the_piebench_layout():
             assert s.edit_mask[obj_mask].all()  # the edited object lies inside the edit mask
     mapping = json.loads((ASSETS.parent / "demo" / "mapping_file.json").read_text())
     assert all("[" in e["original_prompt"] + e["editing_prompt"] for e in mapping.values())
+
+
+def test_edit_oracle_on_ground_truth_edits():
+    from icd_bench.toy.demo import make_edit
+    from icd_bench.toy.oracle import score_edit
+
+    rng = random.Random(3)
+    for kind in EDIT_KINDS:
+        for _ in range(5):
+            source, target, _ = make_edit(kind, rng)
+            perfect = score_edit(target.render()[0], source, target)
+            assert perfect["edit_success"] and perfect["kept"], (kind, source.caption(), target.caption())
+            assert perfect["background_psnr"] == 100.0  # the untouched part is exactly the source's
+            unchanged = score_edit(source.render()[0], source, target)
+            assert not unchanged["edit_success"] and unchanged["kept"], (kind, target.caption())

@@ -6,7 +6,7 @@ foreground blob. For an image with known masks (an edit's source or target scene
 read inside each mask and the background outside all of them. Colours are classified as the
 nearest palette entry in RGB; positions as the nearest canonical centre; shapes from how much of
 the blob's bounding box the blob fills (a square fills it) and from its top-to-bottom balance
-(a triangle points up; a circle is symmetric).
+(a triangle points up; a circle is symmetric); sizes from the blob's extent.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class Reading:
     position: str | None
     shape: str | None
     foreground_fraction: float
+    size: str | None = None
 
 
 def read_single(image: Image.Image | np.ndarray) -> Reading:
@@ -53,7 +54,7 @@ def read_single(image: Image.Image | np.ndarray) -> Reading:
     fg = dist > FOREGROUND_DISTANCE
     frac = float(fg.mean())
     if fg.sum() < 4:
-        return Reading(background, None, None, None, frac)
+        return Reading(background, None, None, None, frac, None)
     core = fg & (dist > np.percentile(dist[fg], 30))  # the blob's inside, away from blended edges
     color = nearest(np.median(arr[core if core.sum() >= 3 else fg], axis=0), OBJECT_COLORS)
     ys, xs = np.nonzero(fg)
@@ -70,7 +71,9 @@ def read_single(image: Image.Image | np.ndarray) -> Reading:
         shape = "triangle"
     else:
         shape = "circle"
-    return Reading(background, color, position, shape, frac)
+    extent = max(y1 - y0, x1 - x0) * 32 / max(h, w)  # small objects span ~10 px, large ~16
+    size = "large" if extent > 13 else "small"
+    return Reading(background, color, position, shape, frac, size)
 
 
 def score_single(image: Image.Image | np.ndarray, scene: Scene) -> dict[str, bool]:
@@ -80,23 +83,39 @@ def score_single(image: Image.Image | np.ndarray, scene: Scene) -> dict[str, boo
     r = read_single(image)
     o = scene.objects[0]
     return {"background": r.background == scene.background, "color": r.color == o.color,
-            "position": r.position == o.position, "shape": r.shape == o.shape}
+            "position": r.position == o.position, "shape": r.shape == o.shape, "size": r.size == o.size}
+
+
+def _erode(m: np.ndarray) -> np.ndarray:
+    """Drop every pixel with a 4-neighbour outside the mask (the anti-aliased edge)."""
+    inner = m.copy()
+    inner[1:] &= m[:-1]
+    inner[:-1] &= m[1:]
+    inner[:, 1:] &= m[:, :-1]
+    inner[:, :-1] &= m[:, 1:]
+    return inner
 
 
 def read_masked(image: Image.Image | np.ndarray, masks: np.ndarray) -> dict:
-    """Colours inside each mask (eroded by the blended edge) and the background outside all."""
+    """Colours inside each mask (eroded by the blended edge; None where the region looks like the
+    background rather than an object) and the background colour outside all masks."""
     arr = _as_array(image)
+    outside = ~np.any(masks, axis=0)
+    background = nearest(np.median(arr[outside], axis=0), BACKGROUNDS)
+    bg_rgb = np.asarray(BACKGROUNDS[background], np.float32)
     colors = []
     for m in masks:
-        inner = m.copy()
-        inner[1:] &= m[:-1]
-        inner[:-1] &= m[1:]
-        inner[:, 1:] &= m[:, :-1]
-        inner[:, :-1] &= m[:, 1:]
+        inner = _erode(m)
         sel = inner if inner.sum() >= 3 else m
-        colors.append(nearest(np.median(arr[sel], axis=0), OBJECT_COLORS) if sel.any() else None)
-    outside = ~np.any(masks, axis=0)
-    return {"colors": colors, "background": nearest(np.median(arr[outside], axis=0), BACKGROUNDS)}
+        if not sel.any():
+            colors.append(None)
+            continue
+        rgb = np.median(arr[sel], axis=0)
+        name = nearest(rgb, OBJECT_COLORS)
+        obj_rgb = np.asarray(OBJECT_COLORS[name], np.float32)
+        # no object there: the region looks like the background, not like any object colour
+        colors.append(None if np.sum((rgb - bg_rgb) ** 2) < np.sum((rgb - obj_rgb) ** 2) else name)
+    return {"colors": colors, "background": background}
 
 
 def score_scene(image: Image.Image | np.ndarray, scene: Scene) -> dict[str, bool]:
@@ -109,3 +128,31 @@ def score_scene(image: Image.Image | np.ndarray, scene: Scene) -> dict[str, bool
     r = read_masked(image, masks)
     placed = r["colors"] == [o.color for o in scene.objects]
     return {"background": r["background"] == scene.background, "color": placed, "position": placed}
+
+
+def score_edit(output: Image.Image | np.ndarray, source: Scene, target: Scene) -> dict[str, float | bool]:
+    """Score an edit of ``source`` towards ``target`` from the output's pixels.
+
+    - ``edit_success``: the output reads as the target scene (`score_scene`: every judged attribute).
+    - ``background_psnr``: PSNR (dB, capped at 100) between output and source over the pixels that
+      no object of either scene touches — unless the edit changes the background, where the
+      preserved part is the inside of the (unchanged) objects.
+    - ``kept``: the attributes the edit should not touch still read as the source's (the
+      background colour, or for a background change the object colours).
+    """
+    from icd_bench.metrics.functional import PSNR_CAP_DB
+
+    out = _as_array(output)
+    src_img, src_masks = source.render()
+    _, tgt_masks = target.render()
+    success = all(score_scene(out.astype(np.uint8), target).values())
+    if source.background != target.background:
+        keep = _erode(np.any(src_masks, axis=0) & np.any(tgt_masks, axis=0))  # edges blend with the background
+        kept = read_masked(out.astype(np.uint8), src_masks)["colors"] == [o.color for o in source.objects]
+    else:
+        keep = source.background_mask() & target.background_mask()
+        kept = read_masked(out.astype(np.uint8), np.concatenate([src_masks, tgt_masks]))["background"] == source.background
+    diff = (out[keep] - np.asarray(src_img, np.float32)[keep]) / 255.0
+    mse = float(np.mean(diff**2)) if diff.size else 0.0
+    value = PSNR_CAP_DB if mse <= 10 ** (-PSNR_CAP_DB / 10) else 10 * np.log10(1.0 / mse)
+    return {"edit_success": bool(success), "background_psnr": float(min(value, PSNR_CAP_DB)), "kept": bool(kept)}
