@@ -70,3 +70,23 @@ def test_quick_start_run_on_the_example_images(tmp_path):
     again = icd("run", "--method", "ddim-tiny", "--dataset", "folder", "--data-dir", "datasets/examples",
                 "--task", "invert", "--out", str(out), "--set", "num_inference_steps=3", "--quiet")
     assert again.returncode == 0 and "0 ok, 0 failed, 4 already done" in again.stdout
+
+
+def test_main_job_on_the_bundled_demo_with_the_bundled_teacher(tmp_path):
+    out = tmp_path / "demo"
+    res = icd("run", "--method", "ddim-toy-inversion", "--dataset", "demo", "--task", "invert", "--out", str(out),
+              "--limit", "3", "--set", "num_inference_steps=10")
+    assert res.returncode == 0, res.stderr
+    assert "reconstruction PSNR" in res.stdout and "3 ok" in res.stdout
+    recs = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    assert len(recs) == 3 and all(r["nfe"] == 20 for r in recs)
+    # a trained teacher inverts its own world well even with 10 steps
+    assert min(r["extras"]["reconstruction_psnr"] for r in recs) > 25
+
+
+def test_toy_make_demo_regenerates_the_bundled_set(tmp_path):
+    res = icd("toy", "make-demo", "--out", str(tmp_path / "d"))
+    assert res.returncode == 0, res.stderr
+    assert "70 edits" in res.stdout
+    bundled = REPO / "icd_bench" / "assets" / "demo" / "mapping_file.json"
+    assert (tmp_path / "d" / "mapping_file.json").read_bytes() == bundled.read_bytes()
