@@ -1,0 +1,56 @@
+"""Prompt-to-Prompt word alignment on a real CLIP BPE tokenizer (the toy world's)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from icd_bench.attention import refine_mapper, replace_mapper, word_token_positions
+from icd_bench.toy.model import load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer()
+
+
+def test_word_positions(tok):
+    # "a red circle": BOS a red circle EOS; "zebra" is five character tokens here
+    assert word_token_positions(tok, "a red circle", "red") == [2]
+    assert word_token_positions(tok, "a red circle", 2) == [3]
+    assert word_token_positions(tok, "a zebra on a red square", "zebra") == [2, 3, 4, 5, 6]
+    assert word_token_positions(tok, "a zebra on a red square", "red") == [9]
+    assert word_token_positions(tok, "a red circle", "blue") == []
+
+
+def test_replace_one_token_words(tok):
+    M = replace_mapper(tok, "a red circle on a white background", "a blue circle on a white background")
+    L = tok.model_max_length
+    assert M.shape == (L, L)
+    assert torch.equal(M, torch.eye(L))  # same token counts everywhere: the identity, word for word
+    attn = torch.rand(3, L)
+    assert torch.allclose(attn @ M, attn)
+
+
+def test_replace_words_of_different_token_counts(tok):
+    # "red" is 1 token, "zebra" 5: red's attention spreads as 1/5 over zebra's tokens,
+    # and every later word still lines up with itself
+    M = replace_mapper(tok, "a red circle", "a zebra circle")
+    assert torch.allclose(M[2, 2:7], torch.full((5,), 0.2)) and M[2].sum() == pytest.approx(1.0)
+    assert M[3, 7] == 1 and M[4, 8] == 1  # circle → circle, EOS → EOS (shifted by 4)
+    attn = torch.zeros(1, tok.model_max_length)
+    attn[0, 2] = 1.0
+    out = attn @ M
+    assert torch.allclose(out[0, 2:7], torch.full((5,), 0.2)) and out.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="same number of words"):
+        replace_mapper(tok, "a red circle", "a big red circle")
+
+
+def test_refine_alignment(tok):
+    mapper, alphas = refine_mapper(tok, "a circle on a white background", "a small circle on a white background")
+    # target: BOS a small circle on a white background EOS ; "small" is new
+    assert mapper[:9].tolist() == [0, 1, 0, 2, 3, 4, 5, 6, 7]
+    assert alphas[:9].tolist() == [1, 1, 0, 1, 1, 1, 1, 1, 1]
+    assert alphas[9:].eq(1).all() and mapper[9] == 8  # padding follows the source's padding
+    same, ones = refine_mapper(tok, "a red circle", "a red circle")
+    assert torch.equal(same, torch.arange(tok.model_max_length)) and ones.eq(1).all()
