@@ -1,7 +1,7 @@
-"""Prompt-to-Prompt control shared by every P2P-based method. For now: the word alignment
-between source and target prompts (replace and refine mappers, edited-word positions); the
-attention processors arrive with the iCD editing pipeline."""
+"""Prompt-to-Prompt control shared by every P2P-based method: word alignment (`align`) and
+attention processors on SDPA with local blend (`p2p`). No method uses them yet."""
 
 from icd_bench.attention.align import refine_mapper, replace_mapper, word_token_positions
+from icd_bench.attention.p2p import P2PConfig, P2PControl
 
-__all__ = ["refine_mapper", "replace_mapper", "word_token_positions"]
+__all__ = ["P2PConfig", "P2PControl", "refine_mapper", "replace_mapper", "word_token_positions"]

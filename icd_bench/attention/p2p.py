@@ -1,0 +1,245 @@
+"""Prompt-to-Prompt as diffusers attention processors, on PyTorch SDPA wherever no map is kept.
+
+A batch holds, for n samples, the source rows then the target rows (``[src_1..src_n,
+tgt_1..tgt_n]``), possibly repeated in G groups (G = 2 for classifier-free guidance:
+``[uncond block, cond block]``). While an edit is active, the target branch is steered by the
+source branch (Hertz et al., 2022):
+
+- **cross-attention** (the first ``cross_steps`` fraction of steps): the target's attention
+  probabilities become ``P_src @ A + P_tgt @ B`` — A is the replace matrix (B = 0), or for refine
+  the gather of aligned source tokens weighted by α (and B = diag(1 − α)); reweighting multiplies
+  the edited words' columns by the amplify factor. Because ``(P @ A) @ V = P @ (A @ V)``, this runs
+  as ``SDPA(q_src, k_src, A·v_tgt) [+ SDPA(q_tgt, k_tgt, B·v_tgt)]``: no L×N map is materialised;
+- **self-attention** (the first ``self_steps`` fraction): the target takes the source's attention
+  pattern, ``SDPA(q_src, k_src, v_tgt)`` — the source's queries and keys swapped in;
+- **local blend** (from ``blend_start`` on): cross-attention maps of the blend words are kept only
+  at the blend resolution (the only place probabilities are computed explicitly), and after each
+  step the target latents outside the words' mask are reset to the source's.
+
+`P2PControl.install(unet)` swaps these processors in and restores the originals afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from icd_bench.attention.align import refine_mapper, replace_mapper, word_token_positions
+
+
+@dataclass
+class P2PConfig:
+    cross_steps: float = 0.4  # fraction of decoding steps with cross-attention injection
+    self_steps: float = 0.6  # fraction with self-attention injection
+    mode: str = "auto"  # replace | refine | auto (replace when the word counts match)
+    amplify: float = 1.0  # reweight factor on the target's edited words (1 = none)
+    blend: bool = True  # local blend with the blend words, when a sample has them
+    blend_threshold: float = 0.3
+    blend_start: float = 0.2  # fraction of steps before local blend starts
+
+    def __post_init__(self):
+        if self.mode not in ("replace", "refine", "auto"):
+            raise ValueError(f"P2P mode must be replace, refine or auto, got {self.mode!r}")
+        for name in ("cross_steps", "self_steps", "blend_start", "blend_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+def edited_target_words(source: str, target: str) -> list[int]:
+    """Indices of the target's words that are not in the source at the same place (or at all)."""
+    s, t = source.split(), target.split()
+    if len(s) == len(t):
+        return [i for i, (a, b) in enumerate(zip(s, t, strict=True)) if a != b]
+    return [i for i, w in enumerate(t) if w not in s]
+
+
+class P2PControl:
+    """The edit state of one batch of n (source, target) prompt pairs over ``num_steps`` steps."""
+
+    def __init__(self, tokenizer, sources: Sequence[str], targets: Sequence[str], num_steps: int,
+                 config: P2PConfig | None = None, blend_words: Sequence[tuple[str, str] | None] | None = None,
+                 blend_resolution: int | None = None, store_maps: bool = False):
+        self.cfg = config or P2PConfig()
+        self.n = len(sources)
+        self.num_steps = num_steps
+        self.step = 0
+        self.store_maps = store_maps  # compute cross-attention explicitly everywhere (the reference path)
+        L = tokenizer.model_max_length
+        A, B = torch.zeros(self.n, L, L), torch.zeros(self.n, L, L)
+        self.has_b = False
+        for k, (src, tgt) in enumerate(zip(sources, targets, strict=True)):
+            mode = self.cfg.mode
+            if mode == "auto":
+                mode = "replace" if len(src.split()) == len(tgt.split()) else "refine"
+            if mode == "replace":
+                A[k] = replace_mapper(tokenizer, src, tgt)
+            else:
+                mapper, alphas = refine_mapper(tokenizer, src, tgt)
+                A[k, mapper, torch.arange(L)] = alphas  # P_src[:, mapper] * α  as  P_src @ A
+                B[k] = torch.diag(1.0 - alphas)
+                self.has_b = self.has_b or bool((alphas < 1).any())
+            if self.cfg.amplify != 1.0:
+                eq = torch.ones(L)
+                for w in edited_target_words(src, tgt):
+                    eq[word_token_positions(tokenizer, tgt, w)] = self.cfg.amplify
+                A[k] = A[k] * eq
+                B[k] = B[k] * eq
+        self.A, self.B = A, B
+        # local blend: the token positions of each sample's blend words, in each branch
+        self.blend_tokens: list[tuple[list[int], list[int]] | None] = []
+        for k in range(self.n):
+            words = blend_words[k] if blend_words else None
+            if not (self.cfg.blend and words):
+                self.blend_tokens.append(None)
+                continue
+            self.blend_tokens.append((word_token_positions(tokenizer, sources[k], words[0]),
+                                      word_token_positions(tokenizer, targets[k], words[1])))
+        self.blend_resolution = blend_resolution
+        self.maps: dict[int, torch.Tensor] = {}  # hw → summed maps (2n, hw, L) of the blend resolution
+
+    # -- schedule ----------------------------------------------------------------------------
+    def cross_active(self) -> bool:
+        return self.step < int(self.cfg.cross_steps * self.num_steps)
+
+    def self_active(self) -> bool:
+        return self.step < int(self.cfg.self_steps * self.num_steps)
+
+    @property
+    def blending(self) -> bool:
+        return any(b is not None for b in self.blend_tokens)
+
+    def keeps_maps_at(self, hw: int) -> bool:
+        if not self.blending:
+            return False
+        if self.blend_resolution is None:
+            return True
+        return hw == self.blend_resolution**2
+
+    # -- installing ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def install(self, unet) -> Iterator[P2PControl]:
+        original = dict(unet.attn_processors)
+        unet.set_attn_processor(P2PAttnProcessor(self))
+        try:
+            yield self
+        finally:
+            unet.set_attn_processor(original)
+
+    # -- local blend ---------------------------------------------------------------------------
+    def record(self, probs: torch.Tensor, groups: int) -> None:
+        """Add the cond group's head-averaged cross-attention probs (2n, hw, L) to the store."""
+        hw = probs.shape[-2]
+        maps = probs.view(groups, 2 * self.n, -1, hw, probs.shape[-1])[-1].mean(1).float()
+        self.maps[hw] = self.maps[hw] + maps if hw in self.maps else maps
+
+    def blend_latents(self, x: torch.Tensor) -> torch.Tensor:
+        """After a step: outside the blend words' mask the target latents take the source's."""
+        if not self.blending or not self.maps or self.step < int(self.cfg.blend_start * self.num_steps):
+            return x
+        side = x.shape[-1]
+        masks = []
+        for hw, maps in self.maps.items():
+            s = int(round(hw**0.5))
+            word_maps = torch.zeros(2 * self.n, hw, device=maps.device)
+            for k, tokens in enumerate(self.blend_tokens):
+                if tokens is not None:
+                    word_maps[k] = maps[k][:, tokens[0]].sum(-1)
+                    word_maps[self.n + k] = maps[self.n + k][:, tokens[1]].sum(-1)
+            m = word_maps.view(2 * self.n, 1, s, s)
+            m = F.max_pool2d(m, kernel_size=3, stride=1, padding=1)
+            masks.append(F.interpolate(m, size=(side, side), mode="nearest"))
+        mask = torch.stack(masks).mean(0)
+        mask = mask / mask.flatten(1).amax(-1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        mask = (mask > self.cfg.blend_threshold).float()
+        mask = torch.maximum(mask[: self.n], mask[self.n:])  # union of the source and target words
+        groups = x.shape[0] // (2 * self.n)
+        xg = x.view(groups, 2, self.n, *x.shape[1:]).clone()
+        for k, tokens in enumerate(self.blend_tokens):
+            if tokens is not None:
+                xg[:, 1, k] = xg[:, 0, k] + mask[k].to(x.dtype) * (xg[:, 1, k] - xg[:, 0, k])
+        return xg.view_as(x)
+
+
+class P2PAttnProcessor:
+    """One processor for every attention layer; self- or cross-attention by its inputs."""
+
+    def __init__(self, control: P2PControl):
+        self.control = control
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 *args, **kwargs):
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            b, ch, h, w = hidden_states.shape
+            hidden_states = hidden_states.view(b, ch, h * w).transpose(1, 2)
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        is_cross = encoder_hidden_states is not None
+        batch = hidden_states.shape[0]
+        query = attn.to_q(hidden_states)
+        context = hidden_states if not is_cross else (
+            attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states)
+        key, value = attn.to_k(context), attn.to_v(context)
+        heads = attn.heads
+        d = key.shape[-1] // heads
+        q, k, v = (t.view(batch, -1, heads, d).transpose(1, 2) for t in (query, key, value))
+        if attn.norm_q is not None:
+            q = attn.norm_q(q)
+        if attn.norm_k is not None:
+            k = attn.norm_k(k)
+
+        out = self._attend(q, k, v, is_cross, attention_mask)
+
+        out = out.transpose(1, 2).reshape(batch, -1, heads * d).to(query.dtype)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if input_ndim == 4:
+            out = out.transpose(-1, -2).reshape(b, ch, h, w)
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor
+
+    def _attend(self, q, k, v, is_cross: bool, mask) -> torch.Tensor:
+        c = self.control
+        n2 = 2 * c.n
+        if mask is not None or q.shape[0] % n2:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        groups = q.shape[0] // n2
+        hw = q.shape[-2]
+        keep = is_cross and c.keeps_maps_at(hw)
+        edit = c.cross_active() if is_cross else c.self_active()
+        if not edit and not keep:
+            return F.scaled_dot_product_attention(q, k, v)
+
+        def split(t):  # (B, H, N, D) → source, target: (G, n, H, N, D)
+            t = t.view(groups, 2, c.n, *t.shape[1:])
+            return t[:, 0], t[:, 1]
+
+        (qs, qt), (ks, kt), (vs, vt) = split(q), split(k), split(v)
+        if is_cross and (keep or c.store_maps):
+            scale = q.shape[-1] ** -0.5
+            ps = torch.softmax(qs @ ks.transpose(-1, -2) * scale, dim=-1)
+            pt = torch.softmax(qt @ kt.transpose(-1, -2) * scale, dim=-1)
+            if edit:
+                A, B = (m.to(ps.device, ps.dtype)[None, :, None] for m in (c.A, c.B))
+                pt = ps @ A + (pt @ B if c.has_b else 0)
+            if keep:
+                c.record(torch.stack([ps, pt], dim=1).reshape(groups * n2, *ps.shape[2:]), groups)
+            out_s, out_t = ps @ vs, pt @ vt
+        elif is_cross:  # edit through SDPA: (P_src A) v = P_src (A v)
+            A = c.A.to(v.device, v.dtype)[None, :, None]
+            out_s = F.scaled_dot_product_attention(qs, ks, vs)
+            out_t = F.scaled_dot_product_attention(qs, ks, A @ vt)
+            if c.has_b:
+                B = c.B.to(v.device, v.dtype)[None, :, None]
+                out_t = out_t + F.scaled_dot_product_attention(qt, kt, B @ vt)
+        else:  # self-attention injection: the source's queries and keys, the target's values
+            both = F.scaled_dot_product_attention(qs, ks, torch.cat([vs, vt], dim=-1))
+            out_s, out_t = both.split(vs.shape[-1], dim=-1)
+        return torch.stack([out_s, out_t], dim=1).reshape(q.shape[0], *out_s.shape[2:])
