@@ -136,7 +136,7 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
         start = ckpts.load(accelerator, latest)["step"]
         log(f"resuming from {latest} (step {start})")
     losses = CsvLog(out_dir / "loss.csv", ["step", "loss", "lr", "seconds_per_step"])
-    evals = CsvLog(out_dir / "eval.csv", ["step", "background", "color", "position", "shape"])
+    evals = CsvLog(out_dir / "eval.csv", ["step", "background", "color", "position", "shape", "size"])
     losses.truncate_after(start)
     evals.truncate_after(start)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -182,14 +182,14 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
             losses.append({"step": done, "loss": f"{np.mean(running):.6f}", "lr": f"{schedule.get_last_lr()[0]:.2e}",
                            "seconds_per_step": f"{(now - t_last) / len(running):.4f}"})
             running, t_last = [], now
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:  # before the evaluation: nothing to lose
+            ckpts.save(accelerator, done, {"recipe": recipe_to_dict(recipe)})
         if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
             te_eval, unet_eval = _ema_copies(accelerator, text_encoder, unet, ema_text, ema_unet)
             acc = evaluate(tokenizer, te_eval, unet_eval, cfg, dev)
             evals.append({"step": done, **{k: f"{v:.4f}" for k, v in acc.items()}})
             bar.write(f"step {done}: held-out oracle accuracy " + ", ".join(f"{k} {v:.0%}" for k, v in acc.items()))
             t_last = time.perf_counter()
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            ckpts.save(accelerator, done, {"recipe": recipe_to_dict(recipe)})
     bar.close()
     te_final, unet_final = _ema_copies(accelerator, text_encoder, unet, ema_text, ema_unet)
     return save_pipeline(out_dir / "pipeline", tokenizer, te_final, unet_final, _scheduler(),
