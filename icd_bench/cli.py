@@ -218,7 +218,7 @@ def toy_evaluate(
     backbone: Annotated[str, typer.Option(help="The teacher to measure (default: the bundled one).")] = "toy",
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where quality.json and teacher-samples.png go.")] = Path("reports/toy"),
     steps: Annotated[int, typer.Option(help="DDIM steps.")] = 50,
-    guidance: Annotated[float, typer.Option(help="CFG scale of the samples.")] = 3.0,
+    guidance: Annotated[float, typer.Option(help="CFG scale of the samples.")] = 5.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """The teacher's quality bar: oracle accuracy of samples on held-out combinations, inversion PSNR."""
