@@ -102,12 +102,7 @@ def edit_region(source: Scene, target: Scene, kind: str) -> np.ndarray:
                    (tgt_objs.items() if o in src_objs else src_objs.items()))
         if not same:
             changed |= m
-    grown = changed.copy()
-    grown[1:] |= changed[:-1]
-    grown[:-1] |= changed[1:]
-    grown[:, 1:] |= grown[:, :-1].copy()
-    grown[:, :-1] |= grown[:, 1:].copy()
-    return grown
+    return scenes.grow(changed)
 
 
 def _same_place(a: SceneObject, am: np.ndarray, b: SceneObject, bm: np.ndarray) -> bool:

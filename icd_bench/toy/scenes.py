@@ -144,13 +144,18 @@ class Scene:
         _, masks = self.render()
         touched = np.zeros((RESOLUTION, RESOLUTION), bool)
         for m in masks:
-            grown = m.copy()
-            grown[1:] |= m[:-1]
-            grown[:-1] |= m[1:]
-            grown[:, 1:] |= grown[:, :-1].copy()
-            grown[:, :-1] |= grown[:, 1:].copy()
-            touched |= grown
+            touched |= grow(m)
         return ~touched
+
+
+def grow(mask: np.ndarray) -> np.ndarray:
+    """Dilate a bool mask by one pixel in all 8 directions."""
+    grown = mask.copy()
+    grown[1:] |= mask[:-1]
+    grown[:-1] |= mask[1:]
+    grown[:, 1:] |= grown[:, :-1].copy()
+    grown[:, :-1] |= grown[:, 1:].copy()
+    return grown
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: int, cy: int, r: int, s: int, fill) -> None:
