@@ -34,6 +34,14 @@ class Dataset(Protocol):
     def describe(self) -> dict: ...
 
 
+def unique_id(base: str, taken) -> str:
+    """``base``, or ``base-2``, ``base-3``, ... — the first not in ``taken`` (rows sharing a stem)."""
+    sid, n = base, 2
+    while sid in taken:
+        sid, n = f"{base}-{n}", n + 1
+    return sid
+
+
 def load_rgb_image(path: Path, sample_id: str) -> Image.Image:
     """Open an image file as 8-bit RGB, or raise `SampleError` saying why it cannot be used.
 

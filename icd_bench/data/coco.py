@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import ClassVar
 
-from icd_bench.data.base import load_rgb_image
+from icd_bench.data.base import load_rgb_image, unique_id
 from icd_bench.data.folder import sample_id_for
 from icd_bench.errors import ConfigError, SampleError
 from icd_bench.registry import DATASETS
@@ -78,10 +78,7 @@ class CocoEdit:
         self.rows: dict[str, tuple[int, dict[str, str]]] = {}
         for line, row in _read_csv(path, ("file_name", "old_caption", "edited_caption")):
             if row.get("file_name"):
-                sid, n = sample_id_for(row["file_name"]), 2
-                base = sid
-                while sid in self.rows:
-                    sid, n = f"{base}-{n}", n + 1
+                sid = unique_id(sample_id_for(row["file_name"]), self.rows)
                 self.rows[sid] = (line, row)
 
     def ids(self) -> list[str]:

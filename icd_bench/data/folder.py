@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from icd_bench.data.base import load_rgb_image
+from icd_bench.data.base import load_rgb_image, unique_id
 from icd_bench.errors import ConfigError, SampleError
 from icd_bench.registry import DATASETS
 from icd_bench.types import EditSample
@@ -69,10 +69,7 @@ class FolderDataset:
                            for k, v in raw.items()}
                     if not row.get("file_name"):
                         continue  # blank line
-                    sid = sample_id_for(row["file_name"])
-                    base, n = sid, 2
-                    while sid in self._rows:  # same stem, other extension
-                        sid, n = f"{base}-{n}", n + 1
+                    sid = unique_id(sample_id_for(row["file_name"]), self._rows)  # same stem, other extension
                     self._rows[sid] = _Row(line, row["file_name"], row.get("source_prompt", ""),
                                            row.get("target_prompt", ""), row.get("blend_words", ""))
         except UnicodeDecodeError as exc:

@@ -19,19 +19,25 @@ DEFAULT_GUIDANCE = 5.0  # picked on training combinations (DDIM 25, w in 2, 3, 5
 
 
 def sample_accuracy(backbone: Backbone, *, steps: int = 50, guidance: float = DEFAULT_GUIDANCE,
-                    total: int = 160, seed: int = 0, batch: int = 32, progress: bool = False):
-    """DDIM samples of every quality-bar scene; returns (per-attribute accuracy, images, scenes)."""
+                    total: int = 160, seed: int = 0, batch: int = 32, progress: bool = False,
+                    eval_scenes: list[scenes.Scene] | None = None, seed_base: int | None = None):
+    """DDIM samples of every quality-bar scene (or of ``eval_scenes``); returns (per-attribute
+    accuracy, images, scenes). Sample j draws its noise from seed ``seed_base + j``
+    (default ``seed_base = seed · 100003``)."""
     from tqdm.auto import tqdm
 
     from icd_bench.methods.ddim import DDIM, DDIMParams
 
-    eval_scenes = scenes.held_out_eval_scenes(total)
+    if eval_scenes is None:
+        eval_scenes = scenes.held_out_eval_scenes(total)
+    if seed_base is None:
+        seed_base = seed * 100_003
     method = DDIM(backbone, DDIMParams(num_inference_steps=steps, guidance_scale=guidance))
     hits: dict[str, list[bool]] = {}
     images = []
     for i in tqdm(range(0, len(eval_scenes), batch), desc="sampling", disable=not progress):
         chunk = eval_scenes[i:i + batch]
-        gens = [torch.Generator().manual_seed(seed * 100_003 + i + k) for k in range(len(chunk))]
+        gens = [torch.Generator().manual_seed(seed_base + i + k) for k in range(len(chunk))]
         out = method.generate([s.caption() for s in chunk], gens)
         for img, scene in zip(out, chunk, strict=True):
             pil = tensor_to_pil(img)

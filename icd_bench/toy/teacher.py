@@ -25,7 +25,14 @@ import numpy as np
 import torch
 
 from icd_bench.toy import scenes
-from icd_bench.toy.model import ToyModelConfig, build_text_encoder, build_unet, load_tokenizer, save_pipeline
+from icd_bench.toy.model import (
+    ToyModelConfig,
+    build_scheduler,
+    build_text_encoder,
+    build_unet,
+    load_tokenizer,
+    save_pipeline,
+)
 from icd_bench.training_utils import Checkpoints, CsvLog, recipe_to_dict
 
 
@@ -76,26 +83,18 @@ class SceneBatcher:
 
 
 def evaluate(tokenizer, text_encoder, unet, cfg: TeacherTrainConfig, device) -> dict[str, float]:
-    """Oracle accuracy of DDIM samples on held-out one-object combinations."""
-    from icd_bench.methods.ddim import DDIM, DDIMParams
-    from icd_bench.store import tensor_to_pil
+    """Oracle accuracy of DDIM samples on held-out one-object combinations (during training)."""
+    from icd_bench.toy.evaluate import sample_accuracy
     from icd_bench.toy.model import toy_backbone_from_modules
-    from icd_bench.toy.oracle import score_single
 
     held = scenes.held_out_single_scenes()
     pick = random.Random(0).sample(held, min(cfg.eval_samples, len(held)))
     bb = toy_backbone_from_modules(tokenizer, copy.deepcopy(text_encoder).eval(), copy.deepcopy(unet).eval(),
                                    device=device)
-    method = DDIM(bb, DDIMParams(num_inference_steps=cfg.eval_steps, guidance_scale=cfg.eval_guidance))
-    totals: dict[str, float] = {}
-    for i in range(0, len(pick), 32):
-        chunk = pick[i:i + 32]
-        gens = [torch.Generator().manual_seed(1000 + i + k) for k in range(len(chunk))]
-        images = method.generate([s.caption() for s in chunk], gens)
-        for img, scene in zip(images, chunk, strict=True):
-            for k, v in score_single(tensor_to_pil(img), scene).items():
-                totals[k] = totals.get(k, 0.0) + float(v)
-    return {k: v / len(pick) for k, v in totals.items()}
+    accuracy, _, _ = sample_accuracy(bb, steps=cfg.eval_steps, guidance=cfg.eval_guidance, eval_scenes=pick,
+                                     seed_base=1000)
+    accuracy.pop("n")
+    return accuracy
 
 
 def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bool = True,
@@ -142,7 +141,7 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "recipe.json").write_text(json.dumps(recipe_to_dict(recipe), indent=2))
 
-    alphas = build_scheduler_alphas().to(dev)
+    alphas = build_scheduler().alphas_cumprod.float().to(dev)
     batcher = SceneBatcher(cfg.seed)
     bar = tqdm(total=cfg.steps, initial=start, desc="toy teacher", disable=not progress, dynamic_ncols=True)
     running, t_last = [], time.perf_counter()
@@ -192,19 +191,9 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
             t_last = time.perf_counter()
     bar.close()
     te_final, unet_final = _ema_copies(accelerator, text_encoder, unet, ema_text, ema_unet)
-    return save_pipeline(out_dir / "pipeline", tokenizer, te_final, unet_final, _scheduler(),
+    return save_pipeline(out_dir / "pipeline", tokenizer, te_final, unet_final, build_scheduler(),
                          extra={"resolution": mcfg.resolution, "trained_steps": cfg.steps,
                                 "recipe": recipe_to_dict(recipe)})
-
-
-def _scheduler():
-    from icd_bench.toy.model import build_scheduler
-
-    return build_scheduler()
-
-
-def build_scheduler_alphas() -> torch.Tensor:
-    return _scheduler().alphas_cumprod.float()
 
 
 def _ema_copies(accelerator, text_encoder, unet, ema_text, ema_unet):
