@@ -181,7 +181,7 @@ app.add_typer(train_app, name="train")
 
 @train_app.command("toy-teacher")
 def train_toy_teacher(
-    recipe: Annotated[Path, typer.Option(help="TOML recipe ([model], [train]).")] = Path("training/toy-teacher.toml"),
+    recipe: Annotated[Path, typer.Option(help="TOML recipe with \\[model] and \\[train] tables.")] = Path("training/toy-teacher.toml"),
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Training directory: checkpoints, loss.csv, eval.csv, pipeline/. Re-running resumes.")] = Path("runs/train/toy-teacher"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,

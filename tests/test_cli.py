@@ -84,6 +84,17 @@ def test_main_job_on_the_bundled_demo_with_the_bundled_teacher(tmp_path):
     assert min(r["extras"]["reconstruction_psnr"] for r in recs) > 25
 
 
+@pytest.mark.parametrize("task, nfe", [("edit", 8), ("invert", 8)])
+def test_icd_on_the_bundled_demo_spends_four_plus_four_steps(tmp_path, task, nfe):
+    out = tmp_path / "icd"
+    res = icd("run", "--method", "icd-toy", "--dataset", "demo", "--task", task, "--out", str(out), "--limit", "2",
+              "--quiet")
+    assert res.returncode == 0, res.stderr
+    recs = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in recs] == ["ok", "ok"] and all(r["nfe"] == nfe for r in recs)
+    assert all((out / r["outputs"]["image"]).is_file() for r in recs)
+
+
 def test_toy_make_demo_regenerates_the_bundled_set(tmp_path):
     res = icd("toy", "make-demo", "--out", str(tmp_path / "d"))
     assert res.returncode == 0, res.stderr

@@ -129,6 +129,12 @@ class P2PControl:
         finally:
             unet.set_attn_processor(original)
 
+    def after_step(self, x: torch.Tensor) -> torch.Tensor:
+        """Call after every decoding step (as a sampler callback): local blend, then advance."""
+        x = self.blend_latents(x)
+        self.step += 1
+        return x
+
     # -- local blend ---------------------------------------------------------------------------
     def record(self, probs: torch.Tensor, groups: int) -> None:
         """Add the cond group's head-averaged cross-attention probs (2n, hw, L) to the store."""

@@ -62,6 +62,8 @@ class NFECounter:
 
     Per-sample NFE of a batch of n samples is ``rows // n`` when every sample is treated alike
     (a classifier-free-guided step on n samples runs 2n rows, so it costs 2 per sample).
+    Prompt-to-Prompt's source and target branches of a sample, batched in one call, add one row
+    between them (see `Backbone.predict_noise`'s ``branches``).
     """
 
     rows: int = 0
@@ -233,11 +235,13 @@ class Backbone:
 
     # -- the model ---------------------------------------------------------------------------
     def predict_noise(self, latents: torch.Tensor, t: int | torch.Tensor, cond: PromptEmbeds,
-                      timestep_cond: torch.Tensor | None = None) -> torch.Tensor:
+                      timestep_cond: torch.Tensor | None = None, *, branches: int = 1) -> torch.Tensor:
         """ε_θ(x_t, t, c): one UNet evaluation on every row of ``latents`` (counted in ``nfe``).
 
         ``timestep_cond`` is the guidance embedding of guidance-distilled UNets
-        (``time_cond_proj_dim``); plain UNets take None.
+        (``time_cond_proj_dim``); plain UNets take None. ``branches`` > 1 marks rows that are
+        parallel branches of the same samples in one batched call — Prompt-to-Prompt's source
+        and target — counted once, the convention of the iCD paper's step counts.
         """
         b = latents.shape[0]
         if not torch.is_tensor(t):
@@ -245,7 +249,9 @@ class Backbone:
         t = t.to(self.device)
         if t.ndim == 0:
             t = t.expand(b)
-        self.nfe.add(b)
+        if b % branches:
+            raise ValueError(f"{b} rows do not split into {branches} branches")
+        self.nfe.add(b // branches)
         if timestep_cond is not None:
             timestep_cond = timestep_cond.to(self.device, self.dtype)
         out = self.unet(latents.to(self.device, self.dtype), t, timestep_cond=timestep_cond,

@@ -18,7 +18,13 @@ from collections.abc import Callable, Sequence
 import torch
 
 EpsFn = Callable[[torch.Tensor, int, int], torch.Tensor]
-Callback = Callable[[int, int, torch.Tensor], None]
+#: callback(i, t_landed, x) after each step; a returned tensor replaces x (e.g. P2P local blend).
+Callback = Callable[[int, int, torch.Tensor], "torch.Tensor | None"]
+
+
+def _apply(callback: Callback, i: int, t: int, x: torch.Tensor) -> torch.Tensor:
+    out = callback(i, t, x)
+    return x if out is None else out
 
 
 def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_t: float, alpha_s: float) -> torch.Tensor:
@@ -70,7 +76,7 @@ def ddim_sample(eps_fn: EpsFn, x: torch.Tensor, timesteps: Sequence[int], alphas
         s = _next_lower(timesteps, i)
         x = ddim_step(x, eps, _alpha(alphas_cumprod, t, final_alpha), _alpha(alphas_cumprod, s, final_alpha))
         if callback is not None:
-            callback(i, s, x)
+            x = _apply(callback, i, s, x)
     return x
 
 
@@ -96,5 +102,5 @@ def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, timesteps: Sequence[int], alpha
         eps = eps_fn(x, t, i)
         x = ddim_step(x, eps, _alpha(alphas_cumprod, s, final_alpha), _alpha(alphas_cumprod, t, final_alpha))
         if callback is not None:
-            callback(i, t, x)
+            x = _apply(callback, i, t, x)
     return x

@@ -26,16 +26,17 @@ def dynamic_guidance_scale(t: int, num_train_timesteps: int, w: float, tau: floa
 
 def guided_noise(backbone: Backbone, x: torch.Tensor, t: int, cond: PromptEmbeds,
                  uncond: PromptEmbeds | None, w: float,
-                 timestep_cond: torch.Tensor | None = None) -> torch.Tensor:
+                 timestep_cond: torch.Tensor | None = None, *, branches: int = 1) -> torch.Tensor:
     """ε_w(x, t, c) with the fewest UNet rows: one call of B rows when w = 1, else one of 2B.
 
-    ``uncond`` may be None only when w = 1.
+    ``uncond`` may be None only when w = 1. ``branches``: see `Backbone.predict_noise`.
     """
     if w == 1.0:
-        return backbone.predict_noise(x, t, cond, timestep_cond)
+        return backbone.predict_noise(x, t, cond, timestep_cond, branches=branches)
     if uncond is None:
         raise ValueError("classifier-free guidance with w != 1 needs the unconditional embeddings")
     both = backbone.predict_noise(torch.cat([x, x]), t, PromptEmbeds.cat([uncond, cond]),
-                                  None if timestep_cond is None else torch.cat([timestep_cond] * 2))
+                                  None if timestep_cond is None else torch.cat([timestep_cond] * 2),
+                                  branches=branches)
     eps_uncond, eps_cond = both.chunk(2)
     return cfg_combine(eps_uncond, eps_cond, w)

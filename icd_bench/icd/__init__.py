@@ -1,8 +1,9 @@
-"""Invertible Consistency Distillation (iCD): boundaries, guidance embedding, forward/reverse
-multi-boundary consistency models. Training and the full editing pipeline arrive in their issues;
-what is here is the math they share."""
+"""Invertible Consistency Distillation (iCD): boundaries, guidance embedding, the forward and
+reverse multi-boundary consistency models as LoRA adapters on one UNet, and their inference
+(`ICDPipeline`: encode / decode / Prompt-to-Prompt edit). Training arrives with its issue."""
 
 from icd_bench.icd.boundaries import BOUNDARY_SETS, Boundaries
 from icd_bench.icd.guidance import guidance_code, guidance_embedding
+from icd_bench.icd.pipeline import ICDPipeline
 
-__all__ = ["BOUNDARY_SETS", "Boundaries", "guidance_code", "guidance_embedding"]
+__all__ = ["BOUNDARY_SETS", "Boundaries", "ICDPipeline", "guidance_code", "guidance_embedding"]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from icd_bench.diffusion.ddim import ddim_step
+from icd_bench.diffusion.ddim import Callback, _apply, ddim_step
 from icd_bench.icd.boundaries import Boundaries
 
 #: eps_fn(x, t, step_index) -> ε
@@ -47,10 +47,13 @@ def icd_encode(eps_fn: EpsFn, x0: torch.Tensor, noise: torch.Tensor, boundaries:
 
 @torch.no_grad()
 def icd_decode(eps_fn: EpsFn, x: torch.Tensor, boundaries: Boundaries, alphas_cumprod: torch.Tensor,
-               callback: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:
-    """CDm decoding: one step per segment from T − 1 down to the clean end."""
+               callback: Callback | None = None) -> torch.Tensor:
+    """CDm decoding: one step per segment from T − 1 down to the clean end.
+
+    ``callback(i, s, x)`` runs after each step; a returned tensor replaces x (P2P local blend).
+    """
     for i, (t, s) in enumerate(boundaries.reverse_steps()):
         x = consistency_step(x, eps_fn(x, t, i), t, s, alphas_cumprod)
         if callback is not None:
-            callback(i, s, x)
+            x = _apply(callback, i, s, x)
     return x

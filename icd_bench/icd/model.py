@@ -1,0 +1,180 @@
+"""iCD's two consistency models on one UNet: a guidance-embedded base + two named LoRA adapters.
+
+The forward model fCDm and the reverse model CDm share the (guidance-distilled) UNet and differ
+only by a LoRA adapter, as in the public release. Both adapters are injected with peft into the
+one UNet in memory and switched per call (``unet.set_adapter``); nothing is deep-copied.
+
+File formats are the release's (REFERENCE.md): the guidance-distilled UNet is a plain state dict
+(``.pt``, read with ``weights_only=True``, or ``.safetensors``) of a `UNet2DConditionModel` with
+``time_cond_proj_dim``; each adapter is a safetensors file with peft-style keys
+``unet.base_model.model.<module path>.lora_A.weight`` / ``lora_B.weight``. Adapters this project
+trains are saved the same way, with rank / alpha / targets in the safetensors metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from icd_bench.errors import ConfigError
+
+FORWARD, REVERSE = "fcdm", "cdm"  # adapter names ("forward" would shadow nn.Module.forward in peft)
+#: Key prefix of the released LoRA files (peft's PeftModel wrapping the UNet).
+PEFT_PREFIX = "unet.base_model.model."
+#: The modules LoRA targets when adapters are created here (LCM-LoRA's list, which the reference
+#: training code inherits); imported adapters use exactly the modules their file names.
+DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+                        "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv",
+                        "time_emb_proj")
+#: The release's LoRA scale: alpha 8 at rank 64 (the reference loader's conversion).
+RELEASE_LORA_ALPHA = 8.0
+#: SD1.5's guidance-embedding width in the release (``time_cond_proj_dim``).
+RELEASE_GUIDANCE_DIM = 512
+
+
+# -- the guidance-embedded base -------------------------------------------------------------------
+
+def add_guidance_embedding(unet, dim: int = RELEASE_GUIDANCE_DIM):
+    """A copy of ``unet`` with a ``time_cond_proj_dim = dim`` guidance input that starts as a no-op.
+
+    The new projection (``time_embedding.cond_proj``) is zero-initialised, so the result computes
+    exactly what ``unet`` did for every w: the starting point of guidance distillation. A UNet that
+    already has the input is returned unchanged.
+    """
+    from diffusers import UNet2DConditionModel
+
+    if unet.config.time_cond_proj_dim is not None:
+        return unet
+    param = next(unet.parameters())
+    config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
+    new = UNet2DConditionModel.from_config({**config, "time_cond_proj_dim": int(dim)})
+    missing, unexpected = new.load_state_dict(unet.state_dict(), strict=False)
+    if unexpected or set(missing) != {"time_embedding.cond_proj.weight"}:
+        raise RuntimeError(f"unexpected keys adding the guidance embedding: {missing} {unexpected}")
+    torch.nn.init.zeros_(new.time_embedding.cond_proj.weight)
+    return new.to(device=param.device, dtype=param.dtype).eval().requires_grad_(False)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A tensor state dict from ``.safetensors`` or a ``.pt`` / ``.bin`` (``weights_only=True``)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"checkpoint file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        raise ConfigError(f"{path} is not a tensor state dict loadable with weights_only=True: {e}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ConfigError(f"{path} does not hold a plain state dict of tensors")
+    return state
+
+
+def load_guidance_distilled_unet(path: str | Path, base_unet):
+    """The release's guidance-distilled UNet: ``base_unet``'s architecture + ``time_cond_proj_dim``
+    (read from the checkpoint), weights from ``path``."""
+    from diffusers import UNet2DConditionModel
+
+    state = read_state_dict(path)
+    proj = state.get("time_embedding.cond_proj.weight")
+    if proj is None:
+        raise ConfigError(f"{path} has no guidance embedding (time_embedding.cond_proj.weight): it is not a "
+                          "guidance-distilled UNet")
+    param = next(base_unet.parameters())
+    config = {k: v for k, v in dict(base_unet.config).items() if not k.startswith("_")}
+    unet = UNet2DConditionModel.from_config({**config, "time_cond_proj_dim": int(proj.shape[1])})
+    missing, unexpected = unet.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ConfigError(f"{path} does not match the backbone's UNet: {len(missing)} missing keys "
+                          f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+    return unet.to(device=param.device, dtype=param.dtype).eval().requires_grad_(False)
+
+
+# -- LoRA adapters ---------------------------------------------------------------------------------
+
+def read_lora(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """A LoRA file → (peft state dict without prefix, info: rank, alpha or None, target modules)."""
+    path = Path(path).expanduser()
+    state = read_state_dict(path)
+    meta: dict = {}
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    out = {}
+    for key, value in state.items():
+        for prefix in (PEFT_PREFIX, "base_model.model."):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                break
+        out[key] = value
+    downs = {k: v for k, v in out.items() if k.endswith(".lora_A.weight")}
+    if not downs or any(not (k.endswith(".lora_A.weight") or k.endswith(".lora_B.weight")) for k in out):
+        raise ConfigError(f"{path} is not a peft-style LoRA file (keys '<module>.lora_A.weight' / "
+                          f"'<module>.lora_B.weight', optionally prefixed '{PEFT_PREFIX}')")
+    ranks = {int(v.shape[0]) for v in downs.values()}
+    if len(ranks) != 1:
+        raise ConfigError(f"{path} mixes LoRA ranks {sorted(ranks)}")
+    targets = sorted(k[: -len(".lora_A.weight")] for k in downs)
+    alpha = float(meta["lora_alpha"]) if "lora_alpha" in meta else None
+    return out, {"rank": ranks.pop(), "alpha": alpha, "targets": targets}
+
+
+def attach_adapter(unet, name: str, *, rank: int, alpha: float, targets=DEFAULT_LORA_TARGETS) -> None:
+    """Inject a LoRA adapter called ``name`` (B = 0: the adapter starts as the identity)."""
+    import warnings
+
+    from peft import LoraConfig
+
+    with warnings.catch_warnings():  # two adapters on one UNet is the point here
+        warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+        unet.add_adapter(LoraConfig(r=int(rank), lora_alpha=float(alpha), target_modules=list(targets),
+                                    init_lora_weights=True), adapter_name=name)
+
+
+def load_adapter(unet, name: str, path: str | Path, *, alpha: float | None = None) -> dict:
+    """Attach adapter ``name`` with the weights of a LoRA file (release or project format)."""
+    from peft import set_peft_model_state_dict
+
+    state, info = read_lora(path)
+    info["alpha"] = float(alpha if alpha is not None else info["alpha"] or RELEASE_LORA_ALPHA)
+    modules = dict(unet.named_modules())
+    unknown = [t for t in info["targets"] if t not in modules]
+    if unknown:
+        raise ConfigError(f"{path} targets modules the UNet does not have, e.g. {unknown[:3]}: "
+                          "is it an adapter for another backbone?")
+    attach_adapter(unet, name, rank=info["rank"], alpha=info["alpha"], targets=info["targets"])
+    try:
+        result = set_peft_model_state_dict(unet, state, adapter_name=name)
+    except RuntimeError as e:  # shape mismatches
+        raise ConfigError(f"{path} does not fit the UNet: {str(e).splitlines()[0]}") from None
+    if result.unexpected_keys:
+        raise ConfigError(f"{path}: {len(result.unexpected_keys)} keys were not used, "
+                          f"e.g. {result.unexpected_keys[:3]}")
+    return info
+
+
+def save_adapter(unet, name: str, path: str | Path) -> Path:
+    """Save adapter ``name`` in the release's layout (peft keys under ``unet.base_model.model.``)."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    cfg = unet.peft_config[name]
+    state = get_peft_model_state_dict(unet, adapter_name=name)
+    state = {PEFT_PREFIX + k: v.detach().cpu().contiguous() for k, v in state.items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"lora_rank": str(cfg.r), "lora_alpha": str(cfg.lora_alpha),
+            "target_modules": json.dumps(sorted(cfg.target_modules))}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,124 @@
+"""iCD inference on a `Backbone`: encode with fCDm, decode with CDm, edit = encode + decode.
+
+- ``encode(x0, prompts)``: noise x_0 to the first forward step, then fCDm (w = 1, unguided) up
+  through every forward boundary to T − 1;
+- ``decode(x_T, prompts, w, τ)``: CDm through every reverse boundary down to the clean end, with
+  dynamic (step) CFG: the guidance embedding carries w = 1 while t/T > τ and w at or below τ —
+  one UNet row per sample and step either way, since w is an input of the guidance-embedded UNet;
+- ``edit``: encode with the source prompt, decode with the target prompt; with Prompt-to-Prompt
+  the source and target branches decode together in one batched call per step.
+
+The base UNet is the backbone's, given a guidance input (the release's guidance-distilled UNet,
+or a zero-initialised one); fCDm and CDm are the LoRA adapters "fcdm" and "cdm" on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from icd_bench.attention.p2p import P2PConfig, P2PControl
+from icd_bench.backbones.base import Backbone, PromptEmbeds
+from icd_bench.diffusion.guidance import dynamic_guidance_scale
+from icd_bench.icd.boundaries import Boundaries
+from icd_bench.icd.guidance import guidance_code, guidance_embedding
+from icd_bench.icd.model import (
+    FORWARD,
+    RELEASE_GUIDANCE_DIM,
+    RELEASE_LORA_ALPHA,
+    REVERSE,
+    add_guidance_embedding,
+    attach_adapter,
+    load_adapter,
+    load_guidance_distilled_unet,
+)
+from icd_bench.icd.sampling import icd_decode, icd_encode
+
+
+class ICDPipeline:
+    """The two iCD models on one UNet in ``backbone`` (which it equips; see the module doc)."""
+
+    def __init__(self, backbone: Backbone, boundaries: Boundaries, *, teacher: str | Path | None = None,
+                 forward_lora: str | Path | None = None, reverse_lora: str | Path | None = None,
+                 lora_rank: int = 64, lora_alpha: float | None = None,
+                 guidance_dim: int = RELEASE_GUIDANCE_DIM):
+        if boundaries.num_train_timesteps != backbone.num_train_timesteps:
+            raise ValueError("boundaries and backbone disagree on the number of training timesteps")
+        self.backbone = backbone
+        self.boundaries = boundaries
+        unet = backbone.unet
+        if getattr(unet, "peft_config", None):
+            raise ValueError("the backbone's UNet already carries adapters; give iCD a fresh backbone")
+        unet = load_guidance_distilled_unet(teacher, unet) if teacher else add_guidance_embedding(unet, guidance_dim)
+        backbone.unet = unet
+        self.adapters: dict[str, dict] = {}
+        for name, path in ((FORWARD, forward_lora), (REVERSE, reverse_lora)):
+            if path:
+                self.adapters[name] = {"source": str(path), **load_adapter(unet, name, path, alpha=lora_alpha)}
+            else:
+                alpha = lora_alpha if lora_alpha is not None else RELEASE_LORA_ALPHA
+                attach_adapter(unet, name, rank=lora_rank, alpha=alpha)
+                self.adapters[name] = {"source": None, "rank": lora_rank, "alpha": alpha}
+        unet.requires_grad_(False)
+
+    @property
+    def unet(self):
+        return self.backbone.unet
+
+    @property
+    def trained(self) -> bool:
+        """Both adapters were loaded from files (not zero-initialised)."""
+        return all(a["source"] for a in self.adapters.values())
+
+    def guidance_cond(self, w: float, rows: int) -> torch.Tensor:
+        """The guidance embedding of scale w for ``rows`` rows (code w − 1; w = 1 is unguided)."""
+        dim = self.unet.config.time_cond_proj_dim
+        emb = guidance_embedding(guidance_code(w), dim)
+        return emb.expand(rows, dim).to(self.backbone.device, self.backbone.dtype)
+
+    # -- the two directions ------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, x0: torch.Tensor, cond: PromptEmbeds, noise: torch.Tensor) -> torch.Tensor:
+        """fCDm: latents x_0 → noise latents at T − 1, unguided (``noise`` noises x_0 to the first
+        forward step)."""
+        bb = self.backbone
+        self.unet.set_adapter(FORWARD)
+        tc = self.guidance_cond(1.0, x0.shape[0])
+        return icd_encode(lambda x, t, i: bb.predict_noise(x, t, cond, tc), x0, noise, self.boundaries,
+                          bb.alphas_cumprod)
+
+    @torch.no_grad()
+    def decode(self, x: torch.Tensor, cond: PromptEmbeds, w: float, tau: float, *, callback=None,
+               branches: int = 1) -> torch.Tensor:
+        """CDm: noise latents → latents x_0 with step CFG (w while t/T ≤ τ, else unguided)."""
+        bb = self.backbone
+        self.unet.set_adapter(REVERSE)
+        T = bb.num_train_timesteps
+
+        def eps_fn(x, t, i):
+            tc = self.guidance_cond(dynamic_guidance_scale(t, T, w, tau), x.shape[0])
+            return bb.predict_noise(x, t, cond, tc, branches=branches)
+
+        return icd_decode(eps_fn, x, self.boundaries, bb.alphas_cumprod, callback=callback)
+
+    def decode_p2p(self, x: torch.Tensor, sources: Sequence[str], targets: Sequence[str], w: float, tau: float,
+                   config: P2PConfig, blend_words=None) -> torch.Tensor:
+        """Decode the same noise latents with the source and the target prompts in one batch, the
+        target steered by Prompt-to-Prompt; returns the target branch's latents."""
+        bb, n = self.backbone, x.shape[0]
+        cond = PromptEmbeds.cat([bb.encode_prompt(sources), bb.encode_prompt(targets)])
+        control = P2PControl(bb.tokenizers[0], sources, targets, num_steps=self.boundaries.steps, config=config,
+                             blend_words=blend_words, blend_resolution=blend_resolution(bb))
+        with control.install(self.unet):
+            out = self.decode(torch.cat([x, x]), cond, w, tau, callback=lambda i, s, z: control.after_step(z),
+                              branches=2)
+        return out[n:]
+
+
+def blend_resolution(backbone: Backbone) -> int:
+    """The side of the attention maps local blend uses: the latent side / 4 (16 at SD1.5's 64×64,
+    as the P2P reference), at least the lowest attention resolution a toy UNet has."""
+    side = backbone.resolution // backbone.vae_scale_factor
+    return max(side // 4, side // 2 ** (len(backbone.unet.config.block_out_channels) - 1))

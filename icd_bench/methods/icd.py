@@ -1,0 +1,108 @@
+"""``icd``: invertible Consistency Distillation (Starodubcev et al., NeurIPS 2024) — a thin adapter
+over `icd_bench.icd.ICDPipeline`.
+
+Inversion = fCDm encoding (unguided, source prompt); reconstruction and editing = CDm decoding with
+dynamic CFG (w at t/T ≤ τ). Editing decodes with the target prompt, steered by Prompt-to-Prompt
+(``p2p = true``, SD1.5 in the paper) or as a plain prompt switch (``p2p = false``, SDXL).
+Weights: ``teacher`` (the guidance-distilled UNet ``.pt``), ``forward_lora`` and ``reverse_lora``
+(LoRA ``.safetensors``), in the public release's formats. Without them the adapters are
+zero-initialised — the backbone's own UNet at the boundary steps, which runs but is *not* iCD.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+
+from icd_bench.attention.p2p import P2PConfig
+from icd_bench.icd.boundaries import BOUNDARY_SETS, Boundaries
+from icd_bench.icd.pipeline import ICDPipeline
+from icd_bench.methods.base import EditingMethod
+from icd_bench.registry import METHODS
+from icd_bench.types import EditSample, Inversion
+
+
+@dataclass
+class ICDParams:
+    boundaries: str = "4step-tau0.8"  # a named set (see icd_bench.icd.BOUNDARY_SETS) ...
+    reverse_boundaries: tuple[int, ...] | None = None  # ... or a custom pair (both lists given)
+    forward_boundaries: tuple[int, ...] | None = None
+    guidance_scale: float = 19.0  # w of the reverse model (guidance-embedded)
+    tau: float = 0.8  # dynamic CFG: guided only where t/T <= tau
+    teacher: str | None = None  # guidance-distilled UNet state dict (.pt / .safetensors)
+    forward_lora: str | None = None  # fCDm LoRA (.safetensors, peft keys)
+    reverse_lora: str | None = None  # CDm LoRA
+    lora_rank: int = 64  # rank of zero-initialised adapters (files carry their own)
+    lora_alpha: float | None = None  # None: the file's metadata, else the release's 8
+    p2p: bool = True  # edit with Prompt-to-Prompt; false: plain prompt switch
+    p2p_mode: Literal["replace", "refine", "auto"] = "refine"
+    cross_replace: float = 0.3  # fraction of decoding steps with cross-attention injection
+    self_replace: float = 0.6  # fraction with self-attention injection
+    amplify: float = 4.0  # reweighting of the target's edited words
+    local_blend: bool = True  # with the sample's blend words, when it has them
+
+    def __post_init__(self):
+        if (self.reverse_boundaries is None) != (self.forward_boundaries is None):
+            raise ValueError("give both reverse_boundaries and forward_boundaries, or neither")
+        if self.reverse_boundaries is None and self.boundaries not in BOUNDARY_SETS:
+            raise ValueError(f"unknown boundary set {self.boundaries!r}; known: {', '.join(BOUNDARY_SETS)}")
+        if self.guidance_scale < 0:
+            raise ValueError("guidance_scale must be >= 0")
+        if not 0.0 <= self.tau <= 1.0:
+            raise ValueError(f"tau must be in [0, 1], got {self.tau}")
+        self.p2p_config()  # validates the P2P fields
+
+    def boundary_set(self) -> Boundaries:
+        if self.reverse_boundaries is not None:
+            return Boundaries(tuple(self.reverse_boundaries), tuple(self.forward_boundaries))
+        return Boundaries.named(self.boundaries)
+
+    def p2p_config(self) -> P2PConfig:
+        return P2PConfig(cross_steps=self.cross_replace, self_steps=self.self_replace, mode=self.p2p_mode,
+                         amplify=self.amplify, blend=self.local_blend)
+
+
+@METHODS.register("icd")
+class ICD(EditingMethod):
+    """iCD: forward (encoding) and reverse (decoding) multi-boundary consistency models."""
+
+    name: ClassVar[str] = "icd"
+    Params: ClassVar[type] = ICDParams
+
+    def __init__(self, backbone, params=None):
+        super().__init__(backbone, params)
+        p = self.params
+        self.pipe = ICDPipeline(backbone, p.boundary_set(), teacher=p.teacher, forward_lora=p.forward_lora,
+                                reverse_lora=p.reverse_lora, lora_rank=p.lora_rank, lora_alpha=p.lora_alpha)
+
+    def invert(self, images: torch.Tensor, prompts: list[str],
+               generators: Sequence[torch.Generator]) -> Inversion:
+        bb = self.backbone
+        x0 = bb.encode_image(images)
+        xT = self.pipe.encode(x0, bb.encode_prompt(prompts), self.initial_noise(generators))  # x_0 → x_{t_start}
+        return Inversion(latents=xT, prompts=list(prompts), image_latents=x0)
+
+    def reconstruct(self, inversion: Inversion) -> torch.Tensor:
+        bb, p = self.backbone, self.params
+        x0 = self.pipe.decode(inversion.latents, bb.encode_prompt(inversion.prompts), p.guidance_scale, p.tau)
+        return bb.decode(x0)
+
+    def edit(self, images: torch.Tensor, samples: Sequence[EditSample],
+             generators: Sequence[torch.Generator]) -> torch.Tensor:
+        bb, p = self.backbone, self.params
+        sources, targets = [s.source_prompt for s in samples], [s.target_prompt for s in samples]
+        inv = self.invert(images, sources, generators)
+        if p.p2p:
+            x0 = self.pipe.decode_p2p(inv.latents, sources, targets, p.guidance_scale, p.tau, p.p2p_config(),
+                                      blend_words=[s.blend_words for s in samples])
+        else:
+            x0 = self.pipe.decode(inv.latents, bb.encode_prompt(targets), p.guidance_scale, p.tau)
+        return bb.decode(x0)
+
+    def generate(self, prompts: list[str], generators: Sequence[torch.Generator]) -> torch.Tensor:
+        bb, p = self.backbone, self.params
+        x0 = self.pipe.decode(self.initial_noise(generators), bb.encode_prompt(prompts), p.guidance_scale, p.tau)
+        return bb.decode(x0)
