@@ -31,12 +31,13 @@ class ToyModelConfig:
     text_layers: int = 2
     text_heads: int = 4
     text_intermediate: int = 128
+    max_length: int = 77  # tokens per prompt (BOS + words + EOS + padding)
 
 
-def load_tokenizer(path: Path = TOKENIZER_DIR):
+def load_tokenizer(path: Path = TOKENIZER_DIR, max_length: int = 77):
     from transformers import CLIPTokenizer
 
-    return CLIPTokenizer.from_pretrained(path, model_max_length=77)
+    return CLIPTokenizer.from_pretrained(path, model_max_length=max_length)
 
 
 def build_text_encoder(cfg: ToyModelConfig, tokenizer):
@@ -44,7 +45,7 @@ def build_text_encoder(cfg: ToyModelConfig, tokenizer):
 
     return CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=cfg.text_hidden, intermediate_size=cfg.text_intermediate,
-        num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads, max_position_embeddings=77,
+        num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads, max_position_embeddings=cfg.max_length,
         projection_dim=cfg.text_hidden, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
 

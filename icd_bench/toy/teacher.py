@@ -114,7 +114,7 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
     accelerator = Accelerator(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()),
                               mixed_precision=cfg.mixed_precision)
     torch.manual_seed(cfg.seed)
-    tokenizer = load_tokenizer()
+    tokenizer = load_tokenizer(max_length=mcfg.max_length)
     text_encoder = build_text_encoder(mcfg, tokenizer)
     unet = build_unet(mcfg)
     params = list(unet.parameters()) + list(text_encoder.parameters())
@@ -158,7 +158,7 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
         noise, t = noise.to(dev), t.to(dev)
         a = alphas[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True,
+        ids = tokenizer(captions, padding="max_length", max_length=mcfg.max_length, truncation=True,
                         return_tensors="pt").input_ids.to(dev)
         with accelerator.autocast():
             emb = text_encoder(ids)[0]

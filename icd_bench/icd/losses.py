@@ -1,0 +1,166 @@
+"""iCD's training objectives as functions of noise-prediction callables (paper §3.1–3.3, App. A).
+
+Every model enters as ``eps(x, t, w) -> ε`` over a batch (``t``: a (B,) long tensor of timesteps,
+``w``: a (B,) tensor of CFG scales in the paper's convention, 1 = unguided). The solver grid is
+the teacher's coarse DDIM grid with skip k = T / N (SD1.5: k = 20, grid 19, 39, …, 999).
+
+- **Guidance distillation** (stage 1): ε_student(x_t, t, c, w) ≈ ε(x_t, t, ∅) + w (ε(x_t, t, c) − ε(x_t, t, ∅)).
+- **CD, reverse** (eq. 3 on the guided process): the student at t_n maps to its segment's lower
+  boundary s; the target is the target network at t_{n−1} = t_n − k, after ONE teacher DDIM step
+  from t_n with guidance w (the boundary condition: the teacher's point itself when t_{n−1} = s).
+- **fCD, forward** (unguided): the mirror — the student at t_n maps to the segment's upper end u;
+  the target is the target network at t_{n+1} after one teacher DDIM inversion step.
+- **Preservation** (unguided): L_f = ‖fCD(CD(x_b)) − x_b‖ with gradients to the forward model,
+  L_r = ‖CD(fCD(x_a)) − x_a‖ with gradients to the reverse model, for a segment [a, b] of the
+  forward steps (a = 19 for the first one, as the reference).
+
+Each loss function returns (loss, info) and runs the non-trained models under ``torch.no_grad``,
+so calling ``backward`` on a loss reaches only the model whose output it trains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from icd_bench.icd.boundaries import Boundaries
+
+Eps = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Solver:
+    """The teacher's coarse grid and the schedule: one place for the DDIM moves of training."""
+
+    alphas_cumprod: torch.Tensor  # (T,) float
+    num_steps: int = 50  # N: grid of k = T / N
+
+    @property
+    def skip(self) -> int:
+        return len(self.alphas_cumprod) // self.num_steps
+
+    @property
+    def grid(self) -> torch.Tensor:
+        """Ascending solver timesteps k−1, 2k−1, …, T−1."""
+        k = self.skip
+        return torch.arange(1, self.num_steps + 1) * k - 1
+
+    def alpha(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """ᾱ_t per row, shaped to broadcast against ``like``; t = 0 at a *boundary* means the clean
+        end (ᾱ = 1), see `move`."""
+        a = self.alphas_cumprod.to(like.device)[t.to(like.device)]
+        return a.view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
+
+    def move(self, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """Eq. 1 per row, from t to s (either direction); s = 0 lands on the clean end (ᾱ = 1)."""
+        a_t = self.alpha(t, x)
+        a_s = torch.where(s.to(x.device).view(-1, *([1] * (x.ndim - 1))) == 0, torch.ones_like(a_t),
+                          self.alpha(s, x))
+        ratio = (a_s / a_t).sqrt()
+        return ratio * x + ((1 - a_s).sqrt() - ratio * (1 - a_t).sqrt()) * eps
+
+    def noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """q(x_t | x_0)."""
+        a = self.alpha(t, x0)
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def distance(a: torch.Tensor, b: torch.Tensor, kind: str = "l2", huber_c: float = 0.001) -> torch.Tensor:
+    """Mean squared error, or the pseudo-Huber loss sqrt(d² + c²) − c of the reference code."""
+    if kind == "l2":
+        return torch.nn.functional.mse_loss(a.float(), b.float())
+    if kind == "huber":
+        return (((a.float() - b.float()) ** 2 + huber_c**2).sqrt() - huber_c).mean()
+    raise ValueError(f"loss must be l2 or huber, got {kind!r}")
+
+
+def _reverse_boundaries(boundaries: Boundaries, t: torch.Tensor) -> torch.Tensor:
+    return torch.tensor([boundaries.reverse_boundary(int(v)) for v in t], dtype=torch.long)
+
+
+def _forward_boundaries(boundaries: Boundaries, t: torch.Tensor) -> torch.Tensor:
+    return torch.tensor([boundaries.forward_boundary(int(v)) for v in t], dtype=torch.long)
+
+
+def guidance_distillation_loss(student: Eps, teacher_cond: Eps, teacher_uncond: Eps, solver: Solver,
+                               x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, w: torch.Tensor,
+                               kind: str = "l2") -> tuple[torch.Tensor, dict]:
+    """Stage 1: the w-embedded student reproduces the teacher's classifier-free-guided ε."""
+    x_t = solver.noise(x0, noise, t)
+    with torch.no_grad():
+        e_c, e_u = teacher_cond(x_t, t, w), teacher_uncond(x_t, t, w)
+        wv = w.to(x_t).view(-1, *([1] * (x_t.ndim - 1)))
+        target = e_u + wv * (e_c - e_u)
+    return distance(student(x_t, t, w), target, kind), {}
+
+
+def reverse_cd_loss(student: Eps, target_net: Eps, teacher: Eps, solver: Solver, boundaries: Boundaries,
+                    x0: torch.Tensor, noise: torch.Tensor, index: torch.Tensor, w: torch.Tensor,
+                    kind: str = "l2") -> tuple[torch.Tensor, dict]:
+    """CDm on the guided process; ``index`` (B,) picks t_n = grid[index] with index ≥ 1."""
+    grid = solver.grid
+    t = grid[index]
+    t_prev = t - solver.skip
+    s = _reverse_boundaries(boundaries, t)
+    x_t = solver.noise(x0, noise, t)
+    pred = solver.move(x_t, student(x_t, t, w), t, s)
+    with torch.no_grad():
+        x_prev = solver.move(x_t, teacher(x_t, t, w), t, t_prev)
+        target = solver.move(x_prev, target_net(x_prev, t_prev, w), t_prev, s)
+        at_boundary = (t_prev == s).to(x_t.device).view(-1, *([1] * (x_t.ndim - 1)))
+        target = torch.where(at_boundary, x_prev, target)
+    return distance(pred, target, kind), {"t": t, "s": s}
+
+
+def forward_cd_loss(student: Eps, target_net: Eps, teacher: Eps, solver: Solver, boundaries: Boundaries,
+                    x0: torch.Tensor, noise: torch.Tensor, index: torch.Tensor,
+                    kind: str = "l2") -> tuple[torch.Tensor, dict]:
+    """fCDm on the unguided process; ``index`` (B,) picks t_n = grid[index], index ≤ N − 2."""
+    grid = solver.grid
+    t = grid[index]
+    t_next = t + solver.skip
+    u = _forward_boundaries(boundaries, t_next)
+    w = torch.ones(len(t))
+    x_t = solver.noise(x0, noise, t)
+    pred = solver.move(x_t, student(x_t, t, w), t, u)
+    with torch.no_grad():
+        x_next = solver.move(x_t, teacher(x_t, t, w), t, t_next)
+        target = solver.move(x_next, target_net(x_next, t_next, w), t_next, u)
+        at_boundary = (t_next == u).to(x_t.device).view(-1, *([1] * (x_t.ndim - 1)))
+        target = torch.where(at_boundary, x_next, target)
+    return distance(pred, target, kind), {"t": t, "u": u}
+
+
+def _segments(boundaries: Boundaries, segment: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    steps = boundaries.forward_steps()  # (a, b): a = 19 for the first, b = T − 1 for the last
+    a = torch.tensor([steps[int(m)][0] for m in segment], dtype=torch.long)
+    b = torch.tensor([steps[int(m)][1] for m in segment], dtype=torch.long)
+    return a, b
+
+
+def forward_preservation_loss(forward: Eps, reverse: Eps, solver: Solver, boundaries: Boundaries,
+                              x0: torch.Tensor, noise: torch.Tensor, segment: torch.Tensor,
+                              kind: str = "l2") -> tuple[torch.Tensor, dict]:
+    """L_f = ‖fCD(CD(x_b)) − x_b‖, unguided; gradients reach only the forward model."""
+    a, b = _segments(boundaries, segment)
+    w = torch.ones(len(a))
+    x_b = solver.noise(x0, noise, b)
+    with torch.no_grad():
+        x_a = solver.move(x_b, reverse(x_b, b, w), b, a)
+    back = solver.move(x_a, forward(x_a, a, w), a, b)
+    return distance(back, x_b, kind), {"a": a, "b": b}
+
+
+def reverse_preservation_loss(forward: Eps, reverse: Eps, solver: Solver, boundaries: Boundaries,
+                              x0: torch.Tensor, noise: torch.Tensor, segment: torch.Tensor,
+                              kind: str = "l2") -> tuple[torch.Tensor, dict]:
+    """L_r = ‖CD(fCD(x_a)) − x_a‖, unguided; gradients reach only the reverse model."""
+    a, b = _segments(boundaries, segment)
+    w = torch.ones(len(a))
+    x_a = solver.noise(x0, noise, a)
+    with torch.no_grad():
+        x_b = solver.move(x_a, forward(x_a, a, w), a, b)
+    back = solver.move(x_b, reverse(x_b, b, w), b, a)
+    return distance(back, x_a, kind), {"a": a, "b": b}

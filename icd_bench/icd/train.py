@@ -1,0 +1,460 @@
+"""iCD training, both stages, on any backbone: `train_cfg_distill` (stage 1) and `train_icd` (stage 2).
+
+Stage 1 distils classifier-free guidance into a student UNet with a w input (``time_cond_proj_dim``,
+zero-initialised so it starts as the teacher). Stage 2 trains the forward (fCDm) and reverse (CDm)
+LoRA adapters on that guidance-embedded UNet with the objectives of `icd_bench.icd.losses`:
+L = L_CD + L_fCD + λ_f L_f + λ_r L_r. Each term is back-propagated as soon as it is computed
+(gradients add up to the total's), so only one term's graph is alive at a time.
+
+Engineering: accelerate picks the device and mixed precision; under ``accelerate launch`` every
+process draws its own data (seeded by step and process) and the adapters' gradients are averaged
+across processes before each optimizer step. Checkpoints every N steps are atomic and resume
+exactly (model/adapter weights, optimizer, LR schedule, RNG-free data: batches and noise are
+functions of (seed, step, process)); each carries the recipe and the package versions.
+The outputs use the public release's formats (a UNet state dict; peft-key LoRA safetensors), so
+``icd-bench run --method icd --set teacher=... --set forward_lora=... --set reverse_lora=...``
+runs them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from icd_bench.icd.boundaries import BOUNDARY_SETS, Boundaries
+from icd_bench.icd.guidance import guidance_code, guidance_embedding
+from icd_bench.icd.losses import (
+    Solver,
+    forward_cd_loss,
+    forward_preservation_loss,
+    guidance_distillation_loss,
+    reverse_cd_loss,
+    reverse_preservation_loss,
+)
+from icd_bench.icd.model import FORWARD, RELEASE_GUIDANCE_DIM, REVERSE, add_guidance_embedding, save_adapter
+from icd_bench.training_utils import Checkpoints, CsvLog, recipe_to_dict
+
+
+# -- recipes --------------------------------------------------------------------------------------
+@dataclass
+class DataConfig:
+    source: str = "toy"  # "toy": the toy world's scenes; else a dataset name (e.g. coco-captions, folder)
+    data_dir: str | None = None
+    split: str | None = None
+
+
+@dataclass
+class CommonTrainConfig:
+    backbone: str = "toy"
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-4
+    warmup: int = 100
+    grad_clip: float = 1.0
+    loss: str = "l2"  # l2 | huber (pseudo-Huber, as the reference)
+    huber_c: float = 0.001
+    guidance_scales: tuple[float, ...] = (1.0, 3.0, 5.0, 7.0)  # w (1 = unguided); paper SD1.5: 1, 8, 12, 16, 20
+    seed: int = 0
+    checkpoint_every: int = 250
+    log_every: int = 25
+    threads: int = 2
+    mixed_precision: str = "no"
+
+    def __post_init__(self):
+        if self.loss not in ("l2", "huber"):
+            raise ValueError(f"loss must be l2 or huber, got {self.loss!r}")
+        if not self.guidance_scales or min(self.guidance_scales) < 0:
+            raise ValueError("guidance_scales must be non-empty and >= 0")
+
+
+@dataclass
+class CfgDistillConfig(CommonTrainConfig):
+    guidance_dim: int = RELEASE_GUIDANCE_DIM
+
+
+@dataclass
+class ICDTrainConfig(CommonTrainConfig):
+    teacher: str = ""  # the stage-1 student (state dict); empty: a zero-initialised guidance input
+    boundaries: str = "4step-tau0.8"
+    reverse_boundaries: tuple[int, ...] | None = None
+    forward_boundaries: tuple[int, ...] | None = None
+    solver_steps: int = 50  # the teacher's grid: skip k = T / solver_steps
+    lora_rank: int = 64
+    lora_alpha: float = 64.0
+    train_reverse: bool = True
+    train_forward: bool = True
+    lambda_f: float = 1.5  # forward preservation (0 disables)
+    lambda_r: float = 1.5  # reverse preservation (0 disables)
+    target: str = "online"  # "online": the student without gradient (the reference); "ema"
+    target_ema_decay: float = 0.95
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.target not in ("online", "ema"):
+            raise ValueError(f"target must be online or ema, got {self.target!r}")
+        if not (self.train_reverse or self.train_forward):
+            raise ValueError("nothing to train: train_reverse and train_forward are both false")
+        if self.reverse_boundaries is None and self.boundaries not in BOUNDARY_SETS:
+            raise ValueError(f"unknown boundary set {self.boundaries!r}; known: {', '.join(BOUNDARY_SETS)}")
+
+    def boundary_set(self) -> Boundaries:
+        if self.reverse_boundaries is not None:
+            return Boundaries(tuple(self.reverse_boundaries), tuple(self.forward_boundaries or ()))
+        return Boundaries.named(self.boundaries)
+
+
+CFG_SECTIONS = {"data": DataConfig, "train": CfgDistillConfig}
+ICD_SECTIONS = {"data": DataConfig, "train": ICDTrainConfig}
+
+
+# -- data -----------------------------------------------------------------------------------------
+class TrainData:
+    """Deterministic batches of (images in [0, 1], captions) as functions of (seed, step, process)."""
+
+    def __init__(self, cfg: DataConfig, seed: int, preprocess, resolution: int):
+        self.cfg, self.seed, self.preprocess, self.resolution = cfg, seed, preprocess, resolution
+        if cfg.source == "toy":
+            from icd_bench.toy.teacher import SceneBatcher
+
+            self.scenes = SceneBatcher(seed)
+            self.dataset = None
+        else:
+            from icd_bench.runner import open_dataset
+
+            self.dataset = open_dataset(cfg.source, data_dir=Path(cfg.data_dir) if cfg.data_dir else None,
+                                        split=cfg.split)
+            self.ids = list(self.dataset.ids())
+            if not self.ids:
+                from icd_bench.errors import ConfigError
+
+                raise ConfigError(f"dataset {cfg.source!r} has no samples to train on")
+
+    def batch(self, step: int, size: int, process: int = 0) -> tuple[torch.Tensor, list[str]]:
+        if self.dataset is None:
+            images, captions = self.scenes.batch(step * 1000 + process, size, dropout=0.0)
+            images = (images + 1) / 2
+            if images.shape[-1] != self.resolution:  # toy scenes on another backbone (tests, smoke runs)
+                images = torch.nn.functional.interpolate(images, size=self.resolution, mode="nearest")
+            return images, captions
+        rng = random.Random(f"{self.seed}:{step}:{process}")
+        samples = [self.dataset.load(rng.choice(self.ids)) for _ in range(size)]
+        return self.preprocess([s.image for s in samples]), [s.source_prompt for s in samples]
+
+
+# -- shared machinery -------------------------------------------------------------------------------
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("icd-bench", "torch", "diffusers", "transformers", "peft", "accelerate"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _step_generator(seed: int, step: int, process: int) -> torch.Generator:
+    """The generator of one step's noise, timesteps and scales: a function of (seed, step, process)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + process)
+
+
+def _lr_schedule(optimizer, warmup: int):
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)))
+
+
+def _w_embedding(w: torch.Tensor, dim: int, like: torch.Tensor) -> torch.Tensor:
+    return guidance_embedding(guidance_code(w), dim).to(like.device, like.dtype)
+
+
+class _Loop:
+    """The step loop both stages share: progress bar, loss CSV, checkpoints, resume."""
+
+    def __init__(self, accelerator, out_dir: Path, recipe: dict, cfg: CommonTrainConfig, fields: list[str],
+                 progress: bool, log, desc: str):
+        from tqdm.auto import tqdm
+
+        self.acc, self.out, self.recipe, self.cfg, self.log = accelerator, Path(out_dir), recipe, cfg, log
+        self.ckpts = Checkpoints(self.out)
+        self.start = 0
+        latest = self.ckpts.latest()
+        if latest is not None:
+            self.start = self.ckpts.load(accelerator, latest)["step"]
+            log(f"resuming from {latest} (step {self.start})")
+        self.main = accelerator.is_main_process
+        self.losses = CsvLog(self.out / "loss.csv", ["step", *fields, "lr", "seconds_per_step"])
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.losses.truncate_after(self.start)
+            (self.out / "recipe.json").write_text(json.dumps(
+                {"recipe": recipe_to_dict(recipe), "versions": _versions()}, indent=2))
+        self.bar = tqdm(total=cfg.steps, initial=self.start, desc=desc, disable=not (progress and self.main),
+                        dynamic_ncols=True)
+        self.fields = fields
+        self.window: list[dict[str, float]] = []
+        self.t_last = time.perf_counter()
+
+    def after_step(self, step: int, values: dict[str, float], lr: float) -> None:
+        done = step + 1
+        self.window.append(values)
+        self.bar.update(1)
+        self.bar.set_postfix({k: f"{np.mean([v[k] for v in self.window[-20:]]):.4f}" for k in values})
+        if self.main and (done % self.cfg.log_every == 0 or done == self.cfg.steps):
+            now = time.perf_counter()
+            row = {"step": done, "lr": f"{lr:.2e}",
+                   "seconds_per_step": f"{(now - self.t_last) / len(self.window):.4f}"}
+            row.update({k: f"{np.mean([v.get(k, np.nan) for v in self.window]):.6f}" for k in self.fields})
+            self.losses.append(row)
+            self.window, self.t_last = [], now
+        if done % self.cfg.checkpoint_every == 0 or done == self.cfg.steps:
+            self.acc.wait_for_everyone()
+            if self.main:
+                self.ckpts.save(self.acc, done, {"recipe": recipe_to_dict(self.recipe), "versions": _versions()})
+
+    def close(self):
+        self.bar.close()
+
+
+def _accelerator(cfg: CommonTrainConfig, device: str):
+    from accelerate import Accelerator
+
+    torch.set_num_threads(cfg.threads)
+    return Accelerator(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()),
+                       mixed_precision=cfg.mixed_precision)
+
+
+def _load_backbone(name: str, accelerator):
+    from icd_bench.backbones import load_backbone
+
+    return load_backbone(name, device=accelerator.device, dtype=torch.float32)
+
+
+# -- stage 1: guidance distillation -------------------------------------------------------------------
+def train_cfg_distill(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bool = True,
+                      log=print) -> Path:
+    """Distil CFG into a w-embedded student; returns the student's state dict file."""
+    from safetensors.torch import save_file
+
+    cfg: CfgDistillConfig = recipe["train"]
+    acc = _accelerator(cfg, device)
+    bb = _load_backbone(cfg.backbone, acc)
+    teacher = bb.unet.eval().requires_grad_(False)
+    torch.manual_seed(cfg.seed)
+    student = add_guidance_embedding(copy.deepcopy(teacher), cfg.guidance_dim).train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
+    schedule = _lr_schedule(optimizer, cfg.warmup)
+    student, optimizer, schedule = acc.prepare(student, optimizer, schedule)
+    data = TrainData(recipe["data"], cfg.seed, bb.preprocess, bb.resolution)
+    solver = Solver(bb.alphas_cumprod.float())
+    loop = _Loop(acc, out_dir, recipe, cfg, ["loss"], progress, log, "cfg distillation")
+    null = bb.null_embeds(1)
+    for step in range(loop.start, cfg.steps):
+        images, captions = data.batch(step, cfg.batch_size, acc.process_index)
+        g = _step_generator(cfg.seed, step, acc.process_index)
+        x0 = bb.encode_image(images)
+        noise = torch.randn(x0.shape, generator=g).to(x0)
+        t = torch.randint(0, bb.num_train_timesteps, (len(x0),), generator=g)
+        w = torch.tensor(cfg.guidance_scales)[torch.randint(0, len(cfg.guidance_scales), (len(x0),), generator=g)]
+        cond = bb.encode_prompt(captions)
+        uncond = null.repeat(len(x0))
+        dim = acc.unwrap_model(student).config.time_cond_proj_dim
+
+        def run(unet, c, embed_w: bool, dim=dim):
+            return lambda x, tt, ww: unet(x, tt.to(x.device), timestep_cond=_w_embedding(ww, dim, x) if embed_w
+                                          else None, **c.unet_kwargs()).sample
+
+        with acc.autocast():
+            loss, _ = guidance_distillation_loss(run(student, cond, True), run(teacher, cond, False),
+                                                 run(teacher, uncond, False), solver, x0, noise, t, w, cfg.loss)
+        acc.backward(loss)
+        if cfg.grad_clip:
+            acc.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        loop.after_step(step, {"loss": loss.item()}, schedule.get_last_lr()[0])
+    loop.close()
+    path = Path(out_dir) / "cfg_distill.safetensors"
+    if acc.is_main_process:
+        state = {k: v.detach().cpu().contiguous() for k, v in acc.unwrap_model(student).state_dict().items()}
+        save_file(state, str(path), metadata={"time_cond_proj_dim": str(cfg.guidance_dim),
+                                               "recipe": json.dumps(recipe_to_dict(recipe))})
+    return path
+
+
+# -- stage 2: iCD --------------------------------------------------------------------------------------
+class AdapterState:
+    """The trainable LoRA weights (+ the EMA target's), as an object accelerate checkpoints."""
+
+    def __init__(self, params: dict[str, torch.nn.Parameter], ema: dict[str, torch.Tensor] | None):
+        self.params, self.ema = params, ema
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        out = {f"p.{k}": v.detach().cpu() for k, v in self.params.items()}
+        if self.ema is not None:
+            out.update({f"ema.{k}": v.cpu() for k, v in self.ema.items()})
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for k, p in self.params.items():
+                p.copy_(state[f"p.{k}"])
+            if self.ema is not None:
+                for k in self.ema:
+                    self.ema[k].copy_(state[f"ema.{k}"])
+
+    @torch.no_grad()
+    def update_ema(self, decay: float) -> None:
+        if self.ema is not None:
+            for k, p in self.params.items():
+                self.ema[k].lerp_(p.detach(), 1 - decay)
+
+    @contextmanager
+    def ema_weights(self):
+        """Swap the EMA weights in (for the target network), and back."""
+        if self.ema is None:
+            yield
+            return
+        saved = {k: p.detach().clone() for k, p in self.params.items()}
+        with torch.no_grad():
+            for k, p in self.params.items():
+                p.copy_(self.ema[k])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for k, p in self.params.items():
+                    p.copy_(saved[k])
+
+
+def adapter_parameters(unet, name: str) -> dict[str, torch.nn.Parameter]:
+    """The LoRA parameters of adapter ``name`` (peft names them ``...lora_A.<name>.weight``)."""
+    return {n: p for n, p in unet.named_parameters() if f".{name}." in n and "lora_" in n}
+
+
+def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bool = True, log=print) -> dict:
+    """Train fCDm and CDm; returns {"teacher": ..., "forward_lora": ..., "reverse_lora": ...} paths."""
+    from icd_bench.icd.pipeline import ICDPipeline
+
+    cfg: ICDTrainConfig = recipe["train"]
+    acc = _accelerator(cfg, device)
+    bb = _load_backbone(cfg.backbone, acc)
+    boundaries = cfg.boundary_set()
+    torch.manual_seed(cfg.seed)  # the LoRA A matrices' initialisation
+    pipe = ICDPipeline(bb, boundaries, teacher=cfg.teacher or None, lora_rank=cfg.lora_rank,
+                       lora_alpha=cfg.lora_alpha)
+    unet = pipe.unet
+    dim = unet.config.time_cond_proj_dim
+    names = ([REVERSE] if cfg.train_reverse else []) + ([FORWARD] if cfg.train_forward else [])
+    params = {n: p for name in names for n, p in adapter_parameters(unet, name).items()}
+    for p in params.values():
+        p.requires_grad_(True)
+    ema = {k: p.detach().clone() for k, p in params.items()} if cfg.target == "ema" else None
+    state = AdapterState(params, ema)
+    optimizer = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=0.0)
+    schedule = _lr_schedule(optimizer, cfg.warmup)
+    optimizer, schedule = acc.prepare(optimizer, schedule)
+    acc.register_for_checkpointing(state)
+    data = TrainData(recipe["data"], cfg.seed, bb.preprocess, bb.resolution)
+    solver = Solver(bb.alphas_cumprod.float(), cfg.solver_steps)
+    fields = [f for f, on in (("cd", cfg.train_reverse), ("fcd", cfg.train_forward),
+                              ("preserve_f", cfg.train_forward and cfg.lambda_f > 0),
+                              ("preserve_r", cfg.train_reverse and cfg.lambda_r > 0)) if on]
+    loop = _Loop(acc, out_dir, recipe, cfg, fields, progress, log, "iCD")
+    unet.train()
+
+    def eps(adapter: str | None, cond):
+        """ε of the teacher (adapters off), or of an adapter, as the losses' callable."""
+        def f(x, t, w):
+            tc = _w_embedding(w, dim, x)
+            if adapter is None:
+                unet.disable_adapters()
+                try:
+                    return unet(x, t.to(x.device), timestep_cond=tc, **cond.unet_kwargs()).sample
+                finally:
+                    unet.enable_adapters()
+            unet.set_adapter(adapter)
+            for p in params.values():  # set_adapter toggles requires_grad; keep every trained one on
+                p.requires_grad_(True)
+            return unet(x, t.to(x.device), timestep_cond=tc, **cond.unet_kwargs()).sample
+        return f
+
+    def target(adapter: str, cond):
+        f = eps(adapter, cond)
+
+        def g(x, t, w):
+            with state.ema_weights():
+                return f(x, t, w)
+        return g
+
+    n_grid, n_seg = cfg.solver_steps, boundaries.steps
+    for step in range(loop.start, cfg.steps):
+        images, captions = data.batch(step, cfg.batch_size, acc.process_index)
+        g = _step_generator(cfg.seed, step, acc.process_index)
+        x0 = bb.encode_image(images)
+        cond = bb.encode_prompt(captions)
+        b = len(x0)
+
+        def draw(x0=x0, g=g):
+            return torch.randn(x0.shape, generator=g).to(x0)
+
+        values: dict[str, float] = {}
+        with acc.autocast():
+            if cfg.train_reverse:
+                w = torch.tensor(cfg.guidance_scales)[torch.randint(0, len(cfg.guidance_scales), (b,), generator=g)]
+                index = torch.randint(1, n_grid, (b,), generator=g)
+                loss, _ = reverse_cd_loss(eps(REVERSE, cond), target(REVERSE, cond), eps(None, cond), solver,
+                                          boundaries, x0, draw(), index, w, cfg.loss)
+                acc.backward(loss)
+                values["cd"] = loss.item()
+            if cfg.train_forward:
+                index = torch.randint(0, n_grid - 1, (b,), generator=g)
+                loss, _ = forward_cd_loss(eps(FORWARD, cond), target(FORWARD, cond), eps(None, cond), solver,
+                                          boundaries, x0, draw(), index, cfg.loss)
+                acc.backward(loss)
+                values["fcd"] = loss.item()
+            if cfg.train_forward and cfg.lambda_f > 0:
+                seg = torch.randint(0, n_seg, (b,), generator=g)
+                loss, _ = forward_preservation_loss(eps(FORWARD, cond), eps(REVERSE, cond), solver, boundaries,
+                                                    x0, draw(), seg, cfg.loss)
+                acc.backward(cfg.lambda_f * loss)
+                values["preserve_f"] = loss.item()
+            if cfg.train_reverse and cfg.lambda_r > 0:
+                seg = torch.randint(0, n_seg, (b,), generator=g)
+                loss, _ = reverse_preservation_loss(eps(FORWARD, cond), eps(REVERSE, cond), solver, boundaries,
+                                                    x0, draw(), seg, cfg.loss)
+                acc.backward(cfg.lambda_r * loss)
+                values["preserve_r"] = loss.item()
+        if acc.num_processes > 1:
+            for p in params.values():
+                if p.grad is not None:
+                    p.grad = acc.reduce(p.grad, reduction="mean")
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.grad_clip)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.update_ema(cfg.target_ema_decay)
+        loop.after_step(step, values, schedule.get_last_lr()[0])
+    loop.close()
+    unet.eval()
+    out = Path(out_dir)
+    paths = {"teacher": cfg.teacher or None,
+             "forward_lora": str(out / "fcdm.safetensors") if cfg.train_forward else None,
+             "reverse_lora": str(out / "cdm.safetensors") if cfg.train_reverse else None}
+    if acc.is_main_process:
+        for name, key in ((FORWARD, "forward_lora"), (REVERSE, "reverse_lora")):
+            if paths[key]:
+                save_adapter(unet, name, paths[key])
+        (out / "icd.json").write_text(json.dumps({
+            **paths, "boundaries": {"reverse": list(boundaries.reverse), "forward": list(boundaries.forward)},
+            "recipe": recipe_to_dict(recipe), "versions": _versions()}, indent=2))
+    return paths

@@ -1,0 +1,220 @@
+"""iCD training: the objectives' targets and gradient routing, one step on tiny SD1.5/SDXL-shaped
+models for both stages, and exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from icd_bench.backbones import tiny_backbone
+from icd_bench.diffusion import ddim_step
+from icd_bench.icd import Boundaries
+from icd_bench.icd.losses import (
+    Solver,
+    forward_cd_loss,
+    forward_preservation_loss,
+    guidance_distillation_loss,
+    reverse_cd_loss,
+    reverse_preservation_loss,
+)
+from icd_bench.icd.model import FORWARD, REVERSE, read_lora
+from icd_bench.icd.pipeline import ICDPipeline
+from icd_bench.icd.train import (
+    CfgDistillConfig,
+    DataConfig,
+    ICDTrainConfig,
+    adapter_parameters,
+    train_cfg_distill,
+    train_icd,
+)
+
+SET = Boundaries.named("4step-tau0.8")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def solver():
+    return Solver(tiny_backbone("sd15").alphas_cumprod.float(), num_steps=50)
+
+
+def test_solver_grid_and_eq1(solver):
+    assert solver.skip == 20 and solver.grid[0] == 19 and solver.grid[-1] == 999 and len(solver.grid) == 50
+    x, e = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    t, s = torch.tensor([519, 999]), torch.tensor([499, 0])
+    got = solver.move(x, e, t, s)
+    ac = solver.alphas_cumprod.double()
+    for i in range(2):
+        a_s = 1.0 if s[i] == 0 else float(ac[s[i]])
+        want = ddim_step(x[i].double(), e[i].double(), float(ac[t[i]]), a_s)
+        assert torch.allclose(got[i].double(), want, atol=1e-5)
+
+
+def test_guidance_distillation_target_is_explicit_cfg(solver):
+    x0, noise = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
+    t, w = torch.tensor([10, 500, 990]), torch.tensor([1.0, 8.0, 20.0])
+    cond = lambda x, t, w: torch.sin(x) + t.view(-1, 1, 1, 1) / 1000  # noqa: E731
+    uncond = lambda x, t, w: torch.cos(x)  # noqa: E731
+
+    def explicit(x, t, w):
+        return uncond(x, t, w) + w.view(-1, 1, 1, 1) * (cond(x, t, w) - uncond(x, t, w))
+
+    loss, _ = guidance_distillation_loss(explicit, cond, uncond, solver, x0, noise, t, w)
+    assert loss.item() < 1e-10
+    loss, _ = guidance_distillation_loss(cond, cond, uncond, solver, x0, noise, t, w)  # w ignored: wrong
+    assert loss.item() > 1e-3
+
+
+def test_reverse_target_is_one_teacher_step_then_the_target_net(solver):
+    x0, noise = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    # index 13 → t = 279, t − k = 259 = s (boundary condition); index 40 → t = 819 → s = 779
+    index, w = torch.tensor([13, 40]), torch.tensor([3.0, 3.0])
+    teacher = lambda x, t, w: 0.5 * x  # noqa: E731
+    target_net = lambda x, t, w: -0.25 * x  # noqa: E731
+    _, info = reverse_cd_loss(lambda x, t, w: 0 * x, target_net, teacher, solver, SET, x0, noise, index, w)
+    assert info["t"].tolist() == [279, 819] and info["s"].tolist() == [259, 779]
+    x_t = solver.noise(x0, noise, info["t"])
+    x_prev = solver.move(x_t, teacher(x_t, 0, 0), info["t"], info["t"] - 20)
+    # row 0: at the boundary the target is the teacher's point; row 1: the target net from 799 to 779
+    want1 = solver.move(x_prev[1:], target_net(x_prev[1:], 0, 0), torch.tensor([799]), torch.tensor([779]))
+    # the student that outputs exactly these targets has zero loss
+    wanted = torch.cat([x_prev[:1], want1])
+
+    def perfect(x, t, w):  # invert eq. 1 for ε so that move(x_t, ε, t, s) == wanted
+        a_t, a_s = solver.alpha(t, x), solver.alpha(info["s"], x)
+        r = (a_s / a_t).sqrt()
+        return (wanted - r * x) / ((1 - a_s).sqrt() - r * (1 - a_t).sqrt())
+
+    loss, _ = reverse_cd_loss(perfect, target_net, teacher, solver, SET, x0, noise, index, w)
+    assert loss.item() < 1e-8
+
+
+def test_forward_boundaries(solver):
+    x0, noise = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
+    f = lambda x, t, w: 0 * x  # noqa: E731
+    _, info = forward_cd_loss(f, f, f, solver, SET, x0, noise, torch.tensor([0, 11, 48]))
+    assert info["t"].tolist() == [19, 239, 979] and info["u"].tolist() == [259, 259, 999]
+
+
+@pytest.fixture()
+def pipe():
+    bb = tiny_backbone("sd15", seed=0)
+    pipe = ICDPipeline(bb, SET, lora_rank=4)
+    with torch.no_grad():  # non-zero B so both LoRA factors get gradients
+        for n, p in bb.unet.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(len(n)))
+    for name in (FORWARD, REVERSE):
+        for p in adapter_parameters(bb.unet, name).values():
+            p.requires_grad_(True)
+    return pipe
+
+
+def _eps(pipe, adapter, cond):
+    unet = pipe.unet
+
+    def f(x, t, w):
+        unet.set_adapter(adapter)
+        for name in (FORWARD, REVERSE):
+            for p in adapter_parameters(unet, name).values():
+                p.requires_grad_(True)
+        return unet(x, t, timestep_cond=pipe.guidance_cond(1.0, len(x)), **cond.unet_kwargs()).sample
+    return f
+
+
+def _grads(unet, name):
+    return [p.grad for p in adapter_parameters(unet, name).values()]
+
+
+@pytest.mark.parametrize("which, trained, frozen", [
+    ("forward_preservation", FORWARD, REVERSE),
+    ("reverse_preservation", REVERSE, FORWARD),
+    ("reverse_cd", REVERSE, FORWARD),
+    ("forward_cd", FORWARD, REVERSE),
+])
+def test_each_loss_reaches_only_its_adapter(pipe, solver, which, trained, frozen):
+    bb = pipe.backbone
+    cond = bb.encode_prompt(["a red circle", "a blue square"])
+    x0, noise = torch.randn(2, 4, 16, 16), torch.randn(2, 4, 16, 16)
+    fwd, rev = _eps(pipe, FORWARD, cond), _eps(pipe, REVERSE, cond)
+    if which == "forward_preservation":
+        loss, _ = forward_preservation_loss(fwd, rev, solver, SET, x0, noise, torch.tensor([0, 3]))
+    elif which == "reverse_preservation":
+        loss, _ = reverse_preservation_loss(fwd, rev, solver, SET, x0, noise, torch.tensor([1, 2]))
+    elif which == "reverse_cd":
+        loss, _ = reverse_cd_loss(rev, rev, fwd, solver, SET, x0, noise, torch.tensor([5, 30]), torch.ones(2))
+    else:
+        loss, _ = forward_cd_loss(fwd, fwd, rev, solver, SET, x0, noise, torch.tensor([5, 30]))
+    loss.backward()
+    assert any(g is not None and g.abs().sum() > 0 for g in _grads(bb.unet, trained))
+    assert all(g is None or g.abs().sum() == 0 for g in _grads(bb.unet, frozen))
+    base = [p for n, p in bb.unet.named_parameters() if "lora_" not in n]
+    assert all(p.grad is None for p in base)
+
+
+def test_preservation_is_zero_for_an_exact_inverse_pair(solver):
+    """With ε-models that are the same function, fCD(CD(x)) = x exactly (DDIM steps invert)."""
+    x0, noise = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    same = lambda x, t, w: torch.zeros_like(x) + 0.3  # noqa: E731  (a constant ε: both moves are affine)
+    lf, _ = forward_preservation_loss(same, same, solver, SET, x0, noise, torch.tensor([0, 2]))
+    lr, _ = reverse_preservation_loss(same, same, solver, SET, x0, noise, torch.tensor([1, 3]))
+    assert lf.item() < 1e-10 and lr.item() < 1e-10
+
+
+# -- the trainers end to end ---------------------------------------------------------------------------
+def _cfg_recipe(backbone, steps=1, **kw):
+    return {"data": DataConfig(source="toy"),
+            "train": CfgDistillConfig(backbone=backbone, steps=steps, batch_size=2, guidance_dim=16, threads=1,
+                                      checkpoint_every=1, log_every=1, **kw)}
+
+
+def _icd_recipe(backbone, teacher="", steps=1, **kw):
+    return {"data": DataConfig(source="toy"),
+            "train": ICDTrainConfig(backbone=backbone, teacher=teacher, steps=steps, batch_size=2, lora_rank=4,
+                                    lora_alpha=4.0, threads=1, checkpoint_every=1, log_every=1, **kw)}
+
+
+@pytest.mark.parametrize("backbone", ["tiny-sd15", "tiny-sdxl"])
+def test_one_step_of_both_stages(tmp_path, backbone):
+    student = train_cfg_distill(_cfg_recipe(backbone), tmp_path / "s1", progress=False, log=lambda *a: None)
+    assert student.is_file() and (tmp_path / "s1" / "loss.csv").read_text().count("\n") == 2
+    paths = train_icd(_icd_recipe(backbone, teacher=str(student)), tmp_path / "s2", progress=False,
+                      log=lambda *a: None)
+    for key in ("forward_lora", "reverse_lora"):
+        state, info = read_lora(paths[key])
+        assert info["rank"] == 4 and info["alpha"] == 4.0
+        assert any(v.abs().sum() > 0 for k, v in state.items() if "lora_B" in k)  # trained away from zero
+    meta = json.loads((tmp_path / "s2" / "icd.json").read_text())
+    assert meta["boundaries"]["reverse"] == [259, 519, 779, 999] and "torch" in meta["versions"]
+    header = (tmp_path / "s2" / "loss.csv").read_text().splitlines()[0]
+    assert header.startswith("step,cd,fcd,preserve_f,preserve_r")
+
+
+def test_resume_continues_exactly(tmp_path):
+    quiet = {"progress": False, "log": lambda *a: None}
+    full = train_icd(_icd_recipe("tiny-sd15", steps=3), tmp_path / "full", **quiet)
+    train_icd(_icd_recipe("tiny-sd15", steps=2), tmp_path / "cut", **quiet)  # "interrupted" after step 2
+    resumed = train_icd(_icd_recipe("tiny-sd15", steps=3), tmp_path / "cut", **quiet)
+    for key in ("forward_lora", "reverse_lora"):
+        a, _ = read_lora(full[key])
+        b, _ = read_lora(resumed[key])
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = (tmp_path / "cut" / "loss.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+
+
+def test_ablations_switch_terms_off(tmp_path):
+    paths = train_icd(_icd_recipe("tiny-sd15", train_forward=False, lambda_r=0.0), tmp_path / "r",
+                      progress=False, log=lambda *a: None)
+    assert paths["forward_lora"] is None and paths["reverse_lora"]
+    assert (tmp_path / "r" / "loss.csv").read_text().splitlines()[0].startswith("step,cd,lr")
+    with pytest.raises(ValueError, match="nothing to train"):
+        ICDTrainConfig(train_forward=False, train_reverse=False)
