@@ -32,6 +32,7 @@ class ToyModelConfig:
     text_heads: int = 4
     text_intermediate: int = 128
     max_length: int = 77  # tokens per prompt (BOS + words + EOS + padding)
+    text_time_embedding: bool = False  # also add an attention-pooled prompt embedding to the time embedding
 
 
 def load_tokenizer(path: Path = TOKENIZER_DIR, max_length: int = 77):
@@ -60,7 +61,8 @@ def build_unet(cfg: ToyModelConfig, time_cond_proj_dim: int | None = None):
         down_block_types=("DownBlock2D",) * (n - 1) + ("CrossAttnDownBlock2D",),
         up_block_types=("CrossAttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
         cross_attention_dim=cfg.text_hidden, attention_head_dim=cfg.attention_head_dim,
-        norm_num_groups=8, time_cond_proj_dim=time_cond_proj_dim)
+        norm_num_groups=8, time_cond_proj_dim=time_cond_proj_dim,
+        addition_embed_type="text" if cfg.text_time_embedding else None, addition_embed_type_num_heads=cfg.text_heads)
 
 
 def build_scheduler():
