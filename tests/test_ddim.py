@@ -107,8 +107,8 @@ class _FakeBackbone:
     def __init__(self):
         self.nfe = NFECounter()
 
-    def predict_noise(self, x, t, cond, timestep_cond=None):
-        self.nfe.add(x.shape[0])
+    def predict_noise(self, x, t, cond, timestep_cond=None, *, branches=1):
+        self.nfe.add(x.shape[0] // branches)  # the rule of `Backbone.predict_noise`
         return x + cond.embeds.mean(dim=(1, 2)).view(-1, 1, 1, 1)
 
 
@@ -127,3 +127,8 @@ def test_guided_noise_costs_one_row_unguided_and_two_guided():
     assert torch.allclose(eps, torch.full_like(x, 15.0))
     with pytest.raises(ValueError, match="unconditional"):
         guided_noise(bb, x, 10, cond, None, 2.0)
+    # P2P: source and target rows of the same samples ride in one call and count once
+    pair = PromptEmbeds(torch.full((4, 2, 2), 2.0))
+    with bb.nfe.measure() as m:
+        guided_noise(bb, torch.zeros(4, 1, 2, 2), 10, pair, PromptEmbeds(torch.zeros(4, 2, 2)), 7.5, branches=2)
+    assert m[0] == 4  # 2 samples × 2 (guided)
