@@ -99,3 +99,17 @@ def test_prompt_embeds_used_here_are_batched_as_sources_then_targets():
     a = PromptEmbeds(torch.zeros(1, 2, 3))
     b = PromptEmbeds(torch.ones(1, 2, 3))
     assert PromptEmbeds.cat([a, b]).embeds[:, 0, 0].tolist() == [0.0, 1.0]
+
+
+def test_self_attention_injection_only_on_small_maps(bb):
+    src, tgt = "a red circle", "a blue square"
+    x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(3))
+    plain = unet_out(bb, x, [src, tgt])
+
+    def injected(max_tokens):
+        cfg = P2PConfig(cross_steps=0.0, self_steps=1.0, blend=False, self_max_tokens=max_tokens)
+        return unet_out(bb, x, [src, tgt], P2PControl(bb.tokenizers[0], [src], [tgt], num_steps=4, config=cfg))
+
+    assert torch.allclose(injected(0), plain, atol=1e-5)  # no map small enough: nothing injected
+    assert not torch.allclose(injected(32 * 32)[1], plain[1], atol=1e-4)  # the target takes the source's pattern
+    assert torch.allclose(injected(32 * 32)[0], plain[0], atol=1e-5)  # the source branch is untouched

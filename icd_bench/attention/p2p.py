@@ -40,6 +40,7 @@ class P2PConfig:
     blend: bool = True  # local blend with the blend words, when a sample has them
     blend_threshold: float = 0.3
     blend_start: float = 0.2  # fraction of steps before local blend starts
+    self_max_tokens: int = 32 * 32  # self-attention injection only on maps this small (the reference's rule)
 
     def __post_init__(self):
         if self.mode not in ("replace", "refine", "auto"):
@@ -219,7 +220,7 @@ class P2PAttnProcessor:
         groups = q.shape[0] // n2
         hw = q.shape[-2]
         keep = is_cross and c.keeps_maps_at(hw)
-        edit = c.cross_active() if is_cross else c.self_active()
+        edit = c.cross_active() if is_cross else (c.self_active() and hw <= c.cfg.self_max_tokens)
         if not edit and not keep:
             return F.scaled_dot_product_attention(q, k, v)
 

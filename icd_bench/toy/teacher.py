@@ -41,12 +41,15 @@ class TeacherTrainConfig:
     steps: int = 6000
     batch_size: int = 32
     lr: float = 1e-3
+    text_lr_scale: float = 1.0  # the text encoder's learning rate is lr × this (0: a frozen random encoder)
     warmup: int = 200
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     cfg_dropout: float = 0.1
     offset_noise: float = 0.5
+    pyramid_noise: float = 0.0  # strength of each low-resolution noise level (see `training_noise`)
+    pyramid_levels: tuple[int, ...] = (8, 4, 2)  # their sides; the 1×1 level is the offset noise
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 50
@@ -80,6 +83,29 @@ class SceneBatcher:
         chosen = [scenes.training_scene(rng) for _ in range(size)]
         captions = ["" if rng.random() < dropout else s.caption() for s in chosen]
         return torch.stack([self.image(s) for s in chosen]), captions
+
+
+def training_noise(shape, generator: torch.Generator, offset: float, pyramid: float = 0.0,
+                   levels: tuple[int, ...] = (8, 4, 2)) -> torch.Tensor:
+    """White noise + low-frequency noise: per-image, per-channel constants (offset noise) and, with
+    ``pyramid`` > 0, noise drawn at each side in ``levels`` and upsampled (multi-resolution noise).
+
+    SD's schedule keeps √ᾱ_999 ≈ 0.068 of the image in x_T; at 32×32 that is enough for x_T's mean
+    to carry the background and for its coarse structure (objects of 10–16 px) to carry the
+    layout, so a model trained on plain noise reads both from the noise and samples from pure
+    noise ignore the prompt's background and position. Extra noise at those frequencies during
+    training makes them unreliable, so the model must take them from the text.
+    """
+    b, c, h, w = shape
+    noise = torch.randn(shape, generator=generator)
+    if offset:
+        noise = noise + offset * torch.randn(b, c, 1, 1, generator=generator)
+    if pyramid:
+        for side in levels:
+            low = torch.randn(b, c, side, side, generator=generator)
+            noise = noise + pyramid * torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear",
+                                                                      align_corners=False)
+    return noise
 
 
 def evaluate(tokenizer, text_encoder, unet, cfg: TeacherTrainConfig, device) -> dict[str, float]:
@@ -118,7 +144,9 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
     text_encoder = build_text_encoder(mcfg, tokenizer)
     unet = build_unet(mcfg)
     params = list(unet.parameters()) + list(text_encoder.parameters())
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW([{"params": list(unet.parameters()), "lr": cfg.lr},
+                                   {"params": list(text_encoder.parameters()), "lr": cfg.lr * cfg.text_lr_scale}],
+                                  lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
     ema_unet = EMAModel(unet.parameters(), decay=cfg.ema_decay)
     ema_text = EMAModel(text_encoder.parameters(), decay=cfg.ema_decay)
@@ -152,9 +180,7 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
         x0 = x0.to(dev)
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         t = torch.randint(0, 1000, (len(x0),), generator=g)
-        noise = torch.randn(x0.shape, generator=g)
-        if cfg.offset_noise:
-            noise = noise + cfg.offset_noise * torch.randn(x0.shape[0], x0.shape[1], 1, 1, generator=g)
+        noise = training_noise(x0.shape, g, cfg.offset_noise, cfg.pyramid_noise, cfg.pyramid_levels)
         noise, t = noise.to(dev), t.to(dev)
         a = alphas[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
