@@ -174,6 +174,31 @@ def _print_summary(summary) -> None:
     out.print(table)
 
 
+@app.command()
+def score(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `icd-bench run`.")],
+    metrics: Annotated[str | None, typer.Option(help="Comma-separated metrics, spelled name[:region[:flavour]], e.g. psnr,ssim:background:pie,toy_edit. Default: PSNR/MSE/SSIM (whole and background) + the toy oracle on toy runs. `icd-bench list metrics` shows them.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Samples per metric batch.")] = 16,
+) -> None:
+    """Score a run: every finished sample × metric into RUN_DIR/metrics.parquet, with a summary table."""
+    from icd_bench.metrics.score import score_run
+
+    if not run_dir.is_dir():
+        raise ConfigError(f"run directory not found: {run_dir}")
+    names = [m for m in metrics.split(",") if m.strip()] if metrics else None
+    frame, summary = score_run(run_dir, names, device=device, batch_size=batch_size)
+    table = Table(title=f"scores of {run_dir}", title_justify="left", show_edge=False)
+    for col, justify in (("metric", "left"), ("mean", "right"), ("std", "right"), ("n ok", "right"),
+                         ("n failed", "right")):
+        table.add_column(col, justify=justify)
+    for row in summary.itertuples():
+        failed = f"[red]{row.n_failed}[/]" if row.n_failed else "0"
+        table.add_row(row.metric, f"{row.mean:.4f}", f"{row.std:.4f}", str(row.n_ok), failed)
+    out.print(table)
+    out.print(f"per-sample values: {run_dir / 'metrics.parquet'}")
+
+
 train_app = typer.Typer(help="Train models: the toy world's teacher; iCD's guidance distillation (stage 1) "
                              "and forward/reverse consistency distillation (stage 2).", no_args_is_help=True)
 app.add_typer(train_app, name="train")

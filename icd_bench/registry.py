@@ -125,7 +125,7 @@ class Registry(Generic[T]):
 
 METHODS: Registry[Any] = Registry("method", "icd_bench.methods", ("icd_bench.methods",))
 DATASETS: Registry[Any] = Registry("dataset", "icd_bench.datasets", ("icd_bench.data",))
-METRICS: Registry[Any] = Registry("metric", "icd_bench.metrics", ())
+METRICS: Registry[Any] = Registry("metric", "icd_bench.metrics", ("icd_bench.metrics",))
 BACKBONES: Registry[Any] = Registry("backbone", "icd_bench.backbones", ("icd_bench.backbones",))
 
 REGISTRIES: dict[str, Registry[Any]] = {

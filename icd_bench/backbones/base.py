@@ -56,6 +56,23 @@ class PromptEmbeds:
         return kw
 
 
+def fit_square(im: Image.Image, side: int, resample) -> Image.Image:
+    """Resize so the shorter side is ``side``, then centre-crop a square: the one geometry by which
+    images reach a model (`Backbone.preprocess`) and masks follow them (`fit_mask`)."""
+    w, h = im.size
+    scale = side / min(w, h)
+    nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
+    im = im.resize((nw, nh), resample)
+    left, top = (nw - side) // 2, (nh - side) // 2
+    return im.crop((left, top, left + side, top + side))
+
+
+def fit_mask(mask: np.ndarray, side: int) -> np.ndarray:
+    """An H×W bool mask carried through `fit_square` (nearest neighbour) to side × side."""
+    im = Image.fromarray(np.asarray(mask, dtype=np.uint8) * 255)
+    return np.asarray(fit_square(im, side, Image.Resampling.NEAREST)) > 127
+
+
 @dataclass
 class NFECounter:
     """Counts UNet evaluations in sample rows: a call on a batch of B rows adds B.
@@ -206,13 +223,7 @@ class Backbone:
         side = resolution or self.resolution
         out = []
         for im in images:
-            im = im.convert("RGB")
-            w, h = im.size
-            scale = side / min(w, h)
-            nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
-            im = im.resize((nw, nh), Image.Resampling.BICUBIC)
-            left, top = (nw - side) // 2, (nh - side) // 2
-            im = im.crop((left, top, left + side, top + side))
+            im = fit_square(im.convert("RGB"), side, Image.Resampling.BICUBIC)
             out.append(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1))
         return torch.stack(out).to(self.device)
 

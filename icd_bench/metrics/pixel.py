@@ -1,0 +1,109 @@
+"""PSNR, MSE and SSIM on [0, 1] images: whole, background and edited region, ``pie`` and ``clean``.
+
+- ``pie`` (PIE-Bench, `evaluation/matrics_calculator.py`): both images multiplied by the region
+  mask, then torchmetrics' PeakSignalNoiseRatio(data_range=1) / MeanSquaredError /
+  StructuralSimilarityIndexMeasure(data_range=1) over the whole frame, zeros included. An empty
+  region gives NaN (PIE-Bench's "nan"), counted as failed rather than averaged.
+- ``clean``: MSE over the region's pixels only, PSNR = 10·log10(1 / MSE), SSIM = the mean of
+  torchmetrics' SSIM map over the region's pixels.
+
+PSNR of identical images is capped at `PSNR_CAP_DB` (100 dB) so averages stay finite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from icd_bench.metrics.base import FLAVOURS, REGIONS, Metric, ScoreItem
+from icd_bench.metrics.functional import PSNR_CAP_DB
+from icd_bench.registry import METRICS
+
+
+def _pair(item: ScoreItem) -> tuple[torch.Tensor, torch.Tensor]:
+    if item.source is None:
+        raise ValueError("needs the source image (a run without sources/?)")
+    a, b = item.output.double(), item.source.double()
+    if a.shape != b.shape:
+        raise ValueError(f"output {tuple(a.shape)} and source {tuple(b.shape)} differ in size")
+    return a, b
+
+
+def _psnr_from_mse(mse: float) -> float:
+    if mse <= 10 ** (-PSNR_CAP_DB / 10):
+        return PSNR_CAP_DB
+    return min(PSNR_CAP_DB, 10 * math.log10(1.0 / mse))
+
+
+class _PixelMetric(Metric):
+    regions = REGIONS
+    flavours = FLAVOURS
+
+    def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
+        out = []
+        for item in items:
+            a, b = _pair(item)
+            region = self.region_mask(item)
+            if region is None:
+                value = self.whole(a, b)
+            else:
+                m = torch.from_numpy(region).to(a)
+                if m.shape != a.shape[-2:]:
+                    raise ValueError(f"mask {tuple(m.shape)} does not match the image {tuple(a.shape[-2:])}")
+                if not bool(m.any()):
+                    value = float("nan")  # an empty region: nothing to score
+                elif self.spec.flavour == "pie":
+                    value = self.whole(a * m, b * m)
+                else:
+                    value = self.masked(a, b, m.bool())
+            out.append({self.spec.key: value})
+        return out
+
+    def whole(self, a: torch.Tensor, b: torch.Tensor) -> float:
+        raise NotImplementedError
+
+    def masked(self, a: torch.Tensor, b: torch.Tensor, m: torch.Tensor) -> float:
+        raise NotImplementedError
+
+
+@METRICS.register("mse")
+class MSE(_PixelMetric):
+    name = "mse"
+    higher_is_better = False
+
+    def whole(self, a, b):
+        from torchmetrics.functional import mean_squared_error
+
+        return float(mean_squared_error(a.contiguous(), b.contiguous()))
+
+    def masked(self, a, b, m):
+        return float((a - b).pow(2)[:, m].mean())
+
+
+@METRICS.register("psnr")
+class PSNR(_PixelMetric):
+    name = "psnr"
+
+    def whole(self, a, b):
+        return _psnr_from_mse(float((a - b).pow(2).mean()))  # = torchmetrics' PSNR(data_range=1), capped
+
+    def masked(self, a, b, m):
+        return _psnr_from_mse(float((a - b).pow(2)[:, m].mean()))
+
+
+@METRICS.register("ssim")
+class SSIM(_PixelMetric):
+    name = "ssim"
+
+    def whole(self, a, b):
+        from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+
+        return float(ssim(a[None].float(), b[None].float(), data_range=1.0))
+
+    def masked(self, a, b, m):
+        from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+
+        _, full = ssim(a[None].float(), b[None].float(), data_range=1.0, return_full_image=True)
+        return float(full[0].mean(0)[m].mean())
