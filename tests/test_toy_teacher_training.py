@@ -9,16 +9,16 @@ from safetensors.torch import load_file
 
 from icd_bench.backbones import load_pretrained
 from icd_bench.toy.model import ToyModelConfig
-from icd_bench.toy.teacher import TeacherTrainConfig, train_teacher
+from icd_bench.toy.teacher import TeacherTrainConfig, train_teacher, training_noise
 
 SMALL = ToyModelConfig(block_out_channels=(8, 16, 16), text_hidden=16, text_layers=1, text_heads=2,
-                       text_intermediate=16)
+                       text_intermediate=16, max_length=24, text_time_embedding=True)
 
 
 def recipe(steps: int) -> dict:
     return {"model": SMALL, "train": TeacherTrainConfig(
         steps=steps, batch_size=4, lr=1e-3, warmup=2, checkpoint_every=3, log_every=3, eval_every=0,
-        threads=1, seed=5)}
+        threads=1, seed=5, pyramid_noise=0.5)}
 
 
 def weights(path):
@@ -50,3 +50,15 @@ def test_training_reduces_the_loss(tmp_path):
     with open(tmp_path / "t" / "loss.csv") as f:
         losses = [float(row["loss"]) for row in csv.DictReader(f)]
     assert len(losses) == 3 and losses[-1] < losses[0]
+
+
+def test_training_noise_adds_offset_and_coarse_layers():
+    def noise(offset, pyramid):
+        return training_noise((256, 3, 32, 32), torch.Generator().manual_seed(0), offset, pyramid)
+
+    plain, off, pyr = noise(0.0, 0.0), noise(0.5, 0.0), noise(0.5, 0.5)
+    assert torch.equal(noise(0.5, 0.5), pyr)  # a function of the generator
+    mean_var = [x.mean(dim=(2, 3)).var().item() for x in (plain, off, pyr)]
+    assert mean_var[0] < 0.01 and 0.2 < mean_var[1] < 0.3  # offset: per-image, per-channel constants
+    coarse = [torch.nn.functional.avg_pool2d(x, 8).var().item() for x in (plain, off, pyr)]
+    assert coarse[2] > coarse[1] + 0.1  # pyramid: extra variance at the 4×4-block scale
