@@ -285,7 +285,7 @@ def toy_evaluate(
     from icd_bench.toy.evaluate import evaluate_teacher
 
     bb = load_backbone(backbone, device=resolve_device(device, (0, 1)))
-    result = evaluate_teacher(bb, out_dir, steps=steps, guidance=guidance)
+    result = evaluate_teacher(bb, out_dir, steps=steps, guidance=guidance, name=backbone)
     acc, inv = result["held_out_accuracy"], result["demo_inversion"]
     table = Table(title=f"toy teacher quality ({result['sampler']})", title_justify="left", show_edge=False)
     table.add_column("measure")

@@ -89,13 +89,14 @@ def sample_grid(images: list[Image.Image], captions: list[str], columns: int = 8
 
 
 def evaluate_teacher(backbone: Backbone, out_dir: Path, *, steps: int = 50, guidance: float = DEFAULT_GUIDANCE,
-                     progress: bool = True) -> dict:
-    """Run the whole quality bar; writes ``quality.json`` and ``teacher-samples.png`` in ``out_dir``."""
+                     progress: bool = True, name: str | None = None) -> dict:
+    """Run the whole quality bar; writes ``quality.json`` and ``teacher-samples.png`` in ``out_dir``.
+    ``name``: how the teacher is recorded (the ``--backbone`` given; default its source path)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     accuracy, images, eval_scenes = sample_accuracy(backbone, steps=steps, guidance=guidance, progress=progress)
     inversion = inversion_psnr(backbone, steps=steps)
-    result = {"backbone": backbone.source, "sampler": f"DDIM {steps} steps, CFG {guidance}",
+    result = {"backbone": name or backbone.source, "sampler": f"DDIM {steps} steps, CFG {guidance}",
               "held_out_accuracy": accuracy, "demo_inversion": inversion,
               "bar": {"color": 0.9, "position": 0.9, "background": 0.9}}
     result["passes"] = all(accuracy[k] >= v for k, v in result["bar"].items())
