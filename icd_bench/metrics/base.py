@@ -39,10 +39,9 @@ class MetricSpec:
         parts = [p.strip() for p in text.strip().split(":")]
         if not parts[0] or len(parts) > 3:
             raise ConfigError(f"bad metric {text!r}: write name[:region[:flavour]], e.g. psnr:background:pie")
-        METRICS.get(parts[0])  # unknown names: one error with close matches
         region = parts[1] if len(parts) > 1 else "whole"
         flavour = parts[2] if len(parts) > 2 else "clean"
-        cls = METRICS.get(parts[0])
+        cls = METRICS.get(parts[0])  # unknown names: one error with close matches
         if region not in cls.regions:
             raise ConfigError(f"metric {parts[0]!r} has regions {', '.join(cls.regions)}, not {region!r}")
         if flavour not in cls.flavours:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 #: PSNR of identical images would be +inf; it is capped here so averages stay finite.
 PSNR_CAP_DB = 100.0
+
+
+def psnr_from_mse(mse: float, data_range: float = 1.0) -> float:
+    """PSNR in dB of a mean squared error, capped at `PSNR_CAP_DB` (identical images: the cap)."""
+    if mse <= data_range**2 * 10 ** (-PSNR_CAP_DB / 10):
+        return PSNR_CAP_DB
+    return min(PSNR_CAP_DB, 10 * math.log10(data_range**2 / mse))
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:

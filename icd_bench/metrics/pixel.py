@@ -7,18 +7,17 @@
 - ``clean``: MSE over the region's pixels only, PSNR = 10·log10(1 / MSE), SSIM = the mean of
   torchmetrics' SSIM map over the region's pixels.
 
-PSNR of identical images is capped at `PSNR_CAP_DB` (100 dB) so averages stay finite.
+PSNR of identical images is capped at 100 dB (`psnr_from_mse`) so averages stay finite.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 
 from icd_bench.metrics.base import FLAVOURS, REGIONS, Metric, ScoreItem
-from icd_bench.metrics.functional import PSNR_CAP_DB
+from icd_bench.metrics.functional import psnr_from_mse
 from icd_bench.registry import METRICS
 
 
@@ -29,12 +28,6 @@ def _pair(item: ScoreItem) -> tuple[torch.Tensor, torch.Tensor]:
     if a.shape != b.shape:
         raise ValueError(f"output {tuple(a.shape)} and source {tuple(b.shape)} differ in size")
     return a, b
-
-
-def _psnr_from_mse(mse: float) -> float:
-    if mse <= 10 ** (-PSNR_CAP_DB / 10):
-        return PSNR_CAP_DB
-    return min(PSNR_CAP_DB, 10 * math.log10(1.0 / mse))
 
 
 class _PixelMetric(Metric):
@@ -87,10 +80,10 @@ class PSNR(_PixelMetric):
     name = "psnr"
 
     def whole(self, a, b):
-        return _psnr_from_mse(float((a - b).pow(2).mean()))  # = torchmetrics' PSNR(data_range=1), capped
+        return psnr_from_mse(float((a - b).pow(2).mean()))  # = torchmetrics' PSNR(data_range=1), capped
 
     def masked(self, a, b, m):
-        return _psnr_from_mse(float((a - b).pow(2)[:, m].mean()))
+        return psnr_from_mse(float((a - b).pow(2)[:, m].mean()))
 
 
 @METRICS.register("ssim")

@@ -14,7 +14,9 @@ from icd_bench.registry import METRICS
 
 
 def _pixels(item: ScoreItem) -> np.ndarray:
-    return (item.output.float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    from icd_bench.store import tensor_to_pil
+
+    return np.asarray(tensor_to_pil(item.output))
 
 
 def _scenes(item: ScoreItem):

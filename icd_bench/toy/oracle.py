@@ -140,7 +140,7 @@ def score_edit(output: Image.Image | np.ndarray, source: Scene, target: Scene) -
     - ``kept``: the attributes the edit should not touch still read as the source's (the
       background colour, or for a background change the object colours).
     """
-    from icd_bench.metrics.functional import PSNR_CAP_DB
+    from icd_bench.metrics.functional import psnr_from_mse
 
     out = _as_array(output)
     src_img, src_masks = source.render()
@@ -154,5 +154,4 @@ def score_edit(output: Image.Image | np.ndarray, source: Scene, target: Scene) -
         kept = read_masked(out.astype(np.uint8), np.concatenate([src_masks, tgt_masks]))["background"] == source.background
     diff = (out[keep] - np.asarray(src_img, np.float32)[keep]) / 255.0
     mse = float(np.mean(diff**2)) if diff.size else 0.0
-    value = PSNR_CAP_DB if mse <= 10 ** (-PSNR_CAP_DB / 10) else 10 * np.log10(1.0 / mse)
-    return {"edit_success": bool(success), "background_psnr": float(min(value, PSNR_CAP_DB)), "kept": bool(kept)}
+    return {"edit_success": bool(success), "background_psnr": psnr_from_mse(mse), "kept": bool(kept)}
