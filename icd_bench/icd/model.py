@@ -43,17 +43,27 @@ def add_guidance_embedding(unet, dim: int = RELEASE_GUIDANCE_DIM):
     exactly what ``unet`` did for every w: the starting point of guidance distillation. A UNet that
     already has the input is returned unchanged.
     """
-    from diffusers import UNet2DConditionModel
-
     if unet.config.time_cond_proj_dim is not None:
         return unet
-    param = next(unet.parameters())
-    config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
-    new = UNet2DConditionModel.from_config({**config, "time_cond_proj_dim": int(dim)})
+    new = _with_guidance_input(unet, dim)
     missing, unexpected = new.load_state_dict(unet.state_dict(), strict=False)
     if unexpected or set(missing) != {"time_embedding.cond_proj.weight"}:
         raise RuntimeError(f"unexpected keys adding the guidance embedding: {missing} {unexpected}")
     torch.nn.init.zeros_(new.time_embedding.cond_proj.weight)
+    return _placed_like(new, unet)
+
+
+def _with_guidance_input(unet, dim: int):
+    """A fresh UNet of ``unet``'s architecture with a ``time_cond_proj_dim = dim`` input."""
+    from diffusers import UNet2DConditionModel
+
+    config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
+    return UNet2DConditionModel.from_config({**config, "time_cond_proj_dim": int(dim)})
+
+
+def _placed_like(new, unet):
+    """``new`` on ``unet``'s device and dtype, frozen, in eval mode."""
+    param = next(unet.parameters())
     return new.to(device=param.device, dtype=param.dtype).eval().requires_grad_(False)
 
 
@@ -80,21 +90,17 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def load_guidance_distilled_unet(path: str | Path, base_unet):
     """The release's guidance-distilled UNet: ``base_unet``'s architecture + ``time_cond_proj_dim``
     (read from the checkpoint), weights from ``path``."""
-    from diffusers import UNet2DConditionModel
-
     state = read_state_dict(path)
     proj = state.get("time_embedding.cond_proj.weight")
     if proj is None:
         raise ConfigError(f"{path} has no guidance embedding (time_embedding.cond_proj.weight): it is not a "
                           "guidance-distilled UNet")
-    param = next(base_unet.parameters())
-    config = {k: v for k, v in dict(base_unet.config).items() if not k.startswith("_")}
-    unet = UNet2DConditionModel.from_config({**config, "time_cond_proj_dim": int(proj.shape[1])})
+    unet = _with_guidance_input(base_unet, int(proj.shape[1]))
     missing, unexpected = unet.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ConfigError(f"{path} does not match the backbone's UNet: {len(missing)} missing keys "
                           f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-    return unet.to(device=param.device, dtype=param.dtype).eval().requires_grad_(False)
+    return _placed_like(unet, base_unet)
 
 
 # -- LoRA adapters ---------------------------------------------------------------------------------
