@@ -96,41 +96,41 @@ def guidance_distillation_loss(student: Eps, teacher_cond: Eps, teacher_uncond: 
     return distance(student(x_t, t, w), target, kind), {}
 
 
+def _consistency(student: Eps, target_net: Eps, teacher: Eps, solver: Solver, x0: torch.Tensor,
+                 noise: torch.Tensor, t: torch.Tensor, t_adj: torch.Tensor, boundary: torch.Tensor, w: torch.Tensor,
+                 kind: str) -> torch.Tensor:
+    """Both directions' consistency loss: the student maps x_t to ``boundary``; the target is one
+    teacher step t → ``t_adj`` (t_{n−1} or t_{n+1}) and then the target net to the same boundary —
+    or the teacher's point itself when ``t_adj`` is the boundary."""
+    x_t = solver.noise(x0, noise, t)
+    pred = solver.move(x_t, student(x_t, t, w), t, boundary)
+    with torch.no_grad():
+        x_adj = solver.move(x_t, teacher(x_t, t, w), t, t_adj)
+        target = solver.move(x_adj, target_net(x_adj, t_adj, w), t_adj, boundary)
+        at_boundary = (t_adj == boundary).to(x_t.device).view(-1, *([1] * (x_t.ndim - 1)))
+        target = torch.where(at_boundary, x_adj, target)
+    return distance(pred, target, kind)
+
+
 def reverse_cd_loss(student: Eps, target_net: Eps, teacher: Eps, solver: Solver, boundaries: Boundaries,
                     x0: torch.Tensor, noise: torch.Tensor, index: torch.Tensor, w: torch.Tensor,
                     kind: str = "l2") -> tuple[torch.Tensor, dict]:
     """CDm on the guided process; ``index`` (B,) picks t_n = grid[index] with index ≥ 1."""
-    grid = solver.grid
-    t = grid[index]
-    t_prev = t - solver.skip
+    t = solver.grid[index]
     s = _reverse_boundaries(boundaries, t)
-    x_t = solver.noise(x0, noise, t)
-    pred = solver.move(x_t, student(x_t, t, w), t, s)
-    with torch.no_grad():
-        x_prev = solver.move(x_t, teacher(x_t, t, w), t, t_prev)
-        target = solver.move(x_prev, target_net(x_prev, t_prev, w), t_prev, s)
-        at_boundary = (t_prev == s).to(x_t.device).view(-1, *([1] * (x_t.ndim - 1)))
-        target = torch.where(at_boundary, x_prev, target)
-    return distance(pred, target, kind), {"t": t, "s": s}
+    loss = _consistency(student, target_net, teacher, solver, x0, noise, t, t - solver.skip, s, w, kind)
+    return loss, {"t": t, "s": s}
 
 
 def forward_cd_loss(student: Eps, target_net: Eps, teacher: Eps, solver: Solver, boundaries: Boundaries,
                     x0: torch.Tensor, noise: torch.Tensor, index: torch.Tensor,
                     kind: str = "l2") -> tuple[torch.Tensor, dict]:
     """fCDm on the unguided process; ``index`` (B,) picks t_n = grid[index], index ≤ N − 2."""
-    grid = solver.grid
-    t = grid[index]
-    t_next = t + solver.skip
-    u = _forward_boundaries(boundaries, t_next)
-    w = torch.ones(len(t))
-    x_t = solver.noise(x0, noise, t)
-    pred = solver.move(x_t, student(x_t, t, w), t, u)
-    with torch.no_grad():
-        x_next = solver.move(x_t, teacher(x_t, t, w), t, t_next)
-        target = solver.move(x_next, target_net(x_next, t_next, w), t_next, u)
-        at_boundary = (t_next == u).to(x_t.device).view(-1, *([1] * (x_t.ndim - 1)))
-        target = torch.where(at_boundary, x_next, target)
-    return distance(pred, target, kind), {"t": t, "u": u}
+    t = solver.grid[index]
+    u = _forward_boundaries(boundaries, t + solver.skip)
+    loss = _consistency(student, target_net, teacher, solver, x0, noise, t, t + solver.skip, u, torch.ones(len(t)),
+                        kind)
+    return loss, {"t": t, "u": u}
 
 
 def _segments(boundaries: Boundaries, segment: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,17 +140,24 @@ def _segments(boundaries: Boundaries, segment: torch.Tensor) -> tuple[torch.Tens
     return a, b
 
 
+def _there_and_back(frozen: Eps, trained: Eps, solver: Solver, x0: torch.Tensor, noise: torch.Tensor,
+                    start: torch.Tensor, end: torch.Tensor, kind: str) -> torch.Tensor:
+    """Both preservation losses, unguided: x_start → ``frozen`` (no gradient) → x_end →
+    ``trained`` → back to start, compared with x_start."""
+    w = torch.ones(len(start))
+    x = solver.noise(x0, noise, start)
+    with torch.no_grad():
+        there = solver.move(x, frozen(x, start, w), start, end)
+    back = solver.move(there, trained(there, end, w), end, start)
+    return distance(back, x, kind)
+
+
 def forward_preservation_loss(forward: Eps, reverse: Eps, solver: Solver, boundaries: Boundaries,
                               x0: torch.Tensor, noise: torch.Tensor, segment: torch.Tensor,
                               kind: str = "l2") -> tuple[torch.Tensor, dict]:
     """L_f = ‖fCD(CD(x_b)) − x_b‖, unguided; gradients reach only the forward model."""
     a, b = _segments(boundaries, segment)
-    w = torch.ones(len(a))
-    x_b = solver.noise(x0, noise, b)
-    with torch.no_grad():
-        x_a = solver.move(x_b, reverse(x_b, b, w), b, a)
-    back = solver.move(x_a, forward(x_a, a, w), a, b)
-    return distance(back, x_b, kind), {"a": a, "b": b}
+    return _there_and_back(reverse, forward, solver, x0, noise, b, a, kind), {"a": a, "b": b}
 
 
 def reverse_preservation_loss(forward: Eps, reverse: Eps, solver: Solver, boundaries: Boundaries,
@@ -158,9 +165,4 @@ def reverse_preservation_loss(forward: Eps, reverse: Eps, solver: Solver, bounda
                               kind: str = "l2") -> tuple[torch.Tensor, dict]:
     """L_r = ‖CD(fCD(x_a)) − x_a‖, unguided; gradients reach only the reverse model."""
     a, b = _segments(boundaries, segment)
-    w = torch.ones(len(a))
-    x_a = solver.noise(x0, noise, a)
-    with torch.no_grad():
-        x_b = solver.move(x_a, forward(x_a, a, w), a, b)
-    back = solver.move(x_b, reverse(x_b, b, w), b, a)
-    return distance(back, x_a, kind), {"a": a, "b": b}
+    return _there_and_back(forward, reverse, solver, x0, noise, a, b, kind), {"a": a, "b": b}
