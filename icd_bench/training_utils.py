@@ -44,6 +44,23 @@ def recipe_to_dict(recipe: dict[str, Any]) -> dict[str, Any]:
     return {name: params_to_dict(obj) for name, obj in recipe.items()}
 
 
+def make_accelerator(device: str, threads: int, mixed_precision: str = "no"):
+    """The trainers' `Accelerator`: ``device`` auto (GPU when there is one), cpu or cuda."""
+    import torch
+    from accelerate import Accelerator
+
+    torch.set_num_threads(threads)
+    return Accelerator(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()),
+                       mixed_precision=mixed_precision)
+
+
+def warmup_schedule(optimizer, warmup: int):
+    """Linear warm-up over ``warmup`` steps, then a constant learning rate."""
+    import torch
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)))
+
+
 class Checkpoints:
     """``OUT/checkpoints/step-000500/``: accelerate state + ``meta.json``; keeps the last ``keep``."""
 

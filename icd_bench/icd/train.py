@@ -40,7 +40,8 @@ from icd_bench.icd.losses import (
     reverse_preservation_loss,
 )
 from icd_bench.icd.model import FORWARD, RELEASE_GUIDANCE_DIM, REVERSE, add_guidance_embedding, save_adapter
-from icd_bench.training_utils import Checkpoints, CsvLog, recipe_to_dict
+from icd_bench.runner import versions
+from icd_bench.training_utils import Checkpoints, CsvLog, make_accelerator, recipe_to_dict, warmup_schedule
 
 
 # -- recipes --------------------------------------------------------------------------------------
@@ -150,25 +151,9 @@ class TrainData:
 
 
 # -- shared machinery -------------------------------------------------------------------------------
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("icd-bench", "torch", "diffusers", "transformers", "peft", "accelerate"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
 def _step_generator(seed: int, step: int, process: int) -> torch.Generator:
     """The generator of one step's noise, timesteps and scales: a function of (seed, step, process)."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + process)
-
-
-def _lr_schedule(optimizer, warmup: int):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)))
 
 
 def _w_embedding(w: torch.Tensor, dim: int, like: torch.Tensor) -> torch.Tensor:
@@ -195,7 +180,7 @@ class _Loop:
             self.out.mkdir(parents=True, exist_ok=True)
             self.losses.truncate_after(self.start)
             (self.out / "recipe.json").write_text(json.dumps(
-                {"recipe": recipe_to_dict(recipe), "versions": _versions()}, indent=2))
+                {"recipe": recipe_to_dict(recipe), "versions": versions()}, indent=2))
         self.bar = tqdm(total=cfg.steps, initial=self.start, desc=desc, disable=not (progress and self.main),
                         dynamic_ncols=True)
         self.fields = fields
@@ -217,18 +202,10 @@ class _Loop:
         if done % self.cfg.checkpoint_every == 0 or done == self.cfg.steps:
             self.acc.wait_for_everyone()
             if self.main:
-                self.ckpts.save(self.acc, done, {"recipe": recipe_to_dict(self.recipe), "versions": _versions()})
+                self.ckpts.save(self.acc, done, {"recipe": recipe_to_dict(self.recipe), "versions": versions()})
 
     def close(self):
         self.bar.close()
-
-
-def _accelerator(cfg: CommonTrainConfig, device: str):
-    from accelerate import Accelerator
-
-    torch.set_num_threads(cfg.threads)
-    return Accelerator(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()),
-                       mixed_precision=cfg.mixed_precision)
 
 
 def _load_backbone(name: str, accelerator):
@@ -244,13 +221,13 @@ def train_cfg_distill(recipe: dict, out_dir: Path, *, device: str = "auto", prog
     from safetensors.torch import save_file
 
     cfg: CfgDistillConfig = recipe["train"]
-    acc = _accelerator(cfg, device)
+    acc = make_accelerator(device, cfg.threads, cfg.mixed_precision)
     bb = _load_backbone(cfg.backbone, acc)
     teacher = bb.unet.eval().requires_grad_(False)
     torch.manual_seed(cfg.seed)
     student = add_guidance_embedding(copy.deepcopy(teacher), cfg.guidance_dim).train().requires_grad_(True)
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
-    schedule = _lr_schedule(optimizer, cfg.warmup)
+    schedule = warmup_schedule(optimizer, cfg.warmup)
     student, optimizer, schedule = acc.prepare(student, optimizer, schedule)
     data = TrainData(recipe["data"], cfg.seed, bb.preprocess, bb.resolution)
     solver = Solver(bb.alphas_cumprod.float())
@@ -345,7 +322,7 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
     from icd_bench.icd.pipeline import ICDPipeline
 
     cfg: ICDTrainConfig = recipe["train"]
-    acc = _accelerator(cfg, device)
+    acc = make_accelerator(device, cfg.threads, cfg.mixed_precision)
     bb = _load_backbone(cfg.backbone, acc)
     boundaries = cfg.boundary_set()
     torch.manual_seed(cfg.seed)  # the LoRA A matrices' initialisation
@@ -360,7 +337,7 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
     ema = {k: p.detach().clone() for k, p in params.items()} if cfg.target == "ema" else None
     state = AdapterState(params, ema)
     optimizer = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=0.0)
-    schedule = _lr_schedule(optimizer, cfg.warmup)
+    schedule = warmup_schedule(optimizer, cfg.warmup)
     optimizer, schedule = acc.prepare(optimizer, schedule)
     acc.register_for_checkpointing(state)
     data = TrainData(recipe["data"], cfg.seed, bb.preprocess, bb.resolution)
@@ -456,5 +433,5 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
                 save_adapter(unet, name, paths[key])
         (out / "icd.json").write_text(json.dumps({
             **paths, "boundaries": {"reverse": list(boundaries.reverse), "forward": list(boundaries.forward)},
-            "recipe": recipe_to_dict(recipe), "versions": _versions()}, indent=2))
+            "recipe": recipe_to_dict(recipe), "versions": versions()}, indent=2))
     return paths

@@ -33,7 +33,7 @@ from icd_bench.toy.model import (
     load_tokenizer,
     save_pipeline,
 )
-from icd_bench.training_utils import Checkpoints, CsvLog, recipe_to_dict
+from icd_bench.training_utils import Checkpoints, CsvLog, make_accelerator, recipe_to_dict, warmup_schedule
 
 
 @dataclass
@@ -41,7 +41,6 @@ class TeacherTrainConfig:
     steps: int = 6000
     batch_size: int = 32
     lr: float = 1e-3
-    text_lr_scale: float = 1.0  # the text encoder's learning rate is lr × this (0: a frozen random encoder)
     warmup: int = 200
     weight_decay: float = 0.0
     grad_clip: float = 1.0
@@ -126,7 +125,6 @@ def evaluate(tokenizer, text_encoder, unet, cfg: TeacherTrainConfig, device) -> 
 def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bool = True,
                   log=print) -> Path:
     """Train (or resume) the teacher into ``out_dir``; returns the saved pipeline directory."""
-    from accelerate import Accelerator
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
 
@@ -135,19 +133,15 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
     quiet_libraries()
     mcfg: ToyModelConfig = recipe["model"]
     cfg: TeacherTrainConfig = recipe["train"]
-    torch.set_num_threads(cfg.threads)
     out_dir = Path(out_dir)
-    accelerator = Accelerator(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()),
-                              mixed_precision=cfg.mixed_precision)
+    accelerator = make_accelerator(device, cfg.threads, cfg.mixed_precision)
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(max_length=mcfg.max_length)
     text_encoder = build_text_encoder(mcfg, tokenizer)
     unet = build_unet(mcfg)
     params = list(unet.parameters()) + list(text_encoder.parameters())
-    optimizer = torch.optim.AdamW([{"params": list(unet.parameters()), "lr": cfg.lr},
-                                   {"params": list(text_encoder.parameters()), "lr": cfg.lr * cfg.text_lr_scale}],
-                                  lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = warmup_schedule(optimizer, cfg.warmup)
     ema_unet = EMAModel(unet.parameters(), decay=cfg.ema_decay)
     ema_text = EMAModel(text_encoder.parameters(), decay=cfg.ema_decay)
     unet, text_encoder, optimizer, schedule = accelerator.prepare(unet, text_encoder, optimizer, schedule)
