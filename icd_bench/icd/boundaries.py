@@ -92,3 +92,18 @@ class Boundaries:
         """The forward model's target for any t: its segment's upper end (T − 1 in the last)."""
         upper = [b for b in self.reverse if b >= t]
         return upper[0] if upper else self.num_train_timesteps - 1
+
+
+def check_boundary_choice(name: str, reverse=None, forward=None) -> None:
+    """The parameters' own check (ValueError): a known named set, or both custom lists."""
+    if (reverse is None) != (forward is None):
+        raise ValueError("give both reverse_boundaries and forward_boundaries, or neither")
+    if reverse is None and name not in BOUNDARY_SETS:
+        raise ValueError(f"unknown boundary set {name!r}; known: {', '.join(BOUNDARY_SETS)}")
+
+
+def choose_boundaries(name: str, reverse=None, forward=None) -> Boundaries:
+    """The custom pair when given (validated), else the named set."""
+    if reverse is not None:
+        return Boundaries(tuple(reverse), tuple(forward or ()))
+    return Boundaries.named(name)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from icd_bench.icd.boundaries import BOUNDARY_SETS, Boundaries
+from icd_bench.icd.boundaries import Boundaries, check_boundary_choice, choose_boundaries
 from icd_bench.icd.guidance import guidance_code, guidance_embedding
 from icd_bench.icd.losses import (
     Solver,
@@ -103,13 +103,10 @@ class ICDTrainConfig(CommonTrainConfig):
             raise ValueError(f"target must be online or ema, got {self.target!r}")
         if not (self.train_reverse or self.train_forward):
             raise ValueError("nothing to train: train_reverse and train_forward are both false")
-        if self.reverse_boundaries is None and self.boundaries not in BOUNDARY_SETS:
-            raise ValueError(f"unknown boundary set {self.boundaries!r}; known: {', '.join(BOUNDARY_SETS)}")
+        check_boundary_choice(self.boundaries, self.reverse_boundaries, self.forward_boundaries)
 
     def boundary_set(self) -> Boundaries:
-        if self.reverse_boundaries is not None:
-            return Boundaries(tuple(self.reverse_boundaries), tuple(self.forward_boundaries or ()))
-        return Boundaries.named(self.boundaries)
+        return choose_boundaries(self.boundaries, self.reverse_boundaries, self.forward_boundaries)
 
 
 CFG_SECTIONS = {"data": DataConfig, "train": CfgDistillConfig}

@@ -18,7 +18,7 @@ from typing import ClassVar, Literal
 import torch
 
 from icd_bench.attention.p2p import P2PConfig
-from icd_bench.icd.boundaries import BOUNDARY_SETS, Boundaries
+from icd_bench.icd.boundaries import Boundaries, check_boundary_choice, choose_boundaries
 from icd_bench.icd.pipeline import ICDPipeline
 from icd_bench.methods.base import EditingMethod
 from icd_bench.registry import METHODS
@@ -45,10 +45,7 @@ class ICDParams:
     local_blend: bool = True  # with the sample's blend words, when it has them
 
     def __post_init__(self):
-        if (self.reverse_boundaries is None) != (self.forward_boundaries is None):
-            raise ValueError("give both reverse_boundaries and forward_boundaries, or neither")
-        if self.reverse_boundaries is None and self.boundaries not in BOUNDARY_SETS:
-            raise ValueError(f"unknown boundary set {self.boundaries!r}; known: {', '.join(BOUNDARY_SETS)}")
+        check_boundary_choice(self.boundaries, self.reverse_boundaries, self.forward_boundaries)
         if self.guidance_scale < 0:
             raise ValueError("guidance_scale must be >= 0")
         if not 0.0 <= self.tau <= 1.0:
@@ -56,9 +53,7 @@ class ICDParams:
         self.p2p_config()  # validates the P2P fields
 
     def boundary_set(self) -> Boundaries:
-        if self.reverse_boundaries is not None:
-            return Boundaries(tuple(self.reverse_boundaries), tuple(self.forward_boundaries))
-        return Boundaries.named(self.boundaries)
+        return choose_boundaries(self.boundaries, self.reverse_boundaries, self.forward_boundaries)
 
     def p2p_config(self) -> P2PConfig:
         return P2PConfig(cross_steps=self.cross_replace, self_steps=self.self_replace, mode=self.p2p_mode,
