@@ -22,14 +22,7 @@ from icd_bench.backbones.tiny import build_tiny_sd15, save_tiny, write_tiny_toke
 from icd_bench.errors import BackboneNotFoundError, UnknownNameError  # noqa: E402
 from icd_bench.registry import BACKBONES  # noqa: E402
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models are all threading overhead: one intra-op thread is ~100× faster on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,15 +19,9 @@ from icd_bench.types import EditSample
 from helpers import make_image
 
 SET = Boundaries.named("4step-tau0.8")
-TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "conv1")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gen(seed):
