@@ -199,6 +199,10 @@ def score(
     out.print(f"per-sample values: {run_dir / 'metrics.parquet'}")
 
 
+#: The options every trainer (and `toy evaluate`) shares.
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
 train_app = typer.Typer(help="Train models: the toy world's teacher; iCD's guidance distillation (stage 1) "
                              "and forward/reverse consistency distillation (stage 2).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -208,8 +212,8 @@ app.add_typer(train_app, name="train")
 def train_toy_teacher(
     recipe: Annotated[Path, typer.Option(help="TOML recipe with \\[model] and \\[train] tables.")] = Path("training/toy-teacher.toml"),
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Training directory: checkpoints, loss.csv, eval.csv, pipeline/. Re-running resumes.")] = Path("runs/train/toy-teacher"),
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
 ) -> None:
     """Train the toy world's teacher (text encoder + pixel-space UNet) from scratch, resumably."""
     from icd_bench.toy.teacher import SECTIONS, train_teacher
@@ -224,8 +228,8 @@ def train_toy_teacher(
 def train_cfg_distill_cmd(
     recipe: Annotated[Path, typer.Option(help="TOML recipe with \\[data] and \\[train] tables.")] = Path("training/toy-cfg-distill.toml"),
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Training directory: checkpoints, loss.csv, cfg_distill.safetensors. Re-running resumes.")] = Path("runs/train/toy-cfg-distill"),
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
 ) -> None:
     """iCD stage 1: distil classifier-free guidance into a UNet with a w input (time_cond_proj_dim)."""
     from icd_bench.icd.train import CFG_SECTIONS, train_cfg_distill
@@ -240,8 +244,8 @@ def train_cfg_distill_cmd(
 def train_icd_cmd(
     recipe: Annotated[Path, typer.Option(help="TOML recipe with \\[data] and \\[train] tables.")] = Path("training/toy-icd.toml"),
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Training directory: checkpoints, loss.csv, fcdm/cdm.safetensors. Re-running resumes.")] = Path("runs/train/toy-icd"),
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
 ) -> None:
     """iCD stage 2: train the forward (fCDm) and reverse (CDm) LoRA adapters with preservation losses."""
     from icd_bench.icd.train import ICD_SECTIONS, train_icd
@@ -277,7 +281,7 @@ def toy_evaluate(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where quality.json and teacher-samples.png go.")] = Path("reports/toy"),
     steps: Annotated[int, typer.Option(help="DDIM steps.")] = 50,
     guidance: Annotated[float, typer.Option(help="CFG scale of the samples.")] = 5.0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
 ) -> None:
     """The teacher's quality bar: oracle accuracy of samples on held-out combinations, inversion PSNR."""
     from icd_bench.backbones import load_backbone
