@@ -153,6 +153,11 @@ def _step_generator(seed: int, step: int, process: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + process)
 
 
+def _draw_scales(scales: tuple[float, ...], n: int, generator: torch.Generator) -> torch.Tensor:
+    """n CFG scales drawn uniformly from the recipe's list."""
+    return torch.tensor(scales)[torch.randint(0, len(scales), (n,), generator=generator)]
+
+
 def _w_embedding(w: torch.Tensor, dim: int, like: torch.Tensor) -> torch.Tensor:
     return guidance_embedding(guidance_code(w), dim).to(like.device, like.dtype)
 
@@ -230,21 +235,21 @@ def train_cfg_distill(recipe: dict, out_dir: Path, *, device: str = "auto", prog
     solver = Solver(bb.alphas_cumprod.float())
     loop = _Loop(acc, out_dir, recipe, cfg, ["loss"], progress, log, "cfg distillation")
     null = bb.null_embeds(1)
+    dim = acc.unwrap_model(student).config.time_cond_proj_dim
+
+    def run(unet, c, embed_w: bool):
+        return lambda x, tt, ww: unet(x, tt.to(x.device), timestep_cond=_w_embedding(ww, dim, x) if embed_w
+                                      else None, **c.unet_kwargs()).sample
+
     for step in range(loop.start, cfg.steps):
         images, captions = data.batch(step, cfg.batch_size, acc.process_index)
         g = _step_generator(cfg.seed, step, acc.process_index)
         x0 = bb.encode_image(images)
         noise = torch.randn(x0.shape, generator=g).to(x0)
         t = torch.randint(0, bb.num_train_timesteps, (len(x0),), generator=g)
-        w = torch.tensor(cfg.guidance_scales)[torch.randint(0, len(cfg.guidance_scales), (len(x0),), generator=g)]
+        w = _draw_scales(cfg.guidance_scales, len(x0), g)
         cond = bb.encode_prompt(captions)
         uncond = null.repeat(len(x0))
-        dim = acc.unwrap_model(student).config.time_cond_proj_dim
-
-        def run(unet, c, embed_w: bool, dim=dim):
-            return lambda x, tt, ww: unet(x, tt.to(x.device), timestep_cond=_w_embedding(ww, dim, x) if embed_w
-                                          else None, **c.unet_kwargs()).sample
-
         with acc.autocast():
             loss, _ = guidance_distillation_loss(run(student, cond, True), run(teacher, cond, False),
                                                  run(teacher, uncond, False), solver, x0, noise, t, w, cfg.loss)
@@ -383,7 +388,7 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
         values: dict[str, float] = {}
         with acc.autocast():
             if cfg.train_reverse:
-                w = torch.tensor(cfg.guidance_scales)[torch.randint(0, len(cfg.guidance_scales), (b,), generator=g)]
+                w = _draw_scales(cfg.guidance_scales, b, g)
                 index = torch.randint(1, n_grid, (b,), generator=g)
                 loss, _ = reverse_cd_loss(eps(REVERSE, cond), target(REVERSE, cond), eps(None, cond), solver,
                                           boundaries, x0, draw(), index, w, cfg.loss)
