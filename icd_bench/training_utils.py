@@ -11,6 +11,7 @@ import csv
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+import numpy as np
 
 from icd_bench.config import build_params, params_to_dict
 from icd_bench.errors import ConfigError
@@ -119,3 +122,58 @@ class CsvLog:
             if new:
                 w.writeheader()
             w.writerow(row)
+
+
+class TrainLoop:
+    """The bookkeeping of a training loop: resume from the latest checkpoint, progress bar, loss CSV
+    (``OUT/loss.csv``: the mean of each field over the last ``log_every`` steps), ``recipe.json``,
+    checkpoints every ``checkpoint_every`` steps and at the end. ``cfg`` needs ``steps``,
+    ``log_every`` and ``checkpoint_every``."""
+
+    def __init__(self, accelerator, out_dir: Path, recipe: dict, cfg, fields: list[str],
+                 progress: bool, log, desc: str):
+        from tqdm.auto import tqdm
+
+        from icd_bench.runner import versions
+
+        self.acc, self.out, self.recipe, self.cfg, self.log = accelerator, Path(out_dir), recipe, cfg, log
+        self.ckpts = Checkpoints(self.out)
+        self.start = 0
+        latest = self.ckpts.latest()
+        if latest is not None:
+            self.start = self.ckpts.load(accelerator, latest)["step"]
+            log(f"resuming from {latest} (step {self.start})")
+        self.main = accelerator.is_main_process
+        self.losses = CsvLog(self.out / "loss.csv", ["step", *fields, "lr", "seconds_per_step"])
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.losses.truncate_after(self.start)
+            (self.out / "recipe.json").write_text(json.dumps(
+                {"recipe": recipe_to_dict(recipe), "versions": versions()}, indent=2))
+        self.bar = tqdm(total=cfg.steps, initial=self.start, desc=desc, disable=not (progress and self.main),
+                        dynamic_ncols=True)
+        self.fields = fields
+        self.window: list[dict[str, float]] = []
+        self.t_last = time.perf_counter()
+
+    def after_step(self, step: int, values: dict[str, float], lr: float) -> None:
+        done = step + 1
+        self.window.append(values)
+        self.bar.update(1)
+        self.bar.set_postfix({k: f"{np.mean([v[k] for v in self.window[-20:]]):.4f}" for k in values})
+        if self.main and (done % self.cfg.log_every == 0 or done == self.cfg.steps):
+            now = time.perf_counter()
+            row = {"step": done, "lr": f"{lr:.2e}",
+                   "seconds_per_step": f"{(now - self.t_last) / len(self.window):.4f}"}
+            row.update({k: f"{np.mean([v.get(k, np.nan) for v in self.window]):.6f}" for k in self.fields})
+            self.losses.append(row)
+            self.window, self.t_last = [], now
+        if done % self.cfg.checkpoint_every == 0 or done == self.cfg.steps:
+            self.acc.wait_for_everyone()
+            if self.main:
+                from icd_bench.runner import versions
+
+                self.ckpts.save(self.acc, done, {"recipe": recipe_to_dict(self.recipe), "versions": versions()})
+
+    def close(self):
+        self.bar.close()

@@ -21,12 +21,10 @@ from __future__ import annotations
 import copy
 import json
 import random
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from icd_bench.icd.boundaries import Boundaries, check_boundary_choice, choose_boundaries
@@ -41,7 +39,7 @@ from icd_bench.icd.losses import (
 )
 from icd_bench.icd.model import FORWARD, RELEASE_GUIDANCE_DIM, REVERSE, add_guidance_embedding, save_adapter
 from icd_bench.runner import versions
-from icd_bench.training_utils import Checkpoints, CsvLog, make_accelerator, recipe_to_dict, warmup_schedule
+from icd_bench.training_utils import TrainLoop, make_accelerator, recipe_to_dict, warmup_schedule
 
 
 # -- recipes --------------------------------------------------------------------------------------
@@ -162,54 +160,6 @@ def _w_embedding(w: torch.Tensor, dim: int, like: torch.Tensor) -> torch.Tensor:
     return guidance_embedding(guidance_code(w), dim).to(like.device, like.dtype)
 
 
-class _Loop:
-    """The step loop both stages share: progress bar, loss CSV, checkpoints, resume."""
-
-    def __init__(self, accelerator, out_dir: Path, recipe: dict, cfg: CommonTrainConfig, fields: list[str],
-                 progress: bool, log, desc: str):
-        from tqdm.auto import tqdm
-
-        self.acc, self.out, self.recipe, self.cfg, self.log = accelerator, Path(out_dir), recipe, cfg, log
-        self.ckpts = Checkpoints(self.out)
-        self.start = 0
-        latest = self.ckpts.latest()
-        if latest is not None:
-            self.start = self.ckpts.load(accelerator, latest)["step"]
-            log(f"resuming from {latest} (step {self.start})")
-        self.main = accelerator.is_main_process
-        self.losses = CsvLog(self.out / "loss.csv", ["step", *fields, "lr", "seconds_per_step"])
-        if self.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            self.losses.truncate_after(self.start)
-            (self.out / "recipe.json").write_text(json.dumps(
-                {"recipe": recipe_to_dict(recipe), "versions": versions()}, indent=2))
-        self.bar = tqdm(total=cfg.steps, initial=self.start, desc=desc, disable=not (progress and self.main),
-                        dynamic_ncols=True)
-        self.fields = fields
-        self.window: list[dict[str, float]] = []
-        self.t_last = time.perf_counter()
-
-    def after_step(self, step: int, values: dict[str, float], lr: float) -> None:
-        done = step + 1
-        self.window.append(values)
-        self.bar.update(1)
-        self.bar.set_postfix({k: f"{np.mean([v[k] for v in self.window[-20:]]):.4f}" for k in values})
-        if self.main and (done % self.cfg.log_every == 0 or done == self.cfg.steps):
-            now = time.perf_counter()
-            row = {"step": done, "lr": f"{lr:.2e}",
-                   "seconds_per_step": f"{(now - self.t_last) / len(self.window):.4f}"}
-            row.update({k: f"{np.mean([v.get(k, np.nan) for v in self.window]):.6f}" for k in self.fields})
-            self.losses.append(row)
-            self.window, self.t_last = [], now
-        if done % self.cfg.checkpoint_every == 0 or done == self.cfg.steps:
-            self.acc.wait_for_everyone()
-            if self.main:
-                self.ckpts.save(self.acc, done, {"recipe": recipe_to_dict(self.recipe), "versions": versions()})
-
-    def close(self):
-        self.bar.close()
-
-
 def _load_backbone(name: str, accelerator):
     from icd_bench.backbones import load_backbone
 
@@ -233,7 +183,7 @@ def train_cfg_distill(recipe: dict, out_dir: Path, *, device: str = "auto", prog
     student, optimizer, schedule = acc.prepare(student, optimizer, schedule)
     data = TrainData(recipe["data"], cfg.seed, bb.preprocess, bb.resolution)
     solver = Solver(bb.alphas_cumprod.float())
-    loop = _Loop(acc, out_dir, recipe, cfg, ["loss"], progress, log, "cfg distillation")
+    loop = TrainLoop(acc, out_dir, recipe, cfg, ["loss"], progress, log, "cfg distillation")
     null = bb.null_embeds(1)
     dim = acc.unwrap_model(student).config.time_cond_proj_dim
 
@@ -347,7 +297,7 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
     fields = [f for f, on in (("cd", cfg.train_reverse), ("fcd", cfg.train_forward),
                               ("preserve_f", cfg.train_forward and cfg.lambda_f > 0),
                               ("preserve_r", cfg.train_reverse and cfg.lambda_r > 0)) if on]
-    loop = _Loop(acc, out_dir, recipe, cfg, fields, progress, log, "iCD")
+    loop = TrainLoop(acc, out_dir, recipe, cfg, fields, progress, log, "iCD")
     unet.train()
 
     def eps(adapter: str | None, cond):

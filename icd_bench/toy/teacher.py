@@ -15,7 +15,6 @@ checkpoint replays exactly what an uninterrupted run would have done.
 from __future__ import annotations
 
 import copy
-import json
 import random
 import time
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from icd_bench.toy.model import (
     load_tokenizer,
     save_pipeline,
 )
-from icd_bench.training_utils import Checkpoints, CsvLog, make_accelerator, recipe_to_dict, warmup_schedule
+from icd_bench.training_utils import CsvLog, TrainLoop, make_accelerator, recipe_to_dict, warmup_schedule
 
 
 @dataclass
@@ -126,7 +125,6 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
                   log=print) -> Path:
     """Train (or resume) the teacher into ``out_dir``; returns the saved pipeline directory."""
     from diffusers.training_utils import EMAModel
-    from tqdm.auto import tqdm
 
     from icd_bench.backbones.loaders import quiet_libraries
 
@@ -150,24 +148,13 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
     ema_unet.to(dev)
     ema_text.to(dev)
 
-    ckpts = Checkpoints(out_dir)
-    start = 0
-    latest = ckpts.latest()
-    if latest is not None:
-        start = ckpts.load(accelerator, latest)["step"]
-        log(f"resuming from {latest} (step {start})")
-    losses = CsvLog(out_dir / "loss.csv", ["step", "loss", "lr", "seconds_per_step"])
+    loop = TrainLoop(accelerator, out_dir, recipe, cfg, ["loss"], progress, log, "toy teacher")
     evals = CsvLog(out_dir / "eval.csv", ["step", "background", "color", "position", "shape", "size"])
-    losses.truncate_after(start)
-    evals.truncate_after(start)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "recipe.json").write_text(json.dumps(recipe_to_dict(recipe), indent=2))
+    evals.truncate_after(loop.start)
 
     alphas = build_scheduler().alphas_cumprod.float().to(dev)
     batcher = SceneBatcher(cfg.seed)
-    bar = tqdm(total=cfg.steps, initial=start, desc="toy teacher", disable=not progress, dynamic_ncols=True)
-    running, t_last = [], time.perf_counter()
-    for step in range(start, cfg.steps):
+    for step in range(loop.start, cfg.steps):
         unet.train()
         text_encoder.train()
         x0, captions = batcher.batch(step, cfg.batch_size, cfg.cfg_dropout)
@@ -192,24 +179,15 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
         optimizer.zero_grad(set_to_none=True)
         ema_unet.step(accelerator.unwrap_model(unet).parameters())
         ema_text.step(accelerator.unwrap_model(text_encoder).parameters())
-        running.append(loss.item())
+        loop.after_step(step, {"loss": loss.item()}, schedule.get_last_lr()[0])  # checkpoints before evaluating
         done = step + 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(running[-50:]):.4f}")
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            now = time.perf_counter()
-            losses.append({"step": done, "loss": f"{np.mean(running):.6f}", "lr": f"{schedule.get_last_lr()[0]:.2e}",
-                           "seconds_per_step": f"{(now - t_last) / len(running):.4f}"})
-            running, t_last = [], now
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:  # before the evaluation: nothing to lose
-            ckpts.save(accelerator, done, {"recipe": recipe_to_dict(recipe)})
         if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
             te_eval, unet_eval = _ema_copies(accelerator, text_encoder, unet, ema_text, ema_unet)
             acc = evaluate(tokenizer, te_eval, unet_eval, cfg, dev)
             evals.append({"step": done, **{k: f"{v:.4f}" for k, v in acc.items()}})
-            bar.write(f"step {done}: held-out oracle accuracy " + ", ".join(f"{k} {v:.0%}" for k, v in acc.items()))
-            t_last = time.perf_counter()
-    bar.close()
+            loop.bar.write(f"step {done}: held-out oracle accuracy " + ", ".join(f"{k} {v:.0%}" for k, v in acc.items()))
+            loop.t_last = time.perf_counter()  # evaluation time is not training time
+    loop.close()
     te_final, unet_final = _ema_copies(accelerator, text_encoder, unet, ema_text, ema_unet)
     return save_pipeline(out_dir / "pipeline", tokenizer, te_final, unet_final, build_scheduler(),
                          extra={"resolution": mcfg.resolution, "trained_steps": cfg.steps,
