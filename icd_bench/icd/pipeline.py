@@ -104,11 +104,14 @@ class ICDPipeline:
         return icd_decode(eps_fn, x, self.boundaries, bb.alphas_cumprod, callback=callback)
 
     def decode_p2p(self, x: torch.Tensor, sources: Sequence[str], targets: Sequence[str], w: float, tau: float,
-                   config: P2PConfig, blend_words=None) -> torch.Tensor:
+                   config: P2PConfig, blend_words=None, source_cond: PromptEmbeds | None = None) -> torch.Tensor:
         """Decode the same noise latents with the source and the target prompts in one batch, the
-        target steered by Prompt-to-Prompt; returns the target branch's latents."""
+        target steered by Prompt-to-Prompt; returns the target branch's latents. ``source_cond``:
+        the sources' embeddings when the caller has them already."""
         bb, n = self.backbone, x.shape[0]
-        cond = PromptEmbeds.cat([bb.encode_prompt(sources), bb.encode_prompt(targets)])
+        if source_cond is None:
+            source_cond = bb.encode_prompt(sources)
+        cond = PromptEmbeds.cat([source_cond, bb.encode_prompt(targets)])
         control = P2PControl(bb.tokenizers[0], sources, targets, num_steps=self.boundaries.steps, config=config,
                              blend_words=blend_words, blend_resolution=blend_resolution(bb))
         with control.install(self.unet):

@@ -77,12 +77,13 @@ class ICD(EditingMethod):
                generators: Sequence[torch.Generator]) -> Inversion:
         bb = self.backbone
         x0 = bb.encode_image(images)
-        xT = self.pipe.encode(x0, bb.encode_prompt(prompts), self.initial_noise(generators))  # x_0 → x_{t_start}
-        return Inversion(latents=xT, prompts=list(prompts), image_latents=x0)
+        cond = bb.encode_prompt(prompts)
+        xT = self.pipe.encode(x0, cond, self.initial_noise(generators))  # x_0 → x_{t_start}
+        return Inversion(latents=xT, prompts=list(prompts), image_latents=x0, state={"source_cond": cond})
 
     def reconstruct(self, inversion: Inversion) -> torch.Tensor:
         bb, p = self.backbone, self.params
-        x0 = self.pipe.decode(inversion.latents, bb.encode_prompt(inversion.prompts), p.guidance_scale, p.tau)
+        x0 = self.pipe.decode(inversion.latents, inversion.state["source_cond"], p.guidance_scale, p.tau)
         return bb.decode(x0)
 
     def edit(self, images: torch.Tensor, samples: Sequence[EditSample],
@@ -92,7 +93,8 @@ class ICD(EditingMethod):
         inv = self.invert(images, sources, generators)
         if p.p2p:
             x0 = self.pipe.decode_p2p(inv.latents, sources, targets, p.guidance_scale, p.tau, p.p2p_config(),
-                                      blend_words=[s.blend_words for s in samples])
+                                      blend_words=[s.blend_words for s in samples],
+                                      source_cond=inv.state["source_cond"])
         else:
             x0 = self.pipe.decode(inv.latents, bb.encode_prompt(targets), p.guidance_scale, p.tau)
         return bb.decode(x0)

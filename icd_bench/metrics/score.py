@@ -32,7 +32,7 @@ def _image(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), np.float32) / 255.0).permute(2, 0, 1)
 
 
-def load_items(run_dir: Path, ids: Sequence[str] | None = None) -> tuple[list[ScoreItem], list[tuple[str, str]], dict]:
+def load_items(run_dir: Path) -> tuple[list[ScoreItem], list[tuple[str, str]], dict]:
     """The finished samples of a run as `ScoreItem`s (+ the ids that could not be loaded, why)."""
     from icd_bench.backbones.base import fit_mask
     from icd_bench.runner import open_dataset
@@ -53,7 +53,7 @@ def load_items(run_dir: Path, ids: Sequence[str] | None = None) -> tuple[list[Sc
         pass  # scoring what the images alone allow (whole-image metrics)
     items, failed = [], []
     for rec in store.records():
-        if rec.get("status") != "ok" or (ids is not None and rec["id"] not in ids):
+        if rec.get("status") != "ok":
             continue
         try:
             out = _image(run_dir / rec["outputs"]["image"])
