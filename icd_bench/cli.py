@@ -306,6 +306,40 @@ def toy_evaluate(
               f"{out_dir}/teacher-samples.png")
 
 
+@toy_app.command("pick-guidance")
+def toy_pick_guidance(
+    scales: Annotated[str, typer.Option(help="Comma-separated CFG scales to try.")] = "2,3,4,5,7.5",
+    backbone: Annotated[str, typer.Option(help="The teacher (default: the bundled one).")] = "toy",
+    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
+    total: Annotated[int, typer.Option(help="Training combinations sampled per scale.")] = 128,
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="CSV of accuracy per scale.")] = Path("reports/toy/guidance-pick.csv"),
+    device: DeviceOption = "auto",
+) -> None:
+    """Choose the teacher's default CFG scale on TRAINING combinations (the held-out bar stays untouched)."""
+    import pandas as pd
+
+    from icd_bench.backbones import load_backbone
+    from icd_bench.runner import resolve_device
+    from icd_bench.toy.evaluate import pick_guidance
+
+    try:
+        values = [float(v) for v in scales.split(",") if v.strip()]
+    except ValueError as err:
+        raise ConfigError(f"--scales must be comma-separated numbers, got {scales!r}") from None
+    bb = load_backbone(backbone, device=resolve_device(device, (0, 1)))
+    frame = pd.DataFrame(pick_guidance(bb, values, steps=steps, total=total))
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out_file, index=False, float_format="%.4f")
+    table = Table(title=f"CFG scale on {total} training combinations (DDIM {steps})", title_justify="left", show_edge=False)
+    for col in ("guidance", "color", "position", "background", "shape", "size", "bar_mean"):
+        table.add_column(col, justify="right")
+    for row in frame.itertuples():
+        table.add_row(f"{row.guidance:g}", *(f"{getattr(row, c):.1%}" for c in ("color", "position", "background", "shape", "size", "bar_mean")))
+    out.print(table)
+    best = frame.loc[frame["bar_mean"].idxmax(), "guidance"]
+    out.print(f"best: CFG {best:g} (highest mean of colour, position, background); written to {out_file}")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr (exit 2); ``--debug`` shows tracebacks."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
