@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import sys
@@ -158,6 +159,16 @@ def _run_with_progress(runner):
         return runner.run()
 
 
+@contextlib.contextmanager
+def _progress(quiet: bool):
+    """A rich progress display (hidden with --quiet): ``bar.add_task`` / ``bar.update`` as rich's."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=quiet) as bar:
+        yield bar
+
+
 def _print_summary(summary) -> None:
     table = Table(show_header=False, show_edge=False, title="run summary", title_justify="left")
     table.add_row("run directory", str(summary.out))
@@ -177,17 +188,41 @@ def _print_summary(summary) -> None:
 @app.command()
 def score(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `icd-bench run`.")],
-    metrics: Annotated[str | None, typer.Option(help="Comma-separated metrics, spelled name[:region[:flavour]], e.g. psnr,ssim:background:pie,toy_edit. Default: PSNR/MSE/SSIM (whole and background) + the toy oracle on toy runs. `icd-bench list metrics` shows them.")] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    metrics: Annotated[str | None, typer.Option(help="Comma-separated metrics, spelled name[:region[:flavour]], e.g. psnr,ssim:background:pie,lpips,clip_t:edited:pie,toy_edit. Default: PSNR/MSE/SSIM (whole and background) + the toy oracle on toy runs. `icd-bench list metrics` shows them.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Samples per metric batch.")] = 16,
+    option: Annotated[list[str] | None, typer.Option("--option", help="Metric setting KEY=VALUE, repeatable: lpips_net=alex|vgg|squeeze, clip_model=ViT-L-14, clip_pretrained=openai, fid_ref=FOLDER_OR_NPZ, fid_extractor=module:factory, structure_layer=11.")] = None,
+    weights_dir: Annotated[Path | None, typer.Option(help="Folder of metric weights laid out as DIR/<weight key>/... (sets ICD_BENCH_WEIGHTS; a missing weight's error names its key and layout).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Score a run: every finished sample × metric into RUN_DIR/metrics.parquet, with a summary table."""
+    """Score a run: every finished sample × metric into RUN_DIR/metrics.parquet, with a summary table.
+
+    Model-based metrics (lpips, dinov2, clip_t, clip_i, imagereward, fid, structure_distance) need
+    the metrics extra (pip install 'icd-bench[metrics]') and their weights: --weights-dir, then the
+    local Hugging Face / torch caches, then a download when online; missing weights stop the
+    command before any sample is scored.
+    """
     from icd_bench.metrics.score import score_run
+    from icd_bench.metrics.weights import ENV
+    from icd_bench.runner import resolve_device
 
     if not run_dir.is_dir():
         raise ConfigError(f"run directory not found: {run_dir}")
+    options: dict[str, str] = {}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--option expects KEY=VALUE, got {item!r}")
+        options[key.strip()] = value.strip()
+    if weights_dir is not None:
+        if not weights_dir.is_dir():
+            raise ConfigError(f"--weights-dir {weights_dir} is not a folder")
+        os.environ[ENV] = ",".join(filter(None, [str(weights_dir), os.environ.get(ENV, "")]))
     names = [m for m in metrics.split(",") if m.strip()] if metrics else None
-    frame, summary = score_run(run_dir, names, device=device, batch_size=batch_size)
+    with _progress(quiet) as bar:
+        task = bar.add_task("scoring", total=None)
+        frame, summary = score_run(run_dir, names, device=str(resolve_device(device, (0, 1))), batch_size=batch_size,
+                                   options=options, progress=lambda done, total: bar.update(task, completed=done, total=total))
     table = Table(title=f"scores of {run_dir}", title_justify="left", show_edge=False)
     for col, justify in (("metric", "left"), ("mean", "right"), ("std", "right"), ("n ok", "right"),
                          ("n failed", "right")):
@@ -324,7 +359,7 @@ def toy_pick_guidance(
 
     try:
         values = [float(v) for v in scales.split(",") if v.strip()]
-    except ValueError as err:
+    except ValueError:
         raise ConfigError(f"--scales must be comma-separated numbers, got {scales!r}") from None
     bb = load_backbone(backbone, device=resolve_device(device, (0, 1)))
     frame = pd.DataFrame(pick_guidance(bb, values, steps=steps, total=total))

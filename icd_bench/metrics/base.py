@@ -50,8 +50,9 @@ class MetricSpec:
 
     @property
     def key(self) -> str:
-        """``psnr`` for the whole image; ``psnr:background:pie`` for a region (always with its flavour)."""
-        if self.region == "whole":
+        """``psnr`` for the whole image in the default (``clean``) flavour; otherwise the full
+        spelling, e.g. ``psnr:background:pie`` or ``clip_t:whole:pie``."""
+        if self.region == "whole" and self.flavour == "clean":
             return self.name
         return f"{self.name}:{self.region}:{self.flavour}"
 
@@ -72,22 +73,35 @@ class ScoreItem:
 
 
 class Metric:
-    """Base class: ``regions`` / ``flavours`` it supports, ``needs`` (item fields it requires)."""
+    """Base class: ``regions`` / ``flavours`` it supports, ``needs`` (item fields it requires).
+
+    ``options``: metric settings given as ``icd-bench score --option KEY=VALUE`` (e.g.
+    ``lpips_net=vgg``, ``clip_model=ViT-B-16``); each metric reads the keys it knows (listed in
+    ``option_keys``) and ignores the others. A per-sample metric implements `score`; a set metric
+    (``per_sample = False``, e.g. FID) implements `score_set` and yields one value per run.
+    """
 
     name: ClassVar[str] = ""
     regions: ClassVar[tuple[str, ...]] = ("whole",)
     flavours: ClassVar[tuple[str, ...]] = ("clean",)
     needs: ClassVar[tuple[str, ...]] = ("source",)
     higher_is_better: ClassVar[bool] = True
+    per_sample: ClassVar[bool] = True
+    option_keys: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, spec: MetricSpec, device: torch.device | str = "cpu"):
+    def __init__(self, spec: MetricSpec, device: torch.device | str = "cpu", options: dict[str, str] | None = None):
         self.spec = spec
         self.device = torch.device(device)
+        self.options = dict(options or {})
 
     def check(self) -> None:
         """Raise a `ConfigError` now (before any sample) when the metric cannot run, e.g. weights missing."""
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
+        raise NotImplementedError
+
+    def score_set(self, items: Sequence[ScoreItem]) -> dict[str, float]:
+        """The value of a set metric over all items (``per_sample = False``)."""
         raise NotImplementedError
 
     # helpers

@@ -73,9 +73,15 @@ def load_items(run_dir: Path) -> tuple[list[ScoreItem], list[tuple[str, str]], d
     return items, failed, manifest
 
 
+#: The row id of a set metric's value (FID): one per run, not per sample.
+SET_ID = "(set)"
+
+
 def score_run(run_dir: str | Path, metrics: Sequence[str] | None = None, *, device: str = "cpu",
-              batch_size: int = 16, progress: Callable[[int, int], None] | None = None):
-    """Score a run; writes ``RUN/metrics.parquet`` and returns (rows DataFrame, summary DataFrame)."""
+              batch_size: int = 16, options: dict[str, str] | None = None,
+              progress: Callable[[int, int], None] | None = None):
+    """Score a run; writes ``RUN/metrics.parquet`` and returns (rows DataFrame, summary DataFrame).
+    ``options``: metric settings (``lpips_net``, ``clip_model``, ``fid_ref``, ...; see each metric)."""
     import pandas as pd
 
     run_dir = Path(run_dir)
@@ -86,13 +92,28 @@ def score_run(run_dir: str | Path, metrics: Sequence[str] | None = None, *, devi
         if items and "toy_source_scene" in items[0].meta:
             metrics += ["toy_edit"] if manifest["config"].get("task") == "edit" else ["toy_match"]
     specs = [MetricSpec.parse(m) for m in metrics]
-    runners = [METRICS.get(s.name)(s, device) for s in specs]
+    known = {k for s in specs for k in METRICS.get(s.name).option_keys}
+    unknown = sorted(set(options or {}) - known)
+    if unknown:
+        raise ConfigError(f"option(s) {', '.join(unknown)} are not read by the metrics asked for "
+                          f"({', '.join(sorted(known)) or 'they take no options'})")
+    runners = [METRICS.get(s.name)(s, device, options) for s in specs]
     for r in runners:
         r.check()  # fail before any sample is processed (missing weights, ...)
     rows = [{"id": i, "metric": "*", "value": math.nan, "error": why} for i, why in failed]
     total = len(runners) * len(items)
     done = 0
     for spec, runner in zip(specs, runners, strict=True):
+        if not runner.per_sample:
+            try:
+                value, error = runner.score_set(items)[spec.key], None
+            except Exception as exc:  # noqa: BLE001 - the set metric fails; the others go on
+                value, error = math.nan, f"{type(exc).__name__}: {exc}"
+            rows.append({"id": SET_ID, "metric": spec.key, "value": float(value), "error": error})
+            done += len(items)
+            if progress:
+                progress(done, total)
+            continue
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
             try:

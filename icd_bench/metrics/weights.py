@@ -1,0 +1,191 @@
+"""Where metric weights come from: one resolution rule for every metric.
+
+1. **Explicit**: ``--weights-dir DIR`` (the CLI sets ``ICD_BENCH_WEIGHTS``) or the environment
+   variable ``ICD_BENCH_WEIGHTS`` itself — comma-separated entries, each either a root directory
+   (the weight ``KEY`` is then looked up as ``ROOT/KEY``) or ``KEY=PATH`` for one weight.
+2. **Local caches** of the library that would download it: the Hugging Face cache for hub
+   repositories, torch's hub cache (``torch.hub.get_dir()/checkpoints``) for single files.
+3. **Download** when online (``HF_HUB_OFFLINE`` unset); the files then land in those caches.
+
+With nothing found, `WeightsNotFoundError` names the weight, the layout expected and the variable
+to set; metrics call `resolve` in their ``check()``, so this happens before any sample is scored.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from icd_bench.errors import ConfigError
+
+ENV = "ICD_BENCH_WEIGHTS"
+
+
+class WeightsNotFoundError(ConfigError):
+    """A metric's weights are neither given, nor cached, nor downloadable."""
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One weight a metric needs.
+
+    ``files``: the layout of a local copy (``ROOT/KEY/<file>``); the first file is the one a
+    single-file weight resolves to. ``hub``: a Hugging Face repository (a local copy is then the
+    repository's folder). ``url``: a single file's download address (torch hub cache).
+    """
+
+    key: str
+    description: str
+    files: tuple[str, ...]
+    hub: str | None = None
+    url: str | None = None
+    single_file: bool = False
+
+    def layout(self) -> str:
+        return ", ".join(f"{self.key}/{f}" for f in self.files)
+
+
+#: Every weight a built-in metric can ask for.
+KNOWN: dict[str, WeightSpec] = {}
+
+
+def register(spec: WeightSpec) -> WeightSpec:
+    KNOWN[spec.key] = spec
+    return spec
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def explicit_entries(value: str | None = None) -> tuple[list[Path], dict[str, Path]]:
+    """Parse ``ICD_BENCH_WEIGHTS``: (root directories, KEY → PATH)."""
+    value = os.environ.get(ENV, "") if value is None else value
+    roots: list[Path] = []
+    mapping: dict[str, Path] = {}
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        if "=" in entry:
+            key, _, path = entry.partition("=")
+            mapping[key.strip()] = Path(path.strip()).expanduser()
+        else:
+            roots.append(Path(entry).expanduser())
+    return roots, mapping
+
+
+def _complete(path: Path, spec: WeightSpec) -> Path | None:
+    """``path`` as the weight if it holds what ``spec`` needs (a file, or a folder with the layout)."""
+    if path.is_file() and spec.single_file:
+        return path
+    if path.is_dir():
+        if spec.single_file:
+            for name in spec.files:
+                if (path / name).is_file():
+                    return path / name
+            return None
+        if all((path / name).exists() for name in spec.files):
+            return path
+    return None
+
+
+def _from_caches(spec: WeightSpec, *, download: bool) -> Path | None:
+    if spec.hub:
+        from huggingface_hub import snapshot_download
+
+        # a single-file weight fetches only its file (a hub repository may hold several formats)
+        patterns = list(spec.files) if spec.single_file else None
+        try:
+            folder = Path(snapshot_download(spec.hub, local_files_only=not download, allow_patterns=patterns))
+        except Exception:  # noqa: BLE001 - not cached / not reachable: the caller reports it
+            return None
+        return _complete(folder, spec)
+    if spec.url:
+        import torch
+
+        target = Path(torch.hub.get_dir()) / "checkpoints" / spec.files[0]
+        if target.is_file():
+            return target
+        if download:
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                torch.hub.download_url_to_file(spec.url, str(target), progress=False)
+                return target
+            except Exception:  # noqa: BLE001 - offline or unreachable
+                return None
+    return None
+
+
+def resolve(key: str | WeightSpec, *, needed_by: str = "") -> Path:
+    """The local path of a weight (a file for single-file weights, else a folder), or a
+    `WeightsNotFoundError` saying where to put it."""
+    spec = key if isinstance(key, WeightSpec) else KNOWN[key]
+    roots, mapping = explicit_entries()
+    looked: list[str] = []
+    if spec.key in mapping:
+        found = _complete(mapping[spec.key], spec)
+        if found is None:
+            raise WeightsNotFoundError(
+                f"{ENV} maps {spec.key!r} to {mapping[spec.key]}, which does not hold {spec.description} "
+                f"(expected {'the file ' + spec.files[0] if spec.single_file else 'a folder with ' + ', '.join(spec.files)})")
+        return found
+    for root in roots:
+        looked.append(str(root / spec.key))
+        found = _complete(root / spec.key, spec)
+        if found is not None:
+            return found
+    found = _from_caches(spec, download=False)
+    if found is None and not offline():
+        found = _from_caches(spec, download=True)
+    if found is not None:
+        return found
+    where = f"looked in {', '.join(looked)} and the local caches" if looked else "looked in the local caches"
+    source = f"hub repository {spec.hub}" if spec.hub else (spec.url or "its publisher")
+    why = "offline (HF_HUB_OFFLINE=1)" if offline() else "download failed"
+    raise WeightsNotFoundError(
+        f"{needed_by + ' needs ' if needed_by else ''}{spec.description} ({spec.key!r}) and none was found; "
+        f"{where}; {why}. Get it from {source} and lay it out as DIR/{spec.layout() if spec.hub or not spec.single_file else spec.key + '/' + spec.files[0]}, "
+        f"then pass --weights-dir DIR (or set {ENV}=DIR, or {ENV}={spec.key}=PATH)")
+
+
+def require_extra(module: str, metric: str) -> None:
+    """A clear error when a metric's optional dependency (the ``metrics`` extra) is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"metric {metric!r} needs the Python package {module!r}: "
+                          f"pip install 'icd-bench[metrics]'")
+
+
+# -- the weights of the built-in metrics --------------------------------------------------------
+CLIP_VIT_L_14 = register(WeightSpec(
+    "clip-vit-l-14-openai", "CLIP ViT-L/14 with OpenAI weights (open_clip)",
+    ("open_clip_pytorch_model.bin", "open_clip_model.safetensors"),
+    hub="timm/vit_large_patch14_clip_224.openai", single_file=True))
+DINOV2_BASE = register(WeightSpec(
+    "dinov2-base", "DINOv2 ViT-B/14 (facebook/dinov2-base, transformers layout)",
+    ("config.json",), hub="facebook/dinov2-base"))
+DINO_VITB8 = register(WeightSpec(
+    "dino-vitb8", "DINO ViT-B/8 (facebook/dino-vitb8, transformers layout)",
+    ("config.json",), hub="facebook/dino-vitb8"))
+LPIPS_ALEX = register(WeightSpec(
+    "lpips-alex", "the AlexNet trunk of LPIPS (torchvision ImageNet weights)", ("alexnet-owt-7be5be79.pth",),
+    url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", single_file=True))
+LPIPS_VGG = register(WeightSpec(
+    "lpips-vgg", "the VGG-16 trunk of LPIPS (torchvision ImageNet weights)", ("vgg16-397923af.pth",),
+    url="https://download.pytorch.org/models/vgg16-397923af.pth", single_file=True))
+LPIPS_SQUEEZE = register(WeightSpec(
+    "lpips-squeeze", "the SqueezeNet 1.1 trunk of LPIPS (torchvision ImageNet weights)", ("squeezenet1_1-b8a52dc0.pth",),
+    url="https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth", single_file=True))
+IMAGEREWARD_V1 = register(WeightSpec(
+    "imagereward-v1", "ImageReward-v1.0 (THUDM/ImageReward: ImageReward.pt and med_config.json)",
+    ("ImageReward.pt", "med_config.json"), hub="THUDM/ImageReward"))
+BERT_BASE_UNCASED = register(WeightSpec(
+    "bert-base-uncased", "the bert-base-uncased tokenizer files (vocab.txt) ImageReward tokenizes with",
+    ("vocab.txt",), hub="google-bert/bert-base-uncased"))
+FID_INCEPTION = register(WeightSpec(
+    "fid-inception", "clean-fid's Inception-v3 feature extractor (inception-2015-12-05.pt)",
+    ("inception-2015-12-05.pt",),
+    url="https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",
+    single_file=True))
