@@ -41,7 +41,7 @@ def test_missing_weight_names_key_layout_and_variable(tmp_path, monkeypatch):
     with pytest.raises(weights.WeightsNotFoundError) as err:
         weights.resolve("dinov2-base", needed_by="metric 'dinov2'")
     msg = str(err.value)
-    for part in ("metric 'dinov2'", "'dinov2-base'", "facebook/dinov2-base", "dinov2-base/config.json",
+    for part in ("metric 'dinov2'", "'dinov2-base'", "facebook/dinov2-base", "DIR/dinov2-base/ holding config.json",
                  "--weights-dir", weights.ENV, "offline"):
         assert part in msg
     with pytest.raises(weights.WeightsNotFoundError, match="alexnet-owt-7be5be79.pth"):
@@ -161,3 +161,23 @@ def test_pixel_metrics_agree_with_scikit_image(seed):
     ref = skm.structural_similarity(xn, yn, data_range=1.0, channel_axis=2, gaussian_weights=True,
                                     sigma=1.5, use_sample_covariance=False)
     assert ours("ssim") == pytest.approx(ref, abs=2e-3)
+
+
+def test_score_cli_names_every_missing_weight_before_scoring(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from icd_bench.cli import app
+    from icd_bench.runner import RunConfig, Runner
+
+    out = tmp_path / "run"
+    Runner(RunConfig(method="ddim-toy-inversion", dataset="demo", task="invert", out=out, limit=1,
+                     overrides=["num_inference_steps=2"])).run()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.delenv(weights.ENV, raising=False)
+    result = CliRunner().invoke(app, ["score", str(out), "--metrics", "psnr,lpips,dinov2", "--weights-dir", str(tmp_path)],
+                                catch_exceptions=True)
+    assert result.exit_code != 0
+    msg = str(result.exception)
+    assert "2 metrics cannot run" in msg and "lpips-alex" in msg and "dinov2-base" in msg
+    assert not (out / "metrics.parquet").exists()  # nothing scored

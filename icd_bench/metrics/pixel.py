@@ -63,6 +63,8 @@ class _PixelMetric(Metric):
 
 @METRICS.register("mse")
 class MSE(_PixelMetric):
+    """Mean squared error of [0, 1] images (whole, background, edited; pie and clean)."""
+
     name = "mse"
     higher_is_better = False
 
@@ -77,6 +79,8 @@ class MSE(_PixelMetric):
 
 @METRICS.register("psnr")
 class PSNR(_PixelMetric):
+    """PSNR in dB of [0, 1] images, capped at 100 dB (whole, background, edited; pie and clean)."""
+
     name = "psnr"
 
     def whole(self, a, b):
@@ -88,6 +92,8 @@ class PSNR(_PixelMetric):
 
 @METRICS.register("ssim")
 class SSIM(_PixelMetric):
+    """SSIM (torchmetrics, Gaussian 11×11, σ 1.5) of [0, 1] images (whole, background, edited; pie and clean)."""
+
     name = "ssim"
 
     def whole(self, a, b):

@@ -98,8 +98,16 @@ def score_run(run_dir: str | Path, metrics: Sequence[str] | None = None, *, devi
         raise ConfigError(f"option(s) {', '.join(unknown)} are not read by the metrics asked for "
                           f"({', '.join(sorted(known)) or 'they take no options'})")
     runners = [METRICS.get(s.name)(s, device, options) for s in specs]
-    for r in runners:
-        r.check()  # fail before any sample is processed (missing weights, ...)
+    problems = []
+    for r in runners:  # fail before any sample is processed (missing weights, ...), naming every problem
+        try:
+            r.check()
+        except IcdBenchError as exc:
+            problems.append(str(exc))
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} metrics cannot run:\n" + "\n".join(f"  - {p}" for p in problems))
     rows = [{"id": i, "metric": "*", "value": math.nan, "error": why} for i, why in failed]
     total = len(runners) * len(items)
     done = 0

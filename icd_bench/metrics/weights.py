@@ -43,7 +43,11 @@ class WeightSpec:
     single_file: bool = False
 
     def layout(self) -> str:
-        return ", ".join(f"{self.key}/{f}" for f in self.files)
+        """Where a local copy goes under a weights folder, in words."""
+        if self.single_file:
+            return " or ".join(f"DIR/{self.key}/{f}" for f in self.files)
+        folder = f"DIR/{self.key}/ holding {', '.join(self.files)}"
+        return folder + (f" (a copy of the hub repository {self.hub})" if self.hub else "")
 
 
 #: Every weight a built-in metric can ask for.
@@ -145,7 +149,7 @@ def resolve(key: str | WeightSpec, *, needed_by: str = "") -> Path:
     why = "offline (HF_HUB_OFFLINE=1)" if offline() else "download failed"
     raise WeightsNotFoundError(
         f"{needed_by + ' needs ' if needed_by else ''}{spec.description} ({spec.key!r}) and none was found; "
-        f"{where}; {why}. Get it from {source} and lay it out as DIR/{spec.layout() if spec.hub or not spec.single_file else spec.key + '/' + spec.files[0]}, "
+        f"{where}; {why}. Get it from {source} and lay it out as {spec.layout()}, "
         f"then pass --weights-dir DIR (or set {ENV}=DIR, or {ENV}={spec.key}=PATH)")
 
 
