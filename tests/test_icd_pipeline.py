@@ -259,3 +259,14 @@ def test_method_runs_every_task_with_the_paper_step_counts(kind, tmp_path):
     a = method.run("edit", [sample], [_gen(1)])[1][0].image
     b = method.run("edit", [sample], [_gen(1)])[1][0].image
     assert torch.equal(a, b)
+
+
+def test_bundled_paths_name_files_inside_the_package(tmp_path):
+    from icd_bench.icd.model import read_state_dict
+    from icd_bench.paths import ASSETS, user_path
+
+    assert user_path("bundled:toy/teacher") == ASSETS / "toy" / "teacher"
+    state = read_state_dict("bundled:toy/teacher/unet/diffusion_pytorch_model.safetensors")
+    assert "conv_in.weight" in state
+    with pytest.raises(ConfigError, match="not found"):
+        read_state_dict("bundled:toy/no-such-file.safetensors")

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from icd_bench.errors import ConfigError
+from icd_bench.paths import user_path
 
 FORWARD, REVERSE = "fcdm", "cdm"  # adapter names ("forward" would shadow nn.Module.forward in peft)
 #: Key prefix of the released LoRA files (peft's PeftModel wrapping the UNet).
@@ -68,8 +69,9 @@ def _placed_like(new, unet):
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A tensor state dict from ``.safetensors`` or a ``.pt`` / ``.bin`` (``weights_only=True``)."""
-    path = Path(path).expanduser()
+    """A tensor state dict from ``.safetensors`` or a ``.pt`` / ``.bin`` (``weights_only=True``);
+    ``bundled:REL`` names a file shipped in the package (`icd_bench.paths.user_path`)."""
+    path = user_path(path)
     if not path.is_file():
         raise ConfigError(f"checkpoint file not found: {path}")
     if path.suffix == ".safetensors":
@@ -107,7 +109,7 @@ def load_guidance_distilled_unet(path: str | Path, base_unet):
 
 def read_lora(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """A LoRA file → (peft state dict without prefix, info: rank, alpha or None, target modules)."""
-    path = Path(path).expanduser()
+    path = user_path(path)
     state = read_state_dict(path)
     meta: dict = {}
     if path.suffix == ".safetensors":

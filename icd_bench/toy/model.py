@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 
 from icd_bench.backbones.loaders import SD_SCHEDULER_CONFIG
+from icd_bench.paths import ASSETS as BUNDLED_ASSETS
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "toy"
+ASSETS = BUNDLED_ASSETS / "toy"
 TOKENIZER_DIR = ASSETS / "tokenizer"
 TEACHER_DIR = ASSETS / "teacher"
 
