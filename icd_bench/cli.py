@@ -315,16 +315,17 @@ def toy_evaluate(
     backbone: Annotated[str, typer.Option(help="The teacher to measure (default: the bundled one).")] = "toy",
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where quality.json and teacher-samples.png go.")] = Path("reports/toy"),
     steps: Annotated[int, typer.Option(help="DDIM steps.")] = 50,
-    guidance: Annotated[float, typer.Option(help="CFG scale of the samples.")] = 5.0,
+    guidance: Annotated[float | None, typer.Option(help="CFG scale of the samples (default: the teacher's default, picked on training combinations by `toy pick-guidance`).")] = None,
     device: DeviceOption = "auto",
 ) -> None:
     """The teacher's quality bar: oracle accuracy of samples on held-out combinations, inversion PSNR."""
     from icd_bench.backbones import load_backbone
     from icd_bench.runner import resolve_device
-    from icd_bench.toy.evaluate import evaluate_teacher
+    from icd_bench.toy.evaluate import DEFAULT_GUIDANCE, evaluate_teacher
 
     bb = load_backbone(backbone, device=resolve_device(device, (0, 1)))
-    result = evaluate_teacher(bb, out_dir, steps=steps, guidance=guidance, name=backbone)
+    result = evaluate_teacher(bb, out_dir, steps=steps, guidance=DEFAULT_GUIDANCE if guidance is None else guidance,
+                              name=backbone)
     acc, inv = result["held_out_accuracy"], result["demo_inversion"]
     table = Table(title=f"toy teacher quality ({result['sampler']})", title_justify="left", show_edge=False)
     table.add_column("measure")
@@ -335,6 +336,9 @@ def toy_evaluate(
             bar = result["bar"].get(key)
             table.add_row(f"{key} accuracy ({acc['n']} held-out combinations)", f"{acc[key]:.1%}",
                           f">= {bar:.0%}" if bar else "")
+    for group, acc_g in result["held_out_accuracy_by_object_count"].items():
+        table.add_row(f"  {group} ({acc_g['n']}): colour / position / background",
+                      f"{acc_g['color']:.1%} / {acc_g['position']:.1%} / {acc_g['background']:.1%}", "")
     table.add_row(f"DDIM inversion PSNR ({inv['n']} demo images)", f"{inv['psnr_mean']:.2f} dB", "")
     out.print(table)
     out.print(f"{'PASSES' if result['passes'] else 'MISSES'} the bar; written to {out_dir}/quality.json and "
