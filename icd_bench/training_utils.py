@@ -124,10 +124,44 @@ class CsvLog:
             w.writerow(row)
 
 
+def plot_losses(csv_path: Path, png_path: Path, fields: list[str], title: str = "") -> Path | None:
+    """Loss curves from a `TrainLoop` CSV: one panel per field (log scale where positive), PNG.
+    Returns None when there is nothing to plot yet."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    steps = [int(r["step"]) for r in rows]
+    fig, axes = plt.subplots(1, len(fields), figsize=(3.2 * len(fields), 2.6), squeeze=False)
+    for ax, field in zip(axes[0], fields, strict=True):
+        values = [float(r[field]) if r.get(field) not in (None, "", "nan") else np.nan for r in rows]
+        ax.plot(steps, values, lw=1.2)
+        if all(v > 0 for v in values if np.isfinite(v)) and any(np.isfinite(values)):
+            ax.set_yscale("log")
+        ax.set_title(field, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    tmp = png_path.with_name(png_path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(png_path)
+    return png_path
+
+
 class TrainLoop:
     """The bookkeeping of a training loop: resume from the latest checkpoint, progress bar, loss CSV
-    (``OUT/loss.csv``: the mean of each field over the last ``log_every`` steps), ``recipe.json``,
-    checkpoints every ``checkpoint_every`` steps and at the end. ``cfg`` needs ``steps``,
+    (``OUT/loss.csv``: the mean of each field over the last ``log_every`` steps, drawn as
+    ``OUT/loss.png`` at every checkpoint), ``recipe.json``, checkpoints every ``checkpoint_every``
+    steps and at the end. ``cfg`` needs ``steps``,
     ``log_every`` and ``checkpoint_every``."""
 
     def __init__(self, accelerator, out_dir: Path, recipe: dict, cfg, fields: list[str],
@@ -152,7 +186,7 @@ class TrainLoop:
                 {"recipe": recipe_to_dict(recipe), "versions": versions()}, indent=2))
         self.bar = tqdm(total=cfg.steps, initial=self.start, desc=desc, disable=not (progress and self.main),
                         dynamic_ncols=True)
-        self.fields = fields
+        self.fields, self.desc = fields, desc
         self.window: list[dict[str, float]] = []
         self.t_last = time.perf_counter()
 
@@ -174,6 +208,8 @@ class TrainLoop:
                 from icd_bench.runner import versions
 
                 self.ckpts.save(self.acc, done, {"recipe": recipe_to_dict(self.recipe), "versions": versions()})
+                if self.losses.path.exists():
+                    plot_losses(self.losses.path, self.out / "loss.png", self.fields, title=self.desc)
 
     def close(self):
         self.bar.close()

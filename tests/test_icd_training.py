@@ -191,6 +191,10 @@ def test_one_step_of_both_stages(tmp_path, backbone):
     assert meta["boundaries"]["reverse"] == [259, 519, 779, 999] and "torch" in meta["versions"]
     header = (tmp_path / "s2" / "loss.csv").read_text().splitlines()[0]
     assert header.startswith("step,cd,fcd,preserve_f,preserve_r")
+    from PIL import Image
+
+    with Image.open(tmp_path / "s2" / "loss.png") as png:  # the curves, drawn at the checkpoint
+        assert png.size[0] > 4 * png.size[1] / 2 and png.getextrema() != ((255, 255),) * 3
 
 
 def test_resume_continues_exactly(tmp_path):
