@@ -73,7 +73,8 @@ class ScoreItem:
 
 
 class Metric:
-    """Base class: ``regions`` / ``flavours`` it supports, ``needs`` (item fields it requires).
+    """Base class: ``regions`` / ``flavours`` it supports, ``needs`` (item fields it requires,
+    checked by `require`).
 
     ``options``: metric settings given as ``icd-bench score --option KEY=VALUE`` (e.g.
     ``lpips_net=vgg``, ``clip_model=ViT-B-16``); each metric reads the keys it knows (listed in
@@ -105,6 +106,18 @@ class Metric:
         raise NotImplementedError
 
     # helpers
+    def require(self, items: Sequence[ScoreItem]) -> None:
+        """Check what ``needs`` declares — ``source`` present, ``source_prompt`` / ``target_prompt``
+        not empty — raising `ValueError` (the scorer then retries sample by sample, so the failure
+        is recorded against the sample that lacks it). Metrics call it first thing in `score`."""
+        for item in items:
+            for need in self.needs:
+                if need == "source" and item.source is None:
+                    raise ValueError(f"{self.name} needs the source image (a run without sources/?)")
+                if need.endswith("_prompt") and not getattr(item, need).strip():
+                    raise ValueError(f"{item.id}: empty {need.replace('_', ' ')} "
+                                     f"({self.name} scores the image against it)")
+
     def region_mask(self, item: ScoreItem) -> np.ndarray | None:
         """H×W bool of the pixels the metric looks at (None = all)."""
         if self.spec.region == "whole":

@@ -210,6 +210,7 @@ class _ClipMetric(Metric):
                 for c, r in zip(cos, regions, strict=True)]
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
+        self.require(items)
         regions = self._regions(items)
         clip = self._clip()
         with torch.inference_mode():
@@ -230,9 +231,6 @@ class ClipT(_ClipMetric):
     needs = ("target_prompt",)
 
     def _cosines(self, clip, items, regions):
-        for item in items:
-            if not item.target_prompt.strip():
-                raise ValueError("clip_t needs the sample's target prompt, and it is empty")
         image = self._images(clip, [item.output for item in items], regions)
         text = self._texts(clip, [item.target_prompt for item in items])
         return (image * text).sum(-1)
@@ -246,9 +244,6 @@ class ClipI(_ClipMetric):
     needs = ("source",)
 
     def _cosines(self, clip, items, regions):
-        for item in items:
-            if item.source is None:
-                raise ValueError("needs the source image (a run without sources/?)")
         out = self._images(clip, [item.output for item in items], regions)
         src = self._images(clip, [item.source for item in items], regions)
         return (out * src).sum(-1)

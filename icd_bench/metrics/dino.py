@@ -86,9 +86,7 @@ _MODELS: dict[tuple[str, str, str], Any] = {}
 
 
 # -- shared helpers ------------------------------------------------------------------------------
-def _image(x: torch.Tensor | None, what: str) -> torch.Tensor:
-    if x is None:
-        raise ValueError(f"needs the {what} image (a run without sources/?)")
+def _image(x: torch.Tensor, what: str) -> torch.Tensor:
     if x.ndim != 3 or x.shape[0] != 3:
         raise ValueError(f"the {what} image must be 3xHxW, got {tuple(x.shape)}")
     return x
@@ -214,6 +212,7 @@ class DINOv2Similarity(Metric):
         self._preprocess = Dinov2Preprocess.from_folder(self._folder)
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
+        self.require(items)
         if getattr(self, "_folder", None) is None:
             self.check()
         if not items:
@@ -357,6 +356,7 @@ class StructureDistance(Metric):
         self._folder = folder
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
+        self.require(items)
         if getattr(self, "_folder", None) is None:
             self.check()
         if not items:

@@ -445,9 +445,7 @@ class ImageReward(Metric):
         self._model()  # missing weights or a foreign layout fail here, before any sample
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
-        for item in items:
-            if not item.target_prompt.strip():
-                raise ValueError(f"{item.id}: empty target prompt (ImageReward scores the image against its prompt)")
+        self.require(items)
         model, tokenizer = self._model()
         pixels = torch.stack([preprocess(item.output, model.image_size) for item in items]).to(self.device)
         ids, mask = tokenize(tokenizer, [item.target_prompt for item in items])

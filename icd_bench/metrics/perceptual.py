@@ -141,10 +141,9 @@ class LPIPS(Metric):
         self._model()  # resolves the trunk (WeightsNotFoundError) and checks that it loads
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
+        self.require(items)
         model = self._model()
         for item in items:
-            if item.source is None:
-                raise ValueError("needs the source image (a run without sources/?)")
             if item.output.shape != item.source.shape:
                 raise ValueError(f"output {tuple(item.output.shape)} and source {tuple(item.source.shape)} differ in size")
         regions = [self.region_mask(item) for item in items]

@@ -22,8 +22,6 @@ from icd_bench.registry import METRICS
 
 
 def _pair(item: ScoreItem) -> tuple[torch.Tensor, torch.Tensor]:
-    if item.source is None:
-        raise ValueError("needs the source image (a run without sources/?)")
     a, b = item.output.double(), item.source.double()
     if a.shape != b.shape:
         raise ValueError(f"output {tuple(a.shape)} and source {tuple(b.shape)} differ in size")
@@ -35,6 +33,7 @@ class _PixelMetric(Metric):
     flavours = FLAVOURS
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
+        self.require(items)
         out = []
         for item in items:
             a, b = _pair(item)
