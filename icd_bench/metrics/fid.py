@@ -33,6 +33,7 @@ from icd_bench.errors import ConfigError
 from icd_bench.metrics.base import Metric, ScoreItem
 from icd_bench.metrics.weights import FID_INCEPTION, require_extra, resolve
 from icd_bench.registry import METRICS
+from icd_bench.store import tensor_to_pil
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 Extractor = Callable[[torch.Tensor], torch.Tensor]
@@ -120,10 +121,6 @@ def save_reference_stats(folder: str | Path, out: str | Path, *, extractor: str 
     return out
 
 
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
 @METRICS.register("fid")
 class FID(Metric):
     """FID (clean-fid) of the run's outputs against ``--option fid_ref=FOLDER_OR_NPZ``; one value per run."""
@@ -149,7 +146,7 @@ class FID(Metric):
     def score_set(self, items: Sequence[ScoreItem]) -> dict[str, float]:
         extractor = load_extractor(self.options.get("fid_extractor"), self.device)
         mu_ref, sigma_ref = reference_stats(self.options["fid_ref"], extractor, self.device)
-        mu, sigma = stats(features([to_uint8(i.output) for i in items], extractor, self.device))
+        mu, sigma = stats(features([np.asarray(tensor_to_pil(i.output)) for i in items], extractor, self.device))
         if mu.shape != mu_ref.shape:
             raise ValueError(f"features of {mu.shape[0]} dimensions against reference statistics of {mu_ref.shape[0]}")
         return {self.spec.key: frechet_distance(mu, sigma, mu_ref, sigma_ref)}

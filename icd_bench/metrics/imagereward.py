@@ -362,10 +362,11 @@ def preprocess(image: torch.Tensor, size: int) -> torch.Tensor:
     ``ToTensor``, ``Normalize(CLIP mean, std)``."""
     from PIL import Image
 
+    from icd_bench.store import tensor_to_pil
+
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected a 3×H×W image, got shape {tuple(image.shape)}")
-    arr = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    pil = Image.fromarray(arr, "RGB")
+    pil = tensor_to_pil(image)
     w, h = pil.size
     new_h, new_w = torchvision_size(h, w, size)
     if (new_w, new_h) != (w, h):
