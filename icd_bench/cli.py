@@ -292,7 +292,8 @@ def train_icd_cmd(
     out.print(f"adapters saved; run them with: icd-bench run --method icd --backbone {loaded['train'].backbone} {sets}")
 
 
-toy_app = typer.Typer(help="The toy world: regenerate the demo set, measure the teacher's quality bar.",
+toy_app = typer.Typer(help="The toy world: regenerate the demo set, measure the teacher's quality bar, run the "
+                           "Table 2 study of iCD configurations.",
                       no_args_is_help=True)
 app.add_typer(toy_app, name="toy")
 
@@ -377,6 +378,31 @@ def toy_pick_guidance(
     out.print(table)
     best = frame.loc[frame["bar_mean"].idxmax(), "guidance"]
     out.print(f"best: CFG {best:g} (highest mean of colour, position, background); written to {out_file}")
+
+
+@toy_app.command("table2")
+def toy_table2(
+    plan: Annotated[Path, typer.Option(help="Study plan (TOML): base recipe, configurations, table rows.")] = Path("training/toy-table2.toml"),
+    teacher: Annotated[str, typer.Option(help="Guidance-distilled student every configuration trains on (stage 1's output).")] = "bundled:toy/icd/cfg_distill.safetensors",
+    work: Annotated[Path, typer.Option(help="Training folders and invert runs; re-running resumes and reuses them.")] = Path("runs/toy-table2"),
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where table2.md and table2.csv go.")] = Path("reports/toy"),
+    only: Annotated[str | None, typer.Option(help="Comma-separated row names to (re)compute, e.g. A,C (the table then holds only those).")] = None,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """The paper's Table 2 on the toy world: train each iCD configuration, invert the demo set with
+    it, and tabulate reconstruction PSNR, MSE and the oracle's preservation score against DDIM 50."""
+    from icd_bench.icd.study import load_plan, run_study
+    from icd_bench.paths import user_path
+
+    if not user_path(teacher).is_file():
+        raise ConfigError(f"--teacher {teacher}: no such file (train one with `icd-bench train cfg-distill`)")
+    study = load_plan(plan)
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    path = run_study(study, work, out_dir, teacher=teacher, device=device, only=names, progress=not quiet,
+                     log=out.print)
+    out.print(path.read_text(encoding="utf-8"))
+    out.print(f"written to {path} and {path.with_suffix('.csv')}")
 
 
 def main() -> None:

@@ -34,6 +34,8 @@ class ToyModelConfig:
     text_intermediate: int = 128
     max_length: int = 77  # tokens per prompt (BOS + words + EOS + padding)
     text_time_embedding: bool = False  # also add an attention-pooled prompt embedding to the time embedding
+    cross_attention_levels: int = 1  # how many of the lowest-resolution levels have (cross-)attention: 1 = 8×8, 2 = 8×8 and 16×16
+    transformer_layers: int = 1  # transformer blocks (self-, cross-attention, MLP) at each attention level and in the mid block
 
 
 def load_tokenizer(path: Path = TOKENIZER_DIR, max_length: int = 77):
@@ -55,12 +57,15 @@ def build_text_encoder(cfg: ToyModelConfig, tokenizer):
 def build_unet(cfg: ToyModelConfig, time_cond_proj_dim: int | None = None):
     from diffusers import UNet2DConditionModel
 
-    n = len(cfg.block_out_channels)
+    n, k = len(cfg.block_out_channels), cfg.cross_attention_levels
+    if not 1 <= k < n:
+        raise ValueError(f"cross_attention_levels must be between 1 and {n - 1} (attention at full resolution is too slow here)")
     return UNet2DConditionModel(
         sample_size=cfg.resolution, in_channels=3, out_channels=3,
         block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
-        down_block_types=("DownBlock2D",) * (n - 1) + ("CrossAttnDownBlock2D",),
-        up_block_types=("CrossAttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
+        down_block_types=("DownBlock2D",) * (n - k) + ("CrossAttnDownBlock2D",) * k,
+        up_block_types=("CrossAttnUpBlock2D",) * k + ("UpBlock2D",) * (n - k),
+        transformer_layers_per_block=(1,) * (n - k) + (cfg.transformer_layers,) * k if cfg.transformer_layers > 1 else 1,
         cross_attention_dim=cfg.text_hidden, attention_head_dim=cfg.attention_head_dim,
         norm_num_groups=8, time_cond_proj_dim=time_cond_proj_dim,
         addition_embed_type="text" if cfg.text_time_embedding else None, addition_embed_type_num_heads=cfg.text_heads)

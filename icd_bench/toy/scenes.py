@@ -220,10 +220,10 @@ def held_out_eval_scenes(total: int = 160, seed: int = 0) -> list[Scene]:
     return out
 
 
-def training_scene(rng: random.Random) -> Scene:
-    """A random scene whose combination is not held out."""
+def training_scene(rng: random.Random, p_two: float = 0.35) -> Scene:
+    """A random scene whose combination is not held out (two objects with probability ``p_two``)."""
     while True:
-        scene = random_scene(rng)
+        scene = random_scene(rng, p_two)
         if not is_held_out(scene):
             return scene
 

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from icd_bench.errors import ConfigError
+from icd_bench.paths import user_path
 from icd_bench.toy import scenes
 from icd_bench.toy.model import (
     ToyModelConfig,
@@ -46,6 +48,8 @@ class TeacherTrainConfig:
     ema_decay: float = 0.999
     cfg_dropout: float = 0.1
     offset_noise: float = 0.5
+    two_object_fraction: float = 0.35  # share of two-object scenes in a batch
+    init_from: str = ""  # warm start: a saved toy pipeline (see `warm_start`); "" trains from scratch
     pyramid_noise: float = 0.0  # strength of each low-resolution noise level (see `training_noise`)
     pyramid_levels: tuple[int, ...] = (8, 4, 2)  # their sides; the 1×1 level is the offset noise
     seed: int = 0
@@ -53,6 +57,7 @@ class TeacherTrainConfig:
     log_every: int = 50
     eval_every: int = 1000
     eval_samples: int = 64
+    eval_pairs: int = 0  # also sample this many held-out two-object scenes at each evaluation
     eval_steps: int = 20
     eval_guidance: float = 3.0
     threads: int = 2
@@ -76,9 +81,9 @@ class SceneBatcher:
             self.cache[key] = torch.from_numpy(np.asarray(im, np.float32) / 127.5 - 1).permute(2, 0, 1)
         return self.cache[key]
 
-    def batch(self, step: int, size: int, dropout: float) -> tuple[torch.Tensor, list[str]]:
+    def batch(self, step: int, size: int, dropout: float, p_two: float = 0.35) -> tuple[torch.Tensor, list[str]]:
         rng = random.Random(f"{self.seed}:{step}")
-        chosen = [scenes.training_scene(rng) for _ in range(size)]
+        chosen = [scenes.training_scene(rng, p_two) for _ in range(size)]
         captions = ["" if rng.random() < dropout else s.caption() for s in chosen]
         return torch.stack([self.image(s) for s in chosen]), captions
 
@@ -107,7 +112,10 @@ def training_noise(shape, generator: torch.Generator, offset: float, pyramid: fl
 
 
 def evaluate(tokenizer, text_encoder, unet, cfg: TeacherTrainConfig, device) -> dict[str, float]:
-    """Oracle accuracy of DDIM samples on held-out one-object combinations (during training)."""
+    """Oracle accuracy of DDIM samples on held-out combinations (during training, to watch it
+    learn; never used to pick weights): ``eval_samples`` one-object scenes (their background,
+    colour, position, shape and size) and, with ``eval_pairs``, that many two-object scenes
+    (``pairs``: both colours where the caption puts them)."""
     from icd_bench.toy.evaluate import sample_accuracy
     from icd_bench.toy.model import toy_backbone_from_modules
 
@@ -118,6 +126,11 @@ def evaluate(tokenizer, text_encoder, unet, cfg: TeacherTrainConfig, device) -> 
     accuracy, _, _ = sample_accuracy(bb, steps=cfg.eval_steps, guidance=cfg.eval_guidance, eval_scenes=pick,
                                      seed_base=1000)
     accuracy.pop("n")
+    if cfg.eval_pairs:
+        pairs = [s for s in scenes.held_out_eval_scenes(len(held) + cfg.eval_pairs) if len(s.objects) == 2]
+        pair_acc, _, _ = sample_accuracy(bb, steps=cfg.eval_steps, guidance=cfg.eval_guidance, eval_scenes=pairs,
+                                         seed_base=2000)
+        accuracy["pairs"] = pair_acc["color"]
     return accuracy
 
 
@@ -137,6 +150,9 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
     tokenizer = load_tokenizer(max_length=mcfg.max_length)
     text_encoder = build_text_encoder(mcfg, tokenizer)
     unet = build_unet(mcfg)
+    if cfg.init_from:
+        added = warm_start(user_path(cfg.init_from), text_encoder, unet)
+        log(f"warm start from {cfg.init_from}: {len(added)} new UNet tensors start as identity")
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = warmup_schedule(optimizer, cfg.warmup)
@@ -149,7 +165,8 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
     ema_text.to(dev)
 
     loop = TrainLoop(accelerator, out_dir, recipe, cfg, ["loss"], progress, log, "toy teacher")
-    evals = CsvLog(out_dir / "eval.csv", ["step", "background", "color", "position", "shape", "size"])
+    evals = CsvLog(out_dir / "eval.csv", ["step", "background", "color", "position", "shape", "size"]
+                   + (["pairs"] if cfg.eval_pairs else []))
     evals.truncate_after(loop.start)
 
     alphas = build_scheduler().alphas_cumprod.float().to(dev)
@@ -157,7 +174,7 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
     for step in range(loop.start, cfg.steps):
         unet.train()
         text_encoder.train()
-        x0, captions = batcher.batch(step, cfg.batch_size, cfg.cfg_dropout)
+        x0, captions = batcher.batch(step, cfg.batch_size, cfg.cfg_dropout, cfg.two_object_fraction)
         x0 = x0.to(dev)
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         t = torch.randint(0, 1000, (len(x0),), generator=g)
@@ -192,6 +209,44 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
     return save_pipeline(out_dir / "pipeline", tokenizer, te_final, unet_final, build_scheduler(),
                          extra={"resolution": mcfg.resolution, "trained_steps": cfg.steps,
                                 "recipe": recipe_to_dict(recipe)})
+
+
+def warm_start(pipeline_dir: Path, text_encoder, unet) -> list[str]:
+    """Load a saved toy pipeline's text encoder and UNet into (possibly larger) new models.
+
+    Every saved tensor must fit a tensor of the new models; tensors the saved models lack (an extra
+    transformer layer, attention at one more level) are new, and their output projections are
+    zeroed so each new block starts as the identity: the warm-started model computes exactly what
+    the saved one did. Returns the names of the new UNet tensors.
+    """
+    from safetensors.torch import load_file
+
+    files = {"text_encoder": pipeline_dir / "text_encoder" / "model.safetensors",
+             "unet": pipeline_dir / "unet" / "diffusion_pytorch_model.safetensors"}
+    for f in files.values():
+        if not f.is_file():
+            raise ConfigError(f"init_from: {f} not found; give a folder written by `icd-bench train toy-teacher` "
+                              "(its pipeline/) or bundled:toy/teacher")
+    for name, model in (("text_encoder", text_encoder), ("unet", unet)):
+        saved = load_file(files[name])
+        own = model.state_dict()
+        wrong = [k for k, v in saved.items() if k not in own or own[k].shape != v.shape]
+        if wrong:
+            raise ConfigError(f"init_from: the {name} in {pipeline_dir} does not fit this recipe's [model] "
+                              f"({len(wrong)} tensors differ, e.g. {wrong[0]})")
+        missing = model.load_state_dict(saved, strict=False).missing_keys
+        if name == "text_encoder" and missing:
+            raise ConfigError(f"init_from: the text encoder in {pipeline_dir} lacks {missing[0]}")
+    saved_unet = load_file(files["unet"])
+    added = [k for k in unet.state_dict() if k not in saved_unet]
+    with torch.no_grad():  # the residual branches of a new transformer block; the output of a new Transformer2D
+        for module_name, module in unet.named_modules():
+            if module_name.endswith(("attn1.to_out.0", "attn2.to_out.0", "ff.net.2", "proj_out")) and \
+                    f"{module_name}.weight" in added:
+                module.weight.zero_()
+                if module.bias is not None:
+                    module.bias.zero_()
+    return added
 
 
 def _ema_copies(accelerator, text_encoder, unet, ema_text, ema_unet):
