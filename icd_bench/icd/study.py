@@ -63,7 +63,7 @@ class StudyPlan:
     rows: list[StudyRow] = field(default_factory=list)
 
     def config_label(self, name: str) -> str:
-        return "fDDIM{0} | DDIM{0}".format(self.ddim_steps) if name == "ddim" else self.configs[name].get("label", name)
+        return f"fDDIM{self.ddim_steps} | DDIM{self.ddim_steps}" if name == "ddim" else self.configs[name].get("label", name)
 
 
 def load_plan(path: str | Path) -> StudyPlan:
