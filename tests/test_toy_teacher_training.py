@@ -62,3 +62,34 @@ def test_training_noise_adds_offset_and_coarse_layers():
     assert mean_var[0] < 0.01 and 0.2 < mean_var[1] < 0.3  # offset: per-image, per-channel constants
     coarse = [torch.nn.functional.avg_pool2d(x, 8).var().item() for x in (plain, off, pyr)]
     assert coarse[2] > coarse[1] + 0.1  # pyramid: extra variance at the 4×4-block scale
+
+
+def test_warm_start_into_a_deeper_model_starts_where_the_saved_one_was(tmp_path):
+    from dataclasses import replace
+
+    import pytest
+
+    from icd_bench.errors import ConfigError
+    from icd_bench.toy.model import build_text_encoder, build_unet, load_tokenizer
+    from icd_bench.toy.teacher import warm_start
+
+    saved = train_teacher(recipe(2), tmp_path / "base", device="cpu", progress=False, log=lambda *_: None)
+    base = load_pretrained(str(saved))
+    tok = load_tokenizer(max_length=SMALL.max_length)
+    for deeper in (replace(SMALL, transformer_layers=2), replace(SMALL, cross_attention_levels=2)):
+        te, unet = build_text_encoder(deeper, tok), build_unet(deeper)
+        added = warm_start(saved, te, unet)
+        assert added and all(k not in base.unet.state_dict() for k in added)
+        ids = tok(["a red circle above a blue square on a white background"], padding="max_length",
+                  max_length=SMALL.max_length, return_tensors="pt").input_ids
+        x, t = torch.randn(1, 3, 32, 32), torch.tensor([500])
+        with torch.no_grad():
+            emb = te(ids)[0]
+            assert torch.equal(emb, base.text_encoders[0](ids)[0])
+            torch.testing.assert_close(unet(x, t, encoder_hidden_states=emb).sample,
+                                       base.unet(x, t, encoder_hidden_states=emb).sample, atol=1e-5, rtol=1e-5)
+    wider = replace(SMALL, block_out_channels=(8, 16, 32))
+    with pytest.raises(ConfigError, match="does not fit"):
+        warm_start(saved, build_text_encoder(wider, tok), build_unet(wider))
+    with pytest.raises(ConfigError, match="not found"):
+        warm_start(tmp_path / "nowhere", build_text_encoder(SMALL, tok), build_unet(SMALL))
