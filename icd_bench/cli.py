@@ -380,6 +380,32 @@ def toy_pick_guidance(
     out.print(f"best: CFG {best:g} (highest mean of colour, position, background); written to {out_file}")
 
 
+@toy_app.command("compare-edits")
+def toy_compare_edits(
+    methods: Annotated[str, typer.Option(help="Comma-separated methods or presets to compare.")] = "icd-toy,ddim-toy",
+    guidance: Annotated[float | None, typer.Option(help="CFG scale every method edits with (default: the first method's).")] = None,
+    work: Annotated[Path, typer.Option(help="Where the edit runs go; re-running reuses finished samples.")] = Path("runs/toy-compare-edits"),
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where edits.md, edits.csv and edits.png go.")] = Path("reports/toy"),
+    limit: Annotated[int | None, typer.Option(help="Only the first N demo edits.")] = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Edit the demo set with each method at one CFG scale; the toy oracle scores edit success,
+    background PSNR and kept attributes; writes a table and a before/after grid."""
+    from icd_bench.config import resolve_method
+    from icd_bench.toy.compare import compare_edits
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if not names:
+        raise ConfigError("--methods names no method")
+    if guidance is None:
+        guidance = float(resolve_method(names[0], []).params_dict().get("guidance_scale", 1.0))
+    command = f"icd-bench toy compare-edits --methods {','.join(names)} --guidance {guidance:g}"
+    path = compare_edits(names, guidance, work, out_dir, device=device, limit=limit, command=command,
+                         log=out.print)
+    typer.echo(path.read_text(encoding="utf-8"))
+    out.print(f"written to {path}, {path.with_suffix('.csv')} and {path.with_suffix('.png')}")
+
+
 @toy_app.command("table2")
 def toy_table2(
     plan: Annotated[Path, typer.Option(help="Study plan (TOML): base recipe, configurations, table rows.")] = Path("training/toy-table2.toml"),
@@ -401,7 +427,7 @@ def toy_table2(
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
     path = run_study(study, work, out_dir, teacher=teacher, device=device, only=names, progress=not quiet,
                      log=out.print)
-    out.print(path.read_text(encoding="utf-8"))
+    typer.echo(path.read_text(encoding="utf-8"))
     out.print(f"written to {path} and {path.with_suffix('.csv')}")
 
 

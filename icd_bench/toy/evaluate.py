@@ -8,9 +8,10 @@ import random
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from icd_bench.backbones.base import Backbone
+from icd_bench.gallery import image_grid
 from icd_bench.metrics.functional import psnr
 from icd_bench.store import tensor_to_pil
 from icd_bench.toy import scenes
@@ -107,23 +108,8 @@ def inversion_psnr(backbone: Backbone, *, steps: int = 50, limit: int | None = N
 
 def sample_grid(images: list[Image.Image], captions: list[str], columns: int = 8, scale: int = 4) -> Image.Image:
     """Samples enlarged ``scale``× with their prompts written under each."""
-    cell_w, text_h = 32 * scale, 34
-    rows = (len(images) + columns - 1) // columns
-    grid = Image.new("RGB", (columns * cell_w, rows * (cell_w + text_h)), (255, 255, 255))
-    draw = ImageDraw.Draw(grid)
-    for k, (im, cap) in enumerate(zip(images, captions, strict=True)):
-        x, y = (k % columns) * cell_w, (k // columns) * (cell_w + text_h)
-        grid.paste(im.resize((cell_w, cell_w), Image.Resampling.NEAREST), (x, y))
-        words, lines, line = cap.split(), [], ""
-        for w in words:  # wrap to the cell width (the default bitmap font is ~6 px a character)
-            if len(line) + len(w) + 1 > cell_w // 6:
-                lines.append(line)
-                line = w
-            else:
-                line = f"{line} {w}".strip()
-        lines.append(line)
-        draw.multiline_text((x + 2, y + cell_w + 1), "\n".join(lines[:3]), fill=(0, 0, 0), spacing=0)
-    return grid
+    cells = list(zip(images, captions, strict=True))
+    return image_grid([cells[i:i + columns] for i in range(0, len(cells), columns)], cell=32 * scale)
 
 
 def evaluate_teacher(backbone: Backbone, out_dir: Path, *, steps: int = 50, guidance: float = DEFAULT_GUIDANCE,
