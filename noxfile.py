@@ -43,6 +43,33 @@ def toy_quality(session: nox.Session) -> None:
 
 
 @nox.session
+def toy_teacher(session: nox.Session) -> None:
+    """Train the toy teacher from scratch (8,000 steps; hours on a 2-core CPU, minutes on a GPU)."""
+    session.install("-e", ".")
+    session.run("icd-bench", "train", "toy-teacher", "--recipe", "training/toy-teacher.toml",
+                "--out", "runs/train/toy-teacher", *session.posargs, env=OFFLINE)
+
+
+@nox.session
+def toy_icd(session: nox.Session) -> None:
+    """Train the toy iCD models from the bundled teacher (stage 1, stage 2) and bundle them."""
+    session.install("-e", ".")
+    session.run("icd-bench", "train", "cfg-distill", "--recipe", "training/toy-cfg-distill.toml",
+                "--out", "runs/train/toy-cfg-distill", *session.posargs, env=OFFLINE)
+    session.run("icd-bench", "train", "icd", "--recipe", "training/toy-icd.toml", "--out", "runs/train/toy-icd",
+                *session.posargs, env=OFFLINE)
+    session.run("icd-bench", "toy", "bundle-icd", env=OFFLINE)
+
+
+@nox.session
+def toy_reports(session: nox.Session) -> None:
+    """The toy iCD reports: Table 2 (reports/toy/table2.md) and the edit comparison (reports/toy/edits.md)."""
+    session.install("-e", ".")
+    session.run("icd-bench", "toy", "table2", *session.posargs, env=OFFLINE)
+    session.run("icd-bench", "toy", "compare-edits", env=OFFLINE)
+
+
+@nox.session
 def regress(session: nox.Session) -> None:
     """Regression of the bundled models' inversion metrics: not yet available."""
     session.error("not yet available: `icd-bench regress` arrives with the metrics and reports")

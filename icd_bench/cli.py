@@ -406,6 +406,31 @@ def toy_compare_edits(
     out.print(f"written to {path}, {path.with_suffix('.csv')} and {path.with_suffix('.png')}")
 
 
+@toy_app.command("bundle-icd")
+def toy_bundle_icd(
+    stage1: Annotated[Path, typer.Option(help="Stage 1's guidance-distilled student.")] = Path("runs/train/toy-cfg-distill/cfg_distill.safetensors"),
+    stage2: Annotated[Path, typer.Option(help="Stage 2's training folder (fcdm/cdm.safetensors, icd.json).")] = Path("runs/train/toy-icd"),
+    into: Annotated[Path, typer.Option(help="Destination (the package's bundled toy iCD models).")] = Path("icd_bench/assets/toy/icd"),
+) -> None:
+    """Copy the toy iCD models into the package as fp16 (what `--method icd-toy` loads by default)."""
+    import json
+
+    from icd_bench.icd.model import half_copy
+
+    info = stage2 / "icd.json"
+    if not info.is_file():
+        raise ConfigError(f"{info} not found: stage 2 has not finished in {stage2}")
+    for src, name in ((stage1, "cfg_distill.safetensors"), (stage2 / "fcdm.safetensors", "fcdm.safetensors"),
+                      (stage2 / "cdm.safetensors", "cdm.safetensors")):
+        half_copy(src, into / name)
+    meta = json.loads(info.read_text())
+    meta.update({"teacher": "bundled:toy/icd/cfg_distill.safetensors",
+                 "forward_lora": "bundled:toy/icd/fcdm.safetensors", "reverse_lora": "bundled:toy/icd/cdm.safetensors",
+                 "stored_as": "fp16"})
+    (into / "icd.json").write_text(json.dumps(meta, indent=2) + "\n")
+    out.print(f"bundled into {into}: " + ", ".join(sorted(p.name for p in into.iterdir())))
+
+
 @toy_app.command("table2")
 def toy_table2(
     plan: Annotated[Path, typer.Option(help="Study plan (TOML): base recipe, configurations, table rows.")] = Path("training/toy-table2.toml"),

@@ -186,3 +186,21 @@ def save_adapter(unet, name: str, path: str | Path) -> Path:
     save_file(state, str(tmp), metadata=meta)
     tmp.replace(path)
     return path
+
+
+def half_copy(src: str | Path, dst: str | Path) -> Path:
+    """Copy a safetensors file with its floating tensors stored as fp16 (metadata kept): the bundled
+    toy models ship this way (half the size; models load them into their own dtype)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    src, dst = user_path(src), Path(dst)
+    if not src.is_file():
+        raise ConfigError(f"not found: {src}")
+    with safe_open(str(src), framework="pt") as f:
+        meta = f.metadata() or {}
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+    state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(dst), metadata=meta)
+    return dst
