@@ -85,13 +85,17 @@ def test_bad_plans_are_refused_before_training(tmp_path, change, message):
 
 
 def test_the_study_trains_each_configuration_once_and_writes_the_table(tmp_path):
-    plan = load_plan(_plan(tmp_path))
+    reuse = f'[configs.Gx]\nlabel = "G again"\nadapters = "{(tmp_path / "work" / "train" / "G").as_posix()}"\n'
+    plan = load_plan(_plan(tmp_path, PLAN.replace("[[rows]]", reuse + "[[rows]]", 1)
+                           + '[[rows]]\nname = "Gx"\nconfig = "Gx"\n'))
     logs: list[str] = []
     md = run_study(plan, tmp_path / "work", tmp_path / "out", device="cpu", progress=False, log=logs.append)
     table = pd.read_csv(tmp_path / "out" / "table2.csv")
-    assert list(table["row"]) == ["DDIM2", "A", "G", "K"]
-    assert list(table["nfe"]) == [4, 4, 8, 8]  # DDIM: 2 + 2; A: 2 + 2; G and K: 4 + 4
+    assert list(table["row"]) == ["DDIM2", "A", "G", "K", "Gx"]
+    assert list(table["nfe"]) == [4, 4, 8, 8, 8]  # DDIM: 2 + 2; A: 2 + 2; G and K: 4 + 4
     assert table[["psnr", "mse", "toy_match"]].notna().all().all()
+    by_row = table.set_index("row")
+    assert by_row.loc["Gx", "psnr"] == by_row.loc["G", "psnr"]  # given adapters: G's files, not retrained
     text = md.read_text()
     assert "fCD2 | CD2" in text and "fCD4 + L_f | CD4 + L_r + d.CFG" in text and "fDDIM2 | DDIM2" in text
     assert "Guided decoding, w = 3" in text and "icd-bench toy table2 --plan" in text

@@ -5,7 +5,9 @@ A *plan* (TOML, e.g. ``training/toy-table2.toml``) names
 - ``recipe``: the stage-2 recipe every configuration starts from (a path relative to the plan),
   and a ``[train]`` table of overrides for all of them (the study's size);
 - ``[configs.NAME]``: one trained configuration each, as overrides of that recipe's ``[train]``
-  (boundaries, ``lambda_f``, ``lambda_r``, …) plus a ``label`` ("fCD4 + L_f | CD4");
+  (boundaries, ``lambda_f``, ``lambda_r``, …) plus a ``label`` ("fCD4 + L_f | CD4"); with
+  ``adapters = "DIR"`` the configuration is not trained here but read from DIR's
+  ``fcdm.safetensors`` / ``cdm.safetensors`` (e.g. ``bundled:toy/icd``, the shipped models);
 - ``[[rows]]``: the table, in order — each row decodes with a trained configuration (``config``)
   or is the DDIM reference (``config = "ddim"``: DDIM inversion and reconstruction with
   ``ddim_steps``), in a ``decode`` setting: ``unguided`` (w = 1), ``guided`` (w = ``guided_scale``
@@ -113,7 +115,7 @@ def config_recipe(plan: StudyPlan, name: str, teacher: str | None = None) -> dic
     from icd_bench.training_utils import load_recipe
 
     recipe = load_recipe(plan.recipe, ICD_SECTIONS)
-    overrides = {**plan.train, **{k: v for k, v in plan.configs[name].items() if k != "label"}}
+    overrides = {**plan.train, **{k: v for k, v in plan.configs[name].items() if k not in ("label", "adapters")}}
     if teacher:
         overrides["teacher"] = teacher
     fields = set(recipe["train"].__dataclass_fields__)
@@ -171,7 +173,16 @@ def run_study(plan: StudyPlan, work: Path, out: Path, *, teacher: str | None = N
         recipe = config_recipe(plan, name, teacher)
         folder = work / "train" / name
         done = folder / "icd.json"
-        if done.is_file() and json.loads(done.read_text())["recipe"]["train"]["steps"] == recipe["train"].steps:
+        if "adapters" in plan.configs[name]:
+            from icd_bench.paths import user_path
+
+            given = user_path(plan.configs[name]["adapters"])
+            paths = {"teacher": recipe["train"].teacher or None, "forward_lora": str(given / "fcdm.safetensors"),
+                     "reverse_lora": str(given / "cdm.safetensors")}
+            for key in ("forward_lora", "reverse_lora"):
+                if not Path(paths[key]).is_file():
+                    raise ConfigError(f"configuration {name}: {paths[key]} not found")
+        elif done.is_file() and json.loads(done.read_text())["recipe"]["train"]["steps"] == recipe["train"].steps:
             paths = {k: v for k, v in json.loads(done.read_text()).items() if k in ("teacher", "forward_lora",
                                                                                  "reverse_lora")}
         else:
