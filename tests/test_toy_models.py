@@ -60,4 +60,4 @@ def test_quality_bar_plumbing(toy_dir, tmp_path):
     inv = inversion_psnr(bb, steps=2, limit=4)
     assert inv["n"] == 4 and inv["psnr_min"] <= inv["psnr_mean"]
     grid = sample_grid(images[:10], [s.caption() for s in scenes[:10]], columns=5)
-    assert grid.size == (5 * 128, 2 * (128 + 34))
+    assert grid.size == (5 * 128, 2 * (128 + 3 * 11 + 2))  # two rows of cells, three caption lines under each
