@@ -97,7 +97,7 @@ def test_the_study_trains_each_configuration_once_and_writes_the_table(tmp_path)
     by_row = table.set_index("row")
     assert by_row.loc["Gx", "psnr"] == by_row.loc["G", "psnr"]  # given adapters: G's files, not retrained
     text = md.read_text()
-    assert "fCD2 | CD2" in text and "fCD4 + L_f | CD4 + L_r + d.CFG" in text and "fDDIM2 | DDIM2" in text
+    assert "fCD2 \\| CD2" in text and "fCD4 + L_f \\| CD4 + L_r + d.CFG" in text and "fDDIM2 \\| DDIM2" in text
     assert "Guided decoding, w = 3" in text and "icd-bench toy table2 --plan" in text
     assert sum("training configuration" in line for line in logs) == 2  # G trained once for rows G and K
     trained = (tmp_path / "work" / "train" / "G" / "cdm.safetensors").stat().st_mtime_ns

@@ -255,7 +255,7 @@ def write_table(plan: StudyPlan, results: list[dict], out: Path, *, teacher: str
                 best[m] = trained_part[m].max() if higher else trained_part[m].min()
         for _, r in part.iterrows():
             name = "" if r["config"] == "ddim" else r["row"]
-            config = r["configuration"] + (" + d.CFG" if r["decode"] == "guided-dcfg" else "")
+            config = (r["configuration"] + (" + d.CFG" if r["decode"] == "guided-dcfg" else "")).replace("|", "\\|")
             cells = []
             for m in metrics:
                 fmt = COLUMNS.get(m, (m, "{:.4g}", True))[1]
