@@ -26,15 +26,21 @@ from icd_bench.config import build_params, params_to_dict
 from icd_bench.errors import ConfigError
 
 
+def read_toml(path: str | Path, what: str = "recipe") -> dict[str, Any]:
+    """A TOML file as a dict; a missing or invalid file is a `ConfigError` naming ``what`` it is."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
 def load_recipe(path: str | Path, sections: dict[str, type]) -> dict[str, Any]:
     """Read a TOML recipe whose tables map onto dataclasses: ``{"model": ToyModelConfig, ...}``."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"recipe not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"recipe {path} is not valid TOML: {exc}") from None
+    data = read_toml(path)
     unknown = set(data) - set(sections) - {"description"}
     if unknown:
         raise ConfigError(f"recipe {path}: unknown table(s) {', '.join(sorted(unknown))}; "

@@ -21,15 +21,9 @@ rows with the plan's metrics and writes ``table2.md`` and ``table2.csv``.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from icd_bench.errors import ConfigError
 
@@ -70,13 +64,10 @@ class StudyPlan:
 
 def load_plan(path: str | Path) -> StudyPlan:
     """Read and check a study plan (every problem is a `ConfigError` naming the plan)."""
+    from icd_bench.training_utils import read_toml
+
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"study plan not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"study plan {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "study plan")
     known = {"description", "recipe", "dataset", "data_dir", "limit", "metrics", "guided_scale", "dcfg_tau",
              "ddim_steps", "train", "configs", "rows"}
     unknown = sorted(set(data) - known)
@@ -182,9 +173,8 @@ def run_study(plan: StudyPlan, work: Path, out: Path, *, teacher: str | None = N
             for key in ("forward_lora", "reverse_lora"):
                 if not Path(paths[key]).is_file():
                     raise ConfigError(f"configuration {name}: {paths[key]} not found")
-        elif done.is_file() and json.loads(done.read_text())["recipe"]["train"]["steps"] == recipe["train"].steps:
-            paths = {k: v for k, v in json.loads(done.read_text()).items() if k in ("teacher", "forward_lora",
-                                                                                 "reverse_lora")}
+        elif done.is_file() and (meta := json.loads(done.read_text()))["recipe"]["train"]["steps"] == recipe["train"].steps:
+            paths = {k: meta[k] for k in ("teacher", "forward_lora", "reverse_lora")}
         else:
             log(f"training configuration {name} ({plan.config_label(name)}) in {folder}")
             paths = train_icd(recipe, folder, device=device, progress=progress, log=log)
@@ -214,10 +204,9 @@ def _slug(name: str) -> str:
 
 
 def _nfe(run_dir: Path) -> float:
-    import json
+    from icd_bench.store import RunStore
 
-    values = [json.loads(line).get("nfe") for line in (run_dir / "records.jsonl").read_text().splitlines() if line]
-    values = [v for v in values if v is not None]
+    values = [r["nfe"] for r in RunStore(run_dir).records() if r.get("nfe") is not None]
     return sum(values) / len(values) if values else math.nan
 
 

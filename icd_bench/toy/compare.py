@@ -11,21 +11,20 @@ one shared CFG scale, so guidance strength is not what differs), scores every ed
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 from PIL import Image
 
 from icd_bench.gallery import image_grid
+from icd_bench.store import RunStore
 
 MEASURES = {"toy_edit:success": "edit success", "toy_edit:background_psnr": "background PSNR (dB)",
             "toy_edit:kept": "kept attributes"}
 
 
 def _records(run_dir: Path) -> pd.DataFrame:
-    rows = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines() if line]
-    return pd.DataFrame([r for r in rows if r["status"] == "ok"])
+    return pd.DataFrame([r for r in RunStore(run_dir).records() if r["status"] == "ok"])
 
 
 def compare_edits(methods: list[str], guidance: float, work: Path, out: Path, *, dataset: str = "demo",
