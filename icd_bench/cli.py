@@ -69,6 +69,15 @@ def list_cmd(
             table.add_column("description")
             for p in list_presets().values():
                 table.add_row(p.name, p.method, p.backbone or "", p.description)
+        elif k == "methods":
+            presets = list_presets().values()
+            table.add_column("name")
+            table.add_column("origin")
+            table.add_column("description")
+            table.add_column("presets")
+            for e in REGISTRIES[k].entries():
+                table.add_row(e.name, e.origin, e.summary,
+                              ", ".join(sorted(p.name for p in presets if p.method == e.name)) or "—")
         else:
             table.add_column("name")
             table.add_column("origin")

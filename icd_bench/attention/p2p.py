@@ -16,7 +16,10 @@ source branch (Hertz et al., 2022):
   at the blend resolution (the only place probabilities are computed explicitly), and after each
   step the target latents outside the words' mask are reset to the source's.
 
-`P2PControl.install(unet)` swaps these processors in and restores the originals afterwards.
+`P2PControl.install(unet)` swaps these processors in and restores the originals afterwards;
+`prompt_to_prompt(backbone, ...)` builds the control for a backbone and installs it, the one entry
+point every P2P-based method (iCD, DDIM + P2P, NTI, NPI, EF-DDPM) decodes through. `P2PParams` is
+the parameter block those methods share.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +52,25 @@ class P2PConfig:
         for name in ("cross_steps", "self_steps", "blend_start", "blend_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+@dataclass
+class P2PParams:
+    """The Prompt-to-Prompt fields of a method's parameters (PIE-Bench's setting by default)."""
+
+    p2p: bool = True  # edit with Prompt-to-Prompt; false: plain prompt switch
+    p2p_mode: Literal["replace", "refine", "auto"] = "auto"
+    cross_replace: float = 0.4  # fraction of decoding steps with cross-attention injection
+    self_replace: float = 0.6  # fraction with self-attention injection
+    amplify: float = 1.0  # reweighting of the target's edited words (1 = none)
+    local_blend: bool = True  # with the sample's blend words, when it has them
+
+    def __post_init__(self):
+        self.p2p_config()  # validates the P2P fields
+
+    def p2p_config(self) -> P2PConfig:
+        return P2PConfig(cross_steps=self.cross_replace, self_steps=self.self_replace, mode=self.p2p_mode,
+                         amplify=self.amplify, blend=self.local_blend)
 
 
 def edited_target_words(source: str, target: str) -> list[int]:
@@ -250,3 +273,21 @@ class P2PAttnProcessor:
             both = F.scaled_dot_product_attention(qs, ks, torch.cat([vs, vt], dim=-1))
             out_s, out_t = both.split(vs.shape[-1], dim=-1)
         return torch.stack([out_s, out_t], dim=1).reshape(q.shape[0], *out_s.shape[2:])
+
+
+def blend_resolution(backbone) -> int:
+    """The side of the attention maps local blend uses: the latent side / 4 (16 at SD1.5's 64×64,
+    as the P2P reference), at least the lowest attention resolution a toy UNet has."""
+    side = backbone.resolution // backbone.vae_scale_factor
+    return max(side // 4, side // 2 ** (len(backbone.unet.config.block_out_channels) - 1))
+
+
+@contextlib.contextmanager
+def prompt_to_prompt(backbone, sources: Sequence[str], targets: Sequence[str], num_steps: int,
+                     config: P2PConfig, blend_words=None) -> Iterator[P2PControl]:
+    """Prompt-to-Prompt on ``backbone``'s UNet for one batch: decode ``[sources; targets]`` rows
+    inside this block and call ``control.after_step`` after every decoding step."""
+    control = P2PControl(backbone.tokenizers[0], sources, targets, num_steps=num_steps, config=config,
+                         blend_words=blend_words, blend_resolution=blend_resolution(backbone))
+    with control.install(backbone.unet):
+        yield control

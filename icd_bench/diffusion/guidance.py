@@ -25,13 +25,17 @@ def dynamic_guidance_scale(t: int, num_train_timesteps: int, w: float, tau: floa
 
 
 def guided_noise(backbone: Backbone, x: torch.Tensor, t: int, cond: PromptEmbeds,
-                 uncond: PromptEmbeds | None, w: float,
+                 uncond: PromptEmbeds | None, w: float | torch.Tensor,
                  timestep_cond: torch.Tensor | None = None, *, branches: int = 1) -> torch.Tensor:
     """ε_w(x, t, c) with the fewest UNet rows: one call of B rows when w = 1, else one of 2B.
 
-    ``uncond`` may be None only when w = 1. ``branches``: see `Backbone.predict_noise`.
+    ``w`` is one scale, or a (B,) tensor of per-row scales (e.g. a source branch guided less than
+    its target branch). ``uncond`` may be None only when w = 1. ``branches``: see
+    `Backbone.predict_noise`.
     """
-    if w == 1.0:
+    if torch.is_tensor(w):
+        w = w.to(x.device, x.dtype).view(-1, *([1] * (x.ndim - 1)))
+    elif w == 1.0:
         return backbone.predict_noise(x, t, cond, timestep_cond, branches=branches)
     if uncond is None:
         raise ValueError("classifier-free guidance with w != 1 needs the unconditional embeddings")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from icd_bench.attention.p2p import P2PConfig, P2PControl
+from icd_bench.attention.p2p import P2PConfig, prompt_to_prompt
 from icd_bench.backbones.base import Backbone, PromptEmbeds
 from icd_bench.diffusion.guidance import dynamic_guidance_scale
 from icd_bench.icd.boundaries import Boundaries
@@ -112,16 +112,8 @@ class ICDPipeline:
         if source_cond is None:
             source_cond = bb.encode_prompt(sources)
         cond = PromptEmbeds.cat([source_cond, bb.encode_prompt(targets)])
-        control = P2PControl(bb.tokenizers[0], sources, targets, num_steps=self.boundaries.steps, config=config,
-                             blend_words=blend_words, blend_resolution=blend_resolution(bb))
-        with control.install(self.unet):
+        with prompt_to_prompt(bb, sources, targets, self.boundaries.steps, config, blend_words) as control:
             out = self.decode(torch.cat([x, x]), cond, w, tau, callback=lambda i, s, z: control.after_step(z),
                               branches=2)
         return out[n:]
 
-
-def blend_resolution(backbone: Backbone) -> int:
-    """The side of the attention maps local blend uses: the latent side / 4 (16 at SD1.5's 64×64,
-    as the P2P reference), at least the lowest attention resolution a toy UNet has."""
-    side = backbone.resolution // backbone.vae_scale_factor
-    return max(side // 4, side // 2 ** (len(backbone.unet.config.block_out_channels) - 1))

@@ -8,12 +8,13 @@ inverted noise with the target prompt. Prompt-to-Prompt control lives in ``ddim-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
+from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.diffusion import ddim_invert, ddim_sample, ddim_timesteps, dynamic_guidance_scale, guided_noise
 from icd_bench.methods.base import EditingMethod
 from icd_bench.registry import METHODS
@@ -46,38 +47,63 @@ class DDIM(EditingMethod):
     def _timesteps(self) -> list[int]:
         return ddim_timesteps(self.backbone.scheduler, self.params.num_inference_steps)
 
-    def _decode(self, latents: torch.Tensor, prompts: list[str], w: float) -> torch.Tensor:
+    def unconditional(self, inversion: Inversion | None, n: int) -> Callable[[int], PromptEmbeds]:
+        """step index → the unconditional embeddings ∅ of n rows that CFG uses at that decoding step:
+        the null prompt's here; NTI (optimised per step) and NPI (the source prompt) replace them."""
+        null = self.backbone.null_embeds(n)
+        return lambda i: null
+
+    def _sample(self, latents: torch.Tensor, cond: PromptEmbeds, uncond: Callable[[int], PromptEmbeds], w: float,
+                *, branches: int = 1, callback=None) -> torch.Tensor:
+        """DDIM decoding of ``latents`` with (dynamic) CFG; ``uncond(i)`` gives step i's ∅ rows (one
+        set per branch), asked for only on guided steps."""
         bb, p = self.backbone, self.params
-        cond = bb.encode_prompt(prompts)
-        uncond = bb.null_embeds(len(prompts)) if w != 1.0 else None
         T = bb.num_train_timesteps
 
         def eps_fn(x, t, i):
-            return guided_noise(bb, x, t, cond, uncond, dynamic_guidance_scale(t, T, w, p.tau))
+            wt = dynamic_guidance_scale(t, T, w, p.tau)
+            return guided_noise(bb, x, t, cond, uncond(i) if wt != 1.0 else None, wt, branches=branches)
 
-        x0 = ddim_sample(eps_fn, latents, self._timesteps(), bb.alphas_cumprod, bb.final_alpha_cumprod)
-        return bb.decode(x0)
+        return ddim_sample(eps_fn, latents, self._timesteps(), bb.alphas_cumprod, bb.final_alpha_cumprod,
+                           callback=callback)
 
     def invert(self, images: torch.Tensor, prompts: list[str],
                generators: Sequence[torch.Generator]) -> Inversion:
+        """DDIM inversion; ``state`` keeps the source embeddings and the trajectory (``trajectory[i]``
+        = the latents at grid timestep t_i; NTI fits its null embeddings to it)."""
         bb, w = self.backbone, self.params.inversion_guidance_scale
         x0 = bb.encode_image(images)
         cond = bb.encode_prompt(prompts)
         uncond = bb.null_embeds(len(prompts)) if w != 1.0 else None
+        trajectory: dict[int, torch.Tensor] = {}
 
         def eps_fn(x, t, i):
             return guided_noise(bb, x, t, cond, uncond, w)
 
-        xT = ddim_invert(eps_fn, x0, self._timesteps(), bb.alphas_cumprod, bb.final_alpha_cumprod)
-        return Inversion(latents=xT, prompts=list(prompts), image_latents=x0)
+        def keep(i, t, x):
+            trajectory[i] = x
+
+        xT = ddim_invert(eps_fn, x0, self._timesteps(), bb.alphas_cumprod, bb.final_alpha_cumprod, callback=keep)
+        return Inversion(latents=xT, prompts=list(prompts), image_latents=x0,
+                         state={"source_cond": cond, "trajectory": trajectory})
 
     def reconstruct(self, inversion: Inversion) -> torch.Tensor:
-        return self._decode(inversion.latents, inversion.prompts, self.params.guidance_scale)
+        n = len(inversion.prompts)
+        x0 = self._sample(inversion.latents, inversion.state["source_cond"], self.unconditional(inversion, n),
+                          self.params.guidance_scale)
+        return self.backbone.decode(x0)
 
     def edit(self, images: torch.Tensor, samples: Sequence[EditSample],
              generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """Plain prompt switch: decode the source's inverted noise with the target prompt."""
+        bb = self.backbone
         inv = self.invert(images, [s.source_prompt for s in samples], generators)
-        return self._decode(inv.latents, [s.target_prompt for s in samples], self.params.guidance_scale)
+        x0 = self._sample(inv.latents, bb.encode_prompt([s.target_prompt for s in samples]),
+                          self.unconditional(inv, len(samples)), self.params.guidance_scale)
+        return bb.decode(x0)
 
     def generate(self, prompts: list[str], generators: Sequence[torch.Generator]) -> torch.Tensor:
-        return self._decode(self.initial_noise(generators), prompts, self.params.guidance_scale)
+        bb = self.backbone
+        x0 = self._sample(self.initial_noise(generators), bb.encode_prompt(prompts),
+                          self.unconditional(None, len(prompts)), self.params.guidance_scale)
+        return bb.decode(x0)

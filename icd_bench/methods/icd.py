@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 
 import torch
 
-from icd_bench.attention.p2p import P2PConfig
+from icd_bench.attention.p2p import P2PParams
 from icd_bench.icd.boundaries import Boundaries, check_boundary_choice, choose_boundaries
 from icd_bench.icd.pipeline import ICDPipeline
 from icd_bench.methods.base import EditingMethod
@@ -26,7 +26,7 @@ from icd_bench.types import EditSample, Inversion
 
 
 @dataclass
-class ICDParams:
+class ICDParams(P2PParams):
     boundaries: str = "4step-tau0.8"  # a named set (see icd_bench.icd.BOUNDARY_SETS) ...
     reverse_boundaries: tuple[int, ...] | None = None  # ... or a custom pair (both lists given)
     forward_boundaries: tuple[int, ...] | None = None
@@ -37,12 +37,10 @@ class ICDParams:
     reverse_lora: str | None = None  # CDm LoRA
     lora_rank: int = 64  # rank of zero-initialised adapters (files carry their own)
     lora_alpha: float | None = None  # None: the file's metadata, else the release's 8
-    p2p: bool = True  # edit with Prompt-to-Prompt; false: plain prompt switch
+    # Prompt-to-Prompt (P2PParams), the release's SD1.5 launch script: refine, cross 0.3, self 0.6, amplify 4
     p2p_mode: Literal["replace", "refine", "auto"] = "refine"
-    cross_replace: float = 0.3  # fraction of decoding steps with cross-attention injection
-    self_replace: float = 0.6  # fraction with self-attention injection
-    amplify: float = 4.0  # reweighting of the target's edited words
-    local_blend: bool = True  # with the sample's blend words, when it has them
+    cross_replace: float = 0.3
+    amplify: float = 4.0
 
     def __post_init__(self):
         check_boundary_choice(self.boundaries, self.reverse_boundaries, self.forward_boundaries)
@@ -50,14 +48,11 @@ class ICDParams:
             raise ValueError("guidance_scale must be >= 0")
         if not 0.0 <= self.tau <= 1.0:
             raise ValueError(f"tau must be in [0, 1], got {self.tau}")
-        self.p2p_config()  # validates the P2P fields
+        super().__post_init__()  # validates the P2P fields
 
     def boundary_set(self) -> Boundaries:
         return choose_boundaries(self.boundaries, self.reverse_boundaries, self.forward_boundaries)
 
-    def p2p_config(self) -> P2PConfig:
-        return P2PConfig(cross_steps=self.cross_replace, self_steps=self.self_replace, mode=self.p2p_mode,
-                         amplify=self.amplify, blend=self.local_blend)
 
 
 @METHODS.register("icd")

@@ -1,0 +1,73 @@
+"""Stochastic DDPM steps (DDIM's η-family) and the edit-friendly noise space of
+Huberman-Spiegelglas et al. (2024), as pure functions over noise-prediction callables.
+
+A step from t to s (s < t) with ε predicted at x_t (Song et al., 2021, eq. 12):
+
+    x̂_0 = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t,   σ = η √((1−ᾱ_s)/(1−ᾱ_t)) √(1 − ᾱ_t/ᾱ_s)
+    x_s = √ᾱ_s x̂_0 + √(1 − ᾱ_s − σ²) ε + σ z
+
+η = 1 is DDPM's posterior sampling. Edit-friendly inversion noises the image to every grid
+timestep *independently*, then solves each step for the z that lands exactly on the next noised
+image; sampling with those z (and the same ε) retraces the trajectory, and with another prompt
+edits it. A step whose σ is 0 (η = 0, or landing on ᾱ = 1) stores the residual itself (σ taken
+as 1), so the trajectory is still retraced exactly. No library exposes this inversion on a
+generic UNet callable (diffusers' LEdits++ pipeline fuses it with its own editing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from icd_bench.diffusion.ddim import Callback, EpsFn, _alpha, _apply, _next_lower
+
+
+def ddpm_step_mean(x_t: torch.Tensor, eps: torch.Tensor, alpha_t: float, alpha_s: float,
+                   eta: float = 1.0) -> tuple[torch.Tensor, float]:
+    """The deterministic part of a step from t to s and its noise scale σ (see the module doc)."""
+    sigma = eta * ((1 - alpha_s) / (1 - alpha_t) * (1 - alpha_t / alpha_s)) ** 0.5
+    x0 = (x_t - (1 - alpha_t) ** 0.5 * eps) / alpha_t**0.5
+    mean = alpha_s**0.5 * x0 + max(1 - alpha_s - sigma**2, 0.0) ** 0.5 * eps
+    return mean, sigma
+
+
+def edit_friendly_inversion(eps_fn: EpsFn, x0: torch.Tensor, timesteps: Sequence[int],
+                            alphas_cumprod: torch.Tensor, final_alpha: float, noise: torch.Tensor, *,
+                            start: int = 0, eta: float = 1.0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Edit-friendly DDPM inversion on a descending grid.
+
+    ``noise``: (N, B, C, h, w) independent standard normal noise, one per grid timestep. Returns
+    (x_{t_start}, zs) where zs[k] is the noise map of sampling step ``start + k``. Steps before
+    ``start`` (skipped by the editing) are not computed.
+    """
+    n = len(timesteps)
+    xs = [_alpha(alphas_cumprod, t, final_alpha) ** 0.5 * x0
+          + (1 - _alpha(alphas_cumprod, t, final_alpha)) ** 0.5 * noise[i].to(x0) for i, t in enumerate(timesteps)]
+    zs = []
+    x = xs[start]
+    for i in range(start, n):
+        t, s = timesteps[i], _next_lower(timesteps, i)
+        target = xs[i + 1] if i + 1 < n else x0
+        mean, sigma = ddpm_step_mean(x, eps_fn(x, t, i), _alpha(alphas_cumprod, t, final_alpha),
+                                     _alpha(alphas_cumprod, s, final_alpha), eta)
+        scale = sigma if sigma > 0 else 1.0
+        z = (target - mean) / scale
+        zs.append(z)
+        x = mean + scale * z  # the landed point, as sampling will compute it (float-exact retrace)
+    return xs[start], zs
+
+
+@torch.no_grad()
+def ddpm_sample(eps_fn: EpsFn, x: torch.Tensor, timesteps: Sequence[int], alphas_cumprod: torch.Tensor,
+                final_alpha: float, zs: Sequence[torch.Tensor], *, start: int = 0, eta: float = 1.0,
+                callback: Callback | None = None) -> torch.Tensor:
+    """DDPM sampling from x_{t_start} with given noise maps (zs[k] for step ``start + k``)."""
+    for k, i in enumerate(range(start, len(timesteps))):
+        t, s = timesteps[i], _next_lower(timesteps, i)
+        mean, sigma = ddpm_step_mean(x, eps_fn(x, t, i), _alpha(alphas_cumprod, t, final_alpha),
+                                     _alpha(alphas_cumprod, s, final_alpha), eta)
+        x = mean + (sigma if sigma > 0 else 1.0) * zs[k].to(x)
+        if callback is not None:
+            x = _apply(callback, k, s, x)
+    return x
