@@ -197,11 +197,14 @@ def test_one_step_of_both_stages(tmp_path, backbone):
         assert png.size[0] > 4 * png.size[1] / 2 and png.getextrema() != ((255, 255),) * 3
 
 
-def test_resume_continues_exactly(tmp_path):
+@pytest.mark.parametrize("target", ["online", "ema"])
+def test_resume_continues_exactly(tmp_path, target):
+    """Also for the EMA target network, whose weights are swapped in for the target and must not
+    disturb the student's backward pass, and whose state travels with the checkpoint."""
     quiet = {"progress": False, "log": lambda *a: None}
-    full = train_icd(_icd_recipe("tiny-sd15", steps=3), tmp_path / "full", **quiet)
-    train_icd(_icd_recipe("tiny-sd15", steps=2), tmp_path / "cut", **quiet)  # "interrupted" after step 2
-    resumed = train_icd(_icd_recipe("tiny-sd15", steps=3), tmp_path / "cut", **quiet)
+    full = train_icd(_icd_recipe("tiny-sd15", steps=3, target=target), tmp_path / "full", **quiet)
+    train_icd(_icd_recipe("tiny-sd15", steps=2, target=target), tmp_path / "cut", **quiet)  # "interrupted"
+    resumed = train_icd(_icd_recipe("tiny-sd15", steps=3, target=target), tmp_path / "cut", **quiet)
     for key in ("forward_lora", "reverse_lora"):
         a, _ = read_lora(full[key])
         b, _ = read_lora(resumed[key])

@@ -103,12 +103,14 @@ def _consistency(student: Eps, target_net: Eps, teacher: Eps, solver: Solver, x0
     teacher step t → ``t_adj`` (t_{n−1} or t_{n+1}) and then the target net to the same boundary —
     or the teacher's point itself when ``t_adj`` is the boundary."""
     x_t = solver.noise(x0, noise, t)
-    pred = solver.move(x_t, student(x_t, t, w), t, boundary)
+    # the target first: an EMA target network swaps weights in place, which must not happen while
+    # the student's graph is alive
     with torch.no_grad():
         x_adj = solver.move(x_t, teacher(x_t, t, w), t, t_adj)
         target = solver.move(x_adj, target_net(x_adj, t_adj, w), t_adj, boundary)
         at_boundary = (t_adj == boundary).to(x_t.device).view(-1, *([1] * (x_t.ndim - 1)))
         target = torch.where(at_boundary, x_adj, target)
+    pred = solver.move(x_t, student(x_t, t, w), t, boundary)
     return distance(pred, target, kind)
 
 
