@@ -394,12 +394,14 @@ def toy_compare_edits(
     methods: Annotated[str, typer.Option(help="Comma-separated methods or presets to compare.")] = "icd-toy,ddim-toy",
     guidance: Annotated[float | None, typer.Option(help="CFG scale every method edits with (default: the first method's).")] = None,
     work: Annotated[Path, typer.Option(help="Where the edit runs go; re-running reuses finished samples.")] = Path("runs/toy-compare-edits"),
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where edits.md, edits.csv and edits.png go.")] = Path("reports/toy"),
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where NAME.md, NAME.csv and NAME.png go.")] = Path("reports/toy"),
+    name: Annotated[str, typer.Option(help="File name of the report (NAME.md / .csv / .png).")] = "edits",
     limit: Annotated[int | None, typer.Option(help="Only the first N demo edits.")] = None,
     device: DeviceOption = "auto",
 ) -> None:
     """Edit the demo set with each method at one CFG scale; the toy oracle scores edit success,
-    background PSNR and kept attributes; writes a table and a before/after grid."""
+    background PSNR and kept attributes; a table with UNet evaluations and seconds per edit, and a
+    before/after grid. The methods table: --methods icd-toy,ddim-toy,ddim-p2p-toy,npi-toy,nti-toy,ef-ddpm-toy --name methods."""
     from icd_bench.config import resolve_method
     from icd_bench.toy.compare import compare_edits
 
@@ -408,8 +410,11 @@ def toy_compare_edits(
         raise ConfigError("--methods names no method")
     if guidance is None:
         guidance = float(resolve_method(names[0], []).params_dict().get("guidance_scale", 1.0))
-    command = f"icd-bench toy compare-edits --methods {','.join(names)} --guidance {guidance:g}"
-    path = compare_edits(names, guidance, work, out_dir, device=device, limit=limit, command=command,
+    command = f"icd-bench toy compare-edits --methods {','.join(names)} --guidance {guidance:g}" + (
+        f" --name {name}" if name != "edits" else "") + (f" --limit {limit}" if limit else "")
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"--name must be a plain file name, got {name!r}")
+    path = compare_edits(names, guidance, work, out_dir, device=device, limit=limit, command=command, name=name,
                          log=out.print)
     typer.echo(path.read_text(encoding="utf-8"))
     out.print(f"written to {path}, {path.with_suffix('.csv')} and {path.with_suffix('.png')}")

@@ -15,20 +15,24 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_compare_edits_runs_every_method_at_one_scale(tmp_path):
-    md = compare_edits(["icd-toy", "ddim-toy"], 3.0, tmp_path / "work", tmp_path / "out", limit=2, device="cpu",
-                       command="icd-bench toy compare-edits", log=lambda *_: None)
-    table = pd.read_csv(tmp_path / "out" / "edits.csv")
+    methods = ["icd-toy", "ddim-toy", "ef-ddpm-toy"]
+    md = compare_edits(methods, 3.0, tmp_path / "work", tmp_path / "out", limit=2, device="cpu",
+                       command="icd-bench toy compare-edits", name="methods", log=lambda *_: None)
+    table = pd.read_csv(tmp_path / "out" / "methods.csv")
     overall = table[table["edit type"] == "all"].set_index("method")
-    assert list(overall.index) == ["icd-toy", "ddim-toy"] and list(overall["n"]) == [2, 2]
-    assert overall.loc["icd-toy", "nfe"] == 8 and overall.loc["ddim-toy", "nfe"] == 150
+    assert list(overall.index) == methods and list(overall["n"]) == [2, 2, 2]
+    assert list(overall["nfe"]) == [8, 150, 2 * 64 + 2 * 64]
+    assert overall["seconds per edit"].gt(0).all()
     assert table["edit success"].between(0, 1).all() and table["background PSNR (dB)"].gt(0).all()
-    for name in ("icd-toy", "ddim-toy"):  # the shared scale reached both runs
+    for name, key in (("icd-toy", "guidance_scale"), ("ddim-toy", "guidance_scale"),
+                      ("ef-ddpm-toy", "target_guidance_scale")):  # the shared scale reached every run
         manifest = json.loads((tmp_path / "work" / name / "manifest.json").read_text())
-        assert manifest["config"]["params"]["guidance_scale"] == 3.0
+        assert manifest["config"]["params"][key] == 3.0
     text = md.read_text()
-    assert "at CFG 3" in text and "icd-bench toy compare-edits" in text and "edits.png" in text
-    with Image.open(tmp_path / "out" / "edits.png") as grid:
-        assert grid.width == 3 * 128  # source, icd-toy, ddim-toy
+    assert md.name == "methods.md" and "at CFG 3" in text and "icd-bench toy compare-edits" in text
+    assert "methods.png" in text and text.count("| ef-ddpm-toy |") == 1
+    with Image.open(tmp_path / "out" / "methods.png") as grid:
+        assert grid.width == 4 * 128  # source and three methods
 
 
 def test_image_grid_lays_out_cells_with_a_header():

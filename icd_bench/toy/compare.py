@@ -4,8 +4,9 @@
 one shared CFG scale, so guidance strength is not what differs), scores every edit with
 ``toy_edit`` (edit success, background PSNR, kept attributes), and writes
 
-- ``edits.md`` / ``edits.csv``: the scores overall and per edit type, and the command;
-- ``edits.png``: before/after rows (the source and its prompt, then each method's edit with the
+- ``NAME.md`` / ``NAME.csv`` (``edits`` by default): per method the UNet evaluations and seconds
+  per edit and the scores, edit success per edit type, and the command;
+- ``NAME.png``: before/after rows (the source and its prompt, then each method's edit with the
   target prompt and the oracle's verdict) for two edits of each type.
 """
 
@@ -27,52 +28,72 @@ def _records(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame([r for r in RunStore(run_dir).records() if r["status"] == "ok"])
 
 
+def guidance_override(method: str, guidance: float) -> str:
+    """The ``--set`` that makes ``method`` edit at CFG ``guidance``: its ``guidance_scale``, or the
+    target scale of methods with separate source and target scales (EF-DDPM)."""
+    import dataclasses
+
+    from icd_bench.config import resolve_method
+
+    fields = {f.name for f in dataclasses.fields(resolve_method(method, []).params)}
+    key = "guidance_scale" if "guidance_scale" in fields else "target_guidance_scale"
+    if key not in fields:
+        from icd_bench.errors import ConfigError
+
+        raise ConfigError(f"{method} has no guidance scale to set; compare methods that take one")
+    return f"{key}={guidance}"
+
+
 def compare_edits(methods: list[str], guidance: float, work: Path, out: Path, *, dataset: str = "demo",
                   device: str = "auto", limit: int | None = None, per_type_shown: int = 2,
-                  command: str = "", log=print) -> Path:
+                  command: str = "", name: str = "edits", log=print) -> Path:
     from icd_bench.data.piebench import Demo
     from icd_bench.metrics.score import score_run
     from icd_bench.runner import RunConfig, Runner
 
     work, out = Path(work), Path(out)
     results, outputs = [], {}
-    for name in methods:
-        cfg = RunConfig(method=name, dataset=dataset, backbone=None, task="edit", limit=limit, batch_size=16,
-                        overrides=[f"guidance_scale={guidance}"], device=device, out=work / name)
+    for method in methods:
+        cfg = RunConfig(method=method, dataset=dataset, backbone=None, task="edit", limit=limit, batch_size=16,
+                        overrides=[guidance_override(method, guidance)], device=device, out=work / method)
         summary = Runner(cfg).run()
         frame, _ = score_run(summary.out, ["toy_edit"])
         records = _records(summary.out)
         scores = frame[frame["error"].isna()].pivot(index="id", columns="metric", values="value")
-        merged = records.set_index("id")[["edit_type", "nfe", "outputs"]].join(scores, how="inner")
-        outputs[name] = (summary.out, merged)
+        merged = records.set_index("id")[["edit_type", "nfe", "seconds", "outputs"]].join(scores, how="inner")
+        outputs[method] = (summary.out, merged)
         for group, part in [("all", merged), *merged.groupby("edit_type", sort=True)]:
-            results.append({"method": name, "edit type": group, "n": len(part), "nfe": part["nfe"].mean(),
+            results.append({"method": method, "edit type": group, "n": len(part), "nfe": part["nfe"].mean(),
+                            "seconds per edit": part["seconds"].mean(),
                             **{label: part[key].mean() for key, label in MEASURES.items()}})
-        log(f"{name}: edit success {merged['toy_edit:success'].mean():.1%} over {len(merged)} edits")
+        log(f"{method}: edit success {merged['toy_edit:success'].mean():.1%} over {len(merged)} edits")
     table = pd.DataFrame(results)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "edits.csv", index=False, float_format="%.4f")
+    table.to_csv(out / f"{name}.csv", index=False, float_format="%.4f")
 
-    lines = [f"# Editing the demo set: {' vs '.join(methods)} at CFG {guidance:g}", "",
+    overall = table[table["edit type"] == "all"]
+    lines = [f"# Editing the demo set: {', '.join(methods)} at CFG {guidance:g}", "",
              "Each method edits every demo image from its source prompt to its target prompt through the "
-             "unified runner; the toy oracle reads the result: *edit success* (the output reads as the "
-             "target scene), *background PSNR* (the pixels no object touches, against the source) and "
-             "*kept attributes* (what the edit should not change still reads as the source's).", ""]
+             "unified runner, at one shared CFG scale (a method's own scale otherwise); the toy oracle reads "
+             "the result: *edit success* (the output reads as the target scene), *background PSNR* (the "
+             "pixels no object touches, against the source) and *kept attributes* (what the edit should not "
+             "change still reads as the source's). *Seconds per edit* are wall-clock times of this one run "
+             "(batch time / batch size), so they compare methods only against each other.", ""]
     if command:
         lines += [f"Regenerate with `{command}`.", ""]
-    lines += ["| edit type | " + " | ".join(f"{m}: success / bg PSNR / kept" for m in methods) + " |",
-              "|---|" + "---:|" * len(methods)]
-    for group in table["edit type"].drop_duplicates():
-        cells = []
-        for m in methods:
-            r = table[(table["method"] == m) & (table["edit type"] == group)].iloc[0]
-            cells.append(f"{r['edit success']:.0%} / {r['background PSNR (dB)']:.1f} / {r['kept attributes']:.0%}")
-        label = f"**all** ({int(table[table['edit type'] == group]['n'].iloc[0])})" if group == "all" else group
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    nfe = ", ".join(f"{m} {table[(table['method'] == m) & (table['edit type'] == 'all')]['nfe'].iloc[0]:.0f}"
-                    for m in methods)
-    lines += ["", f"UNet evaluations per edit: {nfe}.", "", "![before and after](edits.png)", ""]
-    (out / "edits.md").write_text("\n".join(lines), encoding="utf-8")
+    lines += ["| method | edits | UNet evaluations per edit | seconds per edit | edit success | "
+              "background PSNR (dB) | kept attributes |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for _, r in overall.iterrows():
+        lines.append(f"| {r['method']} | {int(r['n'])} | {r['nfe']:.0f} | {r['seconds per edit']:.2f} | "
+                     f"{r['edit success']:.0%} | {r['background PSNR (dB)']:.1f} | {r['kept attributes']:.0%} |")
+    lines += ["", "Edit success by edit type:", "",
+              "| edit type | n | " + " | ".join(methods) + " |", "|---|---:|" + "---:|" * len(methods)]
+    for group in table.loc[table["edit type"] != "all", "edit type"].drop_duplicates():
+        part = table[table["edit type"] == group].set_index("method")
+        lines.append(f"| {group} | {int(part['n'].iloc[0])} | "
+                     + " | ".join(f"{part.loc[m, 'edit success']:.0%}" for m in methods) + " |")
+    lines += ["", f"![before and after]({name}.png)", ""]
+    (out / f"{name}.md").write_text("\n".join(lines), encoding="utf-8")
 
     demo = Demo() if dataset == "demo" else None
     first = outputs[methods[0]][1]
@@ -91,5 +112,5 @@ def compare_edits(methods: list[str], guidance: float, work: Path, out: Path, *,
                 row.append((im.convert("RGB"), f"[{ok}] {targets[sid]}"))
         rows.append(row)
     header = (["source"] if demo else []) + [f"{m}, CFG {guidance:g}" for m in methods]
-    image_grid(rows, cell=128, text_lines=4, header=header).save(out / "edits.png")
-    return out / "edits.md"
+    image_grid(rows, cell=128, text_lines=4, header=header).save(out / f"{name}.png")
+    return out / f"{name}.md"
