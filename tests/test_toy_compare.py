@@ -30,7 +30,7 @@ def test_compare_edits_runs_every_method_at_one_scale(tmp_path):
         assert manifest["config"]["params"][key] == 3.0
     text = md.read_text()
     assert md.name == "methods.md" and "at CFG 3" in text and "icd-bench toy compare-edits" in text
-    assert "methods.png" in text and text.count("| ef-ddpm-toy |") == 1
+    assert "methods.png" in text and text.count("\n| ef-ddpm-toy | 2 | 256 |") == 1  # its row
     with Image.open(tmp_path / "out" / "methods.png") as grid:
         assert grid.width == 4 * 128  # source and three methods
 
