@@ -164,6 +164,21 @@ def test_preservation_is_zero_for_an_exact_inverse_pair(solver):
     assert lf.item() < 1e-10 and lr.item() < 1e-10
 
 
+def test_reverse_preservation_lands_on_the_clean_image_in_the_first_segment(solver):
+    """Eq. 4: CD lands on its boundary — x_0 itself (s = 0) in the first segment, not the noisy
+    x_19 encoding starts from; in the other segments the segment's start."""
+    x0, noise = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    truth = lambda x, t, w: noise  # noqa: E731  (the true ε: every DDIM move stays on x0's noising line)
+    loss, info = reverse_preservation_loss(truth, truth, solver, SET, x0, noise, torch.tensor([0, 2]))
+    assert info["s"].tolist() == [0, SET.forward[2]] and loss.item() < 1e-10
+    c = lambda x, t, w: torch.full_like(x, 0.3)  # noqa: E731
+    loss, _ = reverse_preservation_loss(c, c, solver, SET, x0, noise, torch.tensor([0, 0]))
+    a, b, zero = (torch.full((2,), v) for v in (19, SET.forward[1], 0))
+    x_b = solver.move(solver.noise(x0, noise, a), c(x0, a, 1), a, b)
+    expected = torch.nn.functional.mse_loss(solver.move(x_b, c(x_b, b, 1), b, zero), x0)
+    torch.testing.assert_close(loss, expected)
+
+
 # -- the trainers end to end ---------------------------------------------------------------------------
 def _cfg_recipe(backbone, steps=1, **kw):
     return {"data": DataConfig(source="toy"),

@@ -11,8 +11,9 @@ the teacher's coarse DDIM grid with skip k = T / N (SD1.5: k = 20, grid 19, 39, 
 - **fCD, forward** (unguided): the mirror — the student at t_n maps to the segment's upper end u;
   the target is the target network at t_{n+1} after one teacher DDIM inversion step.
 - **Preservation** (unguided): L_f = ‖fCD(CD(x_b)) − x_b‖ with gradients to the forward model,
-  L_r = ‖CD(fCD(x_a)) − x_a‖ with gradients to the reverse model, for a segment [a, b] of the
-  forward steps (a = 19 for the first one, as the reference).
+  L_r = ‖CD(fCD(x_a)) − x_s‖ with gradients to the reverse model, for a segment [a, b] of the
+  forward steps (a = 19 for the first one, as the reference) and CD's boundary s (= a, except the
+  clean image s = 0 in the first segment, as eq. 4 — see `reverse_preservation_loss`).
 
 Each loss function returns (loss, info) and runs the non-trained models under ``torch.no_grad``,
 so calling ``backward`` on a loss reaches only the model whose output it trains.
@@ -165,6 +166,21 @@ def forward_preservation_loss(forward: Eps, reverse: Eps, solver: Solver, bounda
 def reverse_preservation_loss(forward: Eps, reverse: Eps, solver: Solver, boundaries: Boundaries,
                               x0: torch.Tensor, noise: torch.Tensor, segment: torch.Tensor,
                               kind: str = "l2") -> tuple[torch.Tensor, dict]:
-    """L_r = ‖CD(fCD(x_a)) − x_a‖, unguided; gradients reach only the reverse model."""
+    """L_r = ‖CD(fCD(x_a)) − x_s‖, unguided; gradients reach only the reverse model.
+
+    CD lands on its own boundary s, the segment's lower end — the clean image (s = 0) in the first
+    segment, as in the paper's eq. 4, where the reference code instead lands on the noisy x_19 the
+    encoding starts from. The difference is invisible in SD's latent space but not in pixel space
+    (the toy world): there x_19 carries noise of std 0.13, which CD then learns to reproduce in
+    every image it decodes. Elsewhere s = a.
+    """
     a, b = _segments(boundaries, segment)
-    return _there_and_back(forward, reverse, solver, x0, noise, a, b, kind), {"a": a, "b": b}
+    w = torch.ones(len(a))
+    first = a == boundaries.start_timestep
+    s = torch.where(first, torch.zeros_like(a), a)
+    x_a = solver.noise(x0, noise, a)
+    with torch.no_grad():
+        x_b = solver.move(x_a, forward(x_a, a, w), a, b)
+    back = solver.move(x_b, reverse(x_b, b, w), b, s)
+    target = torch.where(first.to(x0.device).view(-1, *([1] * (x0.ndim - 1))), x0, x_a)
+    return distance(back, target, kind), {"a": a, "b": b, "s": s}
