@@ -274,8 +274,8 @@ def test_bundled_paths_name_files_inside_the_package(tmp_path):
 
 def test_icd_toy_uses_the_bundled_trained_models():
     """`--method icd-toy` loads the bundled student and adapters; they change the pipeline's output
-    and invert the demo images (measured: ~31.6 dB on these 7; the boundary-step DDIM of the
-    zero-initialised pipeline gets ~33 dB here, see the README on the toy iCD's state)."""
+    and invert the demo images (measured: ~34.2 dB on these 7; the boundary-step DDIM of the
+    zero-initialised pipeline gets ~33 dB here)."""
     from icd_bench.backbones import load_backbone
     from icd_bench.data.piebench import Demo
     from icd_bench.metrics.functional import psnr
