@@ -42,8 +42,8 @@ def edit_friendly_inversion(eps_fn: EpsFn, x0: torch.Tensor, timesteps: Sequence
     ``start`` (skipped by the editing) are not computed.
     """
     n = len(timesteps)
-    xs = [_alpha(alphas_cumprod, t, final_alpha) ** 0.5 * x0
-          + (1 - _alpha(alphas_cumprod, t, final_alpha)) ** 0.5 * noise[i].to(x0) for i, t in enumerate(timesteps)]
+    alphas = [_alpha(alphas_cumprod, t, final_alpha) for t in timesteps]
+    xs = {i: alphas[i] ** 0.5 * x0 + (1 - alphas[i]) ** 0.5 * noise[i].to(x0) for i in range(start, n)}
     zs = []
     x = xs[start]
     for i in range(start, n):

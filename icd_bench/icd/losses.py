@@ -144,15 +144,19 @@ def _segments(boundaries: Boundaries, segment: torch.Tensor) -> tuple[torch.Tens
 
 
 def _there_and_back(frozen: Eps, trained: Eps, solver: Solver, x0: torch.Tensor, noise: torch.Tensor,
-                    start: torch.Tensor, end: torch.Tensor, kind: str) -> torch.Tensor:
+                    start: torch.Tensor, end: torch.Tensor, kind: str,
+                    land: torch.Tensor | None = None) -> torch.Tensor:
     """Both preservation losses, unguided: x_start → ``frozen`` (no gradient) → x_end →
-    ``trained`` → back to start, compared with x_start."""
+    ``trained`` → back to ``land`` (default: start), compared with x_start — or with the clean
+    image x_0 where ``land`` is 0."""
+    land = start if land is None else land
     w = torch.ones(len(start))
     x = solver.noise(x0, noise, start)
     with torch.no_grad():
         there = solver.move(x, frozen(x, start, w), start, end)
-    back = solver.move(there, trained(there, end, w), end, start)
-    return distance(back, x, kind)
+    back = solver.move(there, trained(there, end, w), end, land)
+    target = torch.where((land == 0).to(x.device).view(-1, *([1] * (x.ndim - 1))), x0, x)
+    return distance(back, target, kind)
 
 
 def forward_preservation_loss(forward: Eps, reverse: Eps, solver: Solver, boundaries: Boundaries,
@@ -175,12 +179,5 @@ def reverse_preservation_loss(forward: Eps, reverse: Eps, solver: Solver, bounda
     every image it decodes. Elsewhere s = a.
     """
     a, b = _segments(boundaries, segment)
-    w = torch.ones(len(a))
-    first = a == boundaries.start_timestep
-    s = torch.where(first, torch.zeros_like(a), a)
-    x_a = solver.noise(x0, noise, a)
-    with torch.no_grad():
-        x_b = solver.move(x_a, forward(x_a, a, w), a, b)
-    back = solver.move(x_b, reverse(x_b, b, w), b, s)
-    target = torch.where(first.to(x0.device).view(-1, *([1] * (x0.ndim - 1))), x0, x_a)
-    return distance(back, target, kind), {"a": a, "b": b, "s": s}
+    s = torch.where(a == boundaries.start_timestep, torch.zeros_like(a), a)
+    return _there_and_back(forward, reverse, solver, x0, noise, a, b, kind, land=s), {"a": a, "b": b, "s": s}

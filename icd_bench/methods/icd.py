@@ -54,7 +54,6 @@ class ICDParams(P2PParams):
         return choose_boundaries(self.boundaries, self.reverse_boundaries, self.forward_boundaries)
 
 
-
 @METHODS.register("icd")
 class ICD(EditingMethod):
     """iCD: forward (encoding) and reverse (decoding) multi-boundary consistency models."""

@@ -22,6 +22,7 @@ import torch
 
 from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.diffusion import cfg_combine, ddim_step, dynamic_guidance_scale, guided_noise
+from icd_bench.diffusion.ddim import _alpha, _next_lower
 from icd_bench.methods.ddim_p2p import DDIMP2P, DDIMP2PParams
 from icd_bench.registry import METHODS
 from icd_bench.types import Inversion
@@ -42,10 +43,6 @@ class NTIParams(DDIMP2PParams):
             raise ValueError(f"inner_steps must be >= 0, got {self.inner_steps}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-
-
-def _alpha(bb, t: int) -> float:
-    return float(bb.alphas_cumprod[t]) if t >= 0 else bb.final_alpha_cumprod
 
 
 @METHODS.register("nti")
@@ -85,8 +82,8 @@ class NTI(DDIMP2P):
         x = inv.latents
         nulls, losses = [], []
         for i, t in enumerate(steps):
-            s = steps[i + 1] if i + 1 < len(steps) else -1
-            a_t, a_s = _alpha(bb, t), _alpha(bb, s)
+            a_t = _alpha(bb.alphas_cumprod, t, bb.final_alpha_cumprod)
+            a_s = _alpha(bb.alphas_cumprod, _next_lower(steps, i), bb.final_alpha_cumprod)
             target = trajectory[i + 1] if i + 1 < len(steps) else inv.image_latents
             w = dynamic_guidance_scale(t, T, p.guidance_scale, p.tau)
             loss = torch.zeros(n)
@@ -112,8 +109,7 @@ class NTI(DDIMP2P):
         for _ in range(p.inner_steps):
             rows = active.nonzero().squeeze(1)
             with torch.enable_grad():
-                e_null = bb.predict_noise(x[rows], t, PromptEmbeds(u[rows], *(None if v is None else v[rows]
-                                                                           for v in (null.pooled, null.time_ids))))
+                e_null = bb.predict_noise(x[rows], t, PromptEmbeds(u, null.pooled, null.time_ids).index(rows))
                 prev = ddim_step(x[rows], cfg_combine(e_null, e_cond[rows], w), a_t, a_s)
                 per_sample = (prev.float() - target[rows].float()).pow(2).flatten(1).mean(1)
                 optimizer.zero_grad(set_to_none=True)
