@@ -445,6 +445,30 @@ def toy_bundle_icd(
     out.print(f"bundled into {into}: " + ", ".join(sorted(p.name for p in into.iterdir())))
 
 
+@toy_app.command("bundle-lcm")
+def toy_bundle_lcm(
+    run: Annotated[Path, typer.Option(help="The toy LCM's training folder (cdm.safetensors, icd.json).")] = Path("runs/train/toy-lcm"),
+    into: Annotated[Path, typer.Option(help="Destination (the package's bundled toy LCM).")] = Path("icd_bench/assets/toy/lcm"),
+) -> None:
+    """Copy the toy LCM's consistency LoRA into the package as fp16 (what `renoise-toy` and
+    `infedit-toy` load; their base is the bundled guidance-distilled student)."""
+    import json
+
+    from icd_bench.icd.model import half_copy
+
+    info = run / "icd.json"
+    if not info.is_file() or not (run / "cdm.safetensors").is_file():
+        raise ConfigError(f"{run} holds no finished reverse-model training (icd.json, cdm.safetensors)")
+    half_copy(run / "cdm.safetensors", into / "lcm.safetensors")
+    meta = json.loads(info.read_text())
+    meta.update({"unet": "bundled:toy/icd/cfg_distill.safetensors", "lora": "bundled:toy/lcm/lcm.safetensors",
+                 "stored_as": "fp16"})
+    for key in ("teacher", "forward_lora", "reverse_lora"):
+        meta.pop(key, None)
+    (into / "lcm.json").write_text(json.dumps(meta, indent=2) + "\n")
+    out.print(f"bundled into {into}: " + ", ".join(sorted(p.name for p in into.iterdir())))
+
+
 @toy_app.command("table2")
 def toy_table2(
     plan: Annotated[Path, typer.Option(help="Study plan (TOML): base recipe, configurations, table rows.")] = Path("training/toy-table2.toml"),

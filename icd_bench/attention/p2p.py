@@ -42,15 +42,16 @@ class P2PConfig:
     mode: str = "auto"  # replace | refine | auto (replace when the word counts match)
     amplify: float = 1.0  # reweight factor on the target's edited words (1 = none)
     blend: bool = True  # local blend with the blend words, when a sample has them
-    blend_threshold: float = 0.3
+    blend_threshold: float = 0.3  # of the normalised word maps; the source branch's, and the target's ...
+    blend_threshold_target: float | None = None  # ... unless this gives the target its own (InfEdit)
     blend_start: float = 0.2  # fraction of steps before local blend starts
     self_max_tokens: int = 32 * 32  # self-attention injection only on maps this small (the reference's rule)
 
     def __post_init__(self):
         if self.mode not in ("replace", "refine", "auto"):
             raise ValueError(f"P2P mode must be replace, refine or auto, got {self.mode!r}")
-        for name in ("cross_steps", "self_steps", "blend_start", "blend_threshold"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
+        for name in ("cross_steps", "self_steps", "blend_start", "blend_threshold", "blend_threshold_target"):
+            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
@@ -184,8 +185,9 @@ class P2PControl:
             masks.append(F.interpolate(m, size=(side, side), mode="nearest"))
         mask = torch.stack(masks).mean(0)
         mask = mask / mask.flatten(1).amax(-1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        mask = (mask > self.cfg.blend_threshold).float()
-        mask = torch.maximum(mask[: self.n], mask[self.n:])  # union of the source and target words
+        th_src = self.cfg.blend_threshold
+        th_tgt = th_src if self.cfg.blend_threshold_target is None else self.cfg.blend_threshold_target
+        mask = torch.maximum((mask[: self.n] > th_src).float(), (mask[self.n:] > th_tgt).float())  # union
         groups = x.shape[0] // (2 * self.n)
         xg = x.view(groups, 2, self.n, *x.shape[1:]).clone()
         for k, tokens in enumerate(self.blend_tokens):
