@@ -62,6 +62,15 @@ def toy_icd(session: nox.Session) -> None:
 
 
 @nox.session
+def toy_lcm(session: nox.Session) -> None:
+    """Train the toy LCM (ReNoise's and InfEdit's few-step model) on the bundled student and bundle it."""
+    session.install("-e", ".")
+    session.run("icd-bench", "train", "icd", "--recipe", "training/toy-lcm.toml", "--out", "runs/train/toy-lcm",
+                *session.posargs, env=OFFLINE)
+    session.run("icd-bench", "toy", "bundle-lcm", env=OFFLINE)
+
+
+@nox.session
 def toy_reports(session: nox.Session) -> None:
     """The toy iCD reports: Table 2 (reports/toy/table2.md) and the edit comparison (reports/toy/edits.md)."""
     session.install("-e", ".")

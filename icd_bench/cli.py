@@ -297,8 +297,15 @@ def train_icd_cmd(
 
     loaded = load_recipe(recipe, ICD_SECTIONS)
     paths = train_icd(loaded, out_dir, device=device, progress=not quiet, log=out.print)
+    bb = loaded["train"].backbone
+    if paths["forward_lora"] is None:  # a reverse model alone: an LCM-style consistency model
+        unet = f"--set unet={paths['teacher']} " if paths["teacher"] else ""
+        out.print(f"consistency LoRA saved; run it with: icd-bench run --method renoise --backbone {bb} "
+                  f"{unet}--set lora={paths['reverse_lora']}"
+                  + (" (or icd-bench toy bundle-lcm)" if bb == "toy" else ""))
+        return
     sets = " ".join(f"--set {k}={v}" for k, v in paths.items() if v)
-    out.print(f"adapters saved; run them with: icd-bench run --method icd --backbone {loaded['train'].backbone} {sets}")
+    out.print(f"adapters saved; run them with: icd-bench run --method icd --backbone {bb} {sets}")
 
 
 toy_app = typer.Typer(help="The toy world: regenerate the demo set, measure the teacher's quality bar, run the "

@@ -60,18 +60,24 @@ class ConsistencyMethod(EditingMethod):
         unet.requires_grad_(False)
         self.timesteps = lcm_timesteps(p.num_steps, backbone.num_train_timesteps)
 
-    def guidance_cond(self, rows: int) -> torch.Tensor | None:
-        """The guidance embedding of ``model_guidance`` for ``rows`` rows, or None."""
-        dim = getattr(self.backbone.unet.config, "time_cond_proj_dim", None)
-        if not dim or not self.params.guidance_embedding:
+    @property
+    def embeds_guidance(self) -> bool:
+        return bool(getattr(self.backbone.unet.config, "time_cond_proj_dim", None)) and self.params.guidance_embedding
+
+    def guidance_cond(self, rows: int, w: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The guidance embedding of ``model_guidance`` (or of per-row scales ``w``) for ``rows``
+        rows, or None when the model takes none."""
+        if not self.embeds_guidance:
             return None
-        emb = guidance_embedding(guidance_code(self.params.model_guidance), dim)
-        return emb.expand(rows, dim).to(self.backbone.device, self.backbone.dtype)
+        dim = self.backbone.unet.config.time_cond_proj_dim
+        w = torch.full((rows,), self.params.model_guidance) if w is None else w
+        return guidance_embedding(guidance_code(w), dim).to(self.backbone.device, self.backbone.dtype)
 
     def eps(self, x: torch.Tensor, t: int, cond: PromptEmbeds, uncond: PromptEmbeds | None = None,
-            w: float | torch.Tensor = 1.0, *, branches: int = 1) -> torch.Tensor:
-        """ε of the consistency model, with explicit CFG of scale w (per row allowed) on top."""
-        return guided_noise(self.backbone, x, t, cond, uncond, w, self.guidance_cond(x.shape[0]),
+            w: float | torch.Tensor = 1.0, *, branches: int = 1, embedded_w: torch.Tensor | None = None) -> torch.Tensor:
+        """ε of the consistency model, with explicit CFG of scale w (per row allowed) on top;
+        ``embedded_w``: per-row scales for the guidance embedding instead of ``model_guidance``."""
+        return guided_noise(self.backbone, x, t, cond, uncond, w, self.guidance_cond(x.shape[0], embedded_w),
                             branches=branches)
 
     def draw_noises(self, generators, count: int) -> list[torch.Tensor]:

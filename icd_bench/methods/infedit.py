@@ -28,6 +28,7 @@ import torch
 from icd_bench.attention.p2p import P2PConfig, P2PParams, prompt_to_prompt
 from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.diffusion.lcm import ddcm_step, next_alpha
+from icd_bench.errors import ConfigError
 from icd_bench.methods.consistency import ConsistencyMethod, ConsistencyParams
 from icd_bench.registry import METHODS
 from icd_bench.types import EditSample
@@ -43,12 +44,16 @@ class InfEditParams(ConsistencyParams, P2PParams):
     self_replace: float = 0.7
     blend_threshold_source: float = 0.55
     blend_threshold_target: float = 0.6
+    guidance: Literal["cfg", "embedded"] = "cfg"  # how the branch scales apply: explicit CFG (the
+    # release on LCM-Dreamshaper), or as the guidance embedding of a w-conditioned model, one row each
 
     def __post_init__(self):
         ConsistencyParams.__post_init__(self)
         P2PParams.__post_init__(self)
         if self.source_guidance < 0 or self.target_guidance < 0:
             raise ValueError("guidance scales must be >= 0")
+        if self.guidance not in ("cfg", "embedded"):
+            raise ValueError(f"guidance must be cfg or embedded, got {self.guidance!r}")
 
     def p2p_config(self) -> P2PConfig:
         cfg = super().p2p_config()
@@ -76,14 +81,20 @@ class InfEdit(ConsistencyMethod):
         a0 = float(alphas[steps[0]])
         x_src = x_tgt = a0**0.5 * x0 + (1 - a0) ** 0.5 * noises[-1]
         cond = PromptEmbeds.cat([bb.encode_prompt(sources), bb.encode_prompt(targets)])
-        guided = p.source_guidance != 1.0 or p.target_guidance != 1.0
-        w = torch.tensor([p.source_guidance] * n + [p.target_guidance] * n) if guided else 1.0
+        scales = torch.tensor([p.source_guidance] * n + [p.target_guidance] * n)
+        embedded = p.guidance == "embedded"
+        if embedded and not self.embeds_guidance:
+            raise ConfigError("guidance = 'embedded' needs a guidance-embedded UNet (time_cond_proj_dim) "
+                              "with guidance_embedding = true")
+        guided = not embedded and (p.source_guidance != 1.0 or p.target_guidance != 1.0)
+        w = scales if guided else 1.0
         uncond = bb.null_embeds(2 * n) if guided else None
         control_block = (prompt_to_prompt(bb, sources, targets, len(steps), p.p2p_config(),
                                           [s.blend_words for s in samples]) if p.p2p else contextlib.nullcontext())
         with control_block as control:
             for i, t in enumerate(steps):
-                eps = self.eps(torch.cat([x_src, x_tgt]), t, cond, uncond, w, branches=2)
+                eps = self.eps(torch.cat([x_src, x_tgt]), t, cond, uncond, w, branches=2,
+                               embedded_w=scales if embedded else None)
                 eps_src, eps_tgt = eps.chunk(2)
                 x_src, x_tgt, _ = ddcm_step(x_src, x_tgt, eps_src, eps_tgt, x0, float(alphas[t]),
                                             next_alpha(alphas, steps, i), noises[i])

@@ -29,15 +29,17 @@ def _records(run_dir: Path) -> pd.DataFrame:
 
 
 def guidance_override(method: str, guidance: float) -> str:
-    """The ``--set`` that makes ``method`` edit at CFG ``guidance``: its ``guidance_scale``, or the
-    target scale of methods with separate source and target scales (EF-DDPM)."""
+    """The ``--set`` that makes ``method`` edit at CFG ``guidance``: its ``guidance_scale``, the
+    target scale of methods with separate source and target scales (EF-DDPM, InfEdit), or the w a
+    guidance-embedded consistency model is given (ReNoise)."""
     import dataclasses
 
     from icd_bench.config import resolve_method
 
     fields = {f.name for f in dataclasses.fields(resolve_method(method, []).params)}
-    key = "guidance_scale" if "guidance_scale" in fields else "target_guidance_scale"
-    if key not in fields:
+    key = next((k for k in ("guidance_scale", "target_guidance_scale", "target_guidance", "model_guidance")
+                if k in fields), None)
+    if key is None:
         from icd_bench.errors import ConfigError
 
         raise ConfigError(f"{method} has no guidance scale to set; compare methods that take one")
