@@ -501,6 +501,49 @@ def toy_table2(
     out.print(f"written to {path} and {path.with_suffix('.csv')}")
 
 
+@app.command()
+def stats(
+    votes: Annotated[Path, typer.Argument(help="Votes CSV: item_id, method_a, method_b, choice (a, b or tie)[, rater].")],
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples (the paper's human study: 1000).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    resample: Annotated[str, typer.Option(help="What the bootstrap draws: items (all votes on an item together: several raters per item are not independent) or votes.")] = "items",
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Write win-rates.csv, ranking.csv and a forest plot (PNG + SVG) here.")] = None,
+) -> None:
+    """Human-study statistics: per-pair win rates (ties split, and reported) and, for more than two
+    methods, a Bradley–Terry ranking — each with 95 % bootstrap confidence intervals."""
+    from icd_bench.reports.stats import bradley_terry, forest_plot, read_votes, win_rates
+
+    if resamples < 1:
+        raise ConfigError("--resamples must be at least 1")
+    df = read_votes(votes)
+    rates = win_rates(df, resamples=resamples, seed=seed, resample=resample)
+    table = Table(title=f"win rates ({len(df)} votes, {resamples} resamples over {resample})", title_justify="left")
+    for col in ("method", "vs", "votes", "items", "wins", "losses", "ties", "win rate", "95 % CI"):
+        table.add_column(col, justify="left" if col in ("method", "vs") else "right")
+    for r in rates.itertuples():
+        table.add_row(r.method, r.opponent, str(r.votes), str(r.items), str(r.wins), str(r.losses), str(r.ties),
+                      f"{r.win_rate:.1%}", f"{r.ci_low:.1%} – {r.ci_high:.1%}")
+    out.print(table)
+    ranking = None
+    if rates[["method", "opponent"]].stack().nunique() > 2:
+        ranking = bradley_terry(df, resamples=resamples, seed=seed, resample=resample)
+        bt = Table(title="Bradley–Terry ranking (log-strength, mean 0)", title_justify="left")
+        for col in ("rank", "method", "strength", "95 % CI"):
+            bt.add_column(col, justify="left" if col == "method" else "right")
+        for r in ranking.itertuples():
+            bt.add_row(str(r.rank), r.method, f"{r.strength:+.3f}", f"{r.ci_low:+.3f} – {r.ci_high:+.3f}")
+        out.print(bt)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rates.to_csv(out_dir / "win-rates.csv", index=False)
+        written = [out_dir / "win-rates.csv"]
+        if ranking is not None:
+            ranking.to_csv(out_dir / "ranking.csv", index=False)
+            written.append(out_dir / "ranking.csv")
+        written += forest_plot(rates, out_dir / "win-rates")
+        out.print("written: " + ", ".join(str(p) for p in written))
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr (exit 2); ``--debug`` shows tracebacks."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
