@@ -80,8 +80,10 @@ def toy_reports(session: nox.Session) -> None:
 
 @nox.session
 def regress(session: nox.Session) -> None:
-    """Regression of the bundled models' inversion metrics: not yet available."""
-    session.error("not yet available: `icd-bench regress` arrives with the metrics and reports")
+    """Regression of the bundled toy models' inversion metrics against reports/regression/toy-inversion.json
+    (`nox -s regress -- --update` rewrites the baseline)."""
+    session.install("-e", ".")
+    session.run("icd-bench", "regress", *session.posargs, env=OFFLINE)
 
 
 @nox.session

@@ -544,12 +544,60 @@ def stats(
         out.print("written: " + ", ".join(str(p) for p in written))
 
 
+@app.command()
+def regress(
+    update: Annotated[bool, typer.Option("--update", help="Write the current values as the new baseline (deliberately: commit it with the change that explains it).")] = False,
+    baseline: Annotated[Path, typer.Option(help="The stored baseline.")] = Path("reports/regression/toy-inversion.json"),
+    limit: Annotated[int | None, typer.Option(help="Only the first N demo samples (the stored baseline covers all; a limited check needs its own baseline).")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    work: Annotated[Path | None, typer.Option(help="Keep the runs here for inspection (an empty or new folder; default: a temporary one).")] = None,
+) -> None:
+    """Regression of inversion quality: invert the demo set with the bundled toy iCD (default
+    configuration, unguided) and DDIM-50, score PSNR, MSE and the oracle's preservation, and compare
+    with the stored baseline within stated tolerances. Exits 1 when a metric regresses."""
+    from icd_bench.reports.regress import TOLERANCES, compare, failed, measure, read_baseline, write_baseline
+
+    base = None if update else read_baseline(baseline)
+    if base is not None and base.get("limit") != limit:
+        raise ConfigError(f"{baseline} was measured with limit {base.get('limit')}, this check with {limit}: "
+                          "compare like with like (or write a baseline for this limit with --update --baseline FILE)")
+    current = measure(limit=limit, device=device, work=work, log=out.print)
+    if update:
+        write_baseline(baseline, current, dataset="demo", limit=limit)
+        out.print(f"baseline written to {baseline}: " + "; ".join(
+            f"{c} " + ", ".join(f"{m} {v:.4g}" for m, v in vals.items()) for c, vals in current.items()))
+        return
+    rows = compare(base, current)
+    table = Table(title=f"inversion regression vs {baseline}", title_justify="left")
+    for col in ("case", "metric", "baseline", "now", "change", "allowed worsening", "status"):
+        table.add_column(col, justify="left" if col in ("case", "metric", "status") else "right")
+    for r in rows:
+        fmt = "{:.4g}"
+        change = "" if r["baseline"] is None or r["now"] is None else f"{r['now'] - r['baseline']:+.3g}"
+        style = {"REGRESSED": "bold red", "missing": "bold red", "better": "green"}.get(r["status"], "")
+        table.add_row(r["case"], r["metric"] + (" ↑" if TOLERANCES[r["metric"]].higher_is_better else " ↓"),
+                      "" if r["baseline"] is None else fmt.format(r["baseline"]),
+                      "" if r["now"] is None else fmt.format(r["now"]), change,
+                      "" if r["allowed"] is None else fmt.format(r["allowed"]),
+                      f"[{style}]{r['status']}[/]" if style else r["status"])
+    out.print(table)
+    if failed(rows):
+        console.print("[bold red]inversion quality regressed[/] (or a case is missing); if the change is "
+                      "intended, update the baseline with `icd-bench regress --update` and say why in the commit")
+        raise typer.Exit(1)
+    if any(r["status"] == "better" for r in rows):
+        out.print("better than the baseline: record it with `icd-bench regress --update`")
+    out.print("no regression")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr (exit 2); ``--debug`` shows tracebacks."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     debug = "--debug" in sys.argv[1:]
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # a typer.Exit(code) comes back as its code here
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except IcdBenchError as exc:
         if debug:
             raise
