@@ -545,6 +545,39 @@ def stats(
 
 
 @app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Scored run directories (icd-bench run, then icd-bench score).")],
+    table: Annotated[str, typer.Option(help="The paper table's layout: table2, table3, table4, table5, table6 or piebench.")] = "table2",
+    fmt: Annotated[str, typer.Option("--format", help="md, csv (long: one row per run and column), tex or html.")] = "md",
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Write TABLE.FORMAT here (default: print it).")] = None,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % intervals on means.")] = 1000,
+) -> None:
+    """Scored runs as one of the paper's tables: per run and metric the mean with a 95 % bootstrap
+    interval and sample count, and the paper's number beside it where the run's preset is the setting
+    of a paper row. Missing metrics show as "—" with a footnote."""
+    from icd_bench.reports.tables import TABLES, build_table, render
+
+    if table not in TABLES:
+        raise ConfigError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
+    if fmt not in ("md", "csv", "tex", "html"):
+        raise ConfigError(f"unknown format {fmt!r}: use md, csv, tex or html")
+    for run in runs:
+        if not run.is_dir():
+            raise ConfigError(f"{run}: no such run directory")
+    spec = TABLES[table]
+    long, notes = build_table(spec, list(runs), resamples=resamples)
+    command = "icd-bench report " + " ".join(str(r) for r in runs) + f" --table {table} --format {fmt}"
+    text = render(spec, long, notes, fmt, command)
+    if out_dir is None:
+        typer.echo(text)
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{table}.{fmt}"
+    path.write_text(text, encoding="utf-8")
+    out.print(f"written to {path}")
+
+
+@app.command()
 def regress(
     update: Annotated[bool, typer.Option("--update", help="Write the current values as the new baseline (deliberately: commit it with the change that explains it).")] = False,
     baseline: Annotated[Path, typer.Option(help="The stored baseline.")] = Path("reports/regression/toy-inversion.json"),

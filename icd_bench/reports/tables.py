@@ -1,0 +1,210 @@
+"""Paper-style tables from scored runs (``icd-bench report``), with the paper's numbers beside.
+
+Each run directory (written by ``icd-bench run``, scored by ``icd-bench score``) becomes one row:
+per column of the named paper table, the run's mean over its samples with a 95 % bootstrap
+interval (1000 resamples over samples, seeded), and — when the run's preset is the setting of a
+paper row — the number the paper prints, from ``reports/paper/<table>.csv``. Values are put on the
+paper's printed scale (e.g. PIE-Bench's LPIPS × 10³). A metric the run was not scored with shows
+as "—" with a footnote naming the ``icd-bench score`` call that adds it; never as NaN or 0.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from icd_bench.errors import ConfigError
+
+DASH = "—"
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    keys: tuple[str, ...]  # metric keys in metrics.parquet, first found wins; "seconds" / "nfe": from records
+    paper: str | None  # the paper CSV's metric name
+    higher_is_better: bool
+    scale: float = 1.0  # ours × scale = the paper's printed scale
+    digits: int = 3
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    title: str
+    columns: tuple[Column, ...]
+    #: preset → (paper section, paper configuration); a section "{dataset}" takes the run's dataset
+    matches: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+_INVERSION = (Column("LPIPS", ("lpips",), "lpips", False), Column("DINOv2", ("dinov2",), "dinov2", True),
+              Column("PSNR", ("psnr",), "psnr", True, digits=2))
+_DDIM_ROWS = {"ddim-sd15-inversion": ("unguided", "fDDIM50 | DDIM50"),
+              "ddim-sd15-w8": ("guided", "fDDIM50 | DDIM50"),
+              "ddim-sd15-w8-dcfg": ("guided", "fDDIM50 | DDIM50 + d.CFG")}
+TABLES: dict[str, TableSpec] = {t.name: t for t in (
+    TableSpec("table2", "Table 2: image inversion (SD1.5 configurations)", _INVERSION, _DDIM_ROWS),
+    TableSpec("table5", "Table 5: more image inversion results", _INVERSION, _DDIM_ROWS),
+    TableSpec("table3", "Table 3: editing, automatic metrics",
+              (Column("CLIP-T", ("clip_t",), "clip_t", True), Column("DINOv2", ("dinov2",), "dinov2", True),
+               Column("CLIP-I", ("clip_i",), "clip_i", True),
+               Column("ImageReward", ("imagereward",), "imagereward", True)),
+              {"icd-sdxl": ("{dataset}", "Ours, 8")}),
+    TableSpec("table4", "Table 4: text-to-image generation at w = 8",
+              (Column("FID-5k", ("fid",), "fid_5k", False, digits=2), Column("CLIP score", ("clip_t",), "clip_score", True),
+               Column("ImageReward", ("imagereward",), "imagereward", True))),
+    TableSpec("table6", "Table 6: editing time",
+              (Column("seconds per edit", ("seconds",), "seconds_per_edit", False, digits=3),
+               Column("UNet evaluations", ("nfe",), None, False, digits=1)),
+              {"icd-sd15": ("", "iCD SD1.5, 8 steps"), "nti-sd15": ("", "NTI"), "npi-sd15": ("", "NPI"),
+               "icd-sdxl": ("", "iCD SDXL")}),
+    TableSpec("piebench", "PIE-Bench (PnPInversion's metrics, its definitions)",
+              (Column("structure ×10³", ("structure_distance",), "structure_distance", False, 1e3, 2),
+               Column("bg PSNR", ("psnr:background:pie",), "background_psnr", True, digits=2),
+               Column("bg LPIPS ×10³", ("lpips:background:pie",), "background_lpips", False, 1e3, 2),
+               Column("bg MSE ×10⁴", ("mse:background:pie",), "background_mse", False, 1e4, 2),
+               Column("bg SSIM ×10²", ("ssim:background:pie",), "background_ssim", True, 1e2, 2),
+               Column("CLIP whole", ("clip_t:whole:pie", "clip_t"), "clip_whole", True, digits=2),
+               Column("CLIP edited", ("clip_t:edited:pie",), "clip_edited", True, digits=2)),
+              {"ddim-p2p-sd15": ("", "DDIM+P2P"), "nti-sd15": ("", "NTI+P2P"), "npi-sd15": ("", "NPI+P2P")}),
+)}
+PAPER_SECTIONS = {"coco-edit": "COCO", "piebench": "PIE-Bench"}
+
+
+def paper_dir() -> Path:
+    """``reports/paper`` of the source tree (the published numbers are data of the repository)."""
+    here = Path(__file__).resolve().parents[2] / "reports" / "paper"
+    return here if here.is_dir() else Path("reports/paper")
+
+
+def paper_numbers(table: str) -> pd.DataFrame:
+    path = paper_dir() / f"{table}.csv"
+    if not path.is_file():
+        return pd.DataFrame(columns=["section", "configuration", "metric", "value"])
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def bootstrap_mean(values: np.ndarray, resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and its 95 % percentile-bootstrap interval (one value: a degenerate interval)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return math.nan, math.nan, math.nan
+    if values.size == 1:
+        return float(values[0]), float(values[0]), float(values[0])
+    idx = np.random.default_rng(seed).integers(0, values.size, (resamples, values.size))
+    means = values[idx].mean(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(values.mean()), float(lo), float(hi)
+
+
+def _run_info(run: Path) -> tuple[dict, pd.DataFrame, list[dict]]:
+    from icd_bench.store import RunStore
+
+    manifest = run / "manifest.json"
+    if not manifest.is_file():
+        raise ConfigError(f"{run} is not a run directory (no manifest.json); give folders written by `icd-bench run`")
+    config = json.loads(manifest.read_text(encoding="utf-8"))["config"]
+    metrics_file = run / "metrics.parquet"
+    metrics = pd.read_parquet(metrics_file) if metrics_file.is_file() else pd.DataFrame(
+        columns=["id", "metric", "value", "error"])
+    records = [r for r in RunStore(run).records() if r.get("status") == "ok"]
+    return config, metrics, records
+
+
+def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
+    """Long result: one row per run × column (ours: mean, CI, n; the paper's value or NaN), plus the
+    footnotes."""
+    paper = paper_numbers(spec.name)
+    rows, notes = [], []
+    if paper.empty:
+        notes.append(f"the paper's numbers were not found ({paper_dir() / (spec.name + '.csv')}): run from the "
+                     "repository, where reports/paper/ holds them")
+    for run in runs:
+        config, metrics, records = _run_info(run)
+        preset = config.get("preset") or config.get("method")
+        dataset = config.get("dataset", {}).get("name", "")
+        match = spec.matches.get(preset)
+        section = configuration = None
+        if match:
+            section = match[0].replace("{dataset}", PAPER_SECTIONS.get(dataset, dataset))
+            configuration = match[1]
+        for col in spec.columns:
+            if col.keys[0] in ("seconds", "nfe"):
+                values = np.array([r[col.keys[0]] for r in records if r.get(col.keys[0]) is not None], dtype=float)
+                key = col.keys[0]
+            else:
+                key = next((k for k in col.keys if k in set(metrics["metric"])), None)
+                values = metrics.loc[metrics["metric"] == key, "value"].to_numpy(dtype=float) if key else np.array([])
+            mean, lo, hi = bootstrap_mean(values * col.scale, resamples, seed)
+            theirs = math.nan
+            if configuration is not None and col.paper:
+                hit = paper[(paper["section"] == section) & (paper["configuration"] == configuration)
+                            & (paper["metric"] == col.paper)]
+                if len(hit):
+                    theirs = float(hit["value"].iloc[0])
+            if key is None or values.size == 0:
+                note = (f"{run.name}: not scored with {col.keys[0]} — run `icd-bench score {run} --metrics "
+                        f"{col.keys[0]}`")
+                if note not in notes:
+                    notes.append(note)
+            rows.append({"run": run.name, "preset": preset, "dataset": dataset, "task": config.get("task"),
+                         "paper_configuration": configuration or "", "column": col.label,
+                         "n": int(np.isfinite(values).sum()), "mean": mean, "ci_low": lo, "ci_high": hi,
+                         "paper": theirs})
+    if not any(spec.matches.get(r["preset"]) for r in rows):
+        notes.append("no run's preset is the setting of a paper row, so the paper columns are empty "
+                     f"(matched presets: {', '.join(spec.matches) or 'none for this table'})")
+    return pd.DataFrame(rows), notes
+
+
+def _fmt(x: float, digits: int) -> str:
+    return DASH if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def wide(spec: TableSpec, long: pd.DataFrame) -> pd.DataFrame:
+    """The table as people read it: one row per run; per column "this run" (mean [95 % CI]) and "paper"."""
+    out = []
+    for run, g in long.groupby("run", sort=False):
+        first = g.iloc[0]
+        row = {"run": run, "preset": first["preset"], "paper row": first["paper_configuration"] or DASH}
+        for col in spec.columns:
+            c = g[g["column"] == col.label].iloc[0]
+            arrow = "↑" if col.higher_is_better else "↓"
+            ours = DASH if math.isnan(c["mean"]) else (
+                f"{_fmt(c['mean'], col.digits)} [{_fmt(c['ci_low'], col.digits)}, {_fmt(c['ci_high'], col.digits)}]")
+            row[f"{col.label} {arrow} · this run"] = ours
+            row[f"{col.label} {arrow} · n"] = int(c["n"])
+            if col.paper:
+                row[f"{col.label} {arrow} · paper"] = _fmt(c["paper"], col.digits)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def render(spec: TableSpec, long: pd.DataFrame, notes: list[str], fmt: str, command: str) -> str:
+    table = wide(spec, long)
+    foot = [f"[{k + 1}] {n}" for k, n in enumerate(notes)]
+    if fmt == "csv":
+        return long.to_csv(index=False)
+    if fmt == "md":
+        head = "| " + " | ".join(table.columns) + " |\n|" + "|".join(
+            "---" if k < 3 else "---:" for k in range(len(table.columns))) + "|\n"
+        body = "".join("| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |\n" for r in table.to_numpy())
+        return (f"# {spec.title}\n\nThis run: mean over samples [95 % bootstrap CI]; paper: the number printed in the "
+                f"paper for the matching setting. Regenerate with `{command}`.\n\n" + head + body
+                + ("\n" + "\n".join(f"{f}  " for f in foot) + "\n" if foot else ""))
+    if fmt == "tex":
+        return table.to_latex(index=False, caption=spec.title, label=f"tab:{spec.name}") + "".join(
+            f"% {f}\n" for f in foot)
+    if fmt == "html":
+        return (f"<!doctype html><meta charset='utf-8'><title>{html.escape(spec.title)}</title>"
+                f"<h1>{html.escape(spec.title)}</h1>" + table.to_html(index=False, escape=True)
+                + "".join(f"<p>{html.escape(f)}</p>" for f in foot)
+                + f"<p>Regenerate with <code>{html.escape(command)}</code></p>")
+    raise ConfigError(f"unknown format {fmt!r}: use md, csv, tex or html")

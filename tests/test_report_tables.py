@@ -1,0 +1,77 @@
+"""`icd-bench report`: runs → a paper table with bootstrap intervals, the paper's number for a matched
+preset, "—" plus a footnote for a metric the run lacks, and every output format."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from icd_bench.reports.tables import TABLES, bootstrap_mean, build_table, render, wide
+
+
+def fake_run(root, name, preset, metrics: dict[str, list[float]], dataset="coco-captions", seconds=0.5):
+    run = root / name
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"format": 1, "config": {
+        "preset": preset, "method": preset.split("-")[0], "dataset": {"name": dataset}, "task": "invert"}}))
+    n = len(next(iter(metrics.values())))
+    with (run / "records.jsonl").open("w") as f:
+        for k in range(n):
+            f.write(json.dumps({"id": f"s{k}", "status": "ok", "nfe": 100, "seconds": seconds}) + "\n")
+    pd.DataFrame([{"id": f"s{k}", "metric": m, "value": v[k], "error": None}
+                  for m, v in metrics.items() for k in range(n)]).to_parquet(run / "metrics.parquet")
+    return run
+
+
+def test_bootstrap_interval_contains_the_mean_and_narrows_with_more_samples():
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(5, 1, 20), rng.normal(5, 1, 2000)
+    m, lo, hi = bootstrap_mean(small)
+    assert lo < m < hi
+    _, lo2, hi2 = bootstrap_mean(large)
+    assert (hi2 - lo2) < (hi - lo) / 3
+    assert bootstrap_mean(np.array([]))[0] != bootstrap_mean(np.array([]))[0]  # NaN, shown as "—"
+
+
+def test_matched_preset_gets_the_paper_number_and_missing_metrics_a_footnote(tmp_path):
+    run = fake_run(tmp_path, "ddim", "ddim-sd15-inversion", {"psnr": [22.0, 24.0, 23.0], "lpips": [0.2, 0.1, 0.15]})
+    other = fake_run(tmp_path, "mine", "icd-toy", {"psnr": [30.0, 31.0]})
+    long, notes = build_table(TABLES["table2"], [run, other], resamples=200)
+    row = long[(long.run == "ddim") & (long.column == "PSNR")].iloc[0]
+    assert row["mean"] == pytest.approx(23.0) and row.n == 3 and row.paper == pytest.approx(22.98)
+    assert long[(long.run == "ddim") & (long.column == "LPIPS")].iloc[0].paper == pytest.approx(0.167)
+    assert np.isnan(long[(long.run == "mine") & (long.column == "PSNR")].iloc[0].paper)
+    assert any("ddim: not scored with dinov2" in n and "icd-bench score" in n for n in notes)
+    table = wide(TABLES["table2"], long)
+    assert table.loc[table.run == "ddim", "DINOv2 ↑ · this run"].iloc[0] == "—"
+    assert table.loc[table.run == "ddim", "PSNR ↑ · paper"].iloc[0] == "22.98"
+    assert "nan" not in render(TABLES["table2"], long, notes, "md", "cmd").lower()
+
+
+def test_scales_follow_the_paper_and_sections_follow_the_dataset(tmp_path):
+    pie = fake_run(tmp_path, "p", "ddim-p2p-sd15", {"lpips:background:pie": [0.2, 0.2176],
+                                                      "structure_distance": [0.07, 0.06886]}, dataset="piebench")
+    long, _ = build_table(TABLES["piebench"], [pie], resamples=50)
+    lp = long[long.column == "bg LPIPS ×10³"].iloc[0]
+    assert lp["mean"] == pytest.approx(208.8) and lp.paper == pytest.approx(208.80)
+    x = fake_run(tmp_path, "x", "icd-sdxl", {"dinov2": [0.5, 0.4]}, dataset="coco-edit")
+    long, _ = build_table(TABLES["table3"], [x], resamples=50)
+    assert long[long.column == "DINOv2"].iloc[0].paper == pytest.approx(0.472)  # the COCO block
+
+
+@pytest.mark.parametrize("fmt, marker", [("md", "| run |"), ("csv", "ci_low"), ("tex", "\\begin{tabular}"),
+                                         ("html", "<table")])
+def test_cli_formats_and_bad_input(tmp_path, fmt, marker):
+    run = fake_run(tmp_path, "ddim", "ddim-sd15-inversion", {"psnr": [22.0, 24.0], "lpips": [0.2, 0.1]})
+    res = subprocess.run([sys.executable, "-m", "icd_bench", "report", str(run), "--table", "table2", "--format", fmt,
+                          "--out", str(tmp_path / "out"), "--resamples", "50"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert marker in (tmp_path / "out" / f"table2.{fmt}").read_text()
+    res = subprocess.run([sys.executable, "-m", "icd_bench", "report", str(tmp_path / "nope"), "--table", "table9"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "unknown table" in res.stderr and "Traceback" not in res.stderr
