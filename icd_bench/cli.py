@@ -578,6 +578,30 @@ def report(
 
 
 @app.command()
+def figure(
+    runs: Annotated[list[Path], typer.Argument(help="Scored run directories.")],
+    kind: Annotated[str, typer.Option(help="tradeoff: a metric vs seconds and vs UNet evaluations per edit (Fig. 9); tau: reconstruction vs generation quality over a τ sweep (Fig. 5a).")] = "tradeoff",
+    metric: Annotated[str, typer.Option(help="tradeoff: the quality metric key (as in metrics.parquet, e.g. clip_t, toy_edit:success).")] = "clip_t",
+    x_metric: Annotated[str, typer.Option(help="tau: the reconstruction metric (e.g. psnr).")] = "psnr",
+    y_metric: Annotated[str, typer.Option(help="tau: the generation metric (e.g. clip_t, imagereward).")] = "clip_t",
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for KIND.png / KIND.svg.")] = Path("reports/figures"),
+) -> None:
+    """Figures from scored runs, PNG + SVG."""
+    from icd_bench.reports.figures import tau_figure, tradeoff_figure
+
+    for run in runs:
+        if not run.is_dir():
+            raise ConfigError(f"{run}: no such run directory")
+    if kind == "tradeoff":
+        paths = tradeoff_figure(list(runs), metric, out_dir / "tradeoff")
+    elif kind == "tau":
+        paths = tau_figure(list(runs), x_metric, y_metric, out_dir / "tau")
+    else:
+        raise ConfigError(f"unknown figure kind {kind!r}: tradeoff or tau")
+    out.print("written: " + ", ".join(str(p) for p in paths))
+
+
+@app.command()
 def regress(
     update: Annotated[bool, typer.Option("--update", help="Write the current values as the new baseline (deliberately: commit it with the change that explains it).")] = False,
     baseline: Annotated[Path, typer.Option(help="The stored baseline.")] = Path("reports/regression/toy-inversion.json"),

@@ -75,3 +75,31 @@ def test_cli_formats_and_bad_input(tmp_path, fmt, marker):
     res = subprocess.run([sys.executable, "-m", "icd_bench", "report", str(tmp_path / "nope"), "--table", "table9"],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "unknown table" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_figures_tradeoff_and_tau(tmp_path):
+    from icd_bench.errors import ConfigError
+    from icd_bench.reports.figures import tau_figure, tau_points, tradeoff_figure, tradeoff_points
+
+    a = fake_run(tmp_path, "a", "icd-toy", {"clip_t": [0.3, 0.32]}, seconds=0.2)
+    b = fake_run(tmp_path, "b", "nti-toy", {"clip_t": [0.25, 0.27]}, seconds=13.0)
+    pts = tradeoff_points([a, b], "clip_t")
+    assert [p["label"] for p in pts] == ["icd-toy", "nti-toy"] and pts[1]["seconds"] == pytest.approx(13.0)
+    paths = tradeoff_figure([a, b], "clip_t", tmp_path / "fig" / "tradeoff")
+    assert all(p.stat().st_size > 1000 for p in paths) and {p.suffix for p in paths} == {".png", ".svg"}
+    with pytest.raises(ConfigError, match="icd-bench score"):
+        tradeoff_points([a], "lpips")
+    runs = []
+    for k, (tau, psnr, clip) in enumerate(((0.6, 30.0, 0.25), (0.8, 27.0, 0.28))):
+        for task, metric, v in (("invert", "psnr", psnr), ("generate", "clip_t", clip)):
+            r = fake_run(tmp_path, f"t{k}{task}", "icd-sd15", {metric: [v, v]})
+            m = json.loads((r / "manifest.json").read_text())
+            m["config"]["params"] = {"tau": tau}
+            (r / "manifest.json").write_text(json.dumps(m))
+            runs.append(r)
+    pts = tau_points(runs, "psnr", "clip_t")
+    assert [(p["tau"], p["x"], p["y"]) for p in pts] == [(0.6, 30.0, 0.25), (0.8, 27.0, 0.28)]
+    tau_figure(runs, "psnr", "clip_t", tmp_path / "fig" / "tau")
+    assert (tmp_path / "fig" / "tau.svg").stat().st_size > 1000
+    with pytest.raises(ConfigError, match="no tau parameter"):
+        tau_points([a], "psnr", "clip_t")
