@@ -119,8 +119,11 @@ def run(
     shard: Annotated[str | None, typer.Option(help="Run shard I of N (I/N); set automatically under `accelerate launch`.")] = None,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Redo samples recorded as errors.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
+    score_after: Annotated[bool, typer.Option("--score", help="Then score the run with the default metrics (as `icd-bench score RUN`).")] = False,
+    report_after: Annotated[bool, typer.Option("--report", help="Then write RUN/gallery.html: sources and outputs side by side with prompts and per-sample scores.")] = False,
 ) -> None:
-    """Run a method on a dataset into a resumable run directory (records.jsonl + images)."""
+    """Run a method on a dataset into a resumable run directory (records.jsonl + images); with
+    --score and --report, also score it and write a gallery page to look at."""
     from icd_bench.runner import RunConfig, Runner
 
     cfg = RunConfig(method=method, dataset=dataset, data_dir=data_dir, split=split, backbone=backbone, task=task,
@@ -138,6 +141,13 @@ def run(
         out.print(f"{summary.out}: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already done")
     if summary.total and summary.ok == 0 and summary.failed and summary.skipped == 0:
         raise typer.Exit(1)
+    if score_after:
+        _score_and_show(summary.out, None, device, quiet=quiet)
+    if report_after:
+        from icd_bench.reports.html_gallery import write_gallery
+
+        page = write_gallery([summary.out], summary.out / "gallery.html")
+        out.print(f"gallery: {page.resolve()} (open it in a browser)")
 
 
 def _run_with_progress(runner):
@@ -211,9 +221,7 @@ def score(
     local Hugging Face / torch caches, then a download when online; missing weights stop the
     command before any sample is scored.
     """
-    from icd_bench.metrics.score import score_run
     from icd_bench.metrics.weights import ENV
-    from icd_bench.runner import resolve_device
 
     if not run_dir.is_dir():
         raise ConfigError(f"run directory not found: {run_dir}")
@@ -228,10 +236,18 @@ def score(
             raise ConfigError(f"--weights-dir {weights_dir} is not a folder")
         os.environ[ENV] = ",".join(filter(None, [str(weights_dir), os.environ.get(ENV, "")]))
     names = [m for m in metrics.split(",") if m.strip()] if metrics else None
+    _score_and_show(run_dir, names, device, batch_size, options, quiet)
+
+
+def _score_and_show(run_dir: Path, names, device: str, batch_size: int = 16, options=None, quiet: bool = False) -> None:
+    """Score a run (default metrics when ``names`` is None) and print the means table."""
+    from icd_bench.metrics.score import score_run
+    from icd_bench.runner import resolve_device
+
     with _progress(quiet) as bar:
         task = bar.add_task("scoring", total=None)
         frame, summary = score_run(run_dir, names, device=str(resolve_device(device, (0, 1))), batch_size=batch_size,
-                                   options=options, progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                   options=options or {}, progress=lambda done, total: bar.update(task, completed=done, total=total))
     table = Table(title=f"scores of {run_dir}", title_justify="left", show_edge=False)
     for col, justify in (("metric", "left"), ("mean", "right"), ("std", "right"), ("n ok", "right"),
                          ("n failed", "right")):
@@ -599,6 +615,24 @@ def figure(
     else:
         raise ConfigError(f"unknown figure kind {kind!r}: tradeoff or tau")
     out.print("written: " + ", ".join(str(p) for p in paths))
+
+
+@app.command()
+def gallery(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (scored or not) to show side by side.")],
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="The page to write (default: RUN/gallery.html for one run, gallery.html for several).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N samples.")] = None,
+) -> None:
+    """A static HTML page: per sample the source and each run's output, prompts and per-sample metrics,
+    sortable by any column; opens from disk (relative image paths)."""
+    from icd_bench.reports.html_gallery import write_gallery
+
+    for run in runs:
+        if not run.is_dir():
+            raise ConfigError(f"{run}: no such run directory")
+    target = out_file or (runs[0] / "gallery.html" if len(runs) == 1 else Path("gallery.html"))
+    path = write_gallery(list(runs), target, limit=limit)
+    out.print(f"gallery: {path.resolve()}")
 
 
 @app.command()

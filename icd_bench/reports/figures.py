@@ -23,7 +23,8 @@ def _metric(metrics, key: str) -> tuple[float, float, float]:
     return bootstrap_mean(metrics.loc[metrics["metric"] == key, "value"].to_numpy(dtype=float))
 
 
-def _save(fig, path: Path) -> list[Path]:
+def save_figure(fig, path: Path) -> list[Path]:
+    """``path`` as .png and .svg (the one place figures are written); closes the figure."""
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +75,7 @@ def tradeoff_figure(runs: list[Path], metric: str, out: Path) -> list[Path]:
     axes[0].set_ylabel(f"{metric} (mean, 95 % CI)")
     fig.suptitle(f"{metric} vs cost per edit")
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def tau_points(runs: list[Path], x_metric: str, y_metric: str) -> list[dict]:
@@ -109,4 +110,4 @@ def tau_figure(runs: list[Path], x_metric: str, y_metric: str, out: Path) -> lis
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(points, indent=2))
-    return _save(fig, out) + [out.with_suffix(".json")]
+    return save_figure(fig, out) + [out.with_suffix(".json")]

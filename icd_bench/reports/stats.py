@@ -183,9 +183,6 @@ def forest_plot(rates: pd.DataFrame, path: Path) -> list[Path]:
     ax.set_xlim(0, 1)
     ax.set_xlabel("win rate of the first method (ties split), 95 % bootstrap CI")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    outs = [path.with_suffix(".png"), path.with_suffix(".svg")]
-    for p in outs:
-        fig.savefig(p, dpi=150)
-    plt.close(fig)
-    return outs
+    from icd_bench.reports.figures import save_figure
+
+    return save_figure(fig, path)
