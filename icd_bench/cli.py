@@ -567,6 +567,7 @@ def report(
     fmt: Annotated[str, typer.Option("--format", help="md, csv (long: one row per run and column), tex or html.")] = "md",
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Write TABLE.FORMAT here (default: print it).")] = None,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % intervals on means.")] = 1000,
+    match: Annotated[list[str] | None, typer.Option("--match", help="RUN=SECTION/ROW: set this run (by folder name) beside a paper row, e.g. g=unguided/G or ddim50='unguided/fDDIM50 | DDIM50' (repeatable; presets of paper settings match by themselves).")] = None,
 ) -> None:
     """Scored runs as one of the paper's tables: per run and metric the mean with a 95 % bootstrap
     interval and sample count, and the paper's number beside it where the run's preset is the setting
@@ -581,8 +582,15 @@ def report(
         if not run.is_dir():
             raise ConfigError(f"{run}: no such run directory")
     spec = TABLES[table]
-    long, notes = build_table(spec, list(runs), resamples=resamples)
-    command = "icd-bench report " + " ".join(str(r) for r in runs) + f" --table {table} --format {fmt}"
+    matches = {}
+    for item in match or []:
+        name, sep, row = item.partition("=")
+        if not sep or not name or not row:
+            raise ConfigError(f"--match expects RUN=SECTION/ROW, got {item!r}")
+        matches[name.strip()] = row.strip()
+    long, notes = build_table(spec, list(runs), resamples=resamples, matches=matches)
+    command = ("icd-bench report " + " ".join(str(r) for r in runs) + f" --table {table} --format {fmt}"
+               + "".join(f" --match '{k}={v}'" for k, v in matches.items()))
     text = render(spec, long, notes, fmt, command)
     if out_dir is None:
         typer.echo(text)
@@ -642,6 +650,7 @@ def regress(
     limit: Annotated[int | None, typer.Option(help="Only the first N demo samples (the stored baseline covers all; a limited check needs its own baseline).")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     work: Annotated[Path | None, typer.Option(help="Keep the runs here for inspection (an empty or new folder; default: a temporary one).")] = None,
+    override: Annotated[list[str] | None, typer.Option("--set", help="CASE:KEY=VALUE: check other weights or settings for one case, e.g. icd-toy:reverse_lora=runs/train/x/cdm.safetensors (repeatable).")] = None,
 ) -> None:
     """Regression of inversion quality: invert the demo set with the bundled toy iCD (default
     configuration, unguided) and DDIM-50, score PSNR, MSE and the oracle's preservation, and compare
@@ -652,7 +661,16 @@ def regress(
     if base is not None and base.get("limit") != limit:
         raise ConfigError(f"{baseline} was measured with limit {base.get('limit')}, this check with {limit}: "
                           "compare like with like (or write a baseline for this limit with --update --baseline FILE)")
-    current = measure(limit=limit, device=device, work=work, log=out.print)
+    extra: dict[str, list[str]] = {}
+    for item in override or []:
+        case, sep, setting = item.partition(":")
+        if not sep or "=" not in setting:
+            raise ConfigError(f"--set expects CASE:KEY=VALUE, got {item!r}")
+        extra.setdefault(case, []).append(setting)
+    if update and extra and baseline == Path("reports/regression/toy-inversion.json"):
+        raise ConfigError("--update with --set would store a baseline of other weights than the bundled ones; "
+                          "write such a baseline to another file with --baseline")
+    current = measure(limit=limit, device=device, work=work, extra=extra, log=out.print)
     if update:
         write_baseline(baseline, current, dataset="demo", limit=limit)
         out.print(f"baseline written to {baseline}: " + "; ".join(

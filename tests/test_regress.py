@@ -71,3 +71,31 @@ def test_command_end_to_end(tmp_path):
     res = subprocess.run([sys.executable, "-m", "icd_bench", "regress", "--baseline", str(base)],
                          capture_output=True, text=True, env=env)
     assert res.returncode == 2 and "limit" in res.stderr
+
+
+def test_a_perturbed_reverse_adapter_fails_the_stored_check(tmp_path):
+    """What CI guards: the bundled models pass against their baseline; the same models with noise on
+    the reverse (decoding) adapter's LoRA weights regress."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from icd_bench.paths import user_path
+
+    src = user_path("bundled:toy/icd/cdm.safetensors")
+    state = load_file(str(src))
+    g = torch.Generator().manual_seed(0)
+    noisy = {k: v + (3.0 * v.float().std() * torch.randn(v.shape, generator=g)).to(v.dtype) if "lora_B" in k else v
+             for k, v in state.items()}
+    bad = tmp_path / "cdm-perturbed.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = f.metadata()
+    save_file(noisy, str(bad), metadata=meta)
+    base = tmp_path / "base.json"
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "", "COLUMNS": "160", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "icd_bench", "regress", "--limit", "6", "--baseline", str(base)]
+    assert subprocess.run([*cmd, "--update"], capture_output=True, text=True, env=env).returncode == 0
+    res = subprocess.run([*cmd, "--set", f"icd-toy:reverse_lora={bad}"], capture_output=True, text=True, env=env)
+    assert res.returncode == 1, res.stdout[-3000:]
+    assert "REGRESSED" in res.stdout

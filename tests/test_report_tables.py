@@ -46,7 +46,7 @@ def test_matched_preset_gets_the_paper_number_and_missing_metrics_a_footnote(tmp
     assert row["mean"] == pytest.approx(23.0) and row.n == 3 and row.paper == pytest.approx(22.98)
     assert long[(long.run == "ddim") & (long.column == "LPIPS")].iloc[0].paper == pytest.approx(0.167)
     assert np.isnan(long[(long.run == "mine") & (long.column == "PSNR")].iloc[0].paper)
-    assert any("ddim: not scored with dinov2" in n and "icd-bench score" in n for n in notes)
+    assert any("not scored with dinov2: ddim, mine" in n and "icd-bench score" in n for n in notes)
     table = wide(TABLES["table2"], long)
     assert table.loc[table.run == "ddim", "DINOv2 ↑ · this run"].iloc[0] == "—"
     assert table.loc[table.run == "ddim", "PSNR ↑ · paper"].iloc[0] == "22.98"

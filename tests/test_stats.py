@@ -109,3 +109,14 @@ def test_cli_prints_tables_writes_outputs_and_fails_cleanly(tmp_path):
     res = subprocess.run([sys.executable, "-m", "icd_bench", "stats", str(bad)], capture_output=True, text=True)
     assert res.returncode == 2
     assert "unknown choice" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_known_preference_is_recovered_with_the_binomial_width():
+    """1000 items, 70 % true preference: the interval contains 0.70 and its width is close to the
+    binomial 2·1.96·sqrt(p(1−p)/n) ≈ 0.057."""
+    rng = np.random.default_rng(7)
+    rows = [(f"i{k}", "icd", "nti", "a" if rng.random() < 0.7 else "b") for k in range(1000)]
+    r = win_rates(votes(rows), resamples=1000).iloc[0]
+    assert r.ci_low < 0.70 < r.ci_high
+    expected = 2 * 1.96 * (0.7 * 0.3 / 1000) ** 0.5
+    assert (r.ci_high - r.ci_low) == pytest.approx(expected, rel=0.15)

@@ -45,8 +45,13 @@ TOLERANCES = {
 
 
 def measure(*, dataset: str = "demo", limit: int | None = None, device: str = "cpu",
-            work: Path | None = None, log=print) -> dict[str, dict[str, float]]:
-    """Run every case in a fresh folder and return case → {metric: mean, "nfe": NFE per sample}."""
+            work: Path | None = None, extra: dict[str, list[str]] | None = None,
+            log=print) -> dict[str, dict[str, float]]:
+    """Run every case in a fresh folder and return case → {metric: mean, "nfe": NFE per sample}.
+    ``extra``: case → more ``--set`` overrides (e.g. another reverse adapter, to check a candidate)."""
+    unknown = sorted(set(extra or {}) - set(CASES))
+    if unknown:
+        raise ConfigError(f"unknown regression case(s) {unknown}; cases: {', '.join(CASES)}")
     from icd_bench.metrics.score import score_run
     from icd_bench.runner import RunConfig, Runner
     from icd_bench.store import RunStore
@@ -60,7 +65,7 @@ def measure(*, dataset: str = "demo", limit: int | None = None, device: str = "c
         for case, preset in CASES.items():
             log(f"{case}: inverting the {dataset} set with {preset} ...")
             cfg = RunConfig(method=preset, dataset=dataset, task="invert", limit=limit, batch_size=16,
-                            overrides=list(OVERRIDES[case]), device=device, out=root / case)
+                            overrides=[*OVERRIDES[case], *(extra or {}).get(case, [])], device=device, out=root / case)
             summary = Runner(cfg).run()
             if summary.failed:
                 raise ConfigError(f"{case}: {summary.failed} samples failed (see {summary.out}/errors.log)")

@@ -44,7 +44,9 @@ class TableSpec:
 
 
 _INVERSION = (Column("LPIPS", ("lpips",), "lpips", False), Column("DINOv2", ("dinov2",), "dinov2", True),
-              Column("PSNR", ("psnr",), "psnr", True, digits=2))
+              Column("PSNR", ("psnr",), "psnr", True, digits=2), Column("MSE", ("mse",), None, False, digits=5),
+              Column("oracle preservation", ("toy_match",), None, True),  # toy-world runs
+              Column("UNet evaluations", ("nfe",), None, False, digits=0))
 _DDIM_ROWS = {"ddim-sd15-inversion": ("unguided", "fDDIM50 | DDIM50"),
               "ddim-sd15-w8": ("guided", "fDDIM50 | DDIM50"),
               "ddim-sd15-w8-dcfg": ("guided", "fDDIM50 | DDIM50 + d.CFG")}
@@ -54,7 +56,11 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (
     TableSpec("table3", "Table 3: editing, automatic metrics",
               (Column("CLIP-T", ("clip_t",), "clip_t", True), Column("DINOv2", ("dinov2",), "dinov2", True),
                Column("CLIP-I", ("clip_i",), "clip_i", True),
-               Column("ImageReward", ("imagereward",), "imagereward", True)),
+               Column("ImageReward", ("imagereward",), "imagereward", True),
+               Column("oracle edit success", ("toy_edit:success",), None, True),  # toy-world runs
+               Column("toy bg PSNR", ("toy_edit:background_psnr",), None, True, digits=2),
+               Column("UNet evaluations", ("nfe",), None, False, digits=0),
+               Column("seconds per edit", ("seconds",), None, False)),
               {"icd-sdxl": ("{dataset}", "Ours, 8")}),
     TableSpec("table4", "Table 4: text-to-image generation at w = 8",
               (Column("FID-5k", ("fid",), "fid_5k", False, digits=2), Column("CLIP score", ("clip_t",), "clip_score", True),
@@ -118,10 +124,29 @@ def _run_info(run: Path) -> tuple[dict, pd.DataFrame, list[dict]]:
     return config, metrics, records
 
 
-def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
+def resolve_match(paper: pd.DataFrame, row: str) -> tuple[str, str]:
+    """``SECTION/ROW`` (or ``ROW``) → the paper's (section, configuration): ROW is the configuration as
+    printed or its letter (``unguided/G`` → ``G: fCD4 + L_f | CD4 + L_r``)."""
+    section, sep, label = row.partition("/")
+    if not sep:
+        section, label = "", row
+    rows = paper[paper["section"] == section]
+    hits = sorted({c for c in rows["configuration"] if c == label or c.startswith(label + ":")})
+    if len(hits) != 1:
+        known = sorted({f"{s}/{c}" if s else c for s, c in zip(paper["section"], paper["configuration"], strict=True)})
+        raise ConfigError(f"paper row {row!r} matches {len(hits)} rows; use SECTION/ROW, one of: {'; '.join(known)}")
+    return section, hits[0]
+
+
+def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, seed: int = 0,
+                matches: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Long result: one row per run × column (ours: mean, CI, n; the paper's value or NaN), plus the
-    footnotes."""
+    footnotes. ``matches``: run folder name → paper row (``SECTION/ROW``), beside the presets' own."""
     paper = paper_numbers(spec.name)
+    explicit = {name: resolve_match(paper, row) for name, row in (matches or {}).items()}
+    unknown = sorted(set(explicit) - {Path(r).name for r in runs})
+    if unknown:
+        raise ConfigError(f"--match names runs that are not given: {', '.join(unknown)}")
     rows, notes = [], []
     if paper.empty:
         notes.append(f"the paper's numbers were not found ({paper_dir() / (spec.name + '.csv')}): run from the "
@@ -132,7 +157,9 @@ def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, see
         dataset = config.get("dataset", {}).get("name", "")
         match = spec.matches.get(preset)
         section = configuration = None
-        if match:
+        if run.name in explicit:
+            section, configuration = explicit[run.name]
+        elif match:
             section = match[0].replace("{dataset}", PAPER_SECTIONS.get(dataset, dataset))
             configuration = match[1]
         for col in spec.columns:
@@ -149,19 +176,29 @@ def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, see
                             & (paper["metric"] == col.paper)]
                 if len(hit):
                     theirs = float(hit["value"].iloc[0])
-            if key is None or values.size == 0:
-                note = (f"{run.name}: not scored with {col.keys[0]} — run `icd-bench score {run} --metrics "
-                        f"{col.keys[0]}`")
-                if note not in notes:
-                    notes.append(note)
-            rows.append({"run": run.name, "preset": preset, "dataset": dataset, "task": config.get("task"),
+            rows.append({"run": run.name, "dir": str(run), "preset": preset, "dataset": dataset, "task": config.get("task"),
                          "paper_configuration": configuration or "", "column": col.label,
                          "n": int(np.isfinite(values).sum()), "mean": mean, "ci_low": lo, "ci_high": hi,
                          "paper": theirs})
-    if not any(spec.matches.get(r["preset"]) for r in rows):
+    frame = pd.DataFrame(rows)
+    shown = [c.label for c in spec.columns
+             if (frame[frame["column"] == c.label]["n"] > 0).any() or frame[frame["column"] == c.label]["paper"].notna().any()]
+    hidden = [c.label for c in spec.columns if c.label not in shown]
+    missing: dict[str, list[str]] = {}
+    for r in rows:
+        col = next(c for c in spec.columns if c.label == r["column"])
+        if r["n"] == 0 and col.label in shown:
+            missing.setdefault(col.keys[0], []).append(r["run"])
+    for key, names in missing.items():
+        notes.append(f"not scored with {key}: {', '.join(names)} — run `icd-bench score RUN_DIR --metrics {key}`"
+                     if key not in ("seconds", "nfe") else f"no {key} in the records of {', '.join(names)}")
+    if hidden:
+        notes.append(f"not shown (no run has them and no paper number applies): {', '.join(hidden)}")
+    if not any(r["paper_configuration"] for r in rows):
         notes.append("no run's preset is the setting of a paper row, so the paper columns are empty "
                      f"(matched presets: {', '.join(spec.matches) or 'none for this table'})")
-    return pd.DataFrame(rows), notes
+    frame = frame[frame["column"].isin(shown)].reset_index(drop=True)
+    return frame, notes
 
 
 def _fmt(x: float, digits: int) -> str:
@@ -175,6 +212,8 @@ def wide(spec: TableSpec, long: pd.DataFrame) -> pd.DataFrame:
         first = g.iloc[0]
         row = {"run": run, "preset": first["preset"], "paper row": first["paper_configuration"] or DASH}
         for col in spec.columns:
+            if not (g["column"] == col.label).any():
+                continue
             c = g[g["column"] == col.label].iloc[0]
             arrow = "↑" if col.higher_is_better else "↓"
             ours = DASH if math.isnan(c["mean"]) else (
@@ -197,7 +236,9 @@ def render(spec: TableSpec, long: pd.DataFrame, notes: list[str], fmt: str, comm
             "---" if k < 3 else "---:" for k in range(len(table.columns))) + "|\n"
         body = "".join("| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |\n" for r in table.to_numpy())
         return (f"# {spec.title}\n\nThis run: mean over samples [95 % bootstrap CI]; paper: the number printed in the "
-                f"paper for the matching setting. Regenerate with `{command}`.\n\n" + head + body
+                f"paper for the matching setting — from the paper's own models and data, so beside runs of another "
+                f"backbone or dataset it shows the published ordering, not a target value. "
+                f"Regenerate with `{command}`.\n\n" + head + body
                 + ("\n" + "\n".join(f"{f}  " for f in foot) + "\n" if foot else ""))
     if fmt == "tex":
         return table.to_latex(index=False, caption=spec.title, label=f"tab:{spec.name}") + "".join(
