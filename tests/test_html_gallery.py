@@ -69,7 +69,8 @@ def test_gallery_in_a_browser(tmp_path, chromium):
     assert "<script>document.title" not in text and "&lt;script&gt;" in text
     assert 'src="../runs/icd-toy/images/s0.png"' in text  # relative paths
     # sorted by icd-toy's psnr (column 4 = its output, 5 = its psnr), descending
-    dom = render(chromium, "--dump-dom", page.as_uri() + "#sort=5&desc").stdout
+    dom = render(chromium, "--dump-dom", "--virtual-time-budget=10000", page.as_uri() + "#sort=5&desc").stdout
+    assert 'data-images="9/9"' in dom  # 3 sources + 2 runs × 3 outputs, every one loaded
     assert "<title>icd-bench gallery" in dom and "pwned" not in dom.split("</title>")[0]
     assert "&lt;script&gt;document.title='pwned'&lt;/script&gt;" in dom
     order = [dom.index(f"<td>s{k}</td>") for k in (0, 2, 1)]  # 30 > 20 > 10

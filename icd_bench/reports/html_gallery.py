@@ -38,6 +38,8 @@ function sortBy(col, desc){
 }
 document.querySelectorAll('th[data-col]').forEach(th=>th.addEventListener('click',()=>{
   const desc=document.body.dataset.sorted===th.dataset.col; sortBy(th.dataset.col, desc);}));
+window.addEventListener('load',()=>{const im=[...document.images];
+  document.body.dataset.images=im.filter(i=>i.complete&&i.naturalWidth>0).length+'/'+im.length;});
 const m=location.hash.match(/sort=([0-9]+)(&desc)?/); if(m){sortBy(m[1], !!m[2]);}
 """
 
