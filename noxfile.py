@@ -32,7 +32,7 @@ def demo(session: nox.Session) -> None:
     """The README's main command: DDIM inversion of the demo set with the bundled toy teacher."""
     session.install("-e", ".")
     session.run("icd-bench", "run", "--method", "ddim-toy-inversion", "--dataset", "demo",
-                "--task", "invert", "--out", "runs/demo", "--score", "--report", *session.posargs, env=OFFLINE)
+                "--task", "invert", "--out", "runs/demo", "--batch-size", "16", "--score", "--report", *session.posargs, env=OFFLINE)
 
 
 @nox.session

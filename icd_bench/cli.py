@@ -111,7 +111,7 @@ def run(
     task: Annotated[str, typer.Option(help="edit (source → target prompt), invert (invert + reconstruct) or generate (from noise).")] = "edit",
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/<method>-<dataset>-<task>-<hash>). Re-running resumes it.")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N samples of the dataset.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Samples per batch (results do not depend on it).")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Samples per batch (each sample keeps its own seed: results agree across batch sizes up to float rounding, ~1e-4 dB PSNR on the demo).")] = 1,
     seed: Annotated[int, typer.Option(help="Run seed; each sample's seed derives from (seed, sample id).")] = 0,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a method parameter: --set key=value (repeatable).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
