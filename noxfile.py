@@ -88,5 +88,6 @@ def regress(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Performance benchmarks: not yet available."""
-    session.error("not yet available: `icd-bench bench` arrives with the performance work")
+    """Editing time of the eight toy methods on this machine (reports/perf/); posargs go to `icd-bench bench`."""
+    session.install("-e", ".")
+    session.run("icd-bench", "bench", *(session.posargs or ["--methods", "all", "--repeats", "3"]), env=OFFLINE)

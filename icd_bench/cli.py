@@ -643,6 +643,38 @@ def gallery(
     out.print(f"gallery: {path.resolve()}")
 
 
+TOY_METHODS = "icd-toy,ddim-toy,ddim-p2p-toy,npi-toy,nti-toy,ef-ddpm-toy,renoise-toy,infedit-toy"
+
+
+@app.command()
+def bench(
+    methods: Annotated[str, typer.Option(help=f"Comma-separated presets, or all (= {TOY_METHODS}).")] = "all",
+    backbone: Annotated[str | None, typer.Option(help="Backbone for every method (default: each preset's).")] = None,
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
+    repeats: Annotated[int, typer.Option(help="Timed batches per method and batch size (after one warm-up).")] = 3,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="fp32, fp16 (GPU) or bf16.")] = "fp32",
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where bench-*.json and bench-*.md go.")] = Path("reports/perf"),
+) -> None:
+    """Time editing methods in one process: seconds per edit (median, IQR), UNet evaluations, the
+    bare-UNet bound and each method's overhead, the ratio to iCD, peak memory. Partial: the SD-size
+    random-weight backbones, torch.compile and the runner-throughput benchmark are not here yet."""
+    from icd_bench.bench import run_bench
+
+    presets = TOY_METHODS.split(",") if methods == "all" else [m.strip() for m in methods.split(",") if m.strip()]
+    try:
+        sizes = [int(b) for b in batch_sizes.split(",")]
+    except ValueError:
+        raise ConfigError(f"--batch-sizes expects integers like 1,4,16, got {batch_sizes!r}") from None
+    if repeats < 1 or any(b < 1 for b in sizes):
+        raise ConfigError("--repeats and batch sizes must be at least 1")
+    command = "icd-bench " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "icd-bench bench"
+    path = run_bench(presets, backbone=backbone, batch_sizes=sizes, repeats=repeats, device=device, dtype=dtype,
+                     out=out_dir, command=command, log=out.print)
+    typer.echo(path.read_text(encoding="utf-8"))
+    out.print(f"written to {path} and {path.with_suffix('.json')}")
+
+
 @app.command()
 def regress(
     update: Annotated[bool, typer.Option("--update", help="Write the current values as the new baseline (deliberately: commit it with the change that explains it).")] = False,
