@@ -109,7 +109,7 @@ def bench_method(preset: str, *, backbone: str | None, batch_sizes: list[int], r
         per_edit = [t / bs for t, _ in timed]
         nfe = timed[0][1]
         bare = {rows: bare_unet_seconds(bb, rows, repeats=max(3, repeats)) for rows in calls}
-        unet = bare.get(bs, bare_unet_seconds(bb, bs, repeats=max(3, repeats)))
+        unet = bare[bs] if bs in bare else bare_unet_seconds(bb, bs, repeats=max(3, repeats))
         med = statistics.median(per_edit)
         q1, q3 = _quantiles(per_edit)
         bound = sum(n * bare[rows] for rows, n in calls.items()) / bs

@@ -517,6 +517,12 @@ def toy_table2(
     out.print(f"written to {path} and {path.with_suffix('.csv')}")
 
 
+def _check_run_dirs(runs: list[Path]) -> None:
+    for run in runs:
+        if not run.is_dir():
+            raise ConfigError(f"{run}: no such run directory")
+
+
 @app.command()
 def stats(
     votes: Annotated[Path, typer.Argument(help="Votes CSV: item_id, method_a, method_b, choice (a, b or tie)[, rater].")],
@@ -578,9 +584,7 @@ def report(
         raise ConfigError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
     if fmt not in ("md", "csv", "tex", "html"):
         raise ConfigError(f"unknown format {fmt!r}: use md, csv, tex or html")
-    for run in runs:
-        if not run.is_dir():
-            raise ConfigError(f"{run}: no such run directory")
+    _check_run_dirs(runs)
     spec = TABLES[table]
     matches = {}
     for item in match or []:
@@ -613,9 +617,7 @@ def figure(
     """Figures from scored runs, PNG + SVG."""
     from icd_bench.reports.figures import tau_figure, tradeoff_figure
 
-    for run in runs:
-        if not run.is_dir():
-            raise ConfigError(f"{run}: no such run directory")
+    _check_run_dirs(runs)
     if kind == "tradeoff":
         paths = tradeoff_figure(list(runs), metric, out_dir / "tradeoff")
     elif kind == "tau":
@@ -635,9 +637,7 @@ def gallery(
     sortable by any column; opens from disk (relative image paths)."""
     from icd_bench.reports.html_gallery import write_gallery
 
-    for run in runs:
-        if not run.is_dir():
-            raise ConfigError(f"{run}: no such run directory")
+    _check_run_dirs(runs)
     target = out_file or (runs[0] / "gallery.html" if len(runs) == 1 else Path("gallery.html"))
     path = write_gallery(list(runs), target, limit=limit)
     out.print(f"gallery: {path.resolve()}")
@@ -678,7 +678,7 @@ def bench(
 @app.command()
 def regress(
     update: Annotated[bool, typer.Option("--update", help="Write the current values as the new baseline (deliberately: commit it with the change that explains it).")] = False,
-    baseline: Annotated[Path, typer.Option(help="The stored baseline.")] = Path("reports/regression/toy-inversion.json"),
+    baseline: Annotated[Path, typer.Option(help="The stored baseline.")] = Path("reports/regression/toy-inversion.json"),  # regress.BASELINE
     limit: Annotated[int | None, typer.Option(help="Only the first N demo samples (the stored baseline covers all; a limited check needs its own baseline).")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     work: Annotated[Path | None, typer.Option(help="Keep the runs here for inspection (an empty or new folder; default: a temporary one).")] = None,
@@ -687,7 +687,15 @@ def regress(
     """Regression of inversion quality: invert the demo set with the bundled toy iCD (default
     configuration, unguided) and DDIM-50, score PSNR, MSE and the oracle's preservation, and compare
     with the stored baseline within stated tolerances. Exits 1 when a metric regresses."""
-    from icd_bench.reports.regress import TOLERANCES, compare, failed, measure, read_baseline, write_baseline
+    from icd_bench.reports.regress import (
+        BASELINE,
+        TOLERANCES,
+        compare,
+        failed,
+        measure,
+        read_baseline,
+        write_baseline,
+    )
 
     base = None if update else read_baseline(baseline)
     if base is not None and base.get("limit") != limit:
@@ -699,7 +707,7 @@ def regress(
         if not sep or "=" not in setting:
             raise ConfigError(f"--set expects CASE:KEY=VALUE, got {item!r}")
         extra.setdefault(case, []).append(setting)
-    if update and extra and baseline == Path("reports/regression/toy-inversion.json"):
+    if update and extra and baseline == BASELINE:
         raise ConfigError("--update with --set would store a baseline of other weights than the bundled ones; "
                           "write such a baseline to another file with --baseline")
     current = measure(limit=limit, device=device, work=work, extra=extra, log=out.print)

@@ -70,6 +70,12 @@ class InfEdit(ConsistencyMethod):
     Params: ClassVar[type] = InfEditParams
     tasks: ClassVar[tuple[str, ...]] = ("edit", "generate")
 
+    def __init__(self, backbone, params=None):
+        super().__init__(backbone, params)
+        if self.params.guidance == "embedded" and not self.embeds_guidance:
+            raise ConfigError("guidance = 'embedded' needs a guidance-embedded UNet (time_cond_proj_dim) "
+                              "with guidance_embedding = true")
+
     @torch.no_grad()
     def edit(self, images: torch.Tensor, samples: Sequence[EditSample],
              generators: Sequence[torch.Generator]) -> torch.Tensor:
@@ -83,9 +89,6 @@ class InfEdit(ConsistencyMethod):
         cond = PromptEmbeds.cat([bb.encode_prompt(sources), bb.encode_prompt(targets)])
         scales = torch.tensor([p.source_guidance] * n + [p.target_guidance] * n)
         embedded = p.guidance == "embedded"
-        if embedded and not self.embeds_guidance:
-            raise ConfigError("guidance = 'embedded' needs a guidance-embedded UNet (time_cond_proj_dim) "
-                              "with guidance_embedding = true")
         guided = not embedded and (p.source_guidance != 1.0 or p.target_guidance != 1.0)
         w = scales if guided else 1.0
         uncond = bb.null_embeds(2 * n) if guided else None
