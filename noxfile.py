@@ -88,6 +88,9 @@ def regress(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Editing time of the eight toy methods on this machine (reports/perf/); posargs go to `icd-bench bench`."""
-    session.install("-e", ".")
+    """The benchmark suite (tests/bench, pytest-benchmark), then the editing time of the eight toy methods on
+    this machine into reports/perf/ (posargs go to `icd-bench bench`, e.g. `-- --backbone sd15-random
+    --device cuda --dtype fp16`)."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "tests/bench", "-m", "bench", "-q", env=OFFLINE)
     session.run("icd-bench", "bench", *(session.posargs or ["--methods", "all", "--repeats", "3"]), env=OFFLINE)

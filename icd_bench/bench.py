@@ -1,14 +1,18 @@
-"""Timing of editing methods (``icd-bench bench``): seconds per edit, UNet evaluations, the bare-UNet
+"""Timing of editing methods (``icd-bench bench``): seconds per edit, UNet evaluations, the bare-model
 bound and each method's overhead, measured in one process so ratios compare like with like.
 
 For each method (a preset) and batch size: one warm-up batch, then ``repeats`` timed batches of the
 first demo samples (``method.run("edit", ...)``, with a device sync before the clock stops).
-Seconds per edit = batch time / batch size (median and IQR over the repeats). The UNet-bound
-reference counts the UNet calls of one batch by their number of rows (a guided step is one call of
-2B rows, P2P's branches 2B or 4B) and times the bare UNet forward at each of those row counts: bound
-= Σ calls × bare time / batch size; overhead = seconds per edit − bound (NTI's backward passes are
-overhead by this definition). Peak memory: CUDA's allocator peak on a
+Seconds per edit = batch time / batch size (median and IQR over the repeats). The bound counts the
+model calls of the warm-up batch by their number of rows — UNet calls (a guided step is one call of
+2B rows, P2P's branches 2B or 4B), VAE encoder and decoder calls — and times each bare forward at
+those row counts: bound = Σ calls × bare time / batch size; overhead = seconds per edit − bound
+(NTI's backward passes are overhead by this definition). Peak memory: CUDA's allocator peak on a
 GPU, the process's peak RSS on a CPU (process-wide, not per method).
+
+``bench --demo`` times the whole demo job instead (`bench_demo`): run + score + report of the first
+64 demo samples, split into start-up, the method's own time, the harness's time around it, scoring
+and the report.
 """
 
 from __future__ import annotations
@@ -16,12 +20,36 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from icd_bench.errors import ConfigError
+
+#: What ``--methods all`` means per backbone family: every method on the toy world; the paper's
+#: Table 6 methods and the other baselines at SD1.5 size; Table 6's SDXL rows (iCD-XL, ReNoise on
+#: an SDXL-size LCM) at SDXL size. Presets keep their settings on the backbone given.
+METHOD_SETS = {
+    "toy": ["icd-toy", "ddim-toy", "ddim-p2p-toy", "npi-toy", "nti-toy", "ef-ddpm-toy", "renoise-toy",
+            "infedit-toy"],
+    "sd15": ["icd-sd15", "ddim-p2p-sd15", "npi-sd15", "nti-sd15", "ef-ddpm-sd15", "renoise-lcm-sd15",
+             "infedit-lcm-sd15"],
+    "sdxl": ["icd-sdxl", "renoise-lcm-sd15"],
+}
+DEMO_METHOD = "icd-toy"
+DEMO_SAMPLES = 64
+
+
+def default_methods(backbone: str | None) -> list[str]:
+    """The presets ``--methods all`` stands for with ``--backbone`` (None: each preset's own)."""
+    name = (backbone or "toy").lower()
+    for family in ("sdxl", "sd15"):
+        if family in name:
+            return METHOD_SETS[family]
+    return METHOD_SETS["toy"]
 
 
 def _sync(device: torch.device) -> None:
@@ -44,6 +72,18 @@ def _quantiles(xs: list[float]) -> tuple[float, float]:
     return q[0], q[2]
 
 
+def _median_seconds(fn, repeats: int, device: torch.device) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 @torch.no_grad()
 def bare_unet_seconds(backbone, rows: int, repeats: int) -> float:
     """Median seconds of one bare UNet forward on ``rows`` rows (random latents, the null prompt)."""
@@ -52,32 +92,93 @@ def bare_unet_seconds(backbone, rows: int, repeats: int) -> float:
     dim = getattr(backbone.unet.config, "time_cond_proj_dim", None)
     tc = torch.zeros(rows, dim, device=backbone.device, dtype=backbone.dtype) if dim else None
     t = torch.full((rows,), 500, device=backbone.device)
-    backbone.unet(x, t, timestep_cond=tc, **cond.unet_kwargs())  # warm-up
-    times = []
-    for _ in range(repeats):
-        _sync(backbone.device)
-        start = time.perf_counter()
-        backbone.unet(x, t, timestep_cond=tc, **cond.unet_kwargs())
-        _sync(backbone.device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return _median_seconds(lambda: backbone.unet(x, t, timestep_cond=tc, **cond.unet_kwargs()), repeats,
+                           backbone.device)
 
 
-def bench_method(preset: str, *, backbone: str | None, batch_sizes: list[int], repeats: int, device: str,
-                 dtype: str, dataset: str = "demo", log=print) -> list[dict]:
+@torch.no_grad()
+def bare_vae_seconds(backbone, part: str, rows: int, repeats: int) -> float:
+    """Median seconds of the bare VAE encoder (``part="encoder"``, images → latents) or decoder
+    (latents → images) on ``rows`` rows."""
+    vae, dev = backbone.vae, backbone.device
+    if part == "encoder":
+        x = torch.rand(rows, 3, backbone.resolution, backbone.resolution, device=dev, dtype=vae.dtype)
+        return _median_seconds(lambda: vae.encode(x), repeats, dev)
+    z = torch.randn(backbone.latent_shape(rows), device=dev, dtype=vae.dtype)
+    return _median_seconds(lambda: vae.decode(z), repeats, dev)
+
+
+class CallCounter:
+    """Counts calls of a backbone's UNet and VAE encoder / decoder by their number of rows."""
+
+    def __init__(self, backbone):
+        self.backbone = backbone
+        self.calls: dict[str, dict[int, int]] = {"unet": {}, "encoder": {}, "decoder": {}}
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        bb = self.backbone
+        parts = {"unet": bb.unet}
+        if bb.vae is not None:
+            parts |= {"encoder": bb.vae.encoder, "decoder": bb.vae.decoder}
+        return parts
+
+    @contextmanager
+    def counting(self):
+        hooks = []
+        for part, module in self.modules().items():
+            def count(module, args, kwargs, table=self.calls[part]):
+                x = args[0] if args else next(iter(kwargs.values()))
+                table[len(x)] = table.get(len(x), 0) + 1
+
+            hooks.append(module.register_forward_pre_hook(count, with_kwargs=True))
+        try:
+            yield self
+        finally:
+            for h in hooks:
+                h.remove()
+
+    def bound(self, repeats: int) -> tuple[float, dict[str, dict[int, float]]]:
+        """Σ calls × bare seconds over every part, and the bare seconds by part and rows."""
+        bare: dict[str, dict[int, float]] = {}
+        total = 0.0
+        for part, table in self.calls.items():
+            bare[part] = {}
+            for rows, n in table.items():
+                sec = (bare_unet_seconds(self.backbone, rows, repeats) if part == "unet"
+                       else bare_vae_seconds(self.backbone, part, rows, repeats))
+                bare[part][rows] = sec
+                total += n * sec
+        return total, bare
+
+
+def _load_method(preset: str, backbone: str | None, device: str, dtype: str, resolution: int | None,
+                 compile_mode: str | None):
     from icd_bench.backbones import load_backbone
     from icd_bench.config import resolve_method
     from icd_bench.registry import METHODS
-    from icd_bench.runner import open_dataset, resolve_device, resolve_dtype, sample_seed
+    from icd_bench.runner import resolve_device, resolve_dtype
 
     spec = resolve_method(preset, [])
     name = backbone or spec.backbone
     dev = resolve_device(device, (0, 1))
-    dt = resolve_dtype(dtype, dev)
-    bb = load_backbone(name, device=dev, dtype=dt)
+    bb = load_backbone(name, device=dev, dtype=resolve_dtype(dtype, dev))
+    if resolution:
+        bb.resolution = resolution
     method = METHODS.get(spec.method)(bb, spec.params)
     if "edit" not in method.tasks:
         raise ConfigError(f"{preset} does not edit")
+    if compile_mode:
+        method.backbone.compile_unet(compile_mode)
+    return name, dev, method
+
+
+def bench_method(preset: str, *, backbone: str | None, batch_sizes: list[int], repeats: int, device: str,
+                 dtype: str, dataset: str = "demo", resolution: int | None = None, compile_mode: str | None = None,
+                 log=print) -> list[dict]:
+    from icd_bench.runner import open_dataset, sample_seed
+
+    name, dev, method = _load_method(preset, backbone, device, dtype, resolution, compile_mode)
+    bb = method.backbone
     ds = open_dataset(dataset)
     ids = list(ds.ids())
     results = []
@@ -94,66 +195,147 @@ def bench_method(preset: str, *, backbone: str | None, batch_sizes: list[int], r
             _sync(dev)
             return time.perf_counter() - start, outs[0].nfe
 
-        calls: dict[int, int] = {}
-
-        def count(module, args, kwargs, calls=calls):
-            rows = len(args[0] if args else kwargs["sample"])
-            calls[rows] = calls.get(rows, 0) + 1
-
-        hook = bb.unet.register_forward_pre_hook(count, with_kwargs=True)
-        try:
-            once()  # warm-up, counting the UNet calls by rows
-        finally:
-            hook.remove()
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        counter = CallCounter(bb)
+        with counter.counting():
+            once()  # warm-up, counting the model calls by rows
         timed = [once() for _ in range(repeats)]
         per_edit = [t / bs for t, _ in timed]
         nfe = timed[0][1]
-        bare = {rows: bare_unet_seconds(bb, rows, repeats=max(3, repeats)) for rows in calls}
-        unet = bare[bs] if bs in bare else bare_unet_seconds(bb, bs, repeats=max(3, repeats))
+        bound, bare = counter.bound(repeats=max(3, repeats))
+        bound /= bs
         med = statistics.median(per_edit)
         q1, q3 = _quantiles(per_edit)
-        bound = sum(n * bare[rows] for rows, n in calls.items()) / bs
-        row = {"method": preset, "backbone": name, "batch_size": bs, "seconds_per_edit": med, "iqr": [q1, q3],
-               "nfe": nfe, "seconds_per_unet_eval": med / nfe if nfe else None,
-               "bare_unet_seconds_per_call": unet, "unet_calls_by_rows": {str(k): v for k, v in sorted(calls.items())},
-               "bare_unet_seconds_by_rows": {str(k): v for k, v in sorted(bare.items())},
-               "unet_bound_seconds_per_edit": bound,
+        unet_calls = counter.calls["unet"]
+        row = {"method": preset, "backbone": name, "resolution": bb.resolution, "batch_size": bs,
+               "seconds_per_edit": med, "iqr": [q1, q3], "nfe": nfe,
+               "seconds_per_unet_eval": med / nfe if nfe else None,
+               "unet_calls_by_rows": {str(k): v for k, v in sorted(unet_calls.items())},
+               "bare_seconds_by_rows": {part: {str(k): v for k, v in sorted(t.items())} for part, t in bare.items()},
+               "vae_calls_by_rows": {part: {str(k): v for k, v in sorted(counter.calls[part].items())}
+                                     for part in ("encoder", "decoder")},
+               "bound_seconds_per_edit": bound,
                "overhead_seconds_per_edit": med - bound, "overhead_fraction": (med - bound) / med if med else None,
                "peak_memory_mb": _peak_memory_mb(dev)}
-        log(f"{preset:>16} batch {bs:>2}: {med:.3f} s/edit, {nfe} NFE, UNet bound {bound:.3f} s, "
+        log(f"{preset:>16} batch {bs:>2}: {med:.3f} s/edit, {nfe} NFE, bound {bound:.3f} s, "
             f"overhead {100 * row['overhead_fraction']:.0f} %")
         results.append(row)
     return results
 
 
+def device_label(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return "cuda: " + torch.cuda.get_device_name()
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
 def run_bench(presets: list[str], *, backbone: str | None, batch_sizes: list[int], repeats: int, device: str,
-              dtype: str, out: Path, command: str, log=print) -> Path:
+              dtype: str, out: Path, command: str, resolution: int | None = None, compile_mode: str | None = None,
+              log=print) -> Path:
     rows = []
     for p in presets:
         rows += bench_method(p, backbone=backbone, batch_sizes=batch_sizes, repeats=repeats, device=device,
-                             dtype=dtype, log=log)
+                             dtype=dtype, resolution=resolution, compile_mode=compile_mode, log=log)
     ref = {r["batch_size"]: r["seconds_per_edit"] for r in rows if r["method"].startswith("icd")}
     for r in rows:
         base = ref.get(r["batch_size"])
         r["ratio_to_icd"] = r["seconds_per_edit"] / base if base else None
     from icd_bench.runner import versions
 
-    dev = "cuda: " + torch.cuda.get_device_name() if device.startswith("cuda") and torch.cuda.is_available() else \
-        f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    data = {"command": command, "device": dev, "dtype": dtype, "versions": versions(), "results": rows}
+    dev = device_label(device)
+    data = {"command": command, "device": dev, "dtype": dtype, "compile": compile_mode, "versions": versions(),
+            "results": rows}
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"bench-{(backbone or 'preset-backbones').replace('/', '_')}-{device.split(':')[0]}"
     stem.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
-    lines = [f"# Editing time: {', '.join(presets)}", "", f"Device: {dev}; dtype {dtype}. Regenerate with `{command}`.",
-             "Seconds per edit: median over the repeats (IQR); UNet bound = the method's UNet calls (by rows) × the "
-             "bare UNet forward at those rows / batch size; overhead = the rest (NTI's backward passes included).", "",
-             "| method | batch | s / edit (IQR) | NFE | s / UNet eval | UNet bound s / edit | overhead | ratio to iCD | peak memory (MB) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"# Editing time: {', '.join(presets)}", "",
+             f"Device: {dev}; dtype {dtype}; torch.compile: {compile_mode or 'off'}. Regenerate with `{command}`.",
+             "Seconds per edit: median over the repeats (IQR). Bound = the method's UNet and VAE calls (by rows) × "
+             "the bare forward at those rows / batch size; overhead = the rest (text encoding, sampler "
+             "arithmetic, attention control, NTI's backward passes).", "",
+             "| method | backbone | res. | batch | s / edit (IQR) | NFE | s / UNet eval | bound s / edit | overhead "
+             "| ratio to iCD | peak memory (MB) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ratio = "—" if r["ratio_to_icd"] is None else f"{r['ratio_to_icd']:.1f}×"
-        lines.append(f"| {r['method']} | {r['batch_size']} | {r['seconds_per_edit']:.3f} ({r['iqr'][0]:.3f}–"
-                     f"{r['iqr'][1]:.3f}) | {r['nfe']} | {r['seconds_per_unet_eval']:.4f} | "
-                     f"{r['unet_bound_seconds_per_edit']:.3f} | {100 * r['overhead_fraction']:.0f} % | {ratio} | "
-                     f"{r['peak_memory_mb']:.0f} |")
+        lines.append(f"| {r['method']} | {r['backbone']} | {r['resolution']} | {r['batch_size']} | "
+                     f"{r['seconds_per_edit']:.3f} ({r['iqr'][0]:.3f}–{r['iqr'][1]:.3f}) | {r['nfe']} | "
+                     f"{r['seconds_per_unet_eval']:.4f} | {r['bound_seconds_per_edit']:.3f} | "
+                     f"{100 * r['overhead_fraction']:.0f} % | {ratio} | {r['peak_memory_mb']:.0f} |")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return stem.with_suffix(".md")
+
+
+def bench_demo(preset: str = DEMO_METHOD, *, samples: int = DEMO_SAMPLES, batch_size: int = 16, device: str = "cpu",
+               work: Path | None = None, log=print) -> dict:
+    """Time the demo job — ``icd-bench run --method PRESET --dataset demo --limit N --score --report``
+    — phase by phase, in this process. Start-up = resolving and loading until the method is built;
+    method = the seconds inside ``method.run`` (the runner's per-sample timing); harness = the rest of
+    the run (loading samples, writing images and records); the UNet bound of the method's calls as in
+    `bench_method`."""
+    from icd_bench.metrics.score import score_run
+    from icd_bench.reports.html_gallery import write_gallery
+    from icd_bench.runner import RunConfig, Runner
+
+    with tempfile.TemporaryDirectory(prefix="icd-bench-demo-") as tmp:
+        out = Path(work or tmp) / "run"
+        seen: dict = {}
+
+        def on_method(method):
+            seen["ready"] = time.perf_counter()
+            seen["counter"] = CallCounter(method.backbone)
+            seen["hooks"] = seen["counter"].counting()
+            seen["hooks"].__enter__()
+
+        t0 = time.perf_counter()
+        runner = Runner(RunConfig(method=preset, dataset="demo", task="edit", out=out, limit=samples,
+                                  batch_size=batch_size, device=device), on_method=on_method)
+        summary = runner.run()
+        t_run = time.perf_counter()
+        seen["hooks"].__exit__(None, None, None)
+        score_run(out, device=device)
+        t_score = time.perf_counter()
+        write_gallery([out], out / "gallery.html")
+        t_report = time.perf_counter()
+        bound, _ = seen["counter"].bound(repeats=3)
+    n = summary.ok + summary.failed
+    method_s = sum(summary.seconds) * 1.0
+    startup = seen["ready"] - t0
+    harness = (t_run - seen["ready"]) - method_s
+    result = {"method": preset, "samples": n, "ok": summary.ok, "batch_size": batch_size,
+              "total_seconds": t_report - t0, "startup_seconds": startup, "method_seconds": method_s,
+              "harness_seconds": harness, "score_seconds": t_score - t_run, "report_seconds": t_report - t_score,
+              "model_bound_seconds": bound, "harness_fraction_of_bound": harness / bound if bound else None}
+    log(f"demo ({preset}, {n} samples, batch {batch_size}): {result['total_seconds']:.1f} s in all — start-up "
+        f"{startup:.1f} s, method {method_s:.1f} s (model bound {bound:.1f} s), harness {harness:.2f} s, "
+        f"score {result['score_seconds']:.1f} s, report {result['report_seconds']:.2f} s")
+    return result
+
+
+def run_demo_bench(presets: list[str] | None, *, device: str, out: Path, command: str, log=print) -> Path:
+    """`bench_demo` for each preset (default: `DEMO_METHOD`); JSON + Markdown in ``out``."""
+    from icd_bench.runner import versions
+
+    results = [bench_demo(p, device=device, log=log) for p in presets or [DEMO_METHOD]]
+    dev = device_label(device)
+    data = {"command": command, "device": dev, "versions": versions(), "results": results}
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"demo-{device.split(':')[0]}"
+    stem.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    lines = [f"# The demo job, timed: {', '.join(r['method'] for r in results)}", "",
+             f"Device: {dev}. Regenerate with `{command}`. The job: `icd-bench run --method METHOD --dataset demo "
+             f"--task edit --limit {DEMO_SAMPLES} --batch-size 16`, then `icd-bench score` (default metrics) and the "
+             "gallery page, in one process. Start-up = resolving the run and loading the models; method = time "
+             "inside the method (its UNet / VAE bound beside it); harness = the rest of the run (loading samples, "
+             "writing images and records).", "",
+             "| method | samples | total s | start-up s | method s | model bound s | harness s | harness / bound "
+             "| score s | report s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        frac = "—" if r["harness_fraction_of_bound"] is None else f"{100 * r['harness_fraction_of_bound']:.1f} %"
+        lines.append(f"| {r['method']} | {r['samples']} | {r['total_seconds']:.1f} | {r['startup_seconds']:.1f} | "
+                     f"{r['method_seconds']:.1f} | {r['model_bound_seconds']:.1f} | {r['harness_seconds']:.2f} | {frac} | "
+                     f"{r['score_seconds']:.1f} | {r['report_seconds']:.2f} |")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return stem.with_suffix(".md")

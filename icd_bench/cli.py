@@ -116,6 +116,7 @@ def run(
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a method parameter: --set key=value (repeatable).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     dtype: Annotated[str, typer.Option(help="fp32, fp16 (GPU only) or bf16.")] = "fp32",
+    compile_mode: Annotated[str | None, typer.Option("--compile", help="torch.compile the UNet: default, reduce-overhead (CUDA graphs) or max-autotune. Compiled kernels round differently, so it is part of the run's configuration.")] = None,
     shard: Annotated[str | None, typer.Option(help="Run shard I of N (I/N); set automatically under `accelerate launch`.")] = None,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Redo samples recorded as errors.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
@@ -128,7 +129,7 @@ def run(
 
     cfg = RunConfig(method=method, dataset=dataset, data_dir=data_dir, split=split, backbone=backbone, task=task,
                     out=out_dir, limit=limit, batch_size=batch_size, seed=seed,
-                    overrides=list(overrides or []), device=device, dtype=dtype,
+                    overrides=list(overrides or []), device=device, dtype=dtype, compile=compile_mode,
                     shard=_parse_shard(shard), retry_errors=retry_errors, debug=_state["debug"])
     runner = Runner(cfg)
     if quiet:
@@ -643,25 +644,25 @@ def gallery(
     out.print(f"gallery: {path.resolve()}")
 
 
-TOY_METHODS = "icd-toy,ddim-toy,ddim-p2p-toy,npi-toy,nti-toy,ef-ddpm-toy,renoise-toy,infedit-toy"
-
-
 @app.command()
 def bench(
-    methods: Annotated[str, typer.Option(help=f"Comma-separated presets, or all (= {TOY_METHODS}).")] = "all",
-    backbone: Annotated[str | None, typer.Option(help="Backbone for every method (default: each preset's).")] = None,
+    methods: Annotated[str, typer.Option(help="Comma-separated presets, or all: every toy method; with an sd15 backbone the SD1.5 presets of Table 6 and the baselines; with an sdxl backbone icd-sdxl and renoise-lcm-sd15 (Table 6's SDXL rows).")] = "all",
+    backbone: Annotated[str | None, typer.Option(help="Backbone for every method (default: each preset's), e.g. toy, sd15-random, sdxl-random (the real architectures with random weights: timing needs no trained weights).")] = None,
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
     repeats: Annotated[int, typer.Option(help="Timed batches per method and batch size (after one warm-up).")] = 3,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     dtype: Annotated[str, typer.Option(help="fp32, fp16 (GPU) or bf16.")] = "fp32",
+    resolution: Annotated[int | None, typer.Option(help="Image side in pixels (default: the backbone's; smaller sides make SD-size checks feasible on a CPU).")] = None,
+    compile_mode: Annotated[str | None, typer.Option("--compile", help="torch.compile the UNet: default, reduce-overhead (CUDA graphs) or max-autotune; the warm-up batch pays the compilation.")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Instead: time the demo job (run + score + report of 64 demo samples, batch 16) phase by phase; --methods picks the method (default icd-toy).")] = False,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where bench-*.json and bench-*.md go.")] = Path("reports/perf"),
 ) -> None:
     """Time editing methods in one process: seconds per edit (median, IQR), UNet evaluations, the
-    bare-UNet bound and each method's overhead, the ratio to iCD, peak memory. Partial: the SD-size
-    random-weight backbones, torch.compile and the runner-throughput benchmark are not here yet."""
-    from icd_bench.bench import run_bench
+    bound of the bare UNet and VAE calls and each method's overhead, the ratio to iCD, peak memory;
+    written as JSON and Markdown. Not here: multi-GPU throughput (run `accelerate launch` yourself)."""
+    from icd_bench.bench import default_methods, run_bench, run_demo_bench
 
-    presets = TOY_METHODS.split(",") if methods == "all" else [m.strip() for m in methods.split(",") if m.strip()]
+    presets = default_methods(backbone) if methods == "all" else [m.strip() for m in methods.split(",") if m.strip()]
     try:
         sizes = [int(b) for b in batch_sizes.split(",")]
     except ValueError:
@@ -669,8 +670,12 @@ def bench(
     if repeats < 1 or any(b < 1 for b in sizes):
         raise ConfigError("--repeats and batch sizes must be at least 1")
     command = "icd-bench " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "icd-bench bench"
-    path = run_bench(presets, backbone=backbone, batch_sizes=sizes, repeats=repeats, device=device, dtype=dtype,
-                     out=out_dir, command=command, log=out.print)
+    if demo:
+        path = run_demo_bench(presets if methods != "all" else None, device=device, out=out_dir, command=command,
+                              log=out.print)
+    else:
+        path = run_bench(presets, backbone=backbone, batch_sizes=sizes, repeats=repeats, device=device, dtype=dtype,
+                         out=out_dir, command=command, resolution=resolution, compile_mode=compile_mode, log=out.print)
     typer.echo(path.read_text(encoding="utf-8"))
     out.print(f"written to {path} and {path.with_suffix('.json')}")
 

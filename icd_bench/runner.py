@@ -4,8 +4,17 @@ preset + overrides → `MethodSpec`; dataset → ids → limit → shard → ski
 ``method.run(task, batch, generators)`` → images + one record per sample, appended atomically.
 
 Determinism: each sample's generator is seeded from (run seed, sample id), so outputs do not
-depend on batch size, order or sharding. Resuming: re-running the same command skips finished ids
-(a sample in flight when a process died has no record and is redone).
+depend on order or sharding, and depend on batch size only up to float rounding (batched kernels
+sum in another order). Resuming: re-running the same command skips finished ids (a sample in
+flight when a process died has no record and is redone).
+
+Throughput: while the model works on batch k, one thread loads and decodes batch k + 1 and another
+writes batch k − 1's images and records (in order; a write error stops the run at the next batch).
+The model loop itself makes one device-to-host transfer per batch.
+
+Failures of one sample never stop a run: a bad dataset item, an exception inside the method (the
+batch is re-run one sample at a time to find it), non-finite values (NaN / Inf) in an output, and
+CUDA out-of-memory (the batch is halved and retried, down to one sample) become error records.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,6 +66,7 @@ class RunConfig:
     shard: tuple[int, int] | None = None
     retry_errors: bool = False
     debug: bool = False
+    compile: str | None = None  # torch.compile mode for the UNet (see Backbone.compile_unet)
 
 
 @dataclass
@@ -158,10 +169,11 @@ class Runner:
     """Runs one configuration into one run directory. Use `Runner(cfg).run()`."""
 
     def __init__(self, cfg: RunConfig, *, progress: Callable[[int, int, int], None] | None = None,
-                 on_start: Callable[[Runner], None] | None = None):
+                 on_start: Callable[[Runner], None] | None = None, on_method: Callable[[Any], None] | None = None):
         self.cfg = cfg
         self.progress = progress  # called as progress(done, ok, failed) after every batch
         self.on_start = on_start  # called once the work is known (total, skipped)
+        self.on_method = on_method  # called with the method once it is built (timing, hooks)
         if cfg.task not in TASKS:
             raise ConfigError(f"unknown --task {cfg.task!r}; use one of {', '.join(TASKS)}")
         if cfg.batch_size < 1:
@@ -181,6 +193,11 @@ class Runner:
         self.shard = resolve_shard(cfg.shard)
         self.device = resolve_device(cfg.device, self.shard)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
+        if cfg.compile is not None:
+            from icd_bench.backbones.base import COMPILE_MODES
+
+            if cfg.compile not in COMPILE_MODES:
+                raise ConfigError(f"unknown --compile mode {cfg.compile!r}; use one of {', '.join(COMPILE_MODES)}")
         self.config = {
             "method": self.spec.method,
             "preset": self.spec.preset,
@@ -191,6 +208,8 @@ class Runner:
             "seed": cfg.seed,
             "dtype": cfg.dtype,
         }
+        if cfg.compile:  # compiled kernels round differently: another configuration
+            self.config["compile"] = cfg.compile
         self.config_hash = config_hash(self.config)
         label = self.spec.preset or self.spec.method
         self.out = Path(cfg.out) if cfg.out else Path("runs") / f"{label}-{cfg.dataset}-{cfg.task}-{self.config_hash[:8]}"
@@ -231,57 +250,110 @@ class Runner:
             return summary
         backbone = load_backbone(self.backbone_name, device=self.device, dtype=self.dtype)
         method = METHODS.get(self.spec.method)(backbone, self.spec.params)
+        if self.cfg.compile:
+            method.backbone.compile_unet(self.cfg.compile)
+        if self.on_method:
+            self.on_method(method)
         done = 0
-        for batch_ids in _batches(todo, self.cfg.batch_size):
-            samples: list[EditSample] = []
-            for sid in batch_ids:
-                try:
-                    samples.append(self.dataset.load(sid))
-                except SampleError as exc:
-                    self._record_error(store, summary, sid, exc.reason)
-            if samples:
-                self._run_batch(store, summary, method, samples)
-            done += len(batch_ids)
-            if self.progress:
-                self.progress(done, summary.ok, summary.failed)
+        batches = list(_batches(todo, self.cfg.batch_size))
+        with ThreadPoolExecutor(1, thread_name_prefix="icd-bench-load") as loader, \
+                ThreadPoolExecutor(1, thread_name_prefix="icd-bench-write") as writer:
+            loading: Future | None = loader.submit(self._load, batches[0])
+            writing: Future | None = None
+
+            def stored() -> None:  # wait for the batch being written (its errors raise here), report it
+                if writing is not None:
+                    writing.result()
+                    if self.progress:
+                        self.progress(done, summary.ok, summary.failed)
+
+            for k, batch_ids in enumerate(batches):
+                loaded = loading.result()
+                loading = loader.submit(self._load, batches[k + 1]) if k + 1 < len(batches) else None
+                results = self._compute(store, method, [s for s in loaded if isinstance(s, EditSample)])
+                stored()
+                writing = writer.submit(self._store, store, summary, loaded, results)
+                done += len(batch_ids)
+            stored()
         return summary
 
-    def _run_batch(self, store: RunStore, summary: RunSummary, method, samples: list[EditSample]) -> None:
+    def _load(self, batch_ids: list[str]) -> list[EditSample | tuple[str, str]]:
+        """The batch's samples, or (id, reason) for those the dataset cannot load."""
+        out: list[EditSample | tuple[str, str]] = []
+        for sid in batch_ids:
+            try:
+                out.append(self.dataset.load(sid))
+            except SampleError as exc:
+                out.append((sid, exc.reason))
+        return out
+
+    def _compute(self, store: RunStore, method, samples: list[EditSample]) -> dict[str, tuple]:
+        """Run the method on a batch: id → ("ok", source image or None, output, seconds) or
+        ("error", reason). Failing batches are split to isolate the failing samples."""
+        if not samples:
+            return {}
         seeds = [sample_seed(self.cfg.seed, s.id) for s in samples]
         generators = [torch.Generator("cpu").manual_seed(sd) for sd in seeds]
         start = time.perf_counter()
         try:
             sources, outputs = method.run(self.cfg.task, samples, generators)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
         except SampleError as exc:
             if len(samples) > 1:
-                for s in samples:
-                    self._run_batch(store, summary, method, [s])
-                return
-            self._record_error(store, summary, samples[0].id, exc.reason)
-            return
+                return self._split(store, method, samples, halves=False)
+            return {samples[0].id: ("error", exc.reason)}
         except IcdBenchError:
             raise
+        except torch.cuda.OutOfMemoryError:
+            if self.cfg.debug and len(samples) == 1:
+                raise
+            torch.cuda.empty_cache()
+            if len(samples) > 1:  # halve and retry
+                return self._split(store, method, samples, halves=True)
+            return {samples[0].id: ("error", "CUDA out of memory at batch size 1; free GPU memory, use "
+                                    "--dtype fp16 or a smaller model")}
         except Exception as exc:
             if self.cfg.debug:
                 raise
             if len(samples) > 1:  # find which sample fails; the others still run
-                for s in samples:
-                    self._run_batch(store, summary, method, [s])
-                return
+                return self._split(store, method, samples, halves=False)
             store.log_error(f"--- {samples[0].id}\n{traceback.format_exc()}")
-            self._record_error(store, summary, samples[0].id, f"{type(exc).__name__}: {exc}")
-            return
+            return {samples[0].id: ("error", f"{type(exc).__name__}: {exc}")}
         seconds = (time.perf_counter() - start) / len(samples)
         if self.cfg.task == "invert" and sources is not None:  # reconstruction quality, for free
             values = psnr(torch.stack([o.image for o in outputs]), sources.float().cpu())
             for out, v in zip(outputs, values.tolist(), strict=True):
                 out.extras["reconstruction_psnr"] = round(v, 3)
-        for i, (s, seed, out) in enumerate(zip(samples, seeds, outputs, strict=True)):
+        result = {}
+        for i, (s, out) in enumerate(zip(samples, outputs, strict=True)):
+            if not torch.isfinite(out.image).all():
+                result[s.id] = ("error", f"the output holds non-finite values (NaN / Inf): the model diverged "
+                                f"under --dtype {self.cfg.dtype}; try --dtype fp32 or other settings")
+                continue
+            result[s.id] = ("ok", None if sources is None else sources[i].cpu(), out, seconds)
+        return result
+
+    def _split(self, store: RunStore, method, samples: list[EditSample], *, halves: bool) -> dict[str, tuple]:
+        parts = [samples[: len(samples) // 2], samples[len(samples) // 2:]] if halves else [[s] for s in samples]
+        out: dict[str, tuple] = {}
+        for part in parts:
+            out |= self._compute(store, method, part)
+        return out
+
+    def _store(self, store: RunStore, summary: RunSummary, loaded: list, results: dict[str, tuple]) -> None:
+        """Write a computed batch in dataset order: images first, then one record per sample."""
+        for item in loaded:
+            if not isinstance(item, EditSample):
+                self._record_error(store, summary, *item)
+                continue
+            res = results[item.id]
+            if res[0] == "error":
+                self._record_error(store, summary, item.id, res[1])
+                continue
+            _, source, out, seconds = res
+            s, seed = item, sample_seed(self.cfg.seed, item.id)
             files = {"image": store.write_image("images", s.id, out.image)}
-            if sources is not None:
-                files["source"] = store.write_image("sources", s.id, sources[i])
+            if source is not None:
+                files["source"] = store.write_image("sources", s.id, source)
             store.append({
                 "id": s.id, "status": "ok", "error": None, "task": self.cfg.task, "seed": seed,
                 "nfe": out.nfe, "seconds": round(seconds, 4), "outputs": files,

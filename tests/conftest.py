@@ -49,3 +49,14 @@ def tiny_sd15_dir(tmp_path_factory) -> Path:
     from icd_bench.backbones.tiny import save_tiny
 
     return save_tiny(tmp_path_factory.mktemp("models") / "tiny-sd15", kind="sd15", seed=0)
+
+
+BENCH_DIR = Path(__file__).parent / "bench"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything in tests/bench is a benchmark: marked ``bench``, left out of the default run
+    (``-m 'not bench'`` in pyproject's addopts); ``pytest tests/bench -m bench`` or ``nox -s bench`` runs it."""
+    for item in items:
+        if BENCH_DIR in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.bench)

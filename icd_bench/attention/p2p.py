@@ -114,6 +114,7 @@ class P2PControl:
                 A[k] = A[k] * eq
                 B[k] = B[k] * eq
         self.A, self.B = A, B
+        self._placed: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         # local blend: the token positions of each sample's blend words, in each branch
         self.blend_tokens: list[tuple[list[int], list[int]] | None] = []
         for k in range(self.n):
@@ -125,6 +126,14 @@ class P2PControl:
                                       word_token_positions(tokenizer, targets[k], words[1])))
         self.blend_resolution = blend_resolution
         self.maps: dict[int, torch.Tensor] = {}  # hw → summed maps (2n, hw, L) of the blend resolution
+
+    def matrices(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A and B as (1, n, 1, L, L) on ``like``'s device and dtype, copied there once per batch
+        (not once per attention layer and step)."""
+        key = (like.device, like.dtype)
+        if key not in self._placed:
+            self._placed[key] = tuple(m.to(like.device, like.dtype)[None, :, None] for m in (self.A, self.B))
+        return self._placed[key]
 
     # -- schedule ----------------------------------------------------------------------------
     def cross_active(self) -> bool:
@@ -259,17 +268,16 @@ class P2PAttnProcessor:
             ps = torch.softmax(qs @ ks.transpose(-1, -2) * scale, dim=-1)
             pt = torch.softmax(qt @ kt.transpose(-1, -2) * scale, dim=-1)
             if edit:
-                A, B = (m.to(ps.device, ps.dtype)[None, :, None] for m in (c.A, c.B))
+                A, B = c.matrices(ps)
                 pt = ps @ A + (pt @ B if c.has_b else 0)
             if keep:
                 c.record(torch.stack([ps, pt], dim=1).reshape(groups * n2, *ps.shape[2:]), groups)
             out_s, out_t = ps @ vs, pt @ vt
         elif is_cross:  # edit through SDPA: (P_src A) v = P_src (A v)
-            A = c.A.to(v.device, v.dtype)[None, :, None]
+            A, B = c.matrices(v)
             out_s = F.scaled_dot_product_attention(qs, ks, vs)
             out_t = F.scaled_dot_product_attention(qs, ks, A @ vt)
             if c.has_b:
-                B = c.B.to(v.device, v.dtype)[None, :, None]
                 out_t = out_t + F.scaled_dot_product_attention(qt, kt, B @ vt)
         else:  # self-attention injection: the source's queries and keys, the target's values
             both = F.scaled_dot_product_attention(qs, ks, torch.cat([vs, vt], dim=-1))

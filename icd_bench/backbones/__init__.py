@@ -1,7 +1,8 @@
 """Backbones: a tokenizer/text-encoder/UNet/VAE/schedule bundle behind one interface.
 
 Registered names: ``sd15`` and ``sdxl`` (the hub models), ``toy`` (the bundled toy-world teacher),
-``tiny-sd15`` and ``tiny-sdxl`` (random weights). Anything else given as ``--backbone`` is a local diffusers directory or a hub id.
+``tiny-sd15`` and ``tiny-sdxl`` (tiny, random weights), ``sd15-random`` and ``sdxl-random`` (the real
+architectures with random weights, for timing). Anything else given as ``--backbone`` is a local diffusers directory or a hub id.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import torch
 
-from icd_bench.backbones import base, loaders, tiny
+from icd_bench.backbones import base, loaders, random_weights, tiny
 from icd_bench.backbones.base import Backbone, NFECounter, PromptEmbeds
 from icd_bench.backbones.loaders import load_pretrained
+from icd_bench.backbones.random_weights import random_backbone
 from icd_bench.backbones.tiny import tiny_backbone
 from icd_bench.errors import UnknownNameError
 from icd_bench.registry import BACKBONES
@@ -43,6 +45,18 @@ def tiny_sd15(device: torch.device | str = "cpu", dtype: torch.dtype = torch.flo
 def tiny_sdxl(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
     """Tiny SDXL-shaped model, 32×32: random weights, for smoke tests and timing only."""
     return tiny_backbone("sdxl", device, dtype)
+
+
+@BACKBONES.register("sd15-random")
+def sd15_random(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
+    """Stable Diffusion 1.5's architecture, 512×512, random weights: for timing only."""
+    return random_backbone("sd15", device, dtype)
+
+
+@BACKBONES.register("sdxl-random")
+def sdxl_random(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
+    """SDXL base's architecture, 1024×1024, random weights: for timing only."""
+    return random_backbone("sdxl", device, dtype)
 
 
 def _looks_like_hub_id(spec: str) -> bool:
@@ -77,5 +91,5 @@ def load_backbone(spec: str, *, device: torch.device | str = "cpu", dtype: torch
                            + f" {spec!r} is not a directory or a hub id (owner/name) either.")
 
 
-__all__ = ["Backbone", "NFECounter", "PromptEmbeds", "base", "load_backbone", "load_pretrained", "loaders",
+__all__ = ["Backbone", "NFECounter", "PromptEmbeds", "base", "load_backbone", "load_pretrained", "loaders", "random_backbone", "random_weights",
            "tiny", "tiny_backbone"]

@@ -15,6 +15,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from icd_bench.errors import ConfigError
+
+#: ``torch.compile`` modes `Backbone.compile_unet` takes.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
 
 @dataclass
 class PromptEmbeds:
@@ -150,6 +155,15 @@ class Backbone:
         self.device, self.dtype = device, dtype
         return self
 
+    def compile_unet(self, mode: str = "default") -> None:
+        """``torch.compile`` the UNet in place, with one of `COMPILE_MODES` ("reduce-overhead" adds
+        CUDA graphs). Call it after the method has equipped the UNet (guidance input, adapters):
+        attribute access (``config``, ``set_adapter``, attention processors) passes through to the
+        compiled module. The first calls of each new shape or adapter pay the compilation."""
+        if mode not in COMPILE_MODES:
+            raise ConfigError(f"unknown compile mode {mode!r}; use one of {', '.join(COMPILE_MODES)}")
+        self.unet = torch.compile(self.unet, mode=mode)
+
     # -- schedule ----------------------------------------------------------------------------
     @property
     def num_train_timesteps(self) -> int:
@@ -255,8 +269,8 @@ class Backbone:
         and target — counted once, the convention of the iCD paper's step counts.
         """
         b = latents.shape[0]
-        if not torch.is_tensor(t):
-            t = torch.tensor(t, device=self.device)
+        if not torch.is_tensor(t):  # a fill on the device: no host-to-device copy inside the loop
+            t = torch.full((b,), int(t), device=self.device)
         t = t.to(self.device)
         if t.ndim == 0:
             t = t.expand(b)

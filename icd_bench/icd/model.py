@@ -37,29 +37,37 @@ RELEASE_GUIDANCE_DIM = 512
 
 # -- the guidance-embedded base -------------------------------------------------------------------
 
-def add_guidance_embedding(unet, dim: int = RELEASE_GUIDANCE_DIM):
+def add_guidance_embedding(unet, dim: int = RELEASE_GUIDANCE_DIM, *, share_weights: bool = False):
     """A copy of ``unet`` with a ``time_cond_proj_dim = dim`` guidance input that starts as a no-op.
 
     The new projection (``time_embedding.cond_proj``) is zero-initialised, so the result computes
     exactly what ``unet`` did for every w: the starting point of guidance distillation. A UNet that
-    already has the input is returned unchanged.
+    already has the input is returned unchanged. ``share_weights``: the copy holds ``unet``'s own
+    tensors (no second set of weights in memory) — for callers that replace ``unet`` by it.
     """
     if unet.config.time_cond_proj_dim is not None:
         return unet
-    new = _with_guidance_input(unet, dim)
-    missing, unexpected = new.load_state_dict(unet.state_dict(), strict=False)
+    state = {k: v.detach() if share_weights else v.detach().clone() for k, v in unet.state_dict().items()}
+    new, missing, unexpected = _with_guidance_input(unet, dim, state)
     if unexpected or set(missing) != {"time_embedding.cond_proj.weight"}:
         raise RuntimeError(f"unexpected keys adding the guidance embedding: {missing} {unexpected}")
-    torch.nn.init.zeros_(new.time_embedding.cond_proj.weight)
+    proj = new.time_embedding.cond_proj
+    proj.weight = torch.nn.Parameter(torch.zeros(proj.weight.shape, dtype=state["conv_in.weight"].dtype))
     return _placed_like(new, unet)
 
 
-def _with_guidance_input(unet, dim: int):
-    """A fresh UNet of ``unet``'s architecture with a ``time_cond_proj_dim = dim`` input."""
+def _with_guidance_input(unet, dim: int, state: dict[str, torch.Tensor]):
+    """A UNet of ``unet``'s architecture with a ``time_cond_proj_dim = dim`` input holding ``state``,
+    and the keys it missed / did not expect. Built on the meta device and given the tensors of
+    ``state`` (no random initialisation of weights that are overwritten at once: seconds at SD sizes);
+    missing parameters stay on the meta device for the caller to fill."""
     from diffusers import UNet2DConditionModel
 
     config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
-    return UNet2DConditionModel.from_config({**config, "time_cond_proj_dim": int(dim)})
+    with torch.device("meta"):
+        new = UNet2DConditionModel.from_config({**config, "time_cond_proj_dim": int(dim)})
+    missing, unexpected = new.load_state_dict(state, strict=False, assign=True)
+    return new, missing, unexpected
 
 
 def _placed_like(new, unet):
@@ -97,8 +105,7 @@ def load_guidance_distilled_unet(path: str | Path, base_unet):
     if proj is None:
         raise ConfigError(f"{path} has no guidance embedding (time_embedding.cond_proj.weight): it is not a "
                           "guidance-distilled UNet")
-    unet = _with_guidance_input(base_unet, int(proj.shape[1]))
-    missing, unexpected = unet.load_state_dict(state, strict=False)
+    unet, missing, unexpected = _with_guidance_input(base_unet, int(proj.shape[1]), state)
     if missing or unexpected:
         raise ConfigError(f"{path} does not match the backbone's UNet: {len(missing)} missing keys "
                           f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")

@@ -48,10 +48,12 @@ class ICDPipeline:
             raise ValueError("boundaries and backbone disagree on the number of training timesteps")
         self.backbone = backbone
         self.boundaries = boundaries
+        self._guidance_cache: dict[tuple, torch.Tensor] = {}
         unet = backbone.unet
         if getattr(unet, "peft_config", None):
             raise ValueError("the backbone's UNet already carries adapters; give iCD a fresh backbone")
-        unet = load_guidance_distilled_unet(teacher, unet) if teacher else add_guidance_embedding(unet, guidance_dim)
+        unet = (load_guidance_distilled_unet(teacher, unet) if teacher
+                else add_guidance_embedding(unet, guidance_dim, share_weights=True))
         backbone.unet = unet
         self.adapters: dict[str, dict] = {}
         for name, path in ((FORWARD, forward_lora), (REVERSE, reverse_lora)):
@@ -73,10 +75,15 @@ class ICDPipeline:
         return all(a["source"] for a in self.adapters.values())
 
     def guidance_cond(self, w: float, rows: int) -> torch.Tensor:
-        """The guidance embedding of scale w for ``rows`` rows (code w − 1; w = 1 is unguided)."""
-        dim = self.unet.config.time_cond_proj_dim
-        emb = guidance_embedding(guidance_code(w), dim)
-        return emb.expand(rows, dim).to(self.backbone.device, self.backbone.dtype)
+        """The guidance embedding of scale w for ``rows`` rows (code w − 1; w = 1 is unguided), made
+        once per (w, device, dtype) and kept on the device: no host-to-device copy per step."""
+        bb = self.backbone
+        key = (float(w), bb.device, bb.dtype)
+        if key not in self._guidance_cache:
+            dim = self.unet.config.time_cond_proj_dim
+            self._guidance_cache[key] = guidance_embedding(guidance_code(w), dim).to(bb.device, bb.dtype)
+        emb = self._guidance_cache[key]
+        return emb.expand(rows, emb.shape[-1])
 
     # -- the two directions ------------------------------------------------------------------------
     @torch.no_grad()

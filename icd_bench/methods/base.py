@@ -73,7 +73,8 @@ class EditingMethod:
                 else:
                     out = self.edit(sources, samples, generators)
         nfe = spent[0] // n
-        return sources, [TaskOutput(image=out[i].float().cpu(), nfe=nfe) for i in range(n)]
+        out = out.float().cpu()  # one transfer (and sync) per batch
+        return sources, [TaskOutput(image=out[i], nfe=nfe) for i in range(n)]
 
     # -- helpers for subclasses --------------------------------------------------------------
     def initial_noise(self, generators: Sequence[torch.Generator]) -> torch.Tensor:
