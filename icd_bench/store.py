@@ -168,12 +168,22 @@ class RunStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         pil.save(buf, format="PNG")
-        _atomic_write_bytes(path, buf.getvalue())
+        try:
+            _atomic_write_bytes(path, buf.getvalue())
+        except OSError as exc:
+            raise _write_error(path, exc) from None
         return rel
 
     def append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, sort_keys=True, default=_json_default) + "\n").encode()
         path = self.root / records_name(self.shard)
+        try:
+            self._append_line(path, line)
+        except OSError as exc:  # a partly written line is torn: readers skip it, the next append starts fresh
+            raise _write_error(path, exc) from None
+
+    @staticmethod
+    def _append_line(path: Path, line: bytes) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             size = os.fstat(fd).st_size
@@ -192,6 +202,12 @@ class RunStore:
     def log_error(self, text: str) -> None:
         with open(self.root / "errors.log", "a", encoding="utf-8") as f:
             f.write(text.rstrip("\n") + "\n")
+
+
+def _write_error(path: Path, exc: OSError) -> RunStoreError:
+    """A failed write (disk full, permissions, ...) as one clear error: what is stored stays valid."""
+    return RunStoreError(f"cannot write {path}: {exc.strerror or exc}. Free space (or fix the permissions) and "
+                         f"re-run the same command: finished samples are kept and the run resumes")
 
 
 def _json_default(o: Any) -> Any:
