@@ -1,4 +1,4 @@
-"""Developer tasks: ``nox -s tests lint demo regress bench``.
+"""Developer tasks: ``nox -s tests lint demo regress bench soak``.
 
 Each session installs the project into its own virtualenv the way the README does.
 """
@@ -94,3 +94,11 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     session.run("pytest", "tests/bench", "-m", "bench", "-q", env=OFFLINE)
     session.run("icd-bench", "bench", *(session.posargs or ["--methods", "all", "--repeats", "3"]), env=OFFLINE)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """Run the demo job and SIGKILL it at random moments 20 times, checking the run store after each kill,
+    then finish it and compare with an uninterrupted run (manual use; minutes on a CPU)."""
+    session.install("-e", ".")
+    session.run("python", "tests/soak.py", *(session.posargs or ["--rounds", "20"]), env=OFFLINE)
