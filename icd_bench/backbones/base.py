@@ -143,6 +143,19 @@ class Backbone:
         self.dtype = torch.float32
         self.to(device, dtype)
 
+    @classmethod
+    def from_components(cls, c: dict, *, kind: str, source: str, device: torch.device | str = "cpu",
+                        dtype: torch.dtype = torch.float32) -> Backbone:
+        """A backbone from diffusers-pipeline components built in memory (keys tokenizer, text_encoder,
+        [tokenizer_2, text_encoder_2,] unet, vae, scheduler); SDXL (``kind="sdxl"``) zeroes the empty prompt."""
+        xl = kind == "sdxl"
+        names = ["", "_2"] if xl else [""]
+        scale = 2 ** (len(c["vae"].config.block_out_channels) - 1)
+        return cls(kind=kind, source=source, tokenizers=[c[f"tokenizer{n}"] for n in names],
+                   text_encoders=[c[f"text_encoder{n}"] for n in names], unet=c["unet"], vae=c["vae"],
+                   scheduler=c["scheduler"], resolution=int(c["unet"].config.sample_size) * scale,
+                   device=device, dtype=dtype, force_zeros_for_empty_prompt=xl)
+
     # -- placement ---------------------------------------------------------------------------
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Backbone:
         device = torch.device(device) if device is not None else self.device

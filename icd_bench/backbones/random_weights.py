@@ -77,11 +77,5 @@ def build_random(kind: str, device: torch.device | str = "cpu", seed: int = 0) -
 def random_backbone(kind: str = "sd15", device: torch.device | str = "cpu",
                     dtype: torch.dtype = torch.float32, seed: int = 0) -> Backbone:
     """An SD1.5- or SDXL-sized random-weight backbone (see the module doc)."""
-    c = build_random(kind, device, seed)
-    xl = kind == "sdxl"
-    names = ["", "_2"] if xl else [""]
-    scale = 2 ** (len(c["vae"].config.block_out_channels) - 1)
-    return Backbone(kind=kind, source=f"{kind}-random", tokenizers=[c[f"tokenizer{n}"] for n in names],
-                    text_encoders=[c[f"text_encoder{n}"] for n in names], unet=c["unet"], vae=c["vae"],
-                    scheduler=c["scheduler"], resolution=int(c["unet"].config.sample_size) * scale,
-                    device=device, dtype=dtype, force_zeros_for_empty_prompt=xl)
+    return Backbone.from_components(build_random(kind, device, seed), kind=kind, source=f"{kind}-random",
+                                    device=device, dtype=dtype)

@@ -191,11 +191,5 @@ def tiny_backbone(kind: str = "sd15", device: torch.device | str = "cpu", dtype:
                   seed: int = 0, time_cond_proj_dim: int | None = None) -> Backbone:
     """A tiny random-weight backbone built in memory, identical to `save_tiny` + `load_pretrained`."""
     quiet_libraries()  # diffusers warns on every fp16 / bf16 cast of a UNet built in memory
-    c = build_tiny(kind, seed, time_cond_proj_dim)
-    xl = kind == "sdxl"
-    names = ["", "_2"] if xl else [""]
-    scale = 2 ** (len(c["vae"].config.block_out_channels) - 1)
-    return Backbone(kind=kind, source=f"tiny-{kind}", tokenizers=[c[f"tokenizer{n}"] for n in names],
-                    text_encoders=[c[f"text_encoder{n}"] for n in names], unet=c["unet"], vae=c["vae"],
-                    scheduler=c["scheduler"], resolution=int(c["unet"].config.sample_size) * scale,
-                    device=device, dtype=dtype, force_zeros_for_empty_prompt=xl)
+    return Backbone.from_components(build_tiny(kind, seed, time_cond_proj_dim), kind=kind, source=f"tiny-{kind}",
+                                    device=device, dtype=dtype)
