@@ -241,6 +241,7 @@ class Runner:
     def run(self) -> RunSummary:
         from icd_bench.backbones import load_backbone
 
+        fresh = not (self.out / "manifest.json").exists()
         store = RunStore.create_or_resume(self.out, self.manifest(), self.shard)
         todo = self.todo(store)
         summary = RunSummary(out=self.out, total=self.total, skipped=self.skipped, ok=0, failed=0)
@@ -248,10 +249,15 @@ class Runner:
             self.on_start(self)
         if not todo:
             return summary
-        backbone = load_backbone(self.backbone_name, device=self.device, dtype=self.dtype)
-        method = METHODS.get(self.spec.method)(backbone, self.spec.params)
-        if self.cfg.compile:
-            method.backbone.compile_unet(self.cfg.compile)
+        try:
+            backbone = load_backbone(self.backbone_name, device=self.device, dtype=self.dtype)
+            method = METHODS.get(self.spec.method)(backbone, self.spec.params)
+            if self.cfg.compile:
+                method.backbone.compile_unet(self.cfg.compile)
+        except BaseException:
+            if fresh:  # nothing ran: leave no run directory behind to refuse the corrected command
+                store.discard_if_empty()
+            raise
         if self.on_method:
             self.on_method(method)
         done = 0

@@ -199,6 +199,21 @@ class RunStore:
         finally:
             os.close(fd)
 
+    def discard_if_empty(self) -> None:
+        """Remove a run directory that holds nothing but its manifest (a run that could not start), so
+        the same command with corrected settings is not refused as another configuration."""
+        if any(p.stat().st_size for p in self.records_files()):
+            return
+        for sub in ("images", "sources"):
+            folder = self.root / sub
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        (self.root / MANIFEST).unlink(missing_ok=True)
+        for path in self.records_files():
+            path.unlink()
+        if not any(self.root.iterdir()):
+            self.root.rmdir()
+
     def log_error(self, text: str) -> None:
         with open(self.root / "errors.log", "a", encoding="utf-8") as f:
             f.write(text.rstrip("\n") + "\n")

@@ -8,6 +8,7 @@ reachable (``backbone.unet``...) for methods that need to go deeper (attention p
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -105,6 +106,17 @@ class NFECounter:
             yield box
         finally:
             box[0] = self.rows - start
+
+
+def warn_truncated(tokenizer, prompts: Sequence[str]) -> None:
+    """Warn, as diffusers' pipelines do, when a prompt is longer than the text encoder's window:
+    it is truncated to ``model_max_length`` tokens and the rest is ignored."""
+    limit = tokenizer.model_max_length
+    for ids in tokenizer(list(prompts), truncation=False).input_ids:
+        if len(ids) > limit:
+            dropped = tokenizer.decode(ids[limit - 1:-1])
+            warnings.warn(f"prompt truncated to {limit} tokens ({len(ids)} given); ignored: {dropped!r}",
+                          stacklevel=3)
 
 
 def _move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
@@ -213,6 +225,7 @@ class Backbone:
         """Encode prompts the way the model's pipeline does (SD1.5: last hidden state; SDXL:
         penultimate hidden states of both encoders concatenated, pooled from the second)."""
         prompts = list(prompts)
+        warn_truncated(self.tokenizers[0], prompts)
         states, pooled = [], None
         for tok, enc in zip(self.tokenizers, self.text_encoders, strict=True):
             ids = tok(prompts, padding="max_length", max_length=tok.model_max_length,

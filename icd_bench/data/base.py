@@ -42,6 +42,33 @@ def unique_id(base: str, taken) -> str:
     return sid
 
 
+def data_file(root: Path, relative: str, sample_id: str) -> Path:
+    """``root / relative`` for a path read from a dataset file, refused (`SampleError`) when it is
+    absolute or leads outside ``root`` (``../``, symlinks resolved): a dataset cannot make the
+    harness read files elsewhere."""
+    base = root.resolve()
+    path = (base / relative).resolve()
+    if Path(relative).is_absolute() or not path.is_relative_to(base):
+        raise SampleError(sample_id, f"image path {relative!r} leads outside the data directory {root}; "
+                          "dataset paths must be relative and stay inside it")
+    return path
+
+
+def checked_blend_words(sample_id: str, source: str, target: str,
+                        blend: tuple[str, str] | None) -> tuple[str, str] | None:
+    """The blend words if each is a word of its prompt; otherwise None with a warning (local blend
+    is turned off for that sample rather than blending with an empty mask)."""
+    if blend is None:
+        return None
+    for word, prompt, which in ((blend[0], source, "source"), (blend[1], target, "target")):
+        words = {w.strip(".,;:!?\"'()[]").lower() for w in prompt.split()}
+        if word.lower() not in words:
+            warnings.warn(f"{sample_id}: blend word {word!r} is not in the {which} prompt {prompt!r}; "
+                          "local blend is off for this sample", stacklevel=2)
+            return None
+    return blend
+
+
 def load_rgb_image(path: Path, sample_id: str) -> Image.Image:
     """Open an image file as 8-bit RGB, or raise `SampleError` saying why it cannot be used.
 

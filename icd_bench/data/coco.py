@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import ClassVar
 
-from icd_bench.data.base import load_rgb_image, unique_id
+from icd_bench.data.base import checked_blend_words, data_file, load_rgb_image, unique_id
 from icd_bench.data.folder import sample_id_for
 from icd_bench.errors import ConfigError, SampleError
 from icd_bench.registry import DATASETS
@@ -95,7 +95,8 @@ class CocoEdit:
             blend = parse_blend_words(row.get("blended_words", ""))
         except ValueError as exc:
             raise SampleError(sample_id, f"{exc} (line {line})") from None
-        image = load_rgb_image(self.images / row["file_name"], sample_id)
+        image = load_rgb_image(data_file(self.images, row["file_name"], sample_id), sample_id)
+        blend = checked_blend_words(sample_id, row["old_caption"], row["edited_caption"], blend)
         return EditSample(id=sample_id, image=image, source_prompt=row["old_caption"],
                           target_prompt=row["edited_caption"], blend_words=blend, edit_type="replace",
                           meta={"file_name": row["file_name"]})
@@ -142,6 +143,6 @@ class CocoCaptions:
         file_name, caption = self.captions[sample_id]
         if not caption:
             raise SampleError(sample_id, "empty caption")
-        image = load_rgb_image(self.images / file_name, sample_id)
+        image = load_rgb_image(data_file(self.images, file_name, sample_id), sample_id)
         return EditSample(id=sample_id, image=image, source_prompt=caption, target_prompt=caption,
                           meta={"file_name": file_name})

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from icd_bench.data.base import load_rgb_image, unique_id
+from icd_bench.data.base import checked_blend_words, data_file, load_rgb_image, unique_id
 from icd_bench.errors import ConfigError, SampleError
 from icd_bench.registry import DATASETS
 from icd_bench.types import EditSample
@@ -98,7 +98,8 @@ class FolderDataset:
                 raise SampleError(sample_id, f"blend_words must be two words 'source target', got "
                                   f"{row.blend_words!r} ({where})")
             blend = (words[0], words[1])
-        image = load_rgb_image(self.root / row.file_name, sample_id)
+        image = load_rgb_image(data_file(self.root, row.file_name, sample_id), sample_id)
+        blend = checked_blend_words(sample_id, row.source_prompt, row.target_prompt, blend)
         return EditSample(id=sample_id, image=image, source_prompt=row.source_prompt,
                           target_prompt=row.target_prompt, blend_words=blend,
                           meta={"file_name": row.file_name})

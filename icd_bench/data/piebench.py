@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from icd_bench.data.base import load_rgb_image
+from icd_bench.data.base import checked_blend_words, data_file, load_rgb_image
 from icd_bench.errors import ConfigError, SampleError
 from icd_bench.registry import DATASETS
 from icd_bench.types import EditSample
@@ -146,7 +146,8 @@ class PieBench:
             if len(words) != 2:
                 raise SampleError(sample_id, f"blended_word must be 'source target', got {e['blended_word']!r}")
             blend = (words[0], words[1])
-        image = load_rgb_image(self.root / "annotation_images" / str(e["image_path"]), sample_id)
+        image = load_rgb_image(data_file(self.root / "annotation_images", str(e["image_path"]), sample_id), sample_id)
+        blend = checked_blend_words(sample_id, source, target, blend)
         try:
             mask = decode_mask(list(e["mask"]))
         except (TypeError, ValueError) as exc:

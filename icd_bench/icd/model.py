@@ -14,6 +14,7 @@ trains are saved the same way, with rank / alpha / targets in the safetensors me
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -85,16 +86,27 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as e:  # noqa: BLE001 - a truncated or foreign file is a bad file for the user
+            raise ConfigError(f"{path} is not a readable safetensors file ({_first_line(e)}); "
+                              "download or export it again") from None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own advice on unpickling is not the user's fix here
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise ConfigError(f"{path} is not a tensor state dict loadable with weights_only=True: {e}") from None
+        raise ConfigError(f"{path} is not a tensor state dict loadable with weights_only=True "
+                          f"({_first_line(e)}); only plain tensor checkpoints are read, never pickled code") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ConfigError(f"{path} does not hold a plain state dict of tensors")
     return state
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def load_guidance_distilled_unet(path: str | Path, base_unet):
