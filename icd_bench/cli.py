@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from icd_bench import __version__
@@ -200,8 +201,11 @@ def _print_summary(summary) -> None:
     if summary.psnr:
         table.add_row("reconstruction PSNR", f"{statistics.mean(summary.psnr):.2f} dB (mean over "
                       f"{len(summary.psnr)}; output vs the source as the model saw it)")
-    if summary.first_error:
-        table.add_row("first error", f"[red]{summary.first_error}[/]")
+    shown = 10
+    for k, (sample_id, reason) in enumerate(summary.errors[:shown]):
+        table.add_row("failed" if k == 0 else "", f"[red]{escape(sample_id)}[/]: {escape(reason)}")
+    if len(summary.errors) > shown:
+        table.add_row("", f"… and {len(summary.errors) - shown} more (reasons in records.jsonl)")
     out.print(table)
 
 

@@ -80,6 +80,7 @@ class RunSummary:
     nfe: list[int] = field(default_factory=list)
     psnr: list[float] = field(default_factory=list)  # reconstruction PSNR (dB) of an invert run
     first_error: str | None = None
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (sample id, reason) of this invocation
 
 
 def sample_seed(seed: int, sample_id: str) -> int:
@@ -378,3 +379,4 @@ class Runner:
                       "outputs": {}})
         summary.failed += 1
         summary.first_error = summary.first_error or f"{sample_id}: {reason}"
+        summary.errors.append((sample_id, reason))

@@ -251,3 +251,33 @@ def test_coco_csv_with_a_broken_tuple_is_a_per_sample_error(tmp_path):
     assert ds.load(first).blend_words == ("cat", "dog")
     with pytest.raises(SampleError, match="not a tuple of two words"):
         ds.load(second)
+
+
+def test_a_run_with_five_broken_samples_among_64_reports_them(tmp_path):
+    """The acceptance run: 59 good samples complete, the 5 broken ones are listed with their reasons
+    in the terminal summary and in records.jsonl, and the report counts them instead of averaging them."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = []
+    for k in range(59):
+        make_image(data / f"g{k}.png", color=(4 * k, 120, 250 - 4 * k), size=32)
+        rows.append((f"g{k}.png", f"a circle {k}", f"a square {k}"))
+    (data / "garbage.png").write_bytes(b"not an image")
+    rows += [("absent.png", "a cat", "a dog"), ("garbage.png", "a cat", "a dog"), ("g0.png", "", "a dog"),
+             ("../g1.png", "a cat", "a dog"), ("g2.png", "a cat", "a dog", "one")]
+    write_prompts(data, rows)
+    out = tmp_path / "run"
+    res = icd("run", "--method", "ddim", "--dataset", "folder", "--data-dir", str(data), "--backbone", "tiny-sd15",
+              "--task", "invert", "--set", "num_inference_steps=1", "--batch-size", "16", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    for reason in ("image file not found", "unreadable image", "empty source_prompt", "leads outside the data",
+                   "blend_words must be two words"):
+        assert reason in res.stdout, (reason, res.stdout)
+    records = RunStore(out).records()
+    assert len(records) == 64 and sum(r["status"] == "ok" for r in records) == 59
+    assert all(r["error"] for r in records if r["status"] == "error")
+    assert icd("score", str(out), "--metrics", "psnr").returncode == 0
+    report = icd("report", str(out), "--table", "table2", "--out", str(tmp_path / "rep"))
+    assert report.returncode == 0, report.stderr
+    text = "".join(p.read_text() for p in (tmp_path / "rep").glob("*.md"))
+    assert "run: 5 of 64 samples failed and are not in its means" in text

@@ -124,6 +124,13 @@ def _run_info(run: Path) -> tuple[dict, pd.DataFrame, list[dict]]:
     return config, metrics, records
 
 
+def failed_samples(run: Path) -> int:
+    """How many of a run's samples ended as error records (counted in reports, never averaged)."""
+    from icd_bench.store import RunStore
+
+    return sum(r.get("status") != "ok" for r in RunStore(run).records())
+
+
 def resolve_match(paper: pd.DataFrame, row: str) -> tuple[str, str]:
     """``SECTION/ROW`` (or ``ROW``) → the paper's (section, configuration): ROW is the configuration as
     printed or its letter (``unguided/G`` → ``G: fCD4 + L_f | CD4 + L_r``)."""
@@ -153,6 +160,10 @@ def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, see
                      "repository, where reports/paper/ holds them")
     for run in runs:
         config, metrics, records = _run_info(run)
+        failed = failed_samples(run)
+        if failed:
+            notes.append(f"{run.name}: {failed} of {failed + len(records)} samples failed and are not in its means "
+                         "(their reasons are in its records.jsonl)")
         preset = config.get("preset") or config.get("method")
         dataset = config.get("dataset", {}).get("name", "")
         match = spec.matches.get(preset)
