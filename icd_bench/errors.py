@@ -41,3 +41,9 @@ class SampleError(IcdBenchError):
         super().__init__(f"{sample_id}: {reason}")
         self.sample_id = sample_id
         self.reason = reason
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a library's exception message (or its type): the part worth one error line."""
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(". ") if text else type(exc).__name__

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from icd_bench.backbones.base import Backbone
-from icd_bench.errors import BackboneNotFoundError, IcdBenchError
+from icd_bench.errors import BackboneNotFoundError, IcdBenchError, first_line
 
 #: The noise schedule of SD1.5 / SDXL (and the iCD reference code's base scheduler).
 SD_SCHEDULER_CONFIG = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
@@ -76,11 +76,6 @@ def _how_to_fix(source: str, local: bool = False) -> str:
             + ("; or unset HF_HUB_OFFLINE to let the hub be reached." if offline() else "."))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0].rstrip(". ") if text else type(exc).__name__
-
-
 def _hub_reason(exc: BaseException) -> str:
     """Why a hub id could not be used, in words (the exception types say it best)."""
     from huggingface_hub.errors import (
@@ -99,10 +94,10 @@ def _hub_reason(exc: BaseException) -> str:
     if isinstance(exc, RepositoryNotFoundError):
         return "no such repository on the hub (or it is private: log in with `hf auth login`)"
     if isinstance(exc, EntryNotFoundError):
-        return f"the repository lacks a file ({_first_line(exc)})"
+        return f"the repository lacks a file ({first_line(exc)})"
     if isinstance(exc, HFValidationError):
         return "it is neither a local directory nor a valid hub id (owner/name)"
-    return _first_line(exc)
+    return first_line(exc)
 
 
 # -- pieces ---------------------------------------------------------------------------------------
@@ -129,7 +124,7 @@ def _model_index(source: str, local: bool) -> dict:
         index = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BackboneNotFoundError(f"cannot read model_index.json of backbone {source!r}: "
-                                    f"{_first_line(exc)}. {_how_to_fix(source, local)}") from None
+                                    f"{first_line(exc)}. {_how_to_fix(source, local)}") from None
     if not isinstance(index, dict):
         raise BackboneNotFoundError(f"model_index.json of backbone {source!r} is not a JSON object. "
                                     f"{_how_to_fix(source, local)}")
@@ -180,7 +175,7 @@ def _load(cls, source: str, subfolder: str, local: bool, **kw) -> Any:
             warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
             return cls.from_pretrained(source, subfolder=subfolder, local_files_only=local or offline(), **kw)
     except _load_errors() as exc:
-        why = _first_line(exc) if local else _hub_reason(exc)
+        why = first_line(exc) if local else _hub_reason(exc)
         raise BackboneNotFoundError(f"cannot load the {subfolder}/ component of backbone {source!r}: "
                                     f"{why}. {_how_to_fix(source, local)}") from None
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from icd_bench.errors import ConfigError
+from icd_bench.errors import ConfigError, first_line
 from icd_bench.paths import user_path
 
 FORWARD, REVERSE = "fcdm", "cdm"  # adapter names ("forward" would shadow nn.Module.forward in peft)
@@ -89,7 +89,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except Exception as e:  # noqa: BLE001 - a truncated or foreign file is a bad file for the user
-            raise ConfigError(f"{path} is not a readable safetensors file ({_first_line(e)}); "
+            raise ConfigError(f"{path} is not a readable safetensors file ({first_line(e)}); "
                               "download or export it again") from None
     try:
         with warnings.catch_warnings():  # torch's own advice on unpickling is not the user's fix here
@@ -97,16 +97,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
         raise ConfigError(f"{path} is not a tensor state dict loadable with weights_only=True "
-                          f"({_first_line(e)}); only plain tensor checkpoints are read, never pickled code") from None
+                          f"({first_line(e)}); only plain tensor checkpoints are read, never pickled code") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ConfigError(f"{path} does not hold a plain state dict of tensors")
     return state
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def load_guidance_distilled_unet(path: str | Path, base_unet):
