@@ -40,7 +40,7 @@ from icd_bench.config import MethodSpec, resolve_method
 from icd_bench.errors import ConfigError, IcdBenchError, SampleError
 from icd_bench.metrics.functional import psnr
 from icd_bench.registry import DATASETS, METHODS
-from icd_bench.store import RunStore, config_hash
+from icd_bench.store import MANIFEST, RunStore, config_hash
 from icd_bench.types import TASKS, EditSample
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -79,7 +79,6 @@ class RunSummary:
     seconds: list[float] = field(default_factory=list)
     nfe: list[int] = field(default_factory=list)
     psnr: list[float] = field(default_factory=list)  # reconstruction PSNR (dB) of an invert run
-    first_error: str | None = None
     errors: list[tuple[str, str]] = field(default_factory=list)  # (sample id, reason) of this invocation
 
 
@@ -242,7 +241,7 @@ class Runner:
     def run(self) -> RunSummary:
         from icd_bench.backbones import load_backbone
 
-        fresh = not (self.out / "manifest.json").exists()
+        fresh = not (self.out / MANIFEST).exists()
         store = RunStore.create_or_resume(self.out, self.manifest(), self.shard)
         todo = self.todo(store)
         summary = RunSummary(out=self.out, total=self.total, skipped=self.skipped, ok=0, failed=0)
@@ -378,5 +377,4 @@ class Runner:
                       "seed": sample_seed(self.cfg.seed, sample_id), "nfe": None, "seconds": None,
                       "outputs": {}})
         summary.failed += 1
-        summary.first_error = summary.first_error or f"{sample_id}: {reason}"
         summary.errors.append((sample_id, reason))
