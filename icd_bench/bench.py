@@ -228,6 +228,17 @@ def bench_method(preset: str, *, backbone: str | None, batch_sizes: list[int], r
     return results
 
 
+def _write_report(stem: Path, data: dict, lines: list[str]) -> Path:
+    """``stem.json`` (``data`` with the package versions) and ``stem.md`` (``lines``); returns the Markdown path."""
+    from icd_bench.runner import versions
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps({**data, "versions": versions()}, indent=2) + "\n",
+                                         encoding="utf-8")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return stem.with_suffix(".md")
+
+
 def device_label(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return "cuda: " + torch.cuda.get_device_name()
@@ -245,14 +256,8 @@ def run_bench(presets: list[str], *, backbone: str | None, batch_sizes: list[int
     for r in rows:
         base = ref.get(r["batch_size"])
         r["ratio_to_icd"] = r["seconds_per_edit"] / base if base else None
-    from icd_bench.runner import versions
-
     dev = device_label(device)
-    data = {"command": command, "device": dev, "dtype": dtype, "compile": compile_mode, "versions": versions(),
-            "results": rows}
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"bench-{(backbone or 'preset-backbones').replace('/', '_')}-{device.split(':')[0]}"
-    stem.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
+    data = {"command": command, "device": dev, "dtype": dtype, "compile": compile_mode, "results": rows}
     lines = [f"# Editing time: {', '.join(presets)}", "",
              f"Device: {dev}; dtype {dtype}; torch.compile: {compile_mode or 'off'}. Regenerate with `{command}`.",
              "Seconds per edit: median over the repeats (IQR). Bound = the method's UNet and VAE calls (by rows) × "
@@ -268,8 +273,8 @@ def run_bench(presets: list[str], *, backbone: str | None, batch_sizes: list[int
                      f"{r['seconds_per_edit']:.3f} ({r['iqr'][0]:.3f}–{r['iqr'][1]:.3f}) | {r['nfe']} | "
                      f"{r['seconds_per_unet_eval']:.4f} | {r['bound_seconds_per_edit']:.3f} | "
                      f"{100 * r['overhead_fraction']:.0f} % | {ratio} | {r['peak_memory_mb']:.0f} |")
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    return stem.with_suffix(".md")
+    return _write_report(out / f"bench-{(backbone or 'preset-backbones').replace('/', '_')}-{device.split(':')[0]}",
+                         data, lines)
 
 
 def bench_demo(preset: str = DEMO_METHOD, *, samples: int = DEMO_SAMPLES, batch_size: int = 16, device: str = "cpu",
@@ -277,7 +282,7 @@ def bench_demo(preset: str = DEMO_METHOD, *, samples: int = DEMO_SAMPLES, batch_
     """Time the demo job — ``icd-bench run --method PRESET --dataset demo --limit N --score --report``
     — phase by phase, in this process. Start-up = resolving and loading until the method is built;
     method = the seconds inside ``method.run`` (the runner's per-sample timing); harness = the rest of
-    the run (loading samples, writing images and records); the UNet bound of the method's calls as in
+    the run (loading samples, writing images and records); the UNet + VAE bound of the method's calls as in
     `bench_method`."""
     from icd_bench.metrics.score import score_run
     from icd_bench.reports.html_gallery import write_gallery
@@ -318,14 +323,8 @@ def bench_demo(preset: str = DEMO_METHOD, *, samples: int = DEMO_SAMPLES, batch_
 
 def run_demo_bench(presets: list[str] | None, *, device: str, out: Path, command: str, log=print) -> Path:
     """`bench_demo` for each preset (default: `DEMO_METHOD`); JSON + Markdown in ``out``."""
-    from icd_bench.runner import versions
-
     results = [bench_demo(p, device=device, log=log) for p in presets or [DEMO_METHOD]]
     dev = device_label(device)
-    data = {"command": command, "device": dev, "versions": versions(), "results": results}
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"demo-{device.split(':')[0]}"
-    stem.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     lines = [f"# The demo job, timed: {', '.join(r['method'] for r in results)}", "",
              f"Device: {dev}. Regenerate with `{command}`. The job: `icd-bench run --method METHOD --dataset demo "
              f"--task edit --limit {DEMO_SAMPLES} --batch-size 16`, then `icd-bench score` (default metrics) and the "
@@ -340,5 +339,5 @@ def run_demo_bench(presets: list[str] | None, *, device: str, out: Path, command
         lines.append(f"| {r['method']} | {r['samples']} | {r['total_seconds']:.1f} | {r['startup_seconds']:.1f} | "
                      f"{r['method_seconds']:.1f} | {r['model_bound_seconds']:.1f} | {r['harness_seconds']:.2f} | {frac} | "
                      f"{r['score_seconds']:.1f} | {r['report_seconds']:.2f} |")
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return stem.with_suffix(".md")
+    return _write_report(out / f"demo-{device.split(':')[0]}", {"command": command, "device": dev, "results": results},
+                         lines)
