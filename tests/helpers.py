@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+from collections import Counter
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -23,3 +25,27 @@ def write_prompts(root: Path, rows: list[tuple]) -> Path:
         for r in rows:
             w.writerow(list(r) + [""] * (4 - len(r)))
     return path
+
+
+def check_run_store(out: Path) -> list[dict]:
+    """The invariants a killed run must keep; returns its records. Parseable records but a torn last
+    line, each id at most once, every recorded image present and decodable, a parseable manifest
+    wherever there are records (or a manifest at all)."""
+    path = out / "records.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            assert i == len(lines) - 1, f"{path}: torn line {i + 1} is not the last"
+    counts = Counter(r["id"] for r in records)
+    assert not counts or max(counts.values()) == 1, f"duplicate records: {counts.most_common(3)}"
+    for r in records:
+        for rel in r["outputs"].values():
+            with Image.open(out / rel) as im:
+                im.load()
+    if records or (out / "manifest.json").exists():
+        json.loads((out / "manifest.json").read_text())
+    return records
+

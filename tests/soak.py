@@ -9,7 +9,6 @@ images byte-identical to an uninterrupted reference run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -17,10 +16,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
-from PIL import Image
+from helpers import check_run_store  # tests/ is on the path when run as a script
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -28,27 +26,6 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 def command(out: Path, limit: int) -> list[str]:
     return [sys.executable, "-m", "icd_bench", "run", "--method", "icd-toy", "--dataset", "demo", "--task", "edit",
             "--limit", str(limit), "--batch-size", "4", "--out", str(out), "--device", "cpu", "--quiet"]
-
-
-def check(out: Path) -> int:
-    """Store invariants after a kill; returns the number of stored samples. Raises AssertionError."""
-    path = out / "records.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    records = []
-    for i, line in enumerate(lines):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            assert i == len(lines) - 1, f"{path}: torn line {i + 1} is not the last"
-    counts = Counter(r["id"] for r in records)
-    assert not counts or max(counts.values()) == 1, f"duplicate records: {counts.most_common(3)}"
-    for r in records:
-        for rel in r["outputs"].values():
-            with Image.open(out / rel) as im:
-                im.load()
-    if (out / "manifest.json").exists():
-        json.loads((out / "manifest.json").read_text())
-    return len(records)
 
 
 def main() -> int:
@@ -70,9 +47,9 @@ def main() -> int:
         time.sleep(rng.uniform(0.2, full))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        print(f"round {k + 1}/{args.rounds}: killed, {check(out)} samples stored, store consistent", flush=True)
+        print(f"round {k + 1}/{args.rounds}: killed, {len(check_run_store(out))} samples stored, store consistent", flush=True)
     subprocess.run(command(out, args.limit), env=ENV, check=True, capture_output=True)
-    assert check(out) == args.limit
+    assert len(check_run_store(out)) == args.limit
     for image in sorted((ref / "images").glob("*.png")):
         assert (out / "images" / image.name).read_bytes() == image.read_bytes(), image.name
     print(f"soak passed: {args.rounds} kills, {args.limit} samples, outputs identical to the reference")

@@ -4,22 +4,19 @@ environment, so thread counts (and so CPU rounding) match between the killed and
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from PIL import Image
 from safetensors.torch import load_file
 
-from helpers import make_image, write_prompts
+from helpers import check_run_store, make_image, write_prompts
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -39,25 +36,6 @@ def kill_when(cmd: list[str], ready, rng: random.Random, timeout: float = 120) -
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return not finished
-
-
-def check_store(out: Path) -> list[dict]:
-    """The invariants a killed run must keep: parseable records (a torn last line aside), each id at
-    most once, every recorded image present and decodable, no temporary files left visible."""
-    lines = (out / "records.jsonl").read_text().splitlines() if (out / "records.jsonl").exists() else []
-    recs = []
-    for i, line in enumerate(lines):
-        try:
-            recs.append(json.loads(line))
-        except json.JSONDecodeError:
-            assert i == len(lines) - 1, "only the last line may be torn"
-    assert max(Counter(r["id"] for r in recs).values(), default=1) == 1
-    for r in recs:
-        for rel in r["outputs"].values():
-            with Image.open(out / rel) as im:
-                im.load()
-    json.loads((out / "manifest.json").read_text())
-    return recs
 
 
 @pytest.fixture
@@ -84,13 +62,13 @@ def test_run_killed_at_random_points_resumes_to_the_uninterrupted_result(folder_
     rec = out / "records.jsonl"
     kills = 0
     for _ in range(3):  # three kills, each after a random number of newly stored samples
-        target = (len(check_store(out)) if rec.exists() else 0) + rng.randint(1, 2)
+        target = (len(check_run_store(out)) if rec.exists() else 0) + rng.randint(1, 2)
         kills += kill_when(run(out), lambda t=target: rec.exists() and len(rec.read_bytes().splitlines()) >= t, rng)
-        check_store(out)
+        check_run_store(out)
     assert kills >= 2  # the kills did land inside the run
     res = subprocess.run(run(out), env=ENV, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    recs = check_store(out)
+    recs = check_run_store(out)
     assert sorted(r["id"] for r in recs) == [f"s{k}" for k in range(8)] and all(r["status"] == "ok" for r in recs)
     for r in recs:
         for rel in r["outputs"].values():
