@@ -140,7 +140,8 @@ def run(
     if not quiet:
         _print_summary(summary)
     else:
-        out.print(f"{summary.out}: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already done")
+        warned = f", {len({i for i, _ in summary.warnings})} ok with warnings" if summary.warnings else ""
+        out.print(f"{summary.out}: {summary.ok} ok{warned}, {summary.failed} failed, {summary.skipped} already done")
     if summary.total and summary.ok == 0 and summary.failed and summary.skipped == 0:
         raise typer.Exit(1)
     if score_after:
@@ -202,10 +203,11 @@ def _print_summary(summary) -> None:
         table.add_row("reconstruction PSNR", f"{statistics.mean(summary.psnr):.2f} dB (mean over "
                       f"{len(summary.psnr)}; output vs the source as the model saw it)")
     shown = 10
-    for k, (sample_id, reason) in enumerate(summary.errors[:shown]):
-        table.add_row("failed" if k == 0 else "", f"[red]{escape(sample_id)}[/]: {escape(reason)}")
-    if len(summary.errors) > shown:
-        table.add_row("", f"… and {len(summary.errors) - shown} more (reasons in records.jsonl)")
+    for label, items, colour in (("failed", summary.errors, "red"), ("warnings", summary.warnings, "yellow")):
+        for k, (sample_id, reason) in enumerate(items[:shown]):
+            table.add_row(label if k == 0 else "", f"[{colour}]{escape(sample_id)}[/]: {escape(reason)}")
+        if len(items) > shown:
+            table.add_row("", f"… and {len(items) - shown} more (in records.jsonl)")
     out.print(table)
 
 
@@ -761,8 +763,6 @@ def main() -> None:
             raise
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
     except typer.Abort:
         console.print("aborted")
         sys.exit(130)

@@ -15,6 +15,8 @@ The model loop itself makes one device-to-host transfer per batch.
 Failures of one sample never stop a run: a bad dataset item, an exception inside the method (the
 batch is re-run one sample at a time to find it), non-finite values (NaN / Inf) in an output, and
 CUDA out-of-memory (the batch is halved and retried, down to one sample) become error records.
+Usable samples with a caveat (a prompt the text encoder truncates, local blend turned off) run, and
+the caveat is kept in the record's ``warnings``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,7 @@ from icd_bench.errors import ConfigError, IcdBenchError, SampleError
 from icd_bench.metrics.functional import psnr
 from icd_bench.registry import DATASETS, METHODS
 from icd_bench.store import MANIFEST, RunStore, config_hash
-from icd_bench.types import TASKS, EditSample
+from icd_bench.types import TASK_PROMPTS, TASKS, EditSample
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -80,6 +82,7 @@ class RunSummary:
     nfe: list[int] = field(default_factory=list)
     psnr: list[float] = field(default_factory=list)  # reconstruction PSNR (dB) of an invert run
     errors: list[tuple[str, str]] = field(default_factory=list)  # (sample id, reason) of this invocation
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (sample id, note) of ok samples run now
 
 
 def sample_seed(seed: int, sample_id: str) -> int:
@@ -274,7 +277,8 @@ class Runner:
                         self.progress(done, summary.ok, summary.failed)
 
             for k, batch_ids in enumerate(batches):
-                loaded = loading.result()
+                loaded = [self._annotate(method.backbone, s) if isinstance(s, EditSample) else s
+                          for s in loading.result()]
                 loading = loader.submit(self._load, batches[k + 1]) if k + 1 < len(batches) else None
                 results = self._compute(store, method, [s for s in loaded if isinstance(s, EditSample)])
                 stored()
@@ -292,6 +296,13 @@ class Runner:
             except SampleError as exc:
                 out.append((sid, exc.reason))
         return out
+
+    def _annotate(self, backbone, sample: EditSample) -> EditSample:
+        """The sample with a note for each prompt of the task that the text encoder will truncate."""
+        which = TASK_PROMPTS[self.cfg.task]
+        notes = backbone.prompt_notes([getattr(sample, f"{w}_prompt") for w in which])
+        extra = tuple(f"{w} {n}" for w, n in zip(which, notes, strict=True) if n)
+        return replace(sample, notes=sample.notes + extra) if extra else sample
 
     def _compute(self, store: RunStore, method, samples: list[EditSample]) -> dict[str, tuple]:
         """Run the method on a batch: id → ("ok", source image or None, output, seconds) or
@@ -364,9 +375,10 @@ class Runner:
                 "id": s.id, "status": "ok", "error": None, "task": self.cfg.task, "seed": seed,
                 "nfe": out.nfe, "seconds": round(seconds, 4), "outputs": files,
                 "source_prompt": s.source_prompt, "target_prompt": s.target_prompt,
-                "edit_type": s.edit_type, "extras": out.extras,
+                "edit_type": s.edit_type, "warnings": list(s.notes), "extras": out.extras,
             })
             summary.ok += 1
+            summary.warnings += [(s.id, note) for note in s.notes]
             summary.seconds.append(seconds)
             summary.nfe.append(out.nfe)
             if "reconstruction_psnr" in out.extras:

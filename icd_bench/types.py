@@ -15,6 +15,8 @@ from PIL import Image
 SAMPLE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 TASKS = ("edit", "invert", "generate")
+#: The prompts of a sample each task encodes (``<which>_prompt``).
+TASK_PROMPTS = {"edit": ("source", "target"), "invert": ("source",), "generate": ("target",)}
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class EditSample:
     edit_mask: np.ndarray | None = None  # H×W bool: where the edit may act
     edit_type: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # warnings about this sample (local blend turned off, ...): kept in its record
 
 
 @dataclass

@@ -83,12 +83,16 @@ def test_gallery_in_a_browser(tmp_path, chromium):
     assert pixels.std() > 10  # text and images drawn, not a blank page
 
 
-def test_page_without_a_browser_escapes_links_relatively_and_shows_failures(tmp_path):
+def test_page_without_a_browser_escapes_links_relatively_and_shows_failures_and_warnings(tmp_path):
     a = make_run(tmp_path / "runs", "icd-toy", [1.0, 2.0], [HOSTILE, "a dog"])
     with (a / "records.jsonl").open("a") as f:
         f.write(json.dumps({"id": "bad", "status": "failed", "error": "image <unreadable>"}) + "\n")
+        f.write(json.dumps({"id": "s1", "status": "ok", "nfe": 8, "seconds": 0.1, "source_prompt": "a dog",
+                            "target_prompt": "a cat", "warnings": ["blend word 'x' is not in <b>it</b>"],
+                            "outputs": {"image": "images/s1.png", "source": "sources/s1.png"}}) + "\n")
     page = write_gallery([a], tmp_path / "g.html")
     text = page.read_text()
+    assert text.count("warning: ") == 1 and "warning: blend word &#x27;x&#x27; is not in &lt;b&gt;it&lt;/b&gt;" in text
     assert HOSTILE not in text and "&lt;script&gt;" in text and "&quot;friends&quot;" in text
     assert 'src="runs/icd-toy/images/s1.png"' in text
     assert "failed: image &lt;unreadable&gt;" in text

@@ -108,15 +108,23 @@ class NFECounter:
             box[0] = self.rows - start
 
 
-def warn_truncated(tokenizer, prompts: Sequence[str]) -> None:
-    """Warn, as diffusers' pipelines do, when a prompt is longer than the text encoder's window:
-    it is truncated to ``model_max_length`` tokens and the rest is ignored."""
+def truncation_notes(tokenizer, prompts: Sequence[str]) -> list[str | None]:
+    """Per prompt, None, or a note saying that it is longer than the text encoder's window and is
+    truncated to ``model_max_length`` tokens, as diffusers' pipelines do, naming the words dropped."""
     limit = tokenizer.model_max_length
+    notes: list[str | None] = []
     for ids in tokenizer(list(prompts), truncation=False).input_ids:
-        if len(ids) > limit:
-            dropped = tokenizer.decode(ids[limit - 1:-1])
-            warnings.warn(f"prompt truncated to {limit} tokens ({len(ids)} given); ignored: {dropped!r}",
-                          stacklevel=3)
+        dropped = tokenizer.decode(ids[limit - 1:-1]) if len(ids) > limit else None
+        notes.append(None if dropped is None else
+                     f"prompt truncated to {limit} tokens ({len(ids)} given); ignored: {dropped!r}")
+    return notes
+
+
+def warn_truncated(tokenizer, prompts: Sequence[str]) -> None:
+    """Warn, as diffusers' pipelines do, when a prompt is longer than the text encoder's window."""
+    for note in truncation_notes(tokenizer, prompts):
+        if note:
+            warnings.warn(note, stacklevel=3)
 
 
 def _move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
@@ -220,6 +228,10 @@ class Backbone:
         return (batch, self.latent_channels, side, side)
 
     # -- text --------------------------------------------------------------------------------
+    def prompt_notes(self, prompts: Sequence[str]) -> list[str | None]:
+        """Per prompt, None or the note that `encode_prompt` will truncate it (and warn)."""
+        return truncation_notes(self.tokenizers[0], prompts)
+
     @torch.no_grad()
     def encode_prompt(self, prompts: Sequence[str]) -> PromptEmbeds:
         """Encode prompts the way the model's pipeline does (SD1.5: last hidden state; SDXL:

@@ -54,19 +54,20 @@ def data_file(root: Path, relative: str, sample_id: str) -> Path:
     return path
 
 
-def checked_blend_words(sample_id: str, source: str, target: str,
-                        blend: tuple[str, str] | None) -> tuple[str, str] | None:
-    """The blend words if each is a word of its prompt; otherwise None with a warning (local blend
-    is turned off for that sample rather than blending with an empty mask)."""
+def checked_blend_words(sample_id: str, source: str, target: str, blend: tuple[str, str] | None
+                        ) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
+    """(blend words, notes): the blend words if each is a word of its prompt; otherwise None, with a
+    warning and the same text as a note for the sample's record (local blend is turned off for that
+    sample rather than blending with an empty mask)."""
     if blend is None:
-        return None
+        return None, ()
     for word, prompt, which in ((blend[0], source, "source"), (blend[1], target, "target")):
         words = {w.strip(".,;:!?\"'()[]").lower() for w in prompt.split()}
         if word.lower() not in words:
-            warnings.warn(f"{sample_id}: blend word {word!r} is not in the {which} prompt {prompt!r}; "
-                          "local blend is off for this sample", stacklevel=2)
-            return None
-    return blend
+            note = f"blend word {word!r} is not in the {which} prompt {prompt!r}; local blend is off for this sample"
+            warnings.warn(f"{sample_id}: {note}", stacklevel=2)
+            return None, (note,)
+    return blend, ()
 
 
 def load_rgb_image(path: Path, sample_id: str) -> Image.Image:

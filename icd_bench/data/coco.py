@@ -96,9 +96,9 @@ class CocoEdit:
         except ValueError as exc:
             raise SampleError(sample_id, f"{exc} (line {line})") from None
         image = load_rgb_image(data_file(self.images, row["file_name"], sample_id), sample_id)
-        blend = checked_blend_words(sample_id, row["old_caption"], row["edited_caption"], blend)
+        blend, notes = checked_blend_words(sample_id, row["old_caption"], row["edited_caption"], blend)
         return EditSample(id=sample_id, image=image, source_prompt=row["old_caption"],
-                          target_prompt=row["edited_caption"], blend_words=blend, edit_type="replace",
+                          target_prompt=row["edited_caption"], blend_words=blend, notes=notes, edit_type="replace",
                           meta={"file_name": row["file_name"]})
 
 

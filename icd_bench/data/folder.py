@@ -99,7 +99,7 @@ class FolderDataset:
                                   f"{row.blend_words!r} ({where})")
             blend = (words[0], words[1])
         image = load_rgb_image(data_file(self.root, row.file_name, sample_id), sample_id)
-        blend = checked_blend_words(sample_id, row.source_prompt, row.target_prompt, blend)
+        blend, notes = checked_blend_words(sample_id, row.source_prompt, row.target_prompt, blend)
         return EditSample(id=sample_id, image=image, source_prompt=row.source_prompt,
-                          target_prompt=row.target_prompt, blend_words=blend,
+                          target_prompt=row.target_prompt, blend_words=blend, notes=notes,
                           meta={"file_name": row.file_name})

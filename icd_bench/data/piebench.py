@@ -147,7 +147,7 @@ class PieBench:
                 raise SampleError(sample_id, f"blended_word must be 'source target', got {e['blended_word']!r}")
             blend = (words[0], words[1])
         image = load_rgb_image(data_file(self.root / "annotation_images", str(e["image_path"]), sample_id), sample_id)
-        blend = checked_blend_words(sample_id, source, target, blend)
+        blend, notes = checked_blend_words(sample_id, source, target, blend)
         try:
             mask = decode_mask(list(e["mask"]))
         except (TypeError, ValueError) as exc:
@@ -156,7 +156,7 @@ class PieBench:
             mask = np.asarray(Image.fromarray(mask).resize(image.size, Image.Resampling.NEAREST))
         type_id = str(e.get("editing_type_id", sample_id[0]))
         return EditSample(
-            id=sample_id, image=image, source_prompt=source, target_prompt=target, blend_words=blend,
+            id=sample_id, image=image, source_prompt=source, target_prompt=target, blend_words=blend, notes=notes,
             edit_mask=mask, edit_type=EDIT_TYPES.get(type_id, type_id),
             meta={"editing_type_id": type_id, "editing_instruction": e.get("editing_instruction", ""),
                   "source_words": src_words, "target_words": tgt_words, "image_path": e["image_path"],

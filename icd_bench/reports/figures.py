@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from icd_bench.errors import ConfigError
-from icd_bench.reports.tables import _run_info, bootstrap_mean
+from icd_bench.reports.runs import load_run
+from icd_bench.reports.tables import bootstrap_mean
 
 
 def _metric(metrics, key: str) -> tuple[float, float, float]:
@@ -47,13 +48,13 @@ def _pyplot():
 def tradeoff_points(runs: list[Path], metric: str) -> list[dict]:
     points = []
     for run in runs:
-        config, metrics, records = _run_info(run)
-        mean, lo, hi = _metric(metrics, metric)
+        data = load_run(run)
+        mean, lo, hi = _metric(data.metrics, metric)
         if math.isnan(mean):
             raise ConfigError(f"{run} has no scores for {metric!r}: run `icd-bench score {run} --metrics {metric}`")
-        secs = [r["seconds"] for r in records if r.get("seconds") is not None]
-        nfe = [r["nfe"] for r in records if r.get("nfe") is not None]
-        points.append({"label": config.get("preset") or config.get("method") or run.name, "mean": mean, "lo": lo,
+        secs = [r["seconds"] for r in data.ok if r.get("seconds") is not None]
+        nfe = [r["nfe"] for r in data.ok if r.get("nfe") is not None]
+        points.append({"label": data.name, "mean": mean, "lo": lo,
                        "hi": hi, "seconds": float(np.mean(secs)) if secs else math.nan,
                        "nfe": float(np.mean(nfe)) if nfe else math.nan})
     return points
@@ -81,14 +82,14 @@ def tradeoff_figure(runs: list[Path], metric: str, out: Path) -> list[Path]:
 def tau_points(runs: list[Path], x_metric: str, y_metric: str) -> list[dict]:
     by_tau: dict[float, dict] = {}
     for run in runs:
-        config, metrics, _ = _run_info(run)
-        tau = config.get("params", {}).get("tau")
+        data = load_run(run)
+        tau = data.config.get("params", {}).get("tau")
         if tau is None:
             raise ConfigError(f"{run}: its method has no tau parameter; the τ curve needs runs of a τ sweep "
                               "(e.g. --set tau=0.6, 0.7, 0.8 ...)")
         entry = by_tau.setdefault(float(tau), {"tau": float(tau), "x": math.nan, "y": math.nan})
         for key, metric in (("x", x_metric), ("y", y_metric)):
-            mean = _metric(metrics, metric)[0]
+            mean = _metric(data.metrics, metric)[0]
             if not math.isnan(mean):
                 entry[key] = mean
     points = sorted(by_tau.values(), key=lambda p: p["tau"])

@@ -10,13 +10,13 @@ HTML-escaped, so a prompt is always shown as text. Sorting is a few lines of inl
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 
 import pandas as pd
 
 from icd_bench.errors import ConfigError
+from icd_bench.reports.runs import load_run
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1em;color:#222}
@@ -24,6 +24,7 @@ table{border-collapse:collapse}th,td{border:1px solid #ddd;padding:4px;vertical-
 th{background:#f4f4f4;cursor:pointer;position:sticky;top:0}th.sorted{background:#dde8ff}
 img{width:160px;height:160px;image-rendering:pixelated;display:block}
 .prompt{max-width:220px}.metric{color:#555;font-size:11px}.failed{color:#b00}
+.warning{color:#a60;font-size:11px;max-width:160px}
 """
 
 _SCRIPT = """
@@ -45,19 +46,11 @@ const m=location.hash.match(/sort=([0-9]+)(&desc)?/); if(m){sortBy(m[1], !!m[2])
 
 
 def _run(run: Path) -> dict:
-    from icd_bench.store import RunStore
-
-    manifest = run / "manifest.json"
-    if not manifest.is_file():
-        raise ConfigError(f"{run} is not a run directory (no manifest.json)")
-    config = json.loads(manifest.read_text(encoding="utf-8"))["config"]
-    records = {r["id"]: r for r in RunStore(run).records()}
+    data = load_run(run)
     metrics = pd.DataFrame()
-    if (run / "metrics.parquet").is_file():
-        m = pd.read_parquet(run / "metrics.parquet")
-        metrics = m.pivot_table(index="id", columns="metric", values="value", aggfunc="first")
-    return {"dir": run, "name": config.get("preset") or config.get("method") or run.name, "records": records,
-            "metrics": metrics}
+    if not data.metrics.empty:
+        metrics = data.metrics.pivot_table(index="id", columns="metric", values="value", aggfunc="first")
+    return {"dir": data.dir, "name": data.name, "records": {r["id"]: r for r in data.records}, "metrics": metrics}
 
 
 def write_gallery(runs: list[Path], out: Path, *, limit: int | None = None) -> Path:
@@ -110,7 +103,8 @@ def write_gallery(runs: list[Path], out: Path, *, limit: int | None = None) -> P
                 img = rel(d, r.get("outputs", {}).get("image"))
                 picture = f'<img src="{esc(img)}" alt="output" loading="lazy">' if img else "—"
                 cost = f'<div class="metric">NFE {esc(str(r.get("nfe")))}, {float(r.get("seconds") or 0):.2f} s</div>'
-                cells.append(f"<td>{picture}{cost}</td>")
+                notes = "".join(f'<div class="warning">warning: {esc(str(n))}</div>' for n in r.get("warnings") or ())
+                cells.append(f"<td>{picture}{cost}{notes}</td>")
             for m in ms:
                 v = values.get(m)
                 ok = v is not None and pd.notna(v) and r is not None and r.get("status") == "ok"

@@ -11,7 +11,6 @@ as "—" with a footnote naming the ``icd-bench score`` call that adds it; never
 from __future__ import annotations
 
 import html
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from icd_bench.errors import ConfigError
+from icd_bench.reports.runs import load_run
 
 DASH = "—"
 
@@ -110,27 +110,6 @@ def bootstrap_mean(values: np.ndarray, resamples: int = 1000, seed: int = 0) -> 
     return float(values.mean()), float(lo), float(hi)
 
 
-def _run_info(run: Path) -> tuple[dict, pd.DataFrame, list[dict]]:
-    from icd_bench.store import RunStore
-
-    manifest = run / "manifest.json"
-    if not manifest.is_file():
-        raise ConfigError(f"{run} is not a run directory (no manifest.json); give folders written by `icd-bench run`")
-    config = json.loads(manifest.read_text(encoding="utf-8"))["config"]
-    metrics_file = run / "metrics.parquet"
-    metrics = pd.read_parquet(metrics_file) if metrics_file.is_file() else pd.DataFrame(
-        columns=["id", "metric", "value", "error"])
-    records = [r for r in RunStore(run).records() if r.get("status") == "ok"]
-    return config, metrics, records
-
-
-def failed_samples(run: Path) -> int:
-    """How many of a run's samples ended as error records (counted in reports, never averaged)."""
-    from icd_bench.store import RunStore
-
-    return sum(r.get("status") != "ok" for r in RunStore(run).records())
-
-
 def resolve_match(paper: pd.DataFrame, row: str) -> tuple[str, str]:
     """``SECTION/ROW`` (or ``ROW``) → the paper's (section, configuration): ROW is the configuration as
     printed or its letter (``unguided/G`` → ``G: fCD4 + L_f | CD4 + L_r``)."""
@@ -159,10 +138,10 @@ def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, see
         notes.append(f"the paper's numbers were not found ({paper_dir() / (spec.name + '.csv')}): run from the "
                      "repository, where reports/paper/ holds them")
     for run in runs:
-        config, metrics, records = _run_info(run)
-        failed = failed_samples(run)
-        if failed:
-            notes.append(f"{run.name}: {failed} of {failed + len(records)} samples failed and are not in its means "
+        data = load_run(run)
+        config, metrics, records = data.config, data.metrics, data.ok
+        if data.failed:
+            notes.append(f"{run.name}: {data.failed} of {len(data.records)} samples failed and are not in its means "
                          "(their reasons are in its records.jsonl)")
         preset = config.get("preset") or config.get("method")
         dataset = config.get("dataset", {}).get("name", "")

@@ -1,0 +1,49 @@
+"""A finished run directory as the reports read it: its configuration, records and scores, loaded once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from icd_bench.errors import ConfigError
+from icd_bench.store import MANIFEST, RunStore
+
+
+@dataclass(frozen=True)
+class RunData:
+    """``config`` (the manifest's), ``records`` (each sample's last record, error records included)
+    and ``metrics`` (metrics.parquet, long: id, metric, value, error; empty when unscored)."""
+
+    dir: Path
+    config: dict
+    records: list[dict]
+    metrics: pd.DataFrame
+
+    @property
+    def name(self) -> str:
+        return self.config.get("preset") or self.config.get("method") or self.dir.name
+
+    @cached_property
+    def ok(self) -> list[dict]:
+        return [r for r in self.records if r.get("status") == "ok"]
+
+    @property
+    def failed(self) -> int:
+        """Samples that ended as error records (counted in reports, never averaged)."""
+        return len(self.records) - len(self.ok)
+
+
+def load_run(run: Path) -> RunData:
+    run = Path(run)
+    manifest = run / MANIFEST
+    if not manifest.is_file():
+        raise ConfigError(f"{run} is not a run directory (no {MANIFEST}); give folders written by `icd-bench run`")
+    config = json.loads(manifest.read_text(encoding="utf-8"))["config"]
+    metrics_file = run / "metrics.parquet"
+    metrics = pd.read_parquet(metrics_file) if metrics_file.is_file() else pd.DataFrame(
+        columns=["id", "metric", "value", "error"])
+    return RunData(dir=run, config=config, records=RunStore(run).records(), metrics=metrics)
