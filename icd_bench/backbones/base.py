@@ -115,6 +115,8 @@ def truncation_notes(tokenizer, prompts: Sequence[str]) -> list[str | None]:
     notes: list[str | None] = []
     for ids in tokenizer(list(prompts), truncation=False).input_ids:
         dropped = tokenizer.decode(ids[limit - 1:-1]) if len(ids) > limit else None
+        if dropped is not None and len(dropped) > 80:  # the record holds the whole prompt
+            dropped = dropped[:80] + "…"
         notes.append(None if dropped is None else
                      f"prompt truncated to {limit} tokens ({len(ids)} given); ignored: {dropped!r}")
     return notes
