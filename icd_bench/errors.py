@@ -43,6 +43,12 @@ class SampleError(IcdBenchError):
         self.reason = reason
 
 
+class SampleWarning(UserWarning):
+    """A usable sample with a caveat (a prompt truncated to the text encoder's window, local blend
+    turned off). The runner also keeps the caveat in the sample's record; filter this category to
+    silence the messages."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of a library's exception message (or its type): the part worth one error line."""
     text = str(exc).strip()

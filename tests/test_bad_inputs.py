@@ -217,6 +217,18 @@ def test_the_run_goes_on_past_every_bad_sample(bad_run):
     assert not (Path(records[ids["grayscale image"]]["outputs"]["image"]).is_absolute())
 
 
+def test_scoring_does_not_warn_again_about_the_runs_caveats(bad_run):
+    from icd_bench.errors import SampleWarning
+    from icd_bench.metrics.score import score_run
+
+    _, records, summary, _ = bad_run
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame, _ = score_run(summary.out, ["psnr"])
+    assert not [w for w in caught if issubclass(w.category, SampleWarning)], [str(w.message) for w in caught]
+    assert frame["value"].notna().sum() == sum(r["status"] == "ok" for r in records.values())
+
+
 # -- dataset files of the benchmark layouts ----------------------------------------------------------
 
 def test_piebench_bad_entries_are_per_sample_errors(tmp_path):

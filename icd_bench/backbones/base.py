@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from icd_bench.errors import ConfigError
+from icd_bench.errors import ConfigError, SampleWarning
 
 #: ``torch.compile`` modes `Backbone.compile_unet` takes.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
@@ -126,7 +126,7 @@ def warn_truncated(tokenizer, prompts: Sequence[str]) -> None:
     """Warn, as diffusers' pipelines do, when a prompt is longer than the text encoder's window."""
     for note in truncation_notes(tokenizer, prompts):
         if note:
-            warnings.warn(note, stacklevel=3)
+            warnings.warn(note, SampleWarning, stacklevel=3)
 
 
 def _move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:

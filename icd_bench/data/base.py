@@ -9,7 +9,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from icd_bench.errors import SampleError
+from icd_bench.errors import SampleError, SampleWarning
 from icd_bench.types import EditSample
 
 #: Images larger than this many pixels are refused (decompression bombs, mistakes).
@@ -65,7 +65,7 @@ def checked_blend_words(sample_id: str, source: str, target: str, blend: tuple[s
         words = {w.strip(".,;:!?\"'()[]").lower() for w in prompt.split()}
         if word.lower() not in words:
             note = f"blend word {word!r} is not in the {which} prompt {prompt!r}; local blend is off for this sample"
-            warnings.warn(f"{sample_id}: {note}", stacklevel=2)
+            warnings.warn(f"{sample_id}: {note}", SampleWarning, stacklevel=2)
             return None, (note,)
     return blend, ()
 

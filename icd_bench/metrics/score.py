@@ -10,6 +10,7 @@ The summary counts n_ok and n_failed per metric and averages only the finite val
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from icd_bench.errors import ConfigError, IcdBenchError, RunStoreError
+from icd_bench.errors import ConfigError, IcdBenchError, RunStoreError, SampleWarning
 from icd_bench.metrics.base import MetricSpec, ScoreItem
 from icd_bench.registry import METRICS
 
@@ -61,7 +62,9 @@ def load_items(run_dir: Path) -> tuple[list[ScoreItem], list[tuple[str, str]], d
             src = _image(run_dir / src_rel) if src_rel else None
             mask, meta = None, {}
             if dataset is not None:
-                sample = dataset.load(rec["id"])
+                with warnings.catch_warnings():  # its caveats were warned about, and recorded, by the run
+                    warnings.simplefilter("ignore", SampleWarning)
+                    sample = dataset.load(rec["id"])
                 meta = dict(sample.meta)
                 if sample.edit_mask is not None:
                     mask = fit_mask(sample.edit_mask, out.shape[-1])
