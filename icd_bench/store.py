@@ -139,7 +139,8 @@ class RunStore:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise RunStoreError(f"{self.root} is not a run directory (no {MANIFEST})") from None
+            raise RunStoreError(f"{self.root} is not a run directory (no {MANIFEST}); give a folder written by "
+                                "`icd-bench run`") from None
         except json.JSONDecodeError as exc:
             raise RunStoreError(f"{path} is corrupt: {exc}") from None
 

@@ -71,8 +71,11 @@ def _files(tmp: Path) -> dict[str, str]:
         pickle.dump({"w": Payload(str(tmp / "executed"))}, f)
     votes = tmp / "votes.csv"
     votes.write_text("item_id,method_a,method_b,choice\n1,icd,nti,a\n2,icd,nti,maybe\n")
+    corrupt = tmp / "corrupt-run"  # a run directory whose manifest.json was cut short
+    corrupt.mkdir()
+    (corrupt / "manifest.json").write_text('{"config": ')
     return {"broken": str(broken), "truncated": str(truncated), "wrong": str(wrong), "payload": str(payload),
-            "votes": str(votes)}
+            "votes": str(votes), "corrupt": str(corrupt)}
 
 
 CLI_CASES = {
@@ -97,6 +100,8 @@ CLI_CASES = {
     "another configuration on resume": (lambda t, f: run_args(t / "done", "--set", "num_inference_steps=2"),
                                         "holds a run of another configuration"),
     "bad --shard": (lambda t, f: run_args(t / "r", "--shard", "3/2"), "shard"),
+    "report of a run with a corrupt manifest": (lambda t, f: ["report", f["corrupt"]], "manifest.json is corrupt"),
+    "score of a run with a corrupt manifest": (lambda t, f: ["score", f["corrupt"]], "manifest.json is corrupt"),
 }
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from icd_bench.errors import ConfigError, IcdBenchError, RunStoreError, SampleWarning
+from icd_bench.errors import ConfigError, IcdBenchError, SampleWarning
 from icd_bench.metrics.base import MetricSpec, ScoreItem
 from icd_bench.registry import METRICS
 
@@ -40,10 +40,7 @@ def load_items(run_dir: Path) -> tuple[list[ScoreItem], list[tuple[str, str]], d
     from icd_bench.store import RunStore
 
     store = RunStore(run_dir)
-    try:
-        manifest = store.manifest()
-    except (FileNotFoundError, RunStoreError):
-        raise ConfigError(f"{run_dir} is not a run directory (no manifest.json)") from None
+    manifest = store.manifest()  # a missing or corrupt manifest is one RunStoreError
     cfg = manifest["config"]
     ds_cfg = cfg["dataset"]
     dataset = None

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 
-from icd_bench.errors import ConfigError
-from icd_bench.store import MANIFEST, RunStore
+from icd_bench.store import RunStore
 
 
 @dataclass(frozen=True)
@@ -39,11 +37,9 @@ class RunData:
 
 def load_run(run: Path) -> RunData:
     run = Path(run)
-    manifest = run / MANIFEST
-    if not manifest.is_file():
-        raise ConfigError(f"{run} is not a run directory (no {MANIFEST}); give folders written by `icd-bench run`")
-    config = json.loads(manifest.read_text(encoding="utf-8"))["config"]
+    store = RunStore(run)
+    config = store.manifest()["config"]  # a missing or corrupt manifest is one RunStoreError
     metrics_file = run / "metrics.parquet"
     metrics = pd.read_parquet(metrics_file) if metrics_file.is_file() else pd.DataFrame(
         columns=["id", "metric", "value", "error"])
-    return RunData(dir=run, config=config, records=RunStore(run).records(), metrics=metrics)
+    return RunData(dir=run, config=config, records=store.records(), metrics=metrics)
