@@ -31,8 +31,8 @@ def _gen(seed):
 # -- presets ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("preset, reverse_steps, forward_steps, w, tau, p2p", [
     ("icd-sd15", [(999, 779), (779, 519), (519, 259), (259, 0)],
-     [(19, 259), (259, 519), (519, 779), (779, 999)], 19.0, 0.8, True),
-    ("icd-sd15-3step", [(999, 699), (699, 339), (339, 0)], [(19, 339), (339, 699), (699, 999)], 19.0, 0.7, True),
+     [(19, 259), (259, 519), (519, 779), (779, 999)], 20.0, 0.8, True),
+    ("icd-sd15-3step", [(999, 699), (699, 339), (339, 0)], [(19, 339), (339, 699), (699, 999)], 20.0, 0.7, True),
     ("icd-sdxl", [(999, 699), (699, 499), (499, 249), (249, 0)],
      [(19, 249), (249, 499), (499, 699), (699, 999)], 8.0, 0.7, False),
     ("icd-toy", [(999, 779), (779, 519), (519, 259), (259, 0)],
@@ -234,10 +234,34 @@ def test_p2p_with_identical_prompts_reproduces_plain_decoding():
     _nonzero_adapters(bb)
     x = torch.randn(2, 4, 16, 16, generator=_gen(5))
     prompts = ["a red circle on a white background", "a blue square"]
-    plain = pipe.decode(x, bb.encode_prompt(prompts), 19.0, 0.8)
+    # w = 1: the source branch (always unguided) and the target branch take the same guidance
+    plain = pipe.decode(x, bb.encode_prompt(prompts), 1.0, 0.8)
     cfg = ICDParams(cross_replace=1.0, self_replace=1.0).p2p_config()
-    edited = pipe.decode_p2p(x, prompts, prompts, 19.0, 0.8, cfg, blend_words=[("circle", "circle"), None])
+    edited = pipe.decode_p2p(x, prompts, prompts, 1.0, 0.8, cfg, blend_words=[("circle", "circle"), None])
     assert torch.allclose(edited, plain, atol=1e-4)
+
+
+def test_p2p_decodes_the_source_branch_unguided_and_the_target_with_step_cfg(monkeypatch):
+    """The official SD1.5 edit: guidance codes [0 | w − 1] over [source | target] rows where t/T <= tau,
+    and code 0 for every row above tau."""
+    bb = tiny_backbone("sd15", seed=0)
+    pipe = ICDPipeline(bb, SET, lora_rank=4)
+    seen = []
+    real = bb.predict_noise
+
+    def spy(x, t, cond, timestep_cond=None, **kw):
+        seen.append((int(t), timestep_cond.clone()))
+        return real(x, t, cond, timestep_cond, **kw)
+
+    monkeypatch.setattr(bb, "predict_noise", spy)
+    prompts = ["a red circle", "a blue square"]
+    pipe.decode_p2p(torch.randn(2, 4, 16, 16, generator=_gen(5)), prompts, ["a big red circle", "a blue cube"],
+                    20.0, 0.8, ICDParams().p2p_config())
+    assert [t for t, _ in seen] == [999, 779, 519, 259]
+    code0, code19 = (guidance_embedding(torch.tensor([c]), 512)[0] for c in (0.0, 19.0))
+    for t, tc in seen:
+        assert all(torch.equal(row, code0) for row in tc[:2])  # the source rows: unguided at every step
+        assert all(torch.equal(row, code0 if t > 800 else code19) for row in tc[2:])
 
 
 @pytest.mark.parametrize("kind", ["sd15", "sdxl"])

@@ -51,6 +51,6 @@ def test_refine_alignment(tok):
     # target: BOS a small circle on a white background EOS ; "small" is new
     assert mapper[:9].tolist() == [0, 1, 0, 2, 3, 4, 5, 6, 7]
     assert alphas[:9].tolist() == [1, 1, 0, 1, 1, 1, 1, 1, 1]
-    assert alphas[9:].eq(1).all() and mapper[9] == 8  # padding follows the source's padding
+    assert alphas[9:].eq(1).all() and mapper[9] == 9  # after EOS, position j reads j (P2P's rule)
     same, ones = refine_mapper(tok, "a red circle", "a red circle")
     assert torch.equal(same, torch.arange(tok.model_max_length)) and ones.eq(1).all()

@@ -89,8 +89,11 @@ def test_local_blend_keeps_the_source_outside_the_words(bb):
 
 
 def test_edited_words():
-    assert edited_target_words("a red circle", "a blue circle") == [1]
-    assert edited_target_words("a circle", "a small circle") == [1]
+    # the official iCD editing script: target words not in the source, stop words skipped
+    assert edited_target_words("a red circle", "a blue circle") == ["blue"]
+    assert edited_target_words("a circle", "a small circle") == ["small"]
+    assert edited_target_words("a cat on a mat", "a dog on the mat") == ["dog"]  # "the" is a stop word
+    assert edited_target_words("a cat", "a cat") == []
     with pytest.raises(ValueError):
         P2PConfig(mode="swap")
 

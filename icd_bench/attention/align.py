@@ -5,21 +5,27 @@ tokenizer's length). Editing injects the source branch's cross-attention into th
 so target position j must know which source positions it corresponds to:
 
 - **replace** (same number of words, some swapped): a matrix M (L×L) with
-  ``attn_target = attn_source @ M``; swapped words map block to block (a word of n source tokens
-  onto a word of m target tokens spreads each source token's attention as 1/m over the m);
+  ``attn_target = attn_source @ M``; a swapped word of n source tokens onto one of m target
+  tokens maps token to token when n = m, else spreads each source token's attention as 1/m over
+  the m;
 - **refine** (words added or removed): a global (Needleman–Wunsch) alignment of the two token
   sequences, giving for every target position its source position (or −1 for a new token) and a
-  0/1 weight saying whether the source map is used there.
+  0/1 weight saying whether the source map is used there; positions after the target's EOS read
+  the same position of the source.
 
-Written by hand because no maintained library exposes P2P's alignment. One deliberate deviation
-from the original ``seq_aligner``: after the last swapped word the original maps position j to j;
-here the running source position i maps to j, which differs when the swapped words have
-different token counts (the original then misaligns the rest of the prompt).
+Written by hand because no maintained library exposes P2P's alignment. It equals the original
+``seq_aligner`` (Prompt-to-Prompt, also in the iCD and PIE-Bench code; golden-tested in
+``tests/conformance``) but for one deliberate deviation: after the last swapped word of a replace
+edit the original maps position j to j; here the running source position i maps to j, which
+differs when the swapped words have different token counts (the original then misaligns the rest
+of the prompt). ``official_tail=True`` gives the original's matrix.
 """
 
 from __future__ import annotations
 
 import torch
+
+from icd_bench.words import normalize_word
 
 SCORE_MATCH, SCORE_MISMATCH, SCORE_GAP = 1, -1, 0
 
@@ -32,15 +38,15 @@ def _ids(tokenizer, text: str) -> list[int]:
 def word_token_positions(tokenizer, prompt: str, word: str | int) -> list[int]:
     """Token positions (BOS = 0) of a word of ``prompt``, given as the word or its index.
 
-    A word string matches every occurrence (after lower-casing and stripping punctuation
-    as the tokenizer does); a missing word gives an empty list.
+    A word string matches every occurrence (`icd_bench.words.normalize_word` on both sides, so
+    "water." and "water" are one word); a missing word gives an empty list.
     """
     words = prompt.split()
     if isinstance(word, int):
         targets = {word}
     else:
-        key = word.lower().strip()
-        targets = {i for i, w in enumerate(words) if w.lower().strip(".,!?;:") == key}
+        key = normalize_word(word)
+        targets = {i for i, w in enumerate(words) if normalize_word(w) == key}
     positions, cursor = [], 1
     for i, w in enumerate(words):
         n = len(_ids(tokenizer, w)) - 2
@@ -59,20 +65,23 @@ def _word_spans(tokenizer, words: list[str]) -> list[tuple[int, int]]:
     return spans
 
 
-def replace_mapper(tokenizer, source: str, target: str) -> torch.Tensor:
-    """The L×L replace matrix M (``attn_target = attn_source @ M``) for prompts of equal word count."""
+def replace_mapper(tokenizer, source: str, target: str, official_tail: bool = False) -> torch.Tensor:
+    """The L×L replace matrix M (``attn_target = attn_source @ M``) for prompts of equal word count;
+    ``official_tail``: after the last swapped word map j to j as the original code (module doc)."""
     L = tokenizer.model_max_length
     sw, tw = source.split(), target.split()
     if len(sw) != len(tw):
         raise ValueError(f"a replace edit needs prompts with the same number of words ({len(sw)} vs {len(tw)}); "
                          f"use refine for added or removed words")
     src_spans, tgt_spans = _word_spans(tokenizer, sw), _word_spans(tokenizer, tw)
+    swapped = [k for k, (a, b) in enumerate(zip(sw, tw, strict=True)) if a != b]
+    words = len(sw) if not (official_tail and swapped) else swapped[-1] + 1
     M = torch.zeros(L, L)
     M[0, 0] = 1.0  # BOS
     i = j = 1
-    for k, (a, b) in enumerate(zip(sw, tw, strict=True)):
+    for k in range(words):
         (s0, s1), (t0, t1) = src_spans[k], tgt_spans[k]
-        if a == b and s1 - s0 == t1 - t0:
+        if s1 - s0 == t1 - t0:  # the same word, or a swap of as many tokens: token to token
             for d in range(s1 - s0):
                 if s0 + d < L and t0 + d < L:
                     M[s0 + d, t0 + d] = 1.0
@@ -80,8 +89,8 @@ def replace_mapper(tokenizer, source: str, target: str) -> torch.Tensor:
             for t in range(t0, min(t1, L)):
                 M[s0:min(s1, L), t] = 1.0 / (t1 - t0)
         i, j = s1, t1
-    while i < L and j < L:  # EOS and padding keep their order
-        M[i, j] = 1.0
+    while i < L and j < L:  # the rest (EOS, padding) in order; the original: j to j
+        M[j if official_tail else i, j] = 1.0
         i += 1
         j += 1
     return M
@@ -92,6 +101,7 @@ def _global_align(x: list[int], y: list[int]) -> list[int]:
     n, m = len(x), len(y)
     score = [[0] * (m + 1) for _ in range(n + 1)]
     back = [[0] * (m + 1) for _ in range(n + 1)]  # 1 diagonal, 2 up (gap in y), 3 left (gap in x)
+    # ties prefer left, then up, then the diagonal, as the original seq_aligner
     for i in range(1, n + 1):
         score[i][0], back[i][0] = i * SCORE_GAP, 2
     for j in range(1, m + 1):
@@ -102,7 +112,7 @@ def _global_align(x: list[int], y: list[int]) -> list[int]:
             up, left = score[i - 1][j] + SCORE_GAP, score[i][j - 1] + SCORE_GAP
             best = max(diag, up, left)
             score[i][j] = best
-            back[i][j] = 1 if best == diag else (2 if best == up else 3)
+            back[i][j] = 3 if best == left else (2 if best == up else 1)
     out = [-1] * m
     i, j = n, m
     while i > 0 or j > 0:
@@ -128,6 +138,5 @@ def refine_mapper(tokenizer, source: str, target: str) -> tuple[torch.Tensor, to
     for j, i in enumerate(aligned):
         mapper[j] = max(i, 0)
         alphas[j] = 0.0 if i < 0 else 1.0
-    # padding after the target's EOS follows the source's padding in order
-    mapper[len(y):] = torch.arange(len(x), len(x) + L - len(y)).clamp(max=L - 1)
+    # after the target's EOS, position j reads the source's position j (the original's rule)
     return mapper, alphas

@@ -2,15 +2,19 @@
 
 A batch holds, for n samples, the source rows then the target rows (``[src_1..src_n,
 tgt_1..tgt_n]``), possibly repeated in G groups (G = 2 for classifier-free guidance:
-``[uncond block, cond block]``). While an edit is active, the target branch is steered by the
-source branch (Hertz et al., 2022):
+``[uncond block, cond block]``). Only the last (conditional) group is edited and only its maps
+are kept, as in the original controllers (they edit ``attn[h // 2:]``); the other groups attend
+as usual. While an edit is active, the target branch is steered by the source branch (Hertz et
+al., 2022):
 
-- **cross-attention** (the first ``cross_steps`` fraction of steps): the target's attention
+- **cross-attention** (the first ``int(cross_steps · (N + 1))`` of N steps, the original's
+  window): the target's attention
   probabilities become ``P_src @ A + P_tgt @ B`` — A is the replace matrix (B = 0), or for refine
   the gather of aligned source tokens weighted by α (and B = diag(1 − α)); reweighting multiplies
-  the edited words' columns by the amplify factor. Because ``(P @ A) @ V = P @ (A @ V)``, this runs
+  the columns of the target's edited words (its words not in the source, stop words skipped: the
+  iCD editing script) or of its blend word (PIE-Bench's runs) by the amplify factor. Because ``(P @ A) @ V = P @ (A @ V)``, this runs
   as ``SDPA(q_src, k_src, A·v_tgt) [+ SDPA(q_tgt, k_tgt, B·v_tgt)]``: no L×N map is materialised;
-- **self-attention** (the first ``self_steps`` fraction): the target takes the source's attention
+- **self-attention** (the first ``int(self_steps · N)`` steps): the target takes the source's attention
   pattern, ``SDPA(q_src, k_src, v_tgt)`` — the source's queries and keys swapped in;
 - **local blend** (from ``blend_start`` on): cross-attention maps of the blend words are kept only
   at the blend resolution (the only place probabilities are computed explicitly), and after each
@@ -33,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from icd_bench.attention.align import refine_mapper, replace_mapper, word_token_positions
+from icd_bench.words import STOPWORDS
 
 
 @dataclass
@@ -40,16 +45,20 @@ class P2PConfig:
     cross_steps: float = 0.4  # fraction of decoding steps with cross-attention injection
     self_steps: float = 0.6  # fraction with self-attention injection
     mode: str = "auto"  # replace | refine | auto (replace when the word counts match)
-    amplify: float = 1.0  # reweight factor on the target's edited words (1 = none)
+    amplify: float = 1.0  # reweight factor (1 = none) ...
+    amplify_words: str = "edited"  # ... on the target's edited words, or its blend word ("blend")
     blend: bool = True  # local blend with the blend words, when a sample has them
     blend_threshold: float = 0.3  # of the normalised word maps; the source branch's, and the target's ...
     blend_threshold_target: float | None = None  # ... unless this gives the target its own (InfEdit)
     blend_start: float = 0.2  # fraction of steps before local blend starts
     self_max_tokens: int = 32 * 32  # self-attention injection only on maps this small (the reference's rule)
+    reference_compat: bool = False  # the original replace matrix after the last swapped word (align doc)
 
     def __post_init__(self):
         if self.mode not in ("replace", "refine", "auto"):
             raise ValueError(f"P2P mode must be replace, refine or auto, got {self.mode!r}")
+        if self.amplify_words not in ("edited", "blend"):
+            raise ValueError(f"amplify_words must be edited or blend, got {self.amplify_words!r}")
         for name in ("cross_steps", "self_steps", "blend_start", "blend_threshold", "blend_threshold_target"):
             if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -60,26 +69,29 @@ class P2PParams:
     """The Prompt-to-Prompt fields of a method's parameters (PIE-Bench's setting by default)."""
 
     p2p: bool = True  # edit with Prompt-to-Prompt; false: plain prompt switch
-    p2p_mode: Literal["replace", "refine", "auto"] = "auto"
+    p2p_mode: Literal["replace", "refine", "auto"] = "auto"  # auto: replace when the word counts match
     cross_replace: float = 0.4  # fraction of decoding steps with cross-attention injection
     self_replace: float = 0.6  # fraction with self-attention injection
-    amplify: float = 1.0  # reweighting of the target's edited words (1 = none)
+    amplify: float = 1.0  # reweighting (1 = none) ...
+    amplify_words: Literal["edited", "blend"] = "edited"  # ... of the target's edited words or its blend word
     local_blend: bool = True  # with the sample's blend words, when it has them
+    blend_start: float = 0.2  # fraction of steps before local blend starts
+    reference_compat: bool = False  # reproduce the official code where the project deliberately differs
 
     def __post_init__(self):
         self.p2p_config()  # validates the P2P fields
 
     def p2p_config(self) -> P2PConfig:
         return P2PConfig(cross_steps=self.cross_replace, self_steps=self.self_replace, mode=self.p2p_mode,
-                         amplify=self.amplify, blend=self.local_blend)
+                         amplify=self.amplify, amplify_words=self.amplify_words, blend=self.local_blend,
+                         blend_start=self.blend_start, reference_compat=self.reference_compat)
 
 
-def edited_target_words(source: str, target: str) -> list[int]:
-    """Indices of the target's words that are not in the source at the same place (or at all)."""
-    s, t = source.split(), target.split()
-    if len(s) == len(t):
-        return [i for i, (a, b) in enumerate(zip(s, t, strict=True)) if a != b]
-    return [i for i, w in enumerate(t) if w not in s]
+def edited_target_words(source: str, target: str) -> list[str]:
+    """The target's words that are not words of the source, stop words left out (the official iCD
+    editing script's choice of the words to amplify)."""
+    s = set(source.split())
+    return [w for w in dict.fromkeys(target.split()) if w not in s and w not in STOPWORDS]
 
 
 class P2PControl:
@@ -101,7 +113,7 @@ class P2PControl:
             if mode == "auto":
                 mode = "replace" if len(src.split()) == len(tgt.split()) else "refine"
             if mode == "replace":
-                A[k] = replace_mapper(tokenizer, src, tgt)
+                A[k] = replace_mapper(tokenizer, src, tgt, official_tail=self.cfg.reference_compat)
             else:
                 mapper, alphas = refine_mapper(tokenizer, src, tgt)
                 A[k, mapper, torch.arange(L)] = alphas  # P_src[:, mapper] * α  as  P_src @ A
@@ -109,7 +121,7 @@ class P2PControl:
                 self.has_b = self.has_b or bool((alphas < 1).any())
             if self.cfg.amplify != 1.0:
                 eq = torch.ones(L)
-                for w in edited_target_words(src, tgt):
+                for w in self.amplified_words(k, src, tgt, blend_words):
                     eq[word_token_positions(tokenizer, tgt, w)] = self.cfg.amplify
                 A[k] = A[k] * eq
                 B[k] = B[k] * eq
@@ -127,17 +139,24 @@ class P2PControl:
         self.blend_resolution = blend_resolution
         self.maps: dict[int, torch.Tensor] = {}  # hw → summed maps (2n, hw, L) of the blend resolution
 
+    def amplified_words(self, k: int, source: str, target: str, blend_words) -> list[str]:
+        if self.cfg.amplify_words == "edited":
+            return edited_target_words(source, target)
+        words = blend_words[k] if blend_words else None  # PIE-Bench: the target's blend word
+        return [words[1]] if words else []
+
     def matrices(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A and B as (1, n, 1, L, L) on ``like``'s device and dtype, copied there once per batch
+        """A and B as (n, 1, L, L) on ``like``'s device and dtype, copied there once per batch
         (not once per attention layer and step)."""
         key = (like.device, like.dtype)
         if key not in self._placed:
-            self._placed[key] = tuple(m.to(like.device, like.dtype)[None, :, None] for m in (self.A, self.B))
+            self._placed[key] = tuple(m.to(like.device, like.dtype)[:, None] for m in (self.A, self.B))
         return self._placed[key]
 
     # -- schedule ----------------------------------------------------------------------------
     def cross_active(self) -> bool:
-        return self.step < int(self.cfg.cross_steps * self.num_steps)
+        # the original's window: its per-step weights have N + 1 rows, the first int(f·(N + 1)) on
+        return self.step < int(self.cfg.cross_steps * (self.num_steps + 1))
 
     def self_active(self) -> bool:
         return self.step < int(self.cfg.self_steps * self.num_steps)
@@ -170,10 +189,10 @@ class P2PControl:
         return x
 
     # -- local blend ---------------------------------------------------------------------------
-    def record(self, probs: torch.Tensor, groups: int) -> None:
-        """Add the cond group's head-averaged cross-attention probs (2n, hw, L) to the store."""
+    def record(self, probs: torch.Tensor) -> None:
+        """Add the cond group's head-averaged cross-attention probs (2n, heads, hw, L) to the store."""
         hw = probs.shape[-2]
-        maps = probs.view(groups, 2 * self.n, -1, hw, probs.shape[-1])[-1].mean(1).float()
+        maps = probs.mean(1).float()
         self.maps[hw] = self.maps[hw] + maps if hw in self.maps else maps
 
     def blend_latents(self, x: torch.Tensor) -> torch.Tensor:
@@ -251,16 +270,17 @@ class P2PAttnProcessor:
         n2 = 2 * c.n
         if mask is not None or q.shape[0] % n2:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        groups = q.shape[0] // n2
+        if q.shape[0] > n2:  # CFG groups: the unconditional rows attend as usual, the last group is edited
+            plain = F.scaled_dot_product_attention(q[:-n2], k[:-n2], v[:-n2])
+            return torch.cat([plain, self._attend(q[-n2:], k[-n2:], v[-n2:], is_cross, None)])
         hw = q.shape[-2]
         keep = is_cross and c.keeps_maps_at(hw)
         edit = c.cross_active() if is_cross else (c.self_active() and hw <= c.cfg.self_max_tokens)
         if not edit and not keep:
             return F.scaled_dot_product_attention(q, k, v)
 
-        def split(t):  # (B, H, N, D) → source, target: (G, n, H, N, D)
-            t = t.view(groups, 2, c.n, *t.shape[1:])
-            return t[:, 0], t[:, 1]
+        def split(t):  # (2n, H, N, D) → source, target: (n, H, N, D)
+            return t[: c.n], t[c.n:]
 
         (qs, qt), (ks, kt), (vs, vt) = split(q), split(k), split(v)
         if is_cross and (keep or c.store_maps):
@@ -271,7 +291,7 @@ class P2PAttnProcessor:
                 A, B = c.matrices(ps)
                 pt = ps @ A + (pt @ B if c.has_b else 0)
             if keep:
-                c.record(torch.stack([ps, pt], dim=1).reshape(groups * n2, *ps.shape[2:]), groups)
+                c.record(torch.cat([ps, pt]))
             out_s, out_t = ps @ vs, pt @ vt
         elif is_cross:  # edit through SDPA: (P_src A) v = P_src (A v)
             A, B = c.matrices(v)
@@ -282,7 +302,7 @@ class P2PAttnProcessor:
         else:  # self-attention injection: the source's queries and keys, the target's values
             both = F.scaled_dot_product_attention(qs, ks, torch.cat([vs, vt], dim=-1))
             out_s, out_t = both.split(vs.shape[-1], dim=-1)
-        return torch.stack([out_s, out_t], dim=1).reshape(q.shape[0], *out_s.shape[2:])
+        return torch.cat([out_s, out_t])
 
 
 def blend_resolution(backbone) -> int:

@@ -6,7 +6,10 @@
   dynamic (step) CFG: the guidance embedding carries w = 1 while t/T > τ and w at or below τ —
   one UNet row per sample and step either way, since w is an input of the guidance-embedded UNet;
 - ``edit``: encode with the source prompt, decode with the target prompt; with Prompt-to-Prompt
-  the source and target branches decode together in one batched call per step.
+  the source and target branches decode together in one batched call per step, the source
+  branch unguided (w = 1) and the target with the step CFG, as the official SD1.5 editing code
+  (its guidance codes are ``[0, 0, 0, w]`` over ``[uncond src, uncond tgt, cond src, cond tgt]``;
+  only the conditional rows are kept).
 
 The base UNet is the backbone's, given a guidance input (the release's guidance-distilled UNet,
 or a zero-initialised one); fCDm and CDm are the LoRA adapters "fcdm" and "cdm" on it.
@@ -98,22 +101,24 @@ class ICDPipeline:
 
     @torch.no_grad()
     def decode(self, x: torch.Tensor, cond: PromptEmbeds, w: float, tau: float, *, callback=None,
-               branches: int = 1) -> torch.Tensor:
-        """CDm: noise latents → latents x_0 with step CFG (w while t/T ≤ τ, else unguided)."""
+               branches: int = 1, unguided_rows: int = 0) -> torch.Tensor:
+        """CDm: noise latents → latents x_0 with step CFG (w while t/T ≤ τ, else unguided); the
+        first ``unguided_rows`` rows always decode unguided (P2P's source branch)."""
         bb = self.backbone
         self.unet.set_adapter(REVERSE)
         T = bb.num_train_timesteps
 
         def eps_fn(x, t, i):
-            tc = self.guidance_cond(dynamic_guidance_scale(t, T, w, tau), x.shape[0])
+            guided = self.guidance_cond(dynamic_guidance_scale(t, T, w, tau), x.shape[0] - unguided_rows)
+            tc = torch.cat([self.guidance_cond(1.0, unguided_rows), guided]) if unguided_rows else guided
             return bb.predict_noise(x, t, cond, tc, branches=branches)
 
         return icd_decode(eps_fn, x, self.boundaries, bb.alphas_cumprod, callback=callback)
 
     def decode_p2p(self, x: torch.Tensor, sources: Sequence[str], targets: Sequence[str], w: float, tau: float,
                    config: P2PConfig, blend_words=None, source_cond: PromptEmbeds | None = None) -> torch.Tensor:
-        """Decode the same noise latents with the source and the target prompts in one batch, the
-        target steered by Prompt-to-Prompt; returns the target branch's latents. ``source_cond``:
+        """Decode the same noise latents with the source (unguided) and the target prompts in one
+        batch, the target steered by Prompt-to-Prompt; returns the target branch's latents. ``source_cond``:
         the sources' embeddings when the caller has them already."""
         bb, n = self.backbone, x.shape[0]
         if source_cond is None:
@@ -121,6 +126,6 @@ class ICDPipeline:
         cond = PromptEmbeds.cat([source_cond, bb.encode_prompt(targets)])
         with prompt_to_prompt(bb, sources, targets, self.boundaries.steps, config, blend_words) as control:
             out = self.decode(torch.cat([x, x]), cond, w, tau, callback=lambda i, s, z: control.after_step(z),
-                              branches=2)
+                              branches=2, unguided_rows=n)
         return out[n:]
 

@@ -30,17 +30,22 @@ class ICDParams(P2PParams):
     boundaries: str = "4step-tau0.8"  # a named set (see icd_bench.icd.BOUNDARY_SETS) ...
     reverse_boundaries: tuple[int, ...] | None = None  # ... or a custom pair (both lists given)
     forward_boundaries: tuple[int, ...] | None = None
-    guidance_scale: float = 19.0  # w of the reverse model (guidance-embedded)
+    # w of the reverse model (guidance-embedded; code w − 1). 20 = the official SD1.5 editing run: its
+    # launch script's --guidance_scale 19 goes straight into the embedding as code 19 (the paper's "CFG 19")
+    guidance_scale: float = 20.0
     tau: float = 0.8  # dynamic CFG: guided only where t/T <= tau
     teacher: str | None = None  # guidance-distilled UNet state dict (.pt / .safetensors)
     forward_lora: str | None = None  # fCDm LoRA (.safetensors, peft keys)
     reverse_lora: str | None = None  # CDm LoRA
     lora_rank: int = 64  # rank of zero-initialised adapters (files carry their own)
     lora_alpha: float | None = None  # None: the file's metadata, else the release's 8
-    # Prompt-to-Prompt (P2PParams), the release's SD1.5 launch script: refine, cross 0.3, self 0.6, amplify 4
-    p2p_mode: Literal["replace", "refine", "auto"] = "refine"
+    # Prompt-to-Prompt (P2PParams), the release's SD1.5 editing script: replace when the word counts match
+    # else refine (its --is_replacement False branch), cross 0.3, self 0.6, amplify 4 on the edited words
+    # (stop words skipped), local blend from the first step; the source branch decodes unguided
+    p2p_mode: Literal["replace", "refine", "auto"] = "auto"
     cross_replace: float = 0.3
     amplify: float = 4.0
+    blend_start: float = 0.0
 
     def __post_init__(self):
         check_boundary_choice(self.boundaries, self.reverse_boundaries, self.forward_boundaries)
