@@ -9,6 +9,10 @@ A preset is a TOML file naming a method, a default backbone and parameter values
     num_inference_steps = 50
     guidance_scale = 1.0
 
+A preset that claims a published setting with published weights names them: ``requires`` (the
+parameters that must point at the weights) and ``weights`` (where to download them); a run of it
+without them stops before any work (`MethodSpec.check_weights`), unless ``--set untrained=true``.
+
 ``--method`` takes a preset name (the file stem) or a method name (its default parameters).
 Overrides are typed by the method's parameter dataclass: a wrong key or a value of the wrong type
 is a `ConfigError` naming the valid fields.
@@ -34,7 +38,7 @@ from icd_bench.errors import ConfigError, UnknownNameError
 from icd_bench.registry import METHODS
 
 PRESET_PATH_ENV = "ICD_BENCH_PRESET_PATH"
-PRESET_KEYS = {"method", "backbone", "description", "params", "source"}
+PRESET_KEYS = {"method", "backbone", "description", "params", "source", "requires", "weights"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class Preset:
     description: str = ""
     source: str = ""  # where the numbers come from (paper table, reference script)
     path: Path | None = None
+    requires: tuple[str, ...] = ()  # parameters that must name the published weights
+    weights: str = ""  # where to download them
 
 
 @dataclass(frozen=True)
@@ -56,9 +62,21 @@ class MethodSpec:
     params: Any  # an instance of the method's Params dataclass
     preset: str | None = None
     backbone: str | None = None  # the preset's default backbone
+    requires: tuple[str, ...] = ()
+    weights: str = ""
 
     def params_dict(self) -> dict[str, Any]:
         return params_to_dict(self.params)
+
+    def check_weights(self) -> None:
+        """A preset of a published setting without its weights is refused (``--set untrained=true``
+        runs it anyway, with whatever the method does without them)."""
+        missing = [k for k in self.requires if not getattr(self.params, k, None)]
+        if missing and not getattr(self.params, "untrained", False):
+            sets = " ".join(f"--set {k}=PATH" for k in missing)
+            raise ConfigError(f"preset {self.preset!r} needs its published weights ({', '.join(missing)} not set): "
+                              f"{self.weights or 'download them'}; pass {sets} "
+                              f"(or --set untrained=true to run without them: not the published method)")
 
 
 def repo_root() -> Path:
@@ -93,8 +111,12 @@ def load_preset(path: Path) -> Preset:
     params = data.get("params", {})
     if not isinstance(params, dict):
         raise ConfigError(f"preset {path}: [params] must be a table")
+    requires = data.get("requires", [])
+    if not (isinstance(requires, list) and all(isinstance(r, str) for r in requires)):
+        raise ConfigError(f"preset {path}: requires must be a list of parameter names")
     return Preset(name=path.stem, method=data["method"], params=params, backbone=data.get("backbone"),
-                  description=data.get("description", ""), source=data.get("source", ""), path=path)
+                  description=data.get("description", ""), source=data.get("source", ""), path=path,
+                  requires=tuple(requires), weights=data.get("weights", ""))
 
 
 def list_presets() -> dict[str, Preset]:
@@ -221,5 +243,10 @@ def resolve_method(name: str, overrides: list[str] | None = None) -> MethodSpec:
     params = build_params(method_cls.Params, base, where=where)
     if overrides:
         params = build_params(method_cls.Params, {**base, **parse_overrides(overrides)}, where="--set")
-    return MethodSpec(method=method_cls.name, params=params,
-                      preset=preset.name if preset else None, backbone=backbone)
+    if preset:
+        unknown = [k for k in preset.requires if k not in {f.name for f in dataclasses.fields(params)}]
+        if unknown:
+            raise ConfigError(f"{where}: requires names unknown parameter(s) {', '.join(unknown)}")
+    return MethodSpec(method=method_cls.name, params=params, preset=preset.name if preset else None,
+                      backbone=backbone, requires=preset.requires if preset else (),
+                      weights=preset.weights if preset else "")

@@ -184,6 +184,7 @@ class Runner:
         if cfg.limit is not None and cfg.limit < 0:
             raise ConfigError("--limit must be >= 0")
         self.spec: MethodSpec = resolve_method(cfg.method, cfg.overrides)
+        self.spec.check_weights()
         method_cls = METHODS.get(self.spec.method)
         if cfg.task not in method_cls.tasks:
             raise ConfigError(f"method {self.spec.method!r} does not support --task {cfg.task} "

@@ -100,6 +100,10 @@ CLI_CASES = {
     "another configuration on resume": (lambda t, f: run_args(t / "done", "--set", "num_inference_steps=2"),
                                         "holds a run of another configuration"),
     "bad --shard": (lambda t, f: run_args(t / "r", "--shard", "3/2"), "shard"),
+    "paper preset without its weights": (lambda t, f: ["run", "--method", "icd-sd15", "--backbone", "tiny-sd15",
+                                                       "--dataset", "folder", "--data-dir", "datasets/examples",
+                                                       "--out", str(t / "r"), "--quiet"],
+                                         "needs its published weights (teacher, forward_lora, reverse_lora"),
     "report of a run with a corrupt manifest": (lambda t, f: ["report", f["corrupt"]], "manifest.json is corrupt"),
     "score of a run with a corrupt manifest": (lambda t, f: ["score", f["corrupt"]], "manifest.json is corrupt"),
 }
@@ -126,6 +130,16 @@ def test_cli_error(case, cli_world):
     message = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(message) <= 3, message  # one message (wrapped at most), not a dump
     assert not (tmp / "executed").exists()  # no checkpoint ever ran code
+
+
+def test_a_paper_preset_runs_without_its_weights_only_when_asked(tmp_path):
+    res = icd("run", "--method", "icd-sd15", "--backbone", "tiny-sd15", "--dataset", "folder", "--data-dir",
+              "datasets/examples", "--limit", "1", "--set", "untrained=true", "--out", str(tmp_path / "r"), "--quiet")
+    assert res.returncode == 0, res.stderr
+    record = json.loads((tmp_path / "r" / "records.jsonl").read_text().splitlines()[0])
+    assert record["status"] == "ok"
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["config"]["params"]["untrained"] is True  # the run says what it was
 
 
 # -- per-sample errors (and usable odd inputs) in one run -------------------------------------------

@@ -92,6 +92,34 @@ def test_reverse_target_is_one_teacher_step_then_the_target_net(solver):
     assert loss.item() < 1e-8
 
 
+def test_the_first_solver_step_is_anchored_at_the_clean_end(solver):
+    """Index 0 (t_n = 19), as the official trainer draws it: the teacher steps to t = 0 and the target is
+    that point (the boundary condition of the first segment); never a wrap-around to ᾱ[-1] = ᾱ_999."""
+    x0, noise = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    index, w = torch.tensor([0, 0]), torch.tensor([1.0, 3.0])
+    teacher = lambda x, t, w: 0.5 * x  # noqa: E731
+    _, info = reverse_cd_loss(lambda x, t, w: 0 * x, teacher, teacher, solver, SET, x0, noise, index, w)
+    assert info["t"].tolist() == [19, 19] and info["s"].tolist() == [0, 0]
+    x_t = solver.noise(x0, noise, info["t"])
+    for clean, a_end in ((True, torch.tensor(1.0)), (False, solver.alphas_cumprod[0])):
+        a_t = solver.alphas_cumprod[19]
+        eps = teacher(x_t, 0, 0)
+        x_end = (a_end / a_t).sqrt() * x_t + ((1 - a_end).sqrt() - (a_end / a_t).sqrt() * (1 - a_t).sqrt()) * eps
+        x_pred = x_t * 0 + x_end  # a student that lands exactly there (it maps to the clean end, s = 0)
+
+        def student(x, t, w, x_pred=x_pred):  # ε with move(x_t, ε, 19, 0) == x_pred at the clean end
+            r = (1 / solver.alpha(t, x)).sqrt()
+            return (x_pred - r * x) / (-r * (1 - solver.alpha(t, x)).sqrt())
+
+        loss, _ = reverse_cd_loss(student, teacher, teacher, solver, SET, x0, noise, index, w, clean_anchor=clean)
+        assert loss.item() < 1e-8, clean
+    assert (1 - solver.alphas_cumprod[0]) > 1e-4  # the two anchors really differ
+    with pytest.raises(ValueError, match="out of range"):
+        reverse_cd_loss(teacher, teacher, teacher, solver, SET, x0, noise, torch.tensor([0, 50]), w)
+    with pytest.raises(ValueError, match="out of range"):
+        forward_cd_loss(teacher, teacher, teacher, solver, SET, x0, noise, torch.tensor([-1, 3]))
+
+
 def test_forward_boundaries(solver):
     x0, noise = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
     f = lambda x, t, w: 0 * x  # noqa: E731

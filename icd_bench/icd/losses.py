@@ -8,6 +8,9 @@ the teacher's coarse DDIM grid with skip k = T / N (SD1.5: k = 20, grid 19, 39, 
 - **CD, reverse** (eq. 3 on the guided process): the student at t_n maps to its segment's lower
   boundary s; the target is the target network at t_{n−1} = t_n − k, after ONE teacher DDIM step
   from t_n with guidance w (the boundary condition: the teacher's point itself when t_{n−1} = s).
+  t_n ranges over the whole grid as the official trainer's index 0–49: at t_n = k − 1 (19) the
+  teacher steps to the clean end, the first segment's anchor. The official solver lands that step
+  on the schedule's ᾱ_0 instead (0.99915 for SD), ``clean_anchor=False``.
 - **fCD, forward** (unguided): the mirror — the student at t_n maps to the segment's upper end u;
   the target is the target network at t_{n+1} after one teacher DDIM inversion step.
 - **Preservation** (unguided): L_f = ‖fCD(CD(x_b)) − x_b‖ with gradients to the forward model,
@@ -54,11 +57,14 @@ class Solver:
         a = self.alphas_cumprod.to(like.device)[t.to(like.device)]
         return a.view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
 
-    def move(self, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """Eq. 1 per row, from t to s (either direction); s = 0 lands on the clean end (ᾱ = 1)."""
+    def move(self, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
+             clean_end: bool = True) -> torch.Tensor:
+        """Eq. 1 per row, from t to s (either direction); s = 0 lands on the clean end (ᾱ = 1), or on
+        timestep 0 of the schedule (ᾱ_0) with ``clean_end=False``."""
         a_t = self.alpha(t, x)
-        a_s = torch.where(s.to(x.device).view(-1, *([1] * (x.ndim - 1))) == 0, torch.ones_like(a_t),
-                          self.alpha(s, x))
+        a_s = self.alpha(s, x)
+        if clean_end:
+            a_s = torch.where(s.to(x.device).view(-1, *([1] * (x.ndim - 1))) == 0, torch.ones_like(a_t), a_s)
         ratio = (a_s / a_t).sqrt()
         return ratio * x + ((1 - a_s).sqrt() - ratio * (1 - a_t).sqrt()) * eps
 
@@ -75,6 +81,11 @@ def distance(a: torch.Tensor, b: torch.Tensor, kind: str = "l2", huber_c: float 
     if kind == "huber":
         return (((a.float() - b.float()) ** 2 + huber_c**2).sqrt() - huber_c).mean()
     raise ValueError(f"loss must be l2 or huber, got {kind!r}")
+
+
+def _check_index(index: torch.Tensor, n: int) -> None:
+    if len(index) and (int(index.min()) < 0 or int(index.max()) >= n):
+        raise ValueError(f"solver index out of range: need 0 <= index < {n}, got {index.tolist()}")
 
 
 def _reverse_boundaries(boundaries: Boundaries, t: torch.Tensor) -> torch.Tensor:
@@ -99,7 +110,7 @@ def guidance_distillation_loss(student: Eps, teacher_cond: Eps, teacher_uncond: 
 
 def _consistency(student: Eps, target_net: Eps, teacher: Eps, solver: Solver, x0: torch.Tensor,
                  noise: torch.Tensor, t: torch.Tensor, t_adj: torch.Tensor, boundary: torch.Tensor, w: torch.Tensor,
-                 kind: str) -> torch.Tensor:
+                 kind: str, clean_anchor: bool = True) -> torch.Tensor:
     """Both directions' consistency loss: the student maps x_t to ``boundary``; the target is one
     teacher step t → ``t_adj`` (t_{n−1} or t_{n+1}) and then the target net to the same boundary —
     or the teacher's point itself when ``t_adj`` is the boundary."""
@@ -107,7 +118,7 @@ def _consistency(student: Eps, target_net: Eps, teacher: Eps, solver: Solver, x0
     # the target first: an EMA target network swaps weights in place, which must not happen while
     # the student's graph is alive
     with torch.no_grad():
-        x_adj = solver.move(x_t, teacher(x_t, t, w), t, t_adj)
+        x_adj = solver.move(x_t, teacher(x_t, t, w), t, t_adj, clean_end=clean_anchor)
         target = solver.move(x_adj, target_net(x_adj, t_adj, w), t_adj, boundary)
         at_boundary = (t_adj == boundary).to(x_t.device).view(-1, *([1] * (x_t.ndim - 1)))
         target = torch.where(at_boundary, x_adj, target)
@@ -117,11 +128,14 @@ def _consistency(student: Eps, target_net: Eps, teacher: Eps, solver: Solver, x0
 
 def reverse_cd_loss(student: Eps, target_net: Eps, teacher: Eps, solver: Solver, boundaries: Boundaries,
                     x0: torch.Tensor, noise: torch.Tensor, index: torch.Tensor, w: torch.Tensor,
-                    kind: str = "l2") -> tuple[torch.Tensor, dict]:
-    """CDm on the guided process; ``index`` (B,) picks t_n = grid[index] with index ≥ 1."""
+                    kind: str = "l2", clean_anchor: bool = True) -> tuple[torch.Tensor, dict]:
+    """CDm on the guided process; ``index`` (B,) in 0..N − 1 picks t_n = grid[index]; at index 0
+    t_{n−1} is the clean end (see the module doc for ``clean_anchor``)."""
+    _check_index(index, solver.num_steps)
     t = solver.grid[index]
     s = _reverse_boundaries(boundaries, t)
-    loss = _consistency(student, target_net, teacher, solver, x0, noise, t, t - solver.skip, s, w, kind)
+    t_prev = (t - solver.skip).clamp_min(0)
+    loss = _consistency(student, target_net, teacher, solver, x0, noise, t, t_prev, s, w, kind, clean_anchor)
     return loss, {"t": t, "s": s}
 
 
@@ -129,6 +143,7 @@ def forward_cd_loss(student: Eps, target_net: Eps, teacher: Eps, solver: Solver,
                     x0: torch.Tensor, noise: torch.Tensor, index: torch.Tensor,
                     kind: str = "l2") -> tuple[torch.Tensor, dict]:
     """fCDm on the unguided process; ``index`` (B,) picks t_n = grid[index], index ≤ N − 2."""
+    _check_index(index, solver.num_steps - 1)
     t = solver.grid[index]
     u = _forward_boundaries(boundaries, t + solver.skip)
     loss = _consistency(student, target_net, teacher, solver, x0, noise, t, t + solver.skip, u, torch.ones(len(t)),

@@ -94,6 +94,8 @@ class ICDTrainConfig(CommonTrainConfig):
     lambda_r: float = 1.5  # reverse preservation (0 disables)
     target: str = "online"  # "online": the student without gradient (the reference); "ema"
     target_ema_decay: float = 0.95
+    # the first solver step's teacher target: the clean end (true), or ᾱ_0 as the official solver (false)
+    clean_anchor: bool = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -339,9 +341,9 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
         with acc.autocast():
             if cfg.train_reverse:
                 w = _draw_scales(cfg.guidance_scales, b, g)
-                index = torch.randint(1, n_grid, (b,), generator=g)
+                index = torch.randint(0, n_grid, (b,), generator=g)  # the official trainer's 0..N − 1
                 loss, _ = reverse_cd_loss(eps(REVERSE, cond), target(REVERSE, cond), eps(None, cond), solver,
-                                          boundaries, x0, draw(), index, w, cfg.loss)
+                                          boundaries, x0, draw(), index, w, cfg.loss, cfg.clean_anchor)
                 acc.backward(loss)
                 values["cd"] = loss.item()
             if cfg.train_forward:

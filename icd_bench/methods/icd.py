@@ -39,6 +39,7 @@ class ICDParams(P2PParams):
     reverse_lora: str | None = None  # CDm LoRA
     lora_rank: int = 64  # rank of zero-initialised adapters (files carry their own)
     lora_alpha: float | None = None  # None: the file's metadata, else the release's 8
+    untrained: bool = False  # run a preset that names the release's weights without them (not iCD)
     # Prompt-to-Prompt (P2PParams), the release's SD1.5 editing script: replace when the word counts match
     # else refine (its --is_replacement False branch), cross 0.3, self 0.6, amplify 4 on the edited words
     # (stop words skipped), local blend from the first step; the source branch decodes unguided
