@@ -55,12 +55,16 @@ def test_icd_spends_one_unet_call_per_step_at_every_tau(tau, p2p):
     # 4 encoding calls of B rows; 4 decoding calls of B rows (2B with P2P's two branches), never 2×
     assert counter.calls["unet"] == ({2: 4, 4: 4} if p2p else {2: 8})
     assert [o.nfe for o in outs] == [8, 8]
-    # guidance travels in the embedding: w = 1 while t/T > τ, w = 7 at or below τ
+    # guidance travels in the embedding: w = 1 while t/T > τ, w = 7 at or below τ; P2P's source rows
+    # (the first B of each decoding call) always decode unguided, as the official edit
     T = m.backbone.num_train_timesteps
     expected = [1.0] * 4 + [1.0 if t / T > tau else 7.0 for t, _ in m.pipe.boundaries.reverse_steps()]
     dim = m.backbone.unet.config.time_cond_proj_dim
-    for cond, w in zip(conds, expected, strict=True):
-        assert torch.allclose(cond, guidance_embedding(guidance_code(w), dim).expand_as(cond))
+    for k, (cond, w) in enumerate(zip(conds, expected, strict=True)):
+        target = cond[2:] if p2p and k >= 4 else cond
+        assert torch.allclose(target, guidance_embedding(guidance_code(w), dim).expand_as(target))
+        if p2p and k >= 4:
+            assert torch.allclose(cond[:2], guidance_embedding(guidance_code(1.0), dim).expand_as(cond[:2]))
 
 
 def test_dynamic_cfg_runs_the_unconditional_branch_only_on_guided_steps():

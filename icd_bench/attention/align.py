@@ -35,18 +35,22 @@ def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, truncation=True, max_length=tokenizer.model_max_length).input_ids
 
 
-def word_token_positions(tokenizer, prompt: str, word: str | int) -> list[int]:
+def word_token_positions(tokenizer, prompt: str, word: str | int, exact: bool = False) -> list[int]:
     """Token positions (BOS = 0) of a word of ``prompt``, given as the word or its index.
 
-    A word string matches every occurrence (`icd_bench.words.normalize_word` on both sides, so
-    "water." and "water" are one word); a missing word gives an empty list.
+    A word string matches every occurrence of exactly that word, as the original ``get_word_inds``;
+    where there is none, every occurrence after `icd_bench.words.normalize_word` on both sides (so
+    "water" finds "water."; the original finds nothing and blends with an empty mask) unless
+    ``exact``; a missing word gives an empty list.
     """
     words = prompt.split()
     if isinstance(word, int):
         targets = {word}
     else:
-        key = normalize_word(word)
-        targets = {i for i, w in enumerate(words) if normalize_word(w) == key}
+        targets = {i for i, w in enumerate(words) if w == word}
+        if not targets and not exact:
+            key = normalize_word(word)
+            targets = {i for i, w in enumerate(words) if normalize_word(w) == key}
     positions, cursor = [], 1
     for i, w in enumerate(words):
         n = len(_ids(tokenizer, w)) - 2

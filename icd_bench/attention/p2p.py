@@ -52,7 +52,9 @@ class P2PConfig:
     blend_threshold_target: float | None = None  # ... unless this gives the target its own (InfEdit)
     blend_start: float = 0.2  # fraction of steps before local blend starts
     self_max_tokens: int = 32 * 32  # self-attention injection only on maps this small (the reference's rule)
-    reference_compat: bool = False  # the original replace matrix after the last swapped word (align doc)
+    # the original's replace matrix after the last swapped word, and its reweighting of only the exact
+    # occurrences of a word (align.word_token_positions)
+    reference_compat: bool = False
 
     def __post_init__(self):
         if self.mode not in ("replace", "refine", "auto"):
@@ -122,7 +124,7 @@ class P2PControl:
             if self.cfg.amplify != 1.0:
                 eq = torch.ones(L)
                 for w in self.amplified_words(k, src, tgt, blend_words):
-                    eq[word_token_positions(tokenizer, tgt, w)] = self.cfg.amplify
+                    eq[word_token_positions(tokenizer, tgt, w, exact=self.cfg.reference_compat)] = self.cfg.amplify
                 A[k] = A[k] * eq
                 B[k] = B[k] * eq
         self.A, self.B = A, B

@@ -11,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from icd_bench.errors import SampleError, SampleWarning
 from icd_bench.types import EditSample
+from icd_bench.words import has_word
 
 #: Images larger than this many pixels are refused (decompression bombs, mistakes).
 MAX_PIXELS = 64_000_000
@@ -62,8 +63,7 @@ def checked_blend_words(sample_id: str, source: str, target: str, blend: tuple[s
     if blend is None:
         return None, ()
     for word, prompt, which in ((blend[0], source, "source"), (blend[1], target, "target")):
-        words = {w.strip(".,;:!?\"'()[]").lower() for w in prompt.split()}
-        if word.lower() not in words:
+        if not has_word(prompt, word):
             note = f"blend word {word!r} is not in the {which} prompt {prompt!r}; local blend is off for this sample"
             warnings.warn(f"{sample_id}: {note}", SampleWarning, stacklevel=2)
             return None, (note,)

@@ -85,3 +85,25 @@ def build_toy_tokenizer(out_dir: str | Path, bpe_path: str | Path | None = None)
     (out / "special_tokens_map.json").write_text(json.dumps(
         {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}, indent=2))
     return out
+
+
+def build_clip_tokenizer(out_dir: str | Path, bpe_path: str | Path | None = None) -> Path:
+    """Write Stable Diffusion's CLIP tokenizer (the full 49408-token BPE vocabulary, ids as open_clip's
+    and the hub's ``openai/clip-vit-large-patch14``) for `transformers.CLIPTokenizer.from_pretrained`:
+    the word alignment of Prompt-to-Prompt is compared with its reference on it."""
+    path = Path(bpe_path) if bpe_path else default_bpe_path()
+    lines = gzip.open(path).read().decode("utf-8").split("\n")[1:N_CLIP_MERGES + 1]
+    merges = [tuple(line.split()) for line in lines]
+    base = list(bytes_to_unicode().values())
+    tokens = base + [c + "</w>" for c in base] + ["".join(m) for m in merges] + [BOS, EOS]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False),
+                                    encoding="utf-8")
+    (out / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+    special = {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
+    (out / "tokenizer_config.json").write_text(json.dumps(
+        {"model_max_length": 77, "do_lower_case": True, "tokenizer_class": "CLIPTokenizer", **special}, indent=2))
+    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    return out
+

@@ -1,0 +1,57 @@
+"""Inputs shared by the conformance goldens' driver (``tools/conformance``) and the tests: the same
+seeds give the same tensors on both sides, so only the reference's outputs are stored.
+
+The attention schedule imitates one SD1.5 UNet step at a small width: cross-attention layers at
+32² and 16² positions in the order the reference's ``AttentionStore`` files them (its local blend
+reads ``down_cross[2:4] + up_cross[:3]``, the 16² maps), and two self-attention layers.
+"""
+
+from __future__ import annotations
+
+import torch
+
+ROWS, HEADS, DIM, TOKENS = 4, 2, 4, 77  # [uncond src, uncond tgt, cond src, cond tgt]; 2 heads of 4
+LAYERS = (  # (place, cross?, side)
+    ("down", True, 32), ("down", True, 32), ("down", False, 32), ("down", True, 16), ("down", True, 16),
+    ("up", True, 16), ("up", True, 16), ("up", False, 16), ("up", True, 16),
+    ("up", True, 32), ("up", True, 32), ("up", True, 32),
+)
+LATENT = (2, 4, 16, 16)  # the [source, target] latents local blend acts on
+PROJECTION = 8  # each layer's output is stored as ROWS × PROJECTION numbers (a fixed random projection)
+
+
+def _gen(*keys: int) -> torch.Generator:
+    seed = 0
+    for k in keys:
+        seed = (seed * 1_000_003 + k) % (2**62)
+    return torch.Generator().manual_seed(seed)
+
+
+def attention_inputs(case: int, step: int, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v of one attention call, each (ROWS, HEADS, positions, DIM). The queries share a field per
+    case and resolution (the same places attend to the same words at every layer and step, so local
+    blend's mask has a shape), and cross-attention keys are scaled up so the maps are peaked."""
+    _, cross, side = LAYERS[layer]
+    n = side * side
+    g = _gen(case, step, layer)
+    field = torch.randn(1, 1, n, DIM, generator=_gen(case, side, 555))
+    q = field + 0.5 * torch.randn(ROWS, HEADS, n, DIM, generator=g)
+    m = TOKENS if cross else n
+    k = torch.randn(ROWS, HEADS, m, DIM, generator=g) * (3.0 if cross else 1.0)
+    v = torch.randn(ROWS, HEADS, m, DIM, generator=g)
+    return q, k, v
+
+
+def latents(case: int, step: int) -> torch.Tensor:
+    return torch.randn(*LATENT, generator=_gen(case, step, 999))
+
+
+def projection(n: int) -> torch.Tensor:
+    """(n, PROJECTION): the fixed random projection of a flattened row of a layer's output."""
+    return torch.randn(n, PROJECTION, generator=_gen(7, n))
+
+
+def project(out: torch.Tensor) -> torch.Tensor:
+    """A layer output (ROWS, HEADS, positions, DIM) → (ROWS, PROJECTION)."""
+    flat = out.reshape(out.shape[0], -1).double()
+    return flat @ projection(flat.shape[1]).double()

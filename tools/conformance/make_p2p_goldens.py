@@ -1,0 +1,337 @@
+"""Make the Prompt-to-Prompt goldens of ``tests/conformance`` from the official code.
+
+    python tools/conformance/make_p2p_goldens.py --icd-repo PATH/invertible-cd --pnp-repo PATH/PnPInversion \
+        --benchmarks ../shared/benchmarks --out tests/conformance/goldens
+
+(``--icd-commit`` / ``--pnp-commit`` name the commits when the paths are exported trees, not clones.)
+
+Nothing of the references is copied: they are imported from the paths given, and only their outputs
+are written, with the repositories' commits and the package versions.
+
+- **iCD** (yandex-research/invertible-cd): ``running/sd1.5/edit.py``'s ``main`` runs over each
+  published editing list with the arguments of ``launch_editing_iCD_sd1.5.sh``; its model loading,
+  inversion, sampling and metrics are replaced by stand-ins, so each pair's call of
+  ``utils.p2p.make_controller`` (which controller, blend words, amplified words) and the controller it
+  builds are what the script really computes. ``nltk``'s English stop words are not downloadable
+  here: the stand-in module answers with ``--stopwords`` (default: the project's copy of the list).
+- **PIE-Bench** (cure-lab/PnPInversion): ``models.p2p.attention_control.make_controller`` with the
+  arguments ``run_editing_p2p.py`` passes for every image (refine, cross 0.4, self 0.6, the blend
+  words, the target blend word ×2), over the prompts of the PIE-Bench lists.
+- **Controllers on given tensors**: for three pairs (iCD replace, iCD refine, PIE-Bench refine) the
+  reference controller edits attention probabilities of fixed random q, k, v (tests/conformance/
+  golden_inputs.py) layer by layer and step by step, and blends fixed latents after each step; each
+  layer's output (probs @ v, all four CFG rows) is stored as a fixed random projection.
+
+The tokenizer is Stable Diffusion's CLIP BPE tokenizer built offline from open_clip's vocabulary
+(`icd_bench.toy.tokenizer.build_clip_tokenizer`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.machinery
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "conformance"))
+import golden_inputs as gi  # noqa: E402
+
+ICD_ARGS = [  # running/sd1.5/launch_editing_iCD_sd1.5.sh (cross 0.3, self 0.6)
+    "--model_id_DM", "unused", "--num_reverse_cons_steps", "4", "--reverse_timesteps", "259", "519", "779", "999",
+    "--num_forward_cons_steps", "4", "--forward_timesteps", "19", "259", "519", "779",
+    "--guidance_scale", "19", "--dynamic_guidance", "True", "--tau1", "0.8", "--tau2", "0.8",
+    "--cross_replace_steps", "0.3", "--self_replace_steps", "0.6", "--amplify_factor", "4",
+    "--max_forward_timestep_idx", "49", "--start_timestep", "19", "--nti_guidance_scale", "8.0",
+    "--use_npi", "False", "--use_nti", "False", "--use_cons_inversion", "True", "--use_cons_editing", "True",
+    "--lora_rank", "64", "--w_embed_dim", "512", "--num_ddim_steps", "50", "--device", "cpu", "--dtype", "fp32",
+    "--is_replacement", "False", "--seed", "30",
+]
+LISTS = ("editing_coco.csv", "editing_pie_bench_140.csv", "editing_pie_bench_all.csv")
+
+
+def commit(repo: Path, given: str | None) -> str:
+    if given:
+        return given
+    try:
+        return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def clip_tokenizer():
+    from transformers import CLIPTokenizer
+
+    from icd_bench.toy.tokenizer import build_clip_tokenizer
+
+    d = tempfile.mkdtemp(prefix="clip-tokenizer-")
+    return CLIPTokenizer.from_pretrained(build_clip_tokenizer(d), model_max_length=77)
+
+
+def module(name: str, **attrs) -> types.ModuleType:
+    m = types.ModuleType(name)
+    m.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    m.__dict__.update(attrs)
+    sys.modules[name] = m
+    return m
+
+
+def forget(*prefixes: str) -> None:
+    for name in list(sys.modules):
+        if name.split(".")[0] in prefixes:
+            del sys.modules[name]
+
+
+def as_list(t) -> list:
+    return np.asarray(t.detach().cpu() if torch.is_tensor(t) else t).tolist()
+
+
+def describe(controller, tokenizer_len: int = 77) -> dict:
+    """The reference controller's alignment and weights, as plain lists."""
+    base = getattr(controller, "prev_controller", None) or controller
+    out = {"controller": type(base).__name__}
+    if hasattr(base, "alphas"):  # AttentionRefine
+        out["mapper"] = as_list(base.mapper[0])
+        out["alphas"] = as_list(base.alphas.reshape(-1))
+    else:  # AttentionReplace
+        m = base.mapper[0]
+        nz = torch.nonzero(m)
+        out["replace"] = [[int(i), int(j), float(m[i, j])] for i, j in nz]
+    if hasattr(controller, "equalizer"):
+        eq = controller.equalizer.reshape(-1)
+        out["equalizer"] = {str(i): float(eq[i]) for i in range(len(eq)) if eq[i] != 1}
+    lb = controller.local_blend
+    if lb is not None:
+        a = lb.alpha_layers.reshape(lb.alpha_layers.shape[0], -1)
+        out["blend_tokens"] = [torch.nonzero(row).flatten().tolist() for row in a]
+        out["blend_start"] = int(lb.start_blend)
+    alpha = controller.cross_replace_alpha.reshape(controller.cross_replace_alpha.shape[0], -1)
+    out["cross_steps"] = int((alpha[:, 0] > 0).sum())  # steps whose cross-attention is injected
+    out["self_steps"] = list(controller.num_self_replace)
+    return out
+
+
+# -- iCD: edit.py's main with stand-ins ----------------------------------------------------------------
+def run_icd_edit(repo: Path, csv: Path, tokenizer, stopwords: list[str], captured: list) -> None:
+    import diffusers  # noqa: F401  (before the stand-ins: diffusers probes for nltk at import)
+    from diffusers import StableDiffusionPipeline  # noqa: F401
+
+    forget("utils", "nltk", "IPython")
+    sys.path.insert(0, str(repo))
+    try:
+        module("nltk")
+        module("nltk.corpus", stopwords=types.SimpleNamespace(words=lambda lang: list(stopwords)))
+        module("IPython")
+        module("IPython.display", display=lambda *a, **k: None)
+        zeros = lambda a, b, **k: [0.0] * len(a)  # noqa: E731
+        module("utils.metrics", calc_clip_score_images_images=zeros, calc_dinov2_images_images=zeros,
+               calc_clip_score_images_prompts=zeros, calc_ir=lambda a, b, **k: 0.0)
+        module("utils.inversion", invert=lambda **k: ((np.zeros((8, 8, 3), np.uint8), None), None, None))
+        p2p = importlib.import_module("utils.p2p")
+        generation = importlib.import_module("utils.generation")
+        loading = importlib.import_module("utils.loading")
+        import utils  # the real package, for edit.py's `from utils import ...`
+
+        utils.metrics, utils.inversion = sys.modules["utils.metrics"], sys.modules["utils.inversion"]
+        real_make = p2p.make_controller
+
+        def make_controller(prompts, is_replace_controller, cross_replace_steps, self_replace_steps,
+                            blend_words=None, equilizer_params=None):
+            c = real_make(prompts, is_replace_controller, cross_replace_steps, self_replace_steps, blend_words,
+                          equilizer_params)
+            captured.append({"prompts": list(prompts), "is_replace": bool(is_replace_controller),
+                             "cross_replace_steps": cross_replace_steps, "self_replace_steps": self_replace_steps,
+                             "blend_words": blend_words, "eq_params": equilizer_params,
+                             "num_steps": p2p.NUM_DDIM_STEPS, **describe(c)})
+            return c
+
+        p2p.make_controller = make_controller
+        generation.Generator = lambda **k: None
+        generation.runner = lambda **k: (np.zeros((2, 8, 8, 3), np.uint8), None)
+        loading.load_models = lambda **k: (types.SimpleNamespace(tokenizer=tokenizer), None, None)
+        spec = importlib.util.spec_from_file_location("icd_edit", repo / "running" / "sd1.5" / "edit.py")
+        edit = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(edit)
+        edit.DDPMScheduler = types.SimpleNamespace(from_pretrained=lambda *a, **k: None)
+        edit.load_models = loading.load_models
+        with tempfile.TemporaryDirectory() as out:
+            sys.argv = ["edit.py", *ICD_ARGS, "--path_to_prompts", str(csv), "--path_to_images", out,
+                        "--saving_dir", out]
+            edit.main(edit.parse_args())
+        p2p.tokenizer = tokenizer
+    finally:
+        sys.path.remove(str(repo))
+
+
+# -- PIE-Bench: PnPInversion's make_controller -------------------------------------------------------
+def pnp_module(repo: Path):
+    forget("utils", "models")
+    sys.path.insert(0, str(repo))
+    return importlib.import_module("models.p2p.attention_control")
+
+
+@contextlib.contextmanager
+def cuda_is_cpu():
+    """PnPInversion's make_controller does not pass its ``device`` on to the controllers it builds
+    (their default is "cuda"): on a machine without one, ``Tensor.to("cuda")`` lands on the CPU."""
+    real = torch.Tensor.to
+
+    def to(self, *args, **kwargs):
+        args = tuple("cpu" if isinstance(a, str) and a.startswith("cuda") else a for a in args)
+        if isinstance(kwargs.get("device"), str) and kwargs["device"].startswith("cuda"):
+            kwargs["device"] = "cpu"
+        return real(self, *args, **kwargs)
+
+    torch.Tensor.to = to
+    try:
+        yield
+    finally:
+        torch.Tensor.to = real
+
+
+def pnp_controller(ac, tokenizer, source: str, target: str, blend: list[str], num_steps: int = 50):
+    """run_editing_p2p.py's call for one image: blend words split from "src tgt", eq on the target's."""
+    pipeline = types.SimpleNamespace(tokenizer=tokenizer)
+    with cuda_is_cpu():
+            return ac.make_controller(pipeline=pipeline, prompts=[source, target], is_replace_controller=False,
+                                  cross_replace_steps={"default_": 0.4}, self_replace_steps=0.6,
+                                  blend_words=((blend[0],), (blend[1],)) if len(blend) else None,
+                                  equilizer_params={"words": (blend[1],), "values": (2,)} if len(blend) else None,
+                                  num_ddim_steps=num_steps, device="cpu")
+
+
+# -- controllers on given tensors --------------------------------------------------------------------
+def drive(controller, case: int, num_steps: int) -> dict:
+    """The reference controller on golden_inputs' attention calls; per step the projected outputs
+    of every layer and the latents after its step callback."""
+    controller.num_att_layers = len(gi.LAYERS)
+    outs, blended = [], []
+    for step in range(num_steps):
+        for layer, (place, cross, _) in enumerate(gi.LAYERS):
+            q, k, v = gi.attention_inputs(case, step, layer)
+            r, h, n, d = q.shape
+            qb, kb, vb = (t.reshape(r * h, -1, d) for t in (q, k, v))
+            probs = torch.softmax(qb @ kb.transpose(1, 2) * d**-0.5, dim=-1)
+            probs = controller(probs, cross, place)
+            outs.append(rounded(gi.project((probs @ vb).reshape(r, h, n, d))))
+        blended.append(rounded(controller.step_callback(gi.latents(case, step))))
+    return {"outputs": outs, "latents": blended}
+
+
+def rounded(t: torch.Tensor) -> list:
+    """Nine significant digits: far below the tests' tolerances, half the file."""
+    return np.vectorize(lambda v: float(f"{v:.9g}"))(t.detach().double().numpy()).tolist()
+
+
+def read_pairs(benchmarks: Path) -> list[tuple[str, str, str, str]]:
+    import pandas as pd
+
+    pairs, seen = [], set()
+    for name in LISTS:
+        for _, row in pd.read_csv(benchmarks / name).iterrows():
+            key = (row["old_caption"], row["edited_caption"], str(row["blended_words"]))
+            if key not in seen:
+                seen.add(key)
+                pairs.append((name, *key))
+    return pairs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--icd-repo", type=Path, required=True)
+    ap.add_argument("--pnp-repo", type=Path, required=True)
+    ap.add_argument("--benchmarks", type=Path, required=True, help="the published lists (../shared/benchmarks)")
+    ap.add_argument("--out", type=Path, default=ROOT / "tests" / "conformance" / "goldens")
+    ap.add_argument("--icd-commit", help="the commit of --icd-repo when it is an exported tree, not a clone")
+    ap.add_argument("--pnp-commit", help="the same for --pnp-repo")
+    ap.add_argument("--stopwords", type=Path, help="NLTK's English stop words, one per line")
+    args = ap.parse_args()
+    from icd_bench.words import STOPWORDS
+
+    stopwords = (args.stopwords.read_text().split() if args.stopwords else sorted(STOPWORDS))
+    tok = clip_tokenizer()
+    torch.set_num_threads(2)
+
+    icd = []
+    for name in LISTS:
+        captured: list = []
+        run_icd_edit(args.icd_repo, args.benchmarks / name, tok, stopwords, captured)
+        icd += [{"list": name, **c} for c in captured]
+    p2p = sys.modules["utils.p2p"]
+    p2p.device = "cpu"
+    icd_cases = {}
+    for label, want_replace in (("icd_replace", True), ("icd_refine", False)):
+        c = next(c for c in icd if c["is_replace"] == want_replace and c["blend_words"]
+                 and all(c["blend_tokens"]) and c.get("equalizer") and c["list"] != "editing_coco.csv")
+        p2p.NUM_DDIM_STEPS = c["num_steps"]
+        controller = p2p.make_controller(c["prompts"], c["is_replace"], c["cross_replace_steps"],
+                                         c["self_replace_steps"], c["blend_words"], c["eq_params"])
+        icd_cases[label] = {"prompts": c["prompts"], "blend_words": c["blend_words"], "num_steps": c["num_steps"],
+                            "case": len(icd_cases), **drive(controller, len(icd_cases), c["num_steps"])}
+    windows = []  # the injection windows for other step counts and fractions
+    for n in (4, 8, 10, 50):
+        for f in (0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 1.0):
+            p2p.NUM_DDIM_STEPS = n
+            d = describe(p2p.make_controller(icd[0]["prompts"], False, {"default_": f}, f, None, None))
+            windows.append({"num_steps": n, "fraction": f, "cross_steps": d["cross_steps"],
+                            "self_steps": d["self_steps"]})
+    # one record per distinct pair (the 140 list is a part of the 420 one); JSON-friendly arguments
+    unique: dict = {}
+    for c in icd:
+        unique.setdefault((tuple(c["prompts"]), str(c["blend_words"])), c)
+    icd = list(unique.values())
+    for c in icd:
+        c["blend_words"] = [list(w) for w in c["blend_words"]] if c["blend_words"] else None
+        c["eq_params"] = {k: list(v) for k, v in c["eq_params"].items()} if c["eq_params"] else None
+
+    ac = pnp_module(args.pnp_repo)
+    pie = []
+    for name, src, tgt, blend in read_pairs(args.benchmarks):
+        if name == "editing_coco.csv":
+            continue
+        words = blend.split(" ") if blend not in ("", "nan") else []
+        pie.append({"list": name, "prompts": [src, tgt], "blend_words": words,
+                    **describe(pnp_controller(ac, tok, src, tgt, words))})
+    ac.LATENT_SIZE = tuple(gi.LATENT[2:])  # the module's latent side (64 at 512 px) for the tensor case
+    c = next(c for c in pie if c["blend_words"] and all(c["blend_tokens"]))
+    steps = 10
+    pie_case = {"prompts": c["prompts"], "blend_words": c["blend_words"], "num_steps": steps, "case": 2,
+                **drive(pnp_controller(ac, tok, *c["prompts"], c["blend_words"], steps), 2, steps)}
+
+    import diffusers
+    import transformers
+
+    provenance = {
+        "icd": {"repository": "yandex-research/invertible-cd", "commit": commit(args.icd_repo, args.icd_commit),
+                "what": "running/sd1.5/edit.py main() with launch_editing_iCD_sd1.5.sh's arguments; "
+                        "utils.p2p.make_controller"},
+        "pie": {"repository": "cure-lab/PnPInversion", "commit": commit(args.pnp_repo, args.pnp_commit),
+                "what": "models/p2p/attention_control.make_controller with run_editing_p2p.py's arguments"},
+        "tokenizer": "CLIP ViT-L/14 BPE (open_clip's vocabulary), model_max_length 77",
+        "stopwords": "nltk stand-in: " + ("--stopwords file" if args.stopwords else "icd_bench.words.STOPWORDS"),
+        "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
+                     "transformers": transformers.__version__, "numpy": np.__version__},
+        "command": "python tools/conformance/make_p2p_goldens.py --icd-repo ... --pnp-repo ... --benchmarks ...",
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "p2p_alignment.json").write_text(json.dumps({"provenance": provenance, "icd": icd, "pie": pie,
+                                                                  "windows": windows}))
+    (args.out / "p2p_controllers.json").write_text(json.dumps(
+        {"provenance": provenance, "cases": {**icd_cases, "pie_refine": pie_case}}))
+    print(f"{len(icd)} iCD pairs, {len(pie)} PIE-Bench pairs, 3 controller cases → {args.out}")
+
+
+if __name__ == "__main__":
+    main()
