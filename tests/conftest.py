@@ -51,6 +51,17 @@ def tiny_sd15_dir(tmp_path_factory) -> Path:
     return save_tiny(tmp_path_factory.mktemp("models") / "tiny-sd15", kind="sd15", seed=0)
 
 
+@pytest.fixture(scope="session")
+def clip_tokenizer(tmp_path_factory):
+    """Stable Diffusion's CLIP tokenizer, built offline from open_clip's BPE vocabulary (the conformance
+    goldens of Prompt-to-Prompt's word alignment were made on it)."""
+    from transformers import CLIPTokenizer
+
+    from icd_bench.toy.tokenizer import build_clip_tokenizer
+
+    return CLIPTokenizer.from_pretrained(build_clip_tokenizer(tmp_path_factory.mktemp("clip")), model_max_length=77)
+
+
 BENCH_DIR = Path(__file__).parent / "bench"
 
 

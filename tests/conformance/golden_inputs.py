@@ -8,7 +8,19 @@ reads ``down_cross[2:4] + up_cross[:3]``, the 16² maps), and two self-attention
 
 from __future__ import annotations
 
+import json
+from functools import cache
+from pathlib import Path
+
 import torch
+
+GOLDENS = Path(__file__).parent / "goldens"
+
+
+@cache
+def golden(name: str) -> dict:
+    """A golden file of this folder (its provenance inside)."""
+    return json.loads((GOLDENS / name).read_text())
 
 ROWS, HEADS, DIM, TOKENS = 4, 2, 4, 77  # [uncond src, uncond tgt, cond src, cond tgt]; 2 heads of 4
 LAYERS = (  # (place, cross?, side)

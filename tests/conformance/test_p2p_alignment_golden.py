@@ -19,7 +19,7 @@ from icd_bench.attention.p2p import P2PControl
 from icd_bench.config import resolve_method
 from icd_bench.methods.icd import ICDParams
 
-from conftest import golden
+from golden_inputs import golden
 
 ICD = golden("p2p_alignment.json")["icd"]
 PIE = golden("p2p_alignment.json")["pie"]

@@ -19,7 +19,7 @@ from icd_bench.config import resolve_method
 from icd_bench.methods.icd import ICDParams
 
 import golden_inputs as gi
-from conftest import golden
+from golden_inputs import golden
 
 CASES = golden("p2p_controllers.json")["cases"]
 
