@@ -40,14 +40,17 @@ def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_t: float, alpha_s: flo
     return ratio * x_t + coef_eps * eps
 
 
-def ddim_timesteps(scheduler, num_steps: int) -> list[int]:
+def ddim_timesteps(scheduler, num_steps: int, steps_offset: int | None = None) -> list[int]:
     """The descending DDIM grid of ``num_steps`` timesteps, exactly as diffusers' DDIMScheduler.
 
-    Uses a private copy so the caller's scheduler keeps its state.
+    ``steps_offset`` replaces the scheduler config's (SD's is 1: 981, 961, …, 1 at 50 steps; 0 gives
+    980, …, 0, the grid of PnPInversion's scheduler, built without it). Uses a private copy so the
+    caller's scheduler keeps its state.
     """
     from diffusers import DDIMScheduler
 
-    sched = DDIMScheduler.from_config(scheduler.config)
+    overrides = {} if steps_offset is None else {"steps_offset": steps_offset}
+    sched = DDIMScheduler.from_config(scheduler.config, **overrides)
     sched.set_timesteps(num_steps)
     return [int(t) for t in sched.timesteps]
 

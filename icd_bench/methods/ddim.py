@@ -27,8 +27,12 @@ class DDIMParams:
     guidance_scale: float = 7.5  # w when decoding (reconstruction, editing, generation)
     inversion_guidance_scale: float = 1.0  # w when inverting; 1 = unguided (paper, Table 1)
     tau: float = 1.0  # dynamic CFG: guided only where t/T <= tau; 1.0 = guided at every step
+    # the grid's offset; None: the checkpoint's scheduler config (SD: 1, grid 981…1); 0: PnPInversion's 980…0
+    steps_offset: int | None = None
 
     def __post_init__(self):
+        if self.steps_offset is not None and self.steps_offset < 0:
+            raise ValueError(f"steps_offset must be >= 0, got {self.steps_offset}")
         if not 1 <= self.num_inference_steps <= 1000:
             raise ValueError(f"num_inference_steps must be in 1..1000, got {self.num_inference_steps}")
         if self.guidance_scale < 0 or self.inversion_guidance_scale < 0:
@@ -45,7 +49,7 @@ class DDIM(EditingMethod):
     Params: ClassVar[type] = DDIMParams
 
     def _timesteps(self) -> list[int]:
-        return ddim_timesteps(self.backbone.scheduler, self.params.num_inference_steps)
+        return ddim_timesteps(self.backbone.scheduler, self.params.num_inference_steps, self.params.steps_offset)
 
     def unconditional(self, inversion: Inversion | None, n: int) -> Callable[[int], PromptEmbeds]:
         """step index → the unconditional embeddings ∅ of n rows that CFG uses at that decoding step:

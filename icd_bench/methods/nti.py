@@ -8,7 +8,7 @@ Every UNet evaluation counts in the NFE, the optimisation's included (one condit
 one unconditional call per Adam step, the guided step itself). Samples of a batch are optimised
 independently: per-sample losses, early stopping per sample, and a stopped sample's embedding is
 frozen, so results do not depend on the batch. The optimisation needs fp32: a half-precision run
-is moved to fp32 for this method, with a warning.
+is moved to fp32 for this method, with a warning (fp64 stays fp64).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class NTI(DDIMP2P):
     Params: ClassVar[type] = NTIParams
 
     def __init__(self, backbone, params=None):
-        if backbone.dtype != torch.float32:
+        if backbone.dtype in (torch.float16, torch.bfloat16):
             log.warning("nti: null-text optimisation needs fp32; running this method in fp32 instead of %s",
                         str(backbone.dtype).removeprefix("torch."))
             backbone.to(dtype=torch.float32)

@@ -67,3 +67,48 @@ def project(out: torch.Tensor) -> torch.Tensor:
     """A layer output (ROWS, HEADS, positions, DIM) → (ROWS, PROJECTION)."""
     flat = out.reshape(out.shape[0], -1).double()
     return flat @ projection(flat.shape[1]).double()
+
+
+# -- DDIM, NTI and NPI on an analytic noise predictor -------------------------------------------------
+DDIM_STEPS, DDIM_PROMPT, DDIM_CFG = 10, "a red circle on a white background", 7.5
+
+
+class AnalyticUNet(torch.nn.Module):
+    """ε(x, t, c) = tanh(W·x · (1 + t/1000)) + ½·P·mean_tokens(c): a smooth stand-in for a UNet
+    (called as a diffusers UNet by both sides), differentiable in the text states as null-text
+    inversion needs. Fixed weights from a seed; 3 channels, so images are its latents (no VAE). P is
+    small (0.02): the text term cannot be driven to the target within ten Adam steps, so no step
+    overshoots and the optimisation is well conditioned (see test_ddim_nti_npi_golden)."""
+
+    def __init__(self, channels: int = 3, hidden: int = 32):
+        super().__init__()
+        from types import SimpleNamespace
+
+        g = _gen(4242)
+        self.w = torch.nn.Parameter(torch.randn(channels, channels, generator=g) * 0.5)
+        self.p = torch.nn.Parameter(torch.randn(channels, hidden, generator=g) * 0.02)
+        self.config = SimpleNamespace(in_channels=channels, sample_size=8, time_cond_proj_dim=None)
+
+    def forward(self, sample, timestep, encoder_hidden_states=None, timestep_cond=None, return_dict=True, **kw):
+        t = torch.as_tensor(timestep, dtype=sample.dtype, device=sample.device).reshape(-1)
+        t = t.expand(sample.shape[0]) if t.numel() == 1 else t
+        h = torch.einsum("oc,bchw->bohw", self.w, sample) * (1 + t / 1000).view(-1, 1, 1, 1)
+        c = encoder_hidden_states.mean(1) @ self.p.T
+        eps = torch.tanh(h) + 0.5 * c[:, :, None, None]
+        return {"sample": eps} if return_dict else (eps,)
+
+
+def ddim_image() -> torch.Tensor:
+    """The (1, 3, 8, 8) image in [0, 1] both sides invert (its latents are 2·image − 1), float32 values
+    (images reach a backbone in float32) held in float64."""
+    return torch.rand(1, 3, 8, 8, generator=_gen(31337)).double()
+
+
+def text_components():
+    """The tiny SD1.5-shaped tokenizer and text encoder (seed 0) both sides encode prompts with, in
+    float64: null-text inversion's Adam steps amplify float32 rounding ~10⁴-fold within ten steps on
+    this predictor (measured on the reference itself), float64 keeps both sides comparable."""
+    from icd_bench.backbones.tiny import build_tiny_sd15
+
+    c = build_tiny_sd15(seed=0)
+    return c["tokenizer"], c["text_encoder"].double()

@@ -17,6 +17,9 @@ are written, with the repositories' commits and the package versions.
 - **PIE-Bench** (cure-lab/PnPInversion): ``models.p2p.attention_control.make_controller`` with the
   arguments ``run_editing_p2p.py`` passes for every image (refine, cross 0.4, self 0.6, the blend
   words, the target blend word ×2), over the prompts of the PIE-Bench lists.
+- **DDIM, NTI, NPI** (PnPInversion): ``NullInversion``'s DDIM inversion, null-text optimisation and
+  CFG decoding step on an analytic noise predictor (golden_inputs.AnalyticUNet) with a tiny text
+  encoder, 10 steps on PnPInversion's own scheduler grid.
 - **Controllers on given tensors**: for three pairs (iCD replace, iCD refine, PIE-Bench refine) the
   reference controller edits attention probabilities of fixed random q, k, v (tests/conformance/
   golden_inputs.py) layer by layer and step by step, and blends fixed latents after each step; each
@@ -230,9 +233,42 @@ def drive(controller, case: int, num_steps: int) -> dict:
     return {"outputs": outs, "latents": blended}
 
 
-def rounded(t: torch.Tensor) -> list:
-    """Nine significant digits: far below the tests' tolerances, half the file."""
-    return np.vectorize(lambda v: float(f"{v:.9g}"))(t.detach().double().numpy()).tolist()
+def rounded(t: torch.Tensor, digits: int = 9) -> list:
+    """Nine significant digits by default: far below the float32 tests' tolerances, half the file."""
+    return np.vectorize(lambda v: float(f"{v:.{digits}g}"))(t.detach().double().numpy()).tolist()
+
+
+def ddim_goldens(scheduler_cls) -> dict:
+    """PnPInversion's NullInversion (DDIM inversion, null-text optimisation) and its decoding step with
+    given unconditional embeddings (NTI: the optimised ones; NPI: the source prompt's) on
+    golden_inputs' analytic noise predictor, 10 steps at CFG 7.5 on its scheduler's grid, in float64."""
+    from models.p2p.inversion import NullInversion
+
+    tok, te = gi.text_components()
+    scheduler = scheduler_cls(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                              set_alpha_to_one=False)  # as models/p2p_editor.py builds it
+    scheduler.set_timesteps(gi.DDIM_STEPS)
+    model = types.SimpleNamespace(unet=gi.AnalyticUNet().double(), tokenizer=tok, text_encoder=te, scheduler=scheduler,
+                                  device="cpu")
+    inv = NullInversion(model=model, num_ddim_steps=gi.DDIM_STEPS)
+    inv.init_prompt(gi.DDIM_PROMPT)
+    x0 = gi.ddim_image() * 2 - 1
+    trajectory = inv.ddim_loop(x0)
+    nulls = inv.null_optimization(trajectory, num_inner_steps=10, epsilon=1e-5, guidance_scale=gi.DDIM_CFG)
+    cond = inv.context.chunk(2)[1]
+
+    def decode(unconds):  # p2p_guidance_forward's loop without a controller: CFG, DDIM prev_step
+        x = trajectory[-1]
+        with torch.no_grad():
+            for i, t in enumerate(scheduler.timesteps):
+                x = inv.get_noise_pred(x, t, gi.DDIM_CFG, False, torch.cat([unconds[i], cond]))
+        return x
+
+    full = 17  # float64 goldens at full precision
+    return {"timesteps": [int(t) for t in scheduler.timesteps],
+            "trajectory": [rounded(x, full) for x in trajectory], "null_embeds": [rounded(u, full) for u in nulls],
+            "nti_reconstruction": rounded(decode(nulls), full),
+            "npi_reconstruction": rounded(decode([cond] * gi.DDIM_STEPS), full)}
 
 
 def read_pairs(benchmarks: Path) -> list[tuple[str, str, str, str]]:
@@ -310,6 +346,10 @@ def main() -> None:
     pie_case = {"prompts": c["prompts"], "blend_words": c["blend_words"], "num_steps": steps, "case": 2,
                 **drive(pnp_controller(ac, tok, *c["prompts"], c["blend_words"], steps), 2, steps)}
 
+    from models.p2p.scheduler_dev import DDIMSchedulerDev
+
+    ddim = ddim_goldens(DDIMSchedulerDev)
+
     import diffusers
     import transformers
 
@@ -330,6 +370,10 @@ def main() -> None:
                                                                   "windows": windows}))
     (args.out / "p2p_controllers.json").write_text(json.dumps(
         {"provenance": provenance, "cases": {**icd_cases, "pie_refine": pie_case}}))
+    (args.out / "ddim_nti_npi.json").write_text(json.dumps({"provenance": {
+        **provenance, "what": "models/p2p/inversion.NullInversion (ddim_loop, null_optimization, get_noise_pred) "
+                              "with models/p2p/scheduler_dev.DDIMSchedulerDev on golden_inputs.AnalyticUNet"},
+        **ddim}))
     print(f"{len(icd)} iCD pairs, {len(pie)} PIE-Bench pairs, 3 controller cases → {args.out}")
 
 
