@@ -178,6 +178,39 @@ def test_ef_ddpm_reconstructs_exactly_with_an_unchanged_prompt(bb):
     assert not torch.allclose(m.edit(x, samples(bb), gens()), bb.decode(inv.image_latents), atol=1e-3)
 
 
+def test_ef_ddpm_reference_options(bb, monkeypatch):
+    """PIE-Bench's EF + P2P: windows are fractions of the whole grid, self-attention injection only on
+    maps of <= 16² positions; zero_last_noise (its zeroed final noise map) makes the reconstruction inexact."""
+    from icd_bench.attention import p2p as p2p_module
+
+    x = images(bb)
+    exact = EFDDPM(bb, EFDDPMParams(num_inference_steps=8, skip=2)).reconstruct(
+        EFDDPM(bb, EFDDPMParams(num_inference_steps=8, skip=2)).invert(x, SOURCES, gens()))
+    m = EFDDPM(bb, EFDDPMParams(num_inference_steps=8, skip=2, zero_last_noise=True))
+    inv = m.invert(x, SOURCES, gens())
+    assert torch.count_nonzero(inv.state["zs"][-1]) == 0
+    assert not torch.allclose(m.reconstruct(inv), exact, atol=1e-4)
+    seen = []
+    real = p2p_module.P2PControl
+
+    def spy(*args, **kwargs):
+        control = real(*args, **kwargs)
+        seen.append(control)
+        return control
+
+    monkeypatch.setattr(p2p_module, "P2PControl", spy)
+    m = EFDDPM(bb, EFDDPMParams(num_inference_steps=10, skip=4, p2p=True, cross_replace=0.4, self_replace=0.6))
+    m.edit(x, samples(bb), gens())
+    (control,) = seen
+    assert control.num_steps == 10 and control.step == 6  # built for the grid, 6 decoding steps taken
+    assert control.cfg.self_max_tokens == 16 * 16
+    active = []
+    for step in range(6):
+        control.step = step
+        active.append(control.cross_active())
+    assert sum(active) == 4  # int(0.4 · 11) of the whole grid, not int(0.4 · 7) of the decoded steps
+
+
 def test_ef_ddpm_nfe(bb):
     """Only the steps from `skip` on are inverted: 2 (guided) per step there and back."""
     _, outs = run(EFDDPM(bb, EFDDPMParams(num_inference_steps=10, skip=4)))
@@ -213,5 +246,6 @@ def test_presets_resolve_to_their_methods():
                            ("ef-ddpm-sd15-50", "ef-ddpm")):
         spec = resolve_method(preset)
         assert spec.method == method
-    assert resolve_method("ef-ddpm-sd15-50").params.skip == 12
+    ef50 = resolve_method("ef-ddpm-sd15-50").params  # PIE-Bench's EF + P2P setting
+    assert (ef50.skip, ef50.source_guidance_scale, ef50.target_guidance_scale, ef50.p2p) == (12, 1.0, 7.5, True)
     assert resolve_method("nti-sd15").params.guidance_scale == 7.5

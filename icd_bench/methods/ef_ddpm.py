@@ -8,10 +8,17 @@ a plain prompt switch as in the paper, or with Prompt-to-Prompt (``p2p = true``,
 comparison), where the source branch replays its own guidance. With the source prompt and scale
 the stored maps retrace the inversion exactly (reconstruction = the input, up to float error).
 Only the steps from ``skip`` on are inverted: the skipped ones never reach the output.
+
+With P2P, as PIE-Bench's EF + P2P run (its ``edit_friendly_ddm`` controllers): the cross / self
+fractions are of the whole grid of ``num_inference_steps`` (0.4 of 50 = the first 20 of the 38
+decoding steps at skip 12), self-attention is injected only on maps of at most 16² positions, and
+only the conditional pass is edited. That code also zeroes the final step's noise map, so its
+reconstruction is not exact; ``zero_last_noise = true`` does the same (off by default: exact).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -34,6 +41,7 @@ class EFDDPMParams(P2PParams):
     skip: int = 36  # sampling steps skipped: editing starts at the grid's step `skip`
     eta: float = 1.0
     p2p: bool = False  # the paper's setting: a plain prompt switch
+    zero_last_noise: bool = False  # the reference's zeroed noise map of the final step (inexact reconstruction)
 
     def __post_init__(self):
         super().__post_init__()
@@ -75,6 +83,8 @@ class EFDDPM(EditingMethod):
             x_start, zs = edit_friendly_inversion(self._eps(cond, p.source_guidance_scale, uncond), x0, steps,
                                                   bb.alphas_cumprod, bb.final_alpha_cumprod, noise,
                                                   start=p.skip, eta=p.eta)
+        if p.zero_last_noise:
+            zs[-1] = torch.zeros_like(zs[-1])
         return Inversion(latents=x_start, prompts=list(prompts), image_latents=x0,
                          state={"zs": zs, "source_cond": cond, "uncond": uncond})
 
@@ -100,7 +110,9 @@ class EFDDPM(EditingMethod):
             return bb.decode(self._sample(inv, inv.latents, target_cond, p.target_guidance_scale, uncond))
         w = torch.tensor([p.source_guidance_scale] * n + [p.target_guidance_scale] * n)
         cond = PromptEmbeds.cat([inv.state["source_cond"], target_cond])
-        with prompt_to_prompt(bb, sources, targets, p.num_inference_steps - p.skip, p.p2p_config(),
+        cfg = dataclasses.replace(p.p2p_config(), self_max_tokens=16 * 16)  # the EF controllers' rule
+        # the windows are fractions of the whole grid (the reference's controller is built for all steps)
+        with prompt_to_prompt(bb, sources, targets, p.num_inference_steps, cfg,
                               [s.blend_words for s in samples]) as control:
             x0 = self._sample(inv, torch.cat([inv.latents] * 2), cond, w, PromptEmbeds.cat([uncond, uncond]),
                               branches=2, callback=lambda i, s, z: control.after_step(z))
