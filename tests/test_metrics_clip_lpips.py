@@ -258,6 +258,46 @@ def test_clip_pixels_match_open_clip_transform(clip_weights):
     assert float((ours - theirs).abs().mean()) < 0.02  # PIL vs torch bicubic and 8-bit rounding only
 
 
+def test_clip_pie_pixels_are_torchmetrics_clipscore_inputs(clip_tokenizer):
+    """PIE-Bench's CLIP similarity runs torchmetrics' CLIPScore on an 8-bit CHW tensor (the image times
+    the 0/1 mask for the edited region): the pixels its processor hands the model are the pie
+    flavour's, exactly; the clean flavour's tensor resize differs (the issue the pie flavour fixes)."""
+    from torchmetrics.multimodal import CLIPScore
+    from transformers import CLIPImageProcessor, CLIPProcessor
+
+    from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    seen = []
+
+    class Recorder(torch.nn.Module):  # stands in for transformers' CLIPModel: records what it is given
+        config = None
+
+        def get_image_features(self, pixel_values):
+            seen.append(pixel_values)
+            return torch.ones(len(pixel_values), 4)
+
+        def get_text_features(self, input_ids, attention_mask=None):
+            return torch.ones(len(input_ids), 4)
+
+    cfg = {"size": (32, 32), "mean": OPENAI_DATASET_MEAN, "std": OPENAI_DATASET_STD, "interpolation": "bicubic",
+           "resize_mode": "shortest"}
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                                                 crop_size={"height": 32, "width": 32}),
+                              tokenizer=clip_tokenizer)
+    metric = CLIPScore(model_name_or_path=lambda: (Recorder(), processor))
+    x = _rand(5, 48, 80)
+    mask = np.zeros((48, 80), np.uint8)
+    mask[10:30, 20:60] = 1
+    img = (x * 255).round().byte().permute(1, 2, 0).numpy()
+    for masked in (False, True):  # PIE-Bench: np.uint8(img * mask), then torch.tensor(...).permute(2, 0, 1)
+        arr = np.uint8(img * mask[..., None]) if masked else img
+        metric(torch.tensor(arr).permute(2, 0, 1), "a red circle")
+        ours = clip_score.clip_pixels_pie((torch.from_numpy(arr).permute(2, 0, 1).float() / 255)[None], cfg)
+        torch.testing.assert_close(ours, seen[-1], atol=1e-6, rtol=0)
+    clean = clip_score.clip_pixels((torch.from_numpy(img).permute(2, 0, 1).float() / 255)[None], cfg)
+    assert float((clean - seen[0]).abs().max()) > 0.01
+
+
 def test_clip_i_identity_and_flavours(clip_weights):
     x, y = _rand(0), _rand(1)
     same = ScoreItem("s", output=x, source=x.clone(), mask=_mask())
@@ -266,10 +306,24 @@ def test_clip_i_identity_and_flavours(clip_weights):
     assert _values("clip_i:edited:clean", [same], TINY_OPTIONS)[0] == pytest.approx(1.0, abs=1e-5)
     items = [ScoreItem("a", output=x, source=y, mask=_mask(), target_prompt=p)
              for p in ("a red circle", "a photo of a dog on the beach", "zzz qqq", "an oil painting")]
+    loaded = _metric("clip_i", TINY_OPTIONS)._clip()
+
+    def by_hand(pixels, name):  # the cosine on the given preprocessing, by hand on the loaded model
+        with torch.no_grad():
+            img = torch.nn.functional.normalize(loaded.model.encode_image(pixels(x[None].repeat(4, 1, 1, 1),
+                                                                                 loaded.preprocess)), dim=-1)
+            if name == "clip_i":
+                other = loaded.model.encode_image(pixels(y[None].repeat(4, 1, 1, 1), loaded.preprocess))
+            else:
+                other = loaded.model.encode_text(loaded.tokenizer([it.target_prompt for it in items]))
+            return (img * torch.nn.functional.normalize(other, dim=-1)).sum(-1).tolist()
+
     for name in ("clip_i", "clip_t"):
         clean = _values(name, items, TINY_OPTIONS)
         pie = _values(f"{name}:whole:pie", items, TINY_OPTIONS)
-        assert pie == pytest.approx([100 * max(c, 0.0) for c in clean], abs=1e-4)
+        assert clean == pytest.approx(by_hand(clip_score.clip_pixels, name), abs=1e-5)
+        # pie: 100·max(cos, 0) on torchmetrics' (transformers') preprocessing
+        assert pie == pytest.approx([100 * max(c, 0.0) for c in by_hand(clip_score.clip_pixels_pie, name)], abs=1e-3)
         assert all(-1 <= c <= 1 for c in clean)
     # the clamp of the pie flavour, on cosines of either sign
     pie_metric = _metric("clip_t:whole:pie", TINY_OPTIONS)

@@ -27,11 +27,18 @@ The weight is the single open_clip checkpoint of that pair, weight key
 repository (`clip_weight_spec`). The tag still decides what open_clip would set for it — QuickGELU
 (all OpenAI weights) and the preprocessing — since a local file carries neither.
 
-Preprocessing, on tensors (`clip_pixels`), as open_clip's evaluation transform for the pair:
-shorter side to the model's input size (the tag's interpolation, bicubic for OpenAI) with
+Preprocessing. ``clean``: on tensors (`clip_pixels`), as open_clip's evaluation transform for the
+pair: shorter side to the model's input size (the tag's interpolation, bicubic for OpenAI) with
 antialiasing, central square, mean/std from the model's preprocess config (OpenAI's CLIP mean/std
-for OpenAI weights). Text: open_clip's tokenizer for the architecture (`open_clip.get_tokenizer`;
-77 tokens, longer prompts truncated as torchmetrics does).
+for OpenAI weights). ``pie``: as torchmetrics' ``CLIPScore`` does it for PIE-Bench — the 8-bit image
+(for ``edited``, the 8-bit image times the 0/1 mask, as PIE-Bench's ``np.uint8(img * mask)``) through
+transformers' ``CLIPImageProcessor`` (PIL bicubic resize of the shorter side, central crop, then
+mean/std: `clip_pixels_pie`); the two differ by up to ~0.1 in normalised pixel values.
+
+Text: open_clip's tokenizer for the architecture (`open_clip.get_tokenizer`): 77 positions, a
+longer prompt cut to 76 tokens plus the end-of-text token. torchmetrics instead cuts the ids at 77
+with no end-of-text token, so prompts over 75 tokens are encoded differently there (PIE-Bench's
+prompts are far shorter).
 """
 
 from __future__ import annotations
@@ -162,6 +169,21 @@ def clip_pixels(x: torch.Tensor, cfg: dict[str, Any]) -> torch.Tensor:
     return normalize(x, cfg.get("mean", CLIP_MEAN), cfg.get("std", CLIP_STD))
 
 
+def clip_pixels_pie(x: torch.Tensor, cfg: dict[str, Any]) -> torch.Tensor:
+    """B×3×H×W in [0, 1] → the model's input as torchmetrics' ``CLIPScore`` (PIE-Bench) computes it:
+    8-bit pixels through transformers' ``CLIPImageProcessor`` (shorter side to the input size with
+    PIL bicubic, central crop, rescale, mean/std of the model's config)."""
+    from transformers import CLIPImageProcessor
+
+    size = cfg.get("size", 224)
+    side = size if isinstance(size, int) else int(size[0])
+    processor = CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side},
+                                   image_mean=list(cfg.get("mean", CLIP_MEAN)), image_std=list(cfg.get("std", CLIP_STD)))
+    pixels = (x.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    out = processor(images=[p for p in pixels], return_tensors="pt")["pixel_values"]
+    return out.to(x.device)
+
+
 class _ClipMetric(Metric):
     regions = ("whole", "edited")
     flavours = FLAVOURS
@@ -189,7 +211,8 @@ class _ClipMetric(Metric):
         x = stack(images, self.device)
         if self.spec.region == "edited":
             x = apply_mask(x, regions)
-        return F.normalize(clip.model.encode_image(clip_pixels(x, clip.preprocess)).float(), dim=-1)
+        pixels = (clip_pixels_pie if self.spec.flavour == "pie" else clip_pixels)(x, clip.preprocess)
+        return F.normalize(clip.model.encode_image(pixels).float(), dim=-1)
 
     def _texts(self, clip: LoadedClip, texts: Sequence[str]) -> torch.Tensor:
         tokens = clip.tokenizer(list(texts)).to(self.device)
