@@ -112,3 +112,38 @@ def text_components():
 
     c = build_tiny_sd15(seed=0)
     return c["tokenizer"], c["text_encoder"].double()
+
+
+# -- iCD end to end on tiny weights ---------------------------------------------------------------------
+ICD_SOURCE, ICD_TARGET = "a red circle on a white background", "a blue circle on a white background"
+ICD_REFINE_TARGET = "a big red circle on a white background"
+ICD_SEED = 30  # the official script's --seed
+LORA_RANK = 4
+
+
+def icd_weights(root: Path) -> dict[str, Path]:
+    """Tiny iCD weights in the release's formats, the same on both sides: a tiny SD1.5 pipeline folder
+    (seed 0), its "guidance-distilled" UNet as a ``.pt`` state dict (seed 1, time_cond_proj_dim 512) and
+    forward / reverse LoRA ``.safetensors`` with peft keys (rank 4, alpha 8, random weights that fp16
+    represents exactly: the official loader casts them to fp16)."""
+    from icd_bench.backbones.tiny import build_tiny_sd15, save_tiny
+    from icd_bench.icd.model import FORWARD, REVERSE, attach_adapter, save_adapter
+
+    root = Path(root)
+    out = {"pipeline": save_tiny(root / "pipeline", "sd15", seed=0), "teacher": root / "teacher.pt"}
+    unet = build_tiny_sd15(seed=1, time_cond_proj_dim=512)["unet"]
+    torch.save(unet.state_dict(), out["teacher"])
+    for k, name in enumerate((FORWARD, REVERSE)):
+        attach_adapter(unet, name, rank=LORA_RANK, alpha=8.0)
+        g = _gen(77, k)
+        with torch.no_grad():
+            for n, p in sorted(unet.named_parameters()):
+                if f".{name}." in n and "lora_" in n:
+                    p.copy_((torch.randn(p.shape, generator=g) * 0.05).half().float())
+        out[name] = save_adapter(unet, name, root / f"{name}.safetensors")
+    return out
+
+
+def icd_image():
+    """The 32×32 8-bit RGB image both sides encode."""
+    return (torch.rand(32, 32, 3, generator=_gen(2024)) * 255).round().to(torch.uint8).numpy()
