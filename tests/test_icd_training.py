@@ -256,6 +256,43 @@ def test_resume_continues_exactly(tmp_path, target):
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
 
 
+def test_the_official_optimiser_schedule(tmp_path, monkeypatch):
+    """optimizer_steps = per_term: an optimiser step after each loss term, one optimiser per adapter (the
+    reverse one steps for CD and L_r, the forward one for fCD and L_f), with shared_noise one noise draw
+    per batch; it trains other weights than the summed default, and resumes exactly too."""
+    import icd_bench.icd.train as train_module
+
+    steps = []
+    real = torch.optim.AdamW.step
+
+    def counting(self, *a, **k):
+        steps.append(sum(p.numel() for g in self.param_groups for p in g["params"]))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", counting)
+    quiet = {"progress": False, "log": lambda *a: None}
+    summed = train_icd(_icd_recipe("tiny-sd15", steps=2), tmp_path / "summed", **quiet)
+    n_summed = list(steps)
+    steps.clear()
+    official = train_icd(_icd_recipe("tiny-sd15", steps=2, optimizer_steps="per_term", shared_noise=True),
+                         tmp_path / "official", **quiet)
+    assert len(n_summed) == 2 and len(set(n_summed)) == 1  # one step over both adapters per batch
+    assert len(steps) == 8 and len(set(steps)) == 1 and steps[0] * 2 == n_summed[0]  # 4 terms × 2 batches
+    a, _ = read_lora(summed["reverse_lora"])
+    b, _ = read_lora(official["reverse_lora"])
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    monkeypatch.setattr(torch.optim.AdamW, "step", real)
+    train_icd(_icd_recipe("tiny-sd15", steps=1, optimizer_steps="per_term", shared_noise=True), tmp_path / "cut",
+              **quiet)
+    resumed = train_icd(_icd_recipe("tiny-sd15", steps=2, optimizer_steps="per_term", shared_noise=True),
+                        tmp_path / "cut", **quiet)
+    c, _ = read_lora(resumed["reverse_lora"])
+    assert all(torch.equal(b[k], c[k]) for k in b)
+    assert train_module.ICDTrainConfig(optimizer_steps="per_term").optimizer_steps == "per_term"
+    with pytest.raises(ValueError, match="optimizer_steps"):
+        ICDTrainConfig(optimizer_steps="sometimes")
+
+
 def test_ablations_switch_terms_off(tmp_path):
     paths = train_icd(_icd_recipe("tiny-sd15", train_forward=False, lambda_r=0.0), tmp_path / "r",
                       progress=False, log=lambda *a: None)

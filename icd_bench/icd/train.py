@@ -96,11 +96,17 @@ class ICDTrainConfig(CommonTrainConfig):
     target_ema_decay: float = 0.95
     # the first solver step's teacher target: the clean end (true), or ᾱ_0 as the official solver (false)
     clean_anchor: bool = True
+    # "summed": the four terms' gradients summed into one optimiser step per batch; "per_term": an
+    # optimiser step (clipped) after each term, one optimiser per adapter — the official trainer's schedule
+    optimizer_steps: str = "summed"
+    shared_noise: bool = False  # one noise draw per batch for every term (the official trainer), else one per term
 
     def __post_init__(self):
         super().__post_init__()
         if self.target not in ("online", "ema"):
             raise ValueError(f"target must be online or ema, got {self.target!r}")
+        if self.optimizer_steps not in ("summed", "per_term"):
+            raise ValueError(f"optimizer_steps must be summed or per_term, got {self.optimizer_steps!r}")
         if not (self.train_reverse or self.train_forward):
             raise ValueError("nothing to train: train_reverse and train_forward are both false")
         check_boundary_choice(self.boundaries, self.reverse_boundaries, self.forward_boundaries)
@@ -290,10 +296,31 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
         p.requires_grad_(True)
     ema = {k: p.detach().clone() for k, p in params.items()} if cfg.target == "ema" else None
     state = AdapterState(params, ema)
-    optimizer = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=0.0)
-    schedule = warmup_schedule(optimizer, cfg.warmup)
-    optimizer, schedule = acc.prepare(optimizer, schedule)
+    # one optimiser over both adapters (summed terms), or one per adapter (a step after each term)
+    groups = ({"all": list(params.values())} if cfg.optimizer_steps == "summed" else
+              {name: list(adapter_parameters(unet, name).values()) for name in names})
+    optimizers = {}
+    for key, group in groups.items():
+        optimizer = torch.optim.AdamW(group, lr=cfg.lr, weight_decay=0.0)
+        optimizers[key] = acc.prepare(optimizer, warmup_schedule(optimizer, cfg.warmup))
     acc.register_for_checkpointing(state)
+
+    def take_step(key: str) -> None:
+        """Average over processes, clip, step the optimiser ``key`` (and its schedule), zero its grads."""
+        group, (optimizer, schedule) = groups[key], optimizers[key]
+        if acc.num_processes > 1:
+            for p in group:
+                if p.grad is not None:
+                    p.grad = acc.reduce(p.grad, reduction="mean")
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(group, cfg.grad_clip)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def after_term(adapter: str) -> None:
+        if cfg.optimizer_steps == "per_term":
+            take_step(adapter)
     data = TrainData(recipe["data"], cfg.seed, bb.preprocess, bb.resolution)
     solver = Solver(bb.alphas_cumprod.float(), cfg.solver_steps)
     fields = [f for f, on in (("cd", cfg.train_reverse), ("fcd", cfg.train_forward),
@@ -334,8 +361,10 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
         cond = bb.encode_prompt(captions)
         b = len(x0)
 
-        def draw(x0=x0, g=g):
-            return torch.randn(x0.shape, generator=g).to(x0)
+        shared = torch.randn(x0.shape, generator=g).to(x0) if cfg.shared_noise else None
+
+        def draw(x0=x0, g=g, shared=shared):
+            return shared if shared is not None else torch.randn(x0.shape, generator=g).to(x0)
 
         values: dict[str, float] = {}
         with acc.autocast():
@@ -346,35 +375,32 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
                                           boundaries, x0, draw(), index, w, cfg.loss, cfg.clean_anchor)
                 acc.backward(loss)
                 values["cd"] = loss.item()
+                after_term(REVERSE)
             if cfg.train_forward:
                 index = torch.randint(0, n_grid - 1, (b,), generator=g)
                 loss, _ = forward_cd_loss(eps(FORWARD, cond), target(FORWARD, cond), eps(None, cond), solver,
                                           boundaries, x0, draw(), index, cfg.loss)
                 acc.backward(loss)
                 values["fcd"] = loss.item()
+                after_term(FORWARD)
             if cfg.train_forward and cfg.lambda_f > 0:
                 seg = torch.randint(0, n_seg, (b,), generator=g)
                 loss, _ = forward_preservation_loss(eps(FORWARD, cond), eps(REVERSE, cond), solver, boundaries,
                                                     x0, draw(), seg, cfg.loss)
                 acc.backward(cfg.lambda_f * loss)
                 values["preserve_f"] = loss.item()
+                after_term(FORWARD)
             if cfg.train_reverse and cfg.lambda_r > 0:
                 seg = torch.randint(0, n_seg, (b,), generator=g)
                 loss, _ = reverse_preservation_loss(eps(FORWARD, cond), eps(REVERSE, cond), solver, boundaries,
                                                     x0, draw(), seg, cfg.loss)
                 acc.backward(cfg.lambda_r * loss)
                 values["preserve_r"] = loss.item()
-        if acc.num_processes > 1:
-            for p in params.values():
-                if p.grad is not None:
-                    p.grad = acc.reduce(p.grad, reduction="mean")
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.grad_clip)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+                after_term(REVERSE)
+        if cfg.optimizer_steps == "summed":
+            take_step("all")
         state.update_ema(cfg.target_ema_decay)
-        loop.after_step(step, values, schedule.get_last_lr()[0])
+        loop.after_step(step, values, next(iter(optimizers.values()))[1].get_last_lr()[0])
     loop.close()
     unet.eval()
     out = Path(out_dir)
