@@ -273,56 +273,72 @@ def ddim_goldens(scheduler_cls) -> dict:
             "npi_reconstruction": rounded(decode([cond] * gi.DDIM_STEPS), full)}
 
 
-def icd_goldens(repo: Path, work: Path) -> dict:
+def official_icd(repo: Path, work: Path) -> types.SimpleNamespace:
     """The official iCD SD1.5 path on tiny weights (golden_inputs.icd_weights): ``utils.loading.load_models``
-    (the release's weight import), ``Generator.cons_inversion`` (encode) and ``Generator.cons_generation``
-    under ``utils.p2p``'s controller (decode), with the launch script's settings — 4 + 4 steps, boundaries
-    259/519/779/999 and 19/259/519/779, guidance 19 as the embedding's code, τ = 0.8, cross 0.3, self 0.6,
-    amplify 4 on the edited words. Local blend is left out here: the official LocalBlend reads 16×16 maps
-    from fixed layer slots of SD1.5 at 512 px (its own golden covers it on given tensors). The edit calls
-    what ``generation.runner`` calls, without its fixed 512-px latent shape."""
+    (the release's weight import) and ``utils.generation.Generator`` with the launch script's boundaries
+    (259/519/779/999 and 19/259/519/779). Leaves the repository on ``sys.path`` (its ``utils``)."""
     forget("utils", "models")
     sys.path.insert(0, str(repo))
+    module("IPython")
+    module("IPython.display", display=lambda *a, **k: None)
+    p2p = importlib.import_module("utils.p2p")
+    generation = importlib.import_module("utils.generation")
+    loading = importlib.import_module("utils.loading")
+    from diffusers import DDPMScheduler
+
+    from icd_bench.icd.model import FORWARD, REVERSE
+
+    w = gi.icd_weights(work)
+    ldm, reverse, forward = loading.load_models(
+        model_id=str(w["pipeline"]), device="cpu", reverse_checkpoint=str(w[REVERSE]),
+        forward_checkpoint=str(w[FORWARD]), r=gi.LORA_RANK, w_embed_dim=512, teacher_checkpoint=str(w["teacher"]),
+        dtype="fp32")
+    noise_scheduler = DDPMScheduler.from_pretrained(str(w["pipeline"]), subfolder="scheduler")
+    solver = generation.Generator(model=ldm, noise_scheduler=noise_scheduler, n_steps=50,
+                                  forward_cons_model=forward, reverse_cons_model=reverse, num_endpoints=4,
+                                  num_forward_endpoints=4, max_forward_timestep_index=49,
+                                  reverse_timesteps=[259, 519, 779, 999], forward_timesteps=[19, 259, 519, 779],
+                                  start_timestep=19)
+    p2p.tokenizer, p2p.device = ldm.tokenizer, "cpu"
+    return types.SimpleNamespace(p2p=p2p, generation=generation, solver=solver, reverse=reverse, weights=w)
+
+
+@torch.no_grad()
+def official_icd_encode(ref, image) -> torch.Tensor:
+    ref.solver.init_prompt([gi.ICD_SOURCE], None)
+    _, (latent,) = ref.solver.cons_inversion(image, guidance_scale=0.0, w_embed_dim=512, seed=gi.ICD_SEED)
+    return latent
+
+
+@torch.no_grad()
+def official_icd_edit(ref, latent, target: str):
+    """edit.py's controller for the pair (replace for equal word counts, amplify 4 on the target words not
+    in the source) and what ``generation.runner`` then calls, without its fixed 512-px latent shape:
+    guidance 19 as the embedding's code, τ 0.8, cross 0.3, self 0.6, no local blend (see icd_goldens)."""
+    prompts = [gi.ICD_SOURCE, target]
+    ref.p2p.NUM_DDIM_STEPS = 4  # edit.py: the reverse model's step count
+    is_replace = len(prompts[0].split(" ")) == len(prompts[1].split(" "))
+    words = [x for x in target.split(" ") if x not in gi.ICD_SOURCE.split(" ")]
+    controller = ref.p2p.make_controller(prompts, is_replace, {"default_": 0.3}, 0.6, None,
+                                         {"words": tuple(words), "values": (4.0,) * len(words)})
+    ref.p2p.register_attention_control(ref.reverse, controller)
+    ref.solver.init_prompt(prompts, None)
+    x = ref.solver.cons_generation(latent.expand(2, *latent.shape[1:]), guidance_scale=19.0, w_embed_dim=512,
+                                   dynamic_guidance=True, tau1=0.8, tau2=0.8, controller=controller)[-1]
+    return x, ref.generation.latent2image(ref.reverse.vae, x), controller, words
+
+
+def icd_goldens(repo: Path, work: Path) -> dict:
+    """iCD encode and P2P edits (replace, refine) by the official code on tiny weights. Local blend is
+    left out here: the official LocalBlend reads 16×16 maps from fixed layer slots of SD1.5 at 512 px
+    (its own golden covers it on given tensors)."""
     try:
-        module("IPython")
-        module("IPython.display", display=lambda *a, **k: None)
-        p2p = importlib.import_module("utils.p2p")
-        generation = importlib.import_module("utils.generation")
-        loading = importlib.import_module("utils.loading")
-        from diffusers import DDPMScheduler
-
-        from icd_bench.icd.model import FORWARD, REVERSE
-
-        w = gi.icd_weights(work)
-        ldm, reverse, forward = loading.load_models(
-            model_id=str(w["pipeline"]), device="cpu", reverse_checkpoint=str(w[REVERSE]),
-            forward_checkpoint=str(w[FORWARD]), r=gi.LORA_RANK, w_embed_dim=512, teacher_checkpoint=str(w["teacher"]),
-            dtype="fp32")
-        noise_scheduler = DDPMScheduler.from_pretrained(str(w["pipeline"]), subfolder="scheduler")
-        solver = generation.Generator(model=ldm, noise_scheduler=noise_scheduler, n_steps=50,
-                                      forward_cons_model=forward, reverse_cons_model=reverse, num_endpoints=4,
-                                      num_forward_endpoints=4, max_forward_timestep_index=49,
-                                      reverse_timesteps=[259, 519, 779, 999], forward_timesteps=[19, 259, 519, 779],
-                                      start_timestep=19)
-        p2p.tokenizer, p2p.device = ldm.tokenizer, "cpu"
-        solver.init_prompt([gi.ICD_SOURCE], None)
-        with torch.no_grad():
-            _, (latent,) = solver.cons_inversion(gi.icd_image(), guidance_scale=0.0, w_embed_dim=512, seed=gi.ICD_SEED)
+        ref = official_icd(repo, work)
+        latent = official_icd_encode(ref, gi.icd_image())
         out = {"encoded": rounded(latent)}
         for label, target in (("replace", gi.ICD_TARGET), ("refine", gi.ICD_REFINE_TARGET)):
-            prompts = [gi.ICD_SOURCE, target]
-            p2p.NUM_DDIM_STEPS = 4  # edit.py: the reverse model's step count
-            is_replace = len(prompts[0].split(" ")) == len(prompts[1].split(" "))
-            words = [x for x in target.split(" ") if x not in gi.ICD_SOURCE.split(" ")]
-            controller = p2p.make_controller(prompts, is_replace, {"default_": 0.3}, 0.6, None,
-                                             {"words": tuple(words), "values": (4.0,) * len(words)})
-            p2p.register_attention_control(reverse, controller)
-            solver.init_prompt(prompts, None)
-            with torch.no_grad():
-                x = solver.cons_generation(latent.expand(2, *latent.shape[1:]), guidance_scale=19.0, w_embed_dim=512,
-                                           dynamic_guidance=True, tau1=0.8, tau2=0.8, controller=controller)[-1]
-                image = generation.latent2image(reverse.vae, x)
-            out[label] = {"prompts": prompts, "controller": type(controller.prev_controller).__name__,
+            x, image, controller, words = official_icd_edit(ref, latent, target)
+            out[label] = {"prompts": [gi.ICD_SOURCE, target], "controller": type(controller.prev_controller).__name__,
                           "amplified": words, "latents": rounded(x), "image": image.tolist()}
         return out
     finally:

@@ -1,0 +1,203 @@
+"""Time the official implementations and the project on the same inputs, in one process.
+
+    python tools/conformance/time_side_by_side.py --icd-repo PATH/invertible-cd --pnp-repo PATH/PnPInversion \
+        --repeats 5 --out reports/perf/conformance-timing.md
+
+Per method: the official code path of the conformance goldens (make_p2p_goldens.py) and the project's
+method, each timed ``--repeats`` times after one warm-up (median seconds per edit), and the UNet
+evaluations each side spends (counted by a forward hook on every UNet the side runs). The models are
+the goldens' tiny SD1.5-shaped weights at 32×32 px on this machine's CPU: the numbers measure each
+side's overhead around small UNet calls, not an SD1.5-size edit.
+
+- iCD: encode (fCDm, 4 steps) + P2P edit (CDm, 4 steps; replace), official Generator vs `ICD.edit`;
+- NTI: DDIM inversion + null-text optimisation (10 Adam steps per step, 10 steps, CFG 7.5) + CFG
+  decoding, PnPInversion's NullInversion vs `NTI` (its prompt-switch edit path, no P2P: PnPInversion's
+  P2P patches diffusers' old attention signature and does not run on current diffusers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import make_p2p_goldens as mk  # noqa: E402
+
+gi = mk.gi
+
+
+class Counter:
+    """UNet rows evaluated, by forward pre-hooks on the given modules."""
+
+    def __init__(self, *unets):
+        self.rows = 0
+        self.handles = [u.register_forward_pre_hook(self.hook, with_kwargs=True) for u in unets]
+
+    def hook(self, module, args, kwargs):
+        x = args[0] if args else kwargs.get("sample")
+        self.rows += int(x.shape[0])
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    fn()  # warm-up
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def icd_side_by_side(repo: Path, repeats: int, work: Path) -> dict:
+    from PIL import Image
+
+    from icd_bench.backbones.loaders import load_pretrained
+    from icd_bench.config import resolve_method
+    from icd_bench.icd.model import FORWARD, REVERSE
+    from icd_bench.methods.icd import ICD
+    from icd_bench.types import EditSample
+
+    ref = mk.official_icd(repo, work)
+    image = gi.icd_image()
+
+    def official():
+        latent = mk.official_icd_encode(ref, image)
+        x, img, _, _ = mk.official_icd_edit(ref, latent, gi.ICD_TARGET)
+        return img
+
+    # the official models: the forward, reverse and teacher pipelines' UNets
+    counter = Counter(ref.solver.forward_cons_model.unet, ref.reverse.unet)
+    t_ref, _ = timed(official, repeats)
+    nfe_ref = counter.rows / (repeats + 1)
+    counter.close()
+    sys.path.remove(str(repo))
+
+    w = ref.weights
+    spec = resolve_method("icd-sd15", [f"teacher={w['teacher']}", f"forward_lora={w[FORWARD]}",
+                                       f"reverse_lora={w[REVERSE]}", "local_blend=false", "reference_compat=true"])
+    method = ICD(load_pretrained(str(w["pipeline"]), device="cpu", dtype=torch.float32), spec.params)
+    sample = EditSample(id="x", image=Image.fromarray(image), source_prompt=gi.ICD_SOURCE, target_prompt=gi.ICD_TARGET)
+
+    def ours():
+        images = method.backbone.preprocess([sample.image])
+        return method.edit(images, [sample], [torch.Generator().manual_seed(gi.ICD_SEED)])
+
+    counter = Counter(method.backbone.unet)
+    t_ours, _ = timed(ours, repeats)
+    nfe_ours = counter.rows / (repeats + 1)
+    counter.close()
+    return {"method": "iCD (encode 4 + P2P edit 4)", "reference": "invertible-cd", "ref_seconds": t_ref,
+            "ours_seconds": t_ours, "ref_unet_rows": nfe_ref, "ours_unet_rows": nfe_ours}
+
+
+def nti_side_by_side(pnp_repo: Path, repeats: int) -> dict:
+    from diffusers import DDIMScheduler
+
+    from icd_bench.backbones.base import Backbone
+    from icd_bench.backbones.loaders import SD_SCHEDULER_CONFIG
+    from icd_bench.backbones.tiny import build_tiny_sd15
+    from icd_bench.methods.nti import NTI, NTIParams
+
+    mk.forget("utils", "models")
+    sys.path.insert(0, str(pnp_repo))
+    from models.p2p.inversion import NullInversion
+    from models.p2p.scheduler_dev import DDIMSchedulerDev
+
+    c = build_tiny_sd15(seed=0)
+    steps, cfg = gi.DDIM_STEPS, gi.DDIM_CFG
+    scheduler = DDIMSchedulerDev(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                 clip_sample=False, set_alpha_to_one=False)
+    scheduler.set_timesteps(steps)
+    model = types.SimpleNamespace(unet=c["unet"], tokenizer=c["tokenizer"], text_encoder=c["text_encoder"],
+                                  scheduler=scheduler, device="cpu")
+    x0 = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+
+    def official():
+        inv = NullInversion(model=model, num_ddim_steps=steps)
+        inv.init_prompt(gi.DDIM_PROMPT)
+        trajectory = inv.ddim_loop(x0)
+        nulls = inv.null_optimization(trajectory, num_inner_steps=10, epsilon=1e-5, guidance_scale=cfg)
+        cond = inv.context.chunk(2)[1]
+        x = trajectory[-1]
+        with torch.no_grad():
+            for i, t in enumerate(scheduler.timesteps):
+                x = inv.get_noise_pred(x, t, cfg, False, torch.cat([nulls[i], cond]))
+        return x
+
+    counter = Counter(c["unet"])
+    t_ref, _ = timed(official, repeats)
+    nfe_ref = counter.rows / (repeats + 1)
+    counter.close()
+    sys.path.remove(str(pnp_repo))
+
+    backbone = Backbone(kind="sd15", source="tiny", tokenizers=[c["tokenizer"]], text_encoders=[c["text_encoder"]],
+                        unet=c["unet"], vae=None, scheduler=DDIMScheduler(**SD_SCHEDULER_CONFIG), resolution=16)
+    method = NTI(backbone, NTIParams(num_inference_steps=steps, guidance_scale=cfg, steps_offset=0, p2p=False))
+
+    def ours():  # the same work on latents: inversion + optimisation, then the CFG decode
+        from icd_bench.types import Inversion
+
+        inv = Inversion(latents=None, prompts=[gi.DDIM_PROMPT], image_latents=x0, state={})
+        cond = backbone.encode_prompt([gi.DDIM_PROMPT])
+        trajectory = {}
+        from icd_bench.diffusion import ddim_invert, guided_noise
+
+        xT = ddim_invert(lambda x, t, i: guided_noise(backbone, x, t, cond, None, 1.0), x0, method._timesteps(),
+                         backbone.alphas_cumprod, backbone.final_alpha_cumprod,
+                         callback=lambda i, t, x: trajectory.__setitem__(i, x))
+        inv.latents, inv.state = xT, {"source_cond": cond, "trajectory": trajectory}
+        inv.state["null_embeds"], _ = method.optimise_null(inv)
+        return method._sample(xT, cond, method.unconditional(inv, 1), cfg)
+
+    counter = Counter(c["unet"])
+    t_ours, _ = timed(ours, repeats)
+    nfe_ours = counter.rows / (repeats + 1)
+    counter.close()
+    return {"method": "NTI (inversion + null-text optimisation + decode, 10 steps)", "reference": "PnPInversion",
+            "ref_seconds": t_ref, "ours_seconds": t_ours, "ref_unet_rows": nfe_ref, "ours_unet_rows": nfe_ours}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--icd-repo", type=Path, required=True)
+    ap.add_argument("--pnp-repo", type=Path, required=True)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=Path("reports/perf/conformance-timing.md"))
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as work:
+        rows = [icd_side_by_side(args.icd_repo, args.repeats, Path(work)), nti_side_by_side(args.pnp_repo, args.repeats)]
+    import diffusers
+
+    lines = ["# The official implementations and the project, side by side", "",
+             f"`python tools/conformance/time_side_by_side.py --icd-repo {args.icd_repo.name} --pnp-repo "
+             f"{args.pnp_repo.name} --repeats {args.repeats}` (each repository's checkout) — "
+             f"torch {torch.__version__}, diffusers {diffusers.__version__}, {torch.get_num_threads()} CPU threads, "
+             f"fp32, median of {args.repeats} after a warm-up. Tiny SD1.5-shaped weights at 32×32 px: the times "
+             "measure each side's work around small UNet calls, not an SD1.5-size edit.", "",
+             "| method | reference | reference s / edit | project s / edit | reference ÷ project | UNet rows (reference / project) |",
+             "|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['reference']} | {r['ref_seconds']:.3f} | {r['ours_seconds']:.3f} | "
+                     f"{r['ref_seconds'] / r['ours_seconds']:.2f}× | {r['ref_unet_rows']:.0f} / {r['ours_unet_rows']:.0f} |")
+    lines += ["", "UNet rows: every row of every UNet call (the reference's iCD runs its CFG batch of "
+              "[uncond, cond] rows and keeps the conditional half; the project runs only the rows it uses)."]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
