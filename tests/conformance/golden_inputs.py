@@ -147,3 +147,23 @@ def icd_weights(root: Path) -> dict[str, Path]:
 def icd_image():
     """The 32×32 8-bit RGB image both sides encode."""
     return (torch.rand(32, 32, 3, generator=_gen(2024)) * 255).round().to(torch.uint8).numpy()
+
+
+# -- PIE-Bench's pixel metrics -------------------------------------------------------------------------
+PIE_METRICS = ("psnr", "mse", "ssim")
+PIE_SIDE = 64
+
+
+def pie_metric_cases() -> list[dict]:
+    """Source / edited 8-bit images (64 px) and run-length masks on their grid (PIE-Bench's
+    (start, length) pairs): a mostly unchanged edit, a heavier one, and a mask that overruns the end."""
+    cases = []
+    for k, (runs, noise) in enumerate(((([200, 300, 1500, 800], 8.0)), (([0, 2048], 40.0)),
+                                       (([4000, 5000], 20.0)))):
+        g = _gen(99, k)
+        base = torch.rand(3, PIE_SIDE, PIE_SIDE, generator=g)
+        src = (base * 255).round()
+        edited = (src + noise * torch.randn(3, PIE_SIDE, PIE_SIDE, generator=g)).clamp(0, 255).round()
+        cases.append({"source": src.to(torch.uint8).permute(1, 2, 0).numpy(),
+                      "edited": edited.to(torch.uint8).permute(1, 2, 0).numpy(), "runs": runs})
+    return cases

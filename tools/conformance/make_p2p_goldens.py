@@ -22,6 +22,8 @@ are written, with the repositories' commits and the package versions.
   encoder, 10 steps on PnPInversion's own scheduler grid.
 - **iCD end to end** (invertible-cd): the release's weight import, encoding and the P2P edit (replace
   and refine) on tiny weights in the release's formats (golden_inputs.icd_weights).
+- **PIE-Bench's pixel metrics**: ``evaluation/evaluate.py``'s ``calculate_metric`` (PSNR, MSE, SSIM;
+  whole, unedited and edited part) with its run-length ``mask_decode``.
 - **Controllers on given tensors**: for three pairs (iCD replace, iCD refine, PIE-Bench refine) the
   reference controller edits attention probabilities of fixed random q, k, v (tests/conformance/
   golden_inputs.py) layer by layer and step by step, and blends fixed latents after each step; each
@@ -345,6 +347,40 @@ def icd_goldens(repo: Path, work: Path) -> dict:
         sys.path.remove(str(repo))
 
 
+def pie_metric_goldens(repo: Path) -> dict:
+    """PIE-Bench's ``evaluation/evaluate.py`` (``mask_decode``, ``calculate_metric``) with its
+    ``MetricsCalculator``'s PSNR, MSE and SSIM, whole, unedited part and edited part, on
+    golden_inputs.pie_metric_cases. Its ``__init__`` also builds CLIP, LPIPS and DINO from hubs; the
+    driver gives it only the three pixel metrics, built as that ``__init__`` builds them."""
+    from PIL import Image
+    from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+    from torchmetrics.regression import MeanSquaredError
+
+    forget("utils", "models", "evaluation")
+    sys.path.insert(0, str(repo))
+    try:
+        evaluate = importlib.import_module("evaluation.evaluate")
+        calc = evaluate.MetricsCalculator.__new__(evaluate.MetricsCalculator)
+        calc.device = "cpu"
+        calc.psnr_metric_calculator = PeakSignalNoiseRatio(data_range=1.0)
+        calc.mse_metric_calculator = MeanSquaredError()
+        calc.ssim_metric_calculator = StructuralSimilarityIndexMeasure(data_range=1.0)
+        out = []
+        for case in gi.pie_metric_cases():
+            mask = evaluate.mask_decode(case["runs"], [gi.PIE_SIDE, gi.PIE_SIDE])
+            mask3 = mask[:, :, np.newaxis].repeat([3], axis=2)
+            src, tgt = Image.fromarray(case["source"]), Image.fromarray(case["edited"])
+            values = {}
+            for metric in gi.PIE_METRICS:
+                for suffix in ("", "_unedit_part", "_edit_part"):
+                    v = evaluate.calculate_metric(calc, metric + suffix, src, tgt, mask3, mask3, "", "")
+                    values[metric + suffix] = float(v)
+            out.append({"mask": mask.astype(int).tolist(), "values": values})
+        return {"cases": out}
+    finally:
+        sys.path.remove(str(repo))
+
+
 def read_pairs(benchmarks: Path) -> list[tuple[str, str, str, str]]:
     import pandas as pd
 
@@ -425,6 +461,7 @@ def main() -> None:
     ddim = ddim_goldens(DDIMSchedulerDev)
     with tempfile.TemporaryDirectory() as work:
         icd_e2e = icd_goldens(args.icd_repo, Path(work))
+    pie_metrics = pie_metric_goldens(args.pnp_repo)
 
     import diffusers
     import transformers
@@ -454,6 +491,9 @@ def main() -> None:
         **provenance, "what": "utils/loading.load_models, utils/generation.Generator.cons_inversion / "
                               "cons_generation, utils/p2p.make_controller on golden_inputs.icd_weights"},
         **icd_e2e}))
+    (args.out / "pie_metrics.json").write_text(json.dumps({"provenance": {
+        **provenance, "what": "evaluation/evaluate.py mask_decode + calculate_metric with MetricsCalculator's "
+                              "PSNR / MSE / SSIM (torchmetrics)"}, **pie_metrics}))
     print(f"{len(icd)} iCD pairs, {len(pie)} PIE-Bench pairs, 3 controller cases → {args.out}")
 
 
