@@ -71,14 +71,18 @@ def build_toy_tokenizer(out_dir: str | Path, bpe_path: str | Path | None = None)
     used: set[tuple[str, str]] = set()
     for w in toy_words():
         used |= _bpe(w, ranks)[1]
-    kept = [m for m in merges if m in used]
+    return _write_tokenizer(out_dir, [m for m in merges if m in used])
+
+
+def _write_tokenizer(out_dir: str | Path, merges: list[tuple[str, ...]]) -> Path:
+    """A CLIP BPE tokenizer folder: the 512 byte tokens, the given merges in order, BOS and EOS."""
     base = list(bytes_to_unicode().values())
-    tokens = base + [c + "</w>" for c in base] + ["".join(m) for m in kept] + [BOS, EOS]
+    tokens = base + [c + "</w>" for c in base] + ["".join(m) for m in merges] + [BOS, EOS]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False),
                                     encoding="utf-8")
-    (out / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in kept), encoding="utf-8")
+    (out / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
     config = {"model_max_length": 77, "bos_token": BOS, "eos_token": EOS, "unk_token": EOS,
               "pad_token": EOS, "do_lower_case": True, "tokenizer_class": "CLIPTokenizer"}
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
@@ -93,17 +97,4 @@ def build_clip_tokenizer(out_dir: str | Path, bpe_path: str | Path | None = None
     the word alignment of Prompt-to-Prompt is compared with its reference on it."""
     path = Path(bpe_path) if bpe_path else default_bpe_path()
     lines = gzip.open(path).read().decode("utf-8").split("\n")[1:N_CLIP_MERGES + 1]
-    merges = [tuple(line.split()) for line in lines]
-    base = list(bytes_to_unicode().values())
-    tokens = base + [c + "</w>" for c in base] + ["".join(m) for m in merges] + [BOS, EOS]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False),
-                                    encoding="utf-8")
-    (out / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
-    special = {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
-    (out / "tokenizer_config.json").write_text(json.dumps(
-        {"model_max_length": 77, "do_lower_case": True, "tokenizer_class": "CLIPTokenizer", **special}, indent=2))
-    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
-    return out
-
+    return _write_tokenizer(out_dir, [tuple(line.split()) for line in lines])
