@@ -88,6 +88,7 @@ class AnalyticUNet(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.randn(channels, channels, generator=g) * 0.5)
         self.p = torch.nn.Parameter(torch.randn(channels, hidden, generator=g) * 0.02)
         self.config = SimpleNamespace(in_channels=channels, sample_size=8, time_cond_proj_dim=None)
+        self.in_channels, self.sample_size = channels, 8  # read as attributes by PnPInversion's EF code
 
     def forward(self, sample, timestep, encoder_hidden_states=None, timestep_cond=None, return_dict=True, **kw):
         t = torch.as_tensor(timestep, dtype=sample.dtype, device=sample.device).reshape(-1)
@@ -95,7 +96,11 @@ class AnalyticUNet(torch.nn.Module):
         h = torch.einsum("oc,bchw->bohw", self.w, sample) * (1 + t / 1000).view(-1, 1, 1, 1)
         c = encoder_hidden_states.mean(1) @ self.p.T
         eps = torch.tanh(h) + 0.5 * c[:, :, None, None]
-        return {"sample": eps} if return_dict else (eps,)
+        if not return_dict:
+            return (eps,)
+        from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+
+        return UNet2DConditionOutput(sample=eps)  # out["sample"] and out.sample, as diffusers
 
 
 def ddim_image() -> torch.Tensor:
@@ -167,3 +172,17 @@ def pie_metric_cases() -> list[dict]:
         cases.append({"source": src.to(torch.uint8).permute(1, 2, 0).numpy(),
                       "edited": edited.to(torch.uint8).permute(1, 2, 0).numpy(), "runs": runs})
     return cases
+
+
+# -- edit-friendly DDPM -----------------------------------------------------------------------------------
+EF_STEPS, EF_SKIP, EF_SOURCE_CFG, EF_TARGET_CFG, EF_SEED = 10, 3, 3.5, 7.5, 7
+EF_TARGET = "a blue square on a white background"
+
+
+def ef_noise() -> torch.Tensor:
+    """(EF_STEPS, 1, 3, 8, 8): the noise of each grid timestep (descending t), as PnPInversion's
+    ``sample_xts_from_x0`` draws it after ``torch.manual_seed(EF_SEED)``: one ``randn_like`` per step, from
+    the lowest timestep up."""
+    g = torch.Generator().manual_seed(EF_SEED)
+    draws = [torch.randn(1, 3, 8, 8, generator=g, dtype=torch.float64) for _ in range(EF_STEPS)]
+    return torch.stack(draws[::-1])

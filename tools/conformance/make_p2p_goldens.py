@@ -22,6 +22,8 @@ are written, with the repositories' commits and the package versions.
   encoder, 10 steps on PnPInversion's own scheduler grid.
 - **iCD end to end** (invertible-cd): the release's weight import, encoding and the P2P edit (replace
   and refine) on tiny weights in the release's formats (golden_inputs.icd_weights).
+- **EF-DDPM** (PnPInversion's ``edit_friendly_ddm``): inversion, reconstruction and a prompt-switch
+  edit on the analytic noise predictor.
 - **PIE-Bench's pixel metrics**: ``evaluation/evaluate.py``'s ``calculate_metric`` (PSNR, MSE, SSIM;
   whole, unedited and edited part) with its run-length ``mask_decode``.
 - **Controllers on given tensors**: for three pairs (iCD replace, iCD refine, PIE-Bench refine) the
@@ -381,6 +383,42 @@ def pie_metric_goldens(repo: Path) -> dict:
         sys.path.remove(str(repo))
 
 
+def ef_goldens(repo: Path) -> dict:
+    """PnPInversion's edit-friendly DDPM (``models/edit_friendly_ddm/inversion_utils.py``:
+    ``inversion_forward_process``, then ``inversion_reverse_process`` with the source prompt and scale
+    (reconstruction) and with a target prompt (a prompt-switch edit)) on the analytic noise predictor in
+    float64, 10 steps, η 1, skip 3, CFG 3.5 / 7.5, SD's scheduler config (its EF script's)."""
+    from diffusers import DDIMScheduler
+
+    from icd_bench.backbones.loaders import SD_SCHEDULER_CONFIG
+
+    forget("utils", "models")
+    sys.path.insert(0, str(repo))
+    try:
+        ef = importlib.import_module("models.edit_friendly_ddm.inversion_utils")
+        tok, te = gi.text_components()
+        scheduler = DDIMScheduler(**SD_SCHEDULER_CONFIG)
+        scheduler.set_timesteps(gi.EF_STEPS)
+        model = types.SimpleNamespace(unet=gi.AnalyticUNet().double(), tokenizer=tok, text_encoder=te,
+                                      scheduler=scheduler, device="cpu")
+        x0 = gi.ddim_image() * 2 - 1
+        torch.manual_seed(gi.EF_SEED)
+        torch.set_default_dtype(torch.float64)  # its xts / zs buffers are made with the default dtype
+        _, zs, wts = ef.inversion_forward_process(model, x0, etas=1, prompt=gi.DDIM_PROMPT,
+                                                  cfg_scale=gi.EF_SOURCE_CFG, num_inference_steps=gi.EF_STEPS)
+        n, skip, full = gi.EF_STEPS, gi.EF_SKIP, 17
+        rec, _ = ef.inversion_reverse_process(model, xT=wts[n - skip], etas=1, prompts=[gi.DDIM_PROMPT],
+                                              cfg_scales=[gi.EF_SOURCE_CFG], zs=zs[:(n - skip)])
+        edit, _ = ef.inversion_reverse_process(model, xT=wts[n - skip], etas=1, prompts=[gi.EF_TARGET],
+                                               cfg_scales=[gi.EF_TARGET_CFG], zs=zs[:(n - skip)])
+        torch.set_default_dtype(torch.float32)
+        return {"timesteps": [int(t) for t in scheduler.timesteps], "zs": rounded(zs, full),
+                "xts": rounded(wts, full), "reconstruction": rounded(rec, full), "edit": rounded(edit, full)}
+    finally:
+        torch.set_default_dtype(torch.float32)
+        sys.path.remove(str(repo))
+
+
 def read_pairs(benchmarks: Path) -> list[tuple[str, str, str, str]]:
     import pandas as pd
 
@@ -462,6 +500,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         icd_e2e = icd_goldens(args.icd_repo, Path(work))
     pie_metrics = pie_metric_goldens(args.pnp_repo)
+    ef = ef_goldens(args.pnp_repo)
 
     import diffusers
     import transformers
@@ -494,6 +533,9 @@ def main() -> None:
     (args.out / "pie_metrics.json").write_text(json.dumps({"provenance": {
         **provenance, "what": "evaluation/evaluate.py mask_decode + calculate_metric with MetricsCalculator's "
                               "PSNR / MSE / SSIM (torchmetrics)"}, **pie_metrics}))
+    (args.out / "ef_ddpm.json").write_text(json.dumps({"provenance": {
+        **provenance, "what": "models/edit_friendly_ddm/inversion_utils.py inversion_forward_process / "
+                              "inversion_reverse_process on golden_inputs.AnalyticUNet (float64)"}, **ef}))
     print(f"{len(icd)} iCD pairs, {len(pie)} PIE-Bench pairs, 3 controller cases → {args.out}")
 
 
