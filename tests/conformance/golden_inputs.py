@@ -80,13 +80,15 @@ class AnalyticUNet(torch.nn.Module):
     small (0.02): the text term cannot be driven to the target within ten Adam steps, so no step
     overshoots and the optimisation is well conditioned (see test_ddim_nti_npi_golden)."""
 
-    def __init__(self, channels: int = 3, hidden: int = 32):
+    def __init__(self, channels: int = 3, hidden: int = 32, seed: int = 4242, guidance_dim: int = 0):
         super().__init__()
         from types import SimpleNamespace
 
-        g = _gen(4242)
+        g = _gen(seed)
         self.w = torch.nn.Parameter(torch.randn(channels, channels, generator=g) * 0.5)
         self.p = torch.nn.Parameter(torch.randn(channels, hidden, generator=g) * 0.02)
+        # a guidance-embedded predictor also reads timestep_cond (the w embedding): + tanh(Q·emb)/5
+        self.q = torch.nn.Parameter(torch.randn(guidance_dim, channels, generator=g) * 0.05) if guidance_dim else None
         self.config = SimpleNamespace(in_channels=channels, sample_size=8, time_cond_proj_dim=None)
         self.in_channels, self.sample_size = channels, 8  # read as attributes by PnPInversion's EF code
 
@@ -96,6 +98,8 @@ class AnalyticUNet(torch.nn.Module):
         h = torch.einsum("oc,bchw->bohw", self.w, sample) * (1 + t / 1000).view(-1, 1, 1, 1)
         c = encoder_hidden_states.mean(1) @ self.p.T
         eps = torch.tanh(h) + 0.5 * c[:, :, None, None]
+        if self.q is not None and timestep_cond is not None:
+            eps = eps + 0.2 * torch.tanh(timestep_cond.to(eps) @ self.q)[:, :, None, None]
         if not return_dict:
             return (eps,)
         from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
@@ -186,3 +190,23 @@ def ef_noise() -> torch.Tensor:
     g = torch.Generator().manual_seed(EF_SEED)
     draws = [torch.randn(1, 3, 8, 8, generator=g, dtype=torch.float64) for _ in range(EF_STEPS)]
     return torch.stack(draws[::-1])
+
+
+# -- iCD training targets ----------------------------------------------------------------------------------
+TRAIN_BATCH, TRAIN_SEED = 6, 5
+TRAIN_CODES = (0.0, 7.0, 11.0, 19.0, 15.0, 0.0)  # the official trainer's discrete w codes ("0,7,11,15,19")
+
+
+def train_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    """x_0 latents and the batch's noise (TRAIN_BATCH, 3, 8, 8)."""
+    g = _gen(606)
+    return torch.randn(TRAIN_BATCH, 3, 8, 8, generator=g), torch.randn(TRAIN_BATCH, 3, 8, 8, generator=g)
+
+
+TRAIN_SEEDS = {"reverse_cd": 20, "forward_cd": 2}  # seed 20's reverse indices hold 0 twice: the anchor case
+
+
+def train_index(high: int, seed: int) -> torch.Tensor:
+    """The solver indices the official trainer draws: ``torch.randint(0, high, (B,))`` after
+    ``torch.manual_seed(seed)``."""
+    return torch.randint(0, high, (TRAIN_BATCH,), generator=torch.Generator().manual_seed(seed))

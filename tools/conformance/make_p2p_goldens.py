@@ -24,6 +24,8 @@ are written, with the repositories' commits and the package versions.
   and refine) on tiny weights in the release's formats (golden_inputs.icd_weights).
 - **EF-DDPM** (PnPInversion's ``edit_friendly_ddm``): inversion, reconstruction and a prompt-switch
   edit on the analytic noise predictor.
+- **iCD training targets**: the official trainer's reverse and forward consistency losses on
+  guidance-embedded analytic predictors.
 - **PIE-Bench's pixel metrics**: ``evaluation/evaluate.py``'s ``calculate_metric`` (PSNR, MSE, SSIM;
   whole, unedited and edited part) with its run-length ``mask_decode``.
 - **Controllers on given tensors**: for three pairs (iCD replace, iCD refine, PIE-Bench refine) the
@@ -419,6 +421,50 @@ def ef_goldens(repo: Path) -> dict:
         sys.path.remove(str(repo))
 
 
+def training_goldens(repo: Path) -> dict:
+    """The official trainer's consistency losses (``training/src/train.py``: ``reverse_train_step``,
+    ``forward_train_step``; pseudo-Huber c = 0.001, as its launch script — its l2 branch names an
+    undefined ``F``) with ``src.lcm.DDIMSolver`` over SD's schedule, the 4-step boundaries, guidance-
+    embedded analytic predictors (student seed 11, teacher seed 12) and discrete w codes; the indices it
+    draws come from ``torch.manual_seed``. Optimiser and accelerator are stand-ins that do nothing: only
+    the returned loss is recorded."""
+    from diffusers import DDPMScheduler
+
+    from icd_bench.backbones.loaders import SD_SCHEDULER_CONFIG
+
+    forget("src")
+    sys.path.insert(0, str(repo / "training"))
+    try:
+        train = importlib.import_module("src.train")
+        lcm = importlib.import_module("src.lcm")
+        noise_scheduler = DDPMScheduler(**{k: v for k, v in SD_SCHEDULER_CONFIG.items() if k != "set_alpha_to_one"})
+        solver = lcm.DDIMSolver(noise_scheduler.alphas_cumprod.numpy(), timesteps=1000, ddim_timesteps=50,
+                                num_endpoints=4, num_forward_endpoints=4, endpoints="0,259,519,779",
+                                forward_endpoints="259,519,779,999")
+        args = types.SimpleNamespace(num_ddim_timesteps=50, embed_guidance=True, loss_type="huber", huber_c=0.001,
+                                     max_grad_norm=1.0)
+        nothing = types.SimpleNamespace(backward=lambda loss: None, sync_gradients=False, step=lambda: None,
+                                        zero_grad=lambda **k: None)
+        tok, te = gi.text_components()
+        with torch.no_grad():
+            cond = te.float()(tok([gi.DDIM_PROMPT] * gi.TRAIN_BATCH, padding="max_length", max_length=77,
+                                  return_tensors="pt").input_ids)[0]
+        student, teacher = gi.AnalyticUNet(seed=11, guidance_dim=512), gi.AnalyticUNet(seed=12, guidance_dim=512)
+        x0, noise = gi.train_inputs()
+        w = torch.tensor(gi.TRAIN_CODES).reshape(-1, 1, 1, 1)
+        out = {}
+        for name, step in (("reverse_cd", train.reverse_train_step), ("forward_cd", train.forward_train_step)):
+            seed = gi.TRAIN_SEEDS[name]
+            torch.manual_seed(seed)
+            loss = step(args, nothing, x0, noise, cond, None, {}, student, teacher, solver,
+                        w if name == "reverse_cd" else torch.zeros_like(w), noise_scheduler, nothing, nothing,
+                        torch.float32, device="cpu")
+            out[name] = {"seed": seed, "loss": float(loss)}
+        return out
+    finally:
+        sys.path.remove(str(repo / "training"))
+
+
 def read_pairs(benchmarks: Path) -> list[tuple[str, str, str, str]]:
     import pandas as pd
 
@@ -501,6 +547,7 @@ def main() -> None:
         icd_e2e = icd_goldens(args.icd_repo, Path(work))
     pie_metrics = pie_metric_goldens(args.pnp_repo)
     ef = ef_goldens(args.pnp_repo)
+    training = training_goldens(args.icd_repo)
 
     import diffusers
     import transformers
@@ -536,6 +583,9 @@ def main() -> None:
     (args.out / "ef_ddpm.json").write_text(json.dumps({"provenance": {
         **provenance, "what": "models/edit_friendly_ddm/inversion_utils.py inversion_forward_process / "
                               "inversion_reverse_process on golden_inputs.AnalyticUNet (float64)"}, **ef}))
+    (args.out / "icd_training.json").write_text(json.dumps({"provenance": {
+        **provenance, "what": "training/src/train.py reverse_train_step / forward_train_step with src.lcm.DDIMSolver "
+                              "on golden_inputs' guidance-embedded analytic predictors"}, **training}))
     print(f"{len(icd)} iCD pairs, {len(pie)} PIE-Bench pairs, 3 controller cases → {args.out}")
 
 
