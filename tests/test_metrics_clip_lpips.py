@@ -262,10 +262,9 @@ def test_clip_pie_pixels_are_torchmetrics_clipscore_inputs(clip_tokenizer):
     """PIE-Bench's CLIP similarity runs torchmetrics' CLIPScore on an 8-bit CHW tensor (the image times
     the 0/1 mask for the edited region): the pixels its processor hands the model are the pie
     flavour's, exactly; the clean flavour's tensor resize differs (the issue the pie flavour fixes)."""
+    from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
     from torchmetrics.multimodal import CLIPScore
     from transformers import CLIPImageProcessor, CLIPProcessor
-
-    from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
     seen = []
 
