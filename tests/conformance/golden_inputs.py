@@ -210,3 +210,16 @@ def train_index(high: int, seed: int) -> torch.Tensor:
     """The solver indices the official trainer draws: ``torch.randint(0, high, (B,))`` after
     ``torch.manual_seed(seed)``."""
     return torch.randint(0, high, (TRAIN_BATCH,), generator=torch.Generator().manual_seed(seed))
+
+
+# -- ReNoise's noise regularisation ------------------------------------------------------------------------
+RENOISE_SEED = 3
+
+
+def renoise_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    """ε to regularise and the reference ε at the forward-noised latents, (1, 4, 16, 16) each (the KL's
+    4×4×4 patches need 4 channels); the ε made correlated so the auto-correlation term has work to do."""
+    g = _gen(1234)
+    eps = torch.randn(1, 4, 16, 16, generator=g)
+    eps = eps + 0.5 * torch.roll(eps, 1, dims=-1)
+    return eps, torch.randn(1, 4, 16, 16, generator=g)

@@ -26,6 +26,8 @@ are written, with the repositories' commits and the package versions.
   edit on the analytic noise predictor.
 - **iCD training targets**: the official trainer's reverse and forward consistency losses on
   guidance-embedded analytic predictors.
+- **ReNoise** (garibida/ReNoise-Inversion, with ``--renoise-repo``): its noise regularisation on given
+  tensors with its released strengths.
 - **PIE-Bench's pixel metrics**: ``evaluation/evaluate.py``'s ``calculate_metric`` (PSNR, MSE, SSIM;
   whole, unedited and edited part) with its run-length ``mask_decode``.
 - **Controllers on given tensors**: for three pairs (iCD replace, iCD refine, PIE-Bench refine) the
@@ -465,6 +467,24 @@ def training_goldens(repo: Path) -> dict:
         sys.path.remove(str(repo / "training"))
 
 
+def renoise_goldens(repo: Path) -> dict:
+    """ReNoise's ``noise_regularization`` (``src/renoise_inversion.py``) with its released strengths
+    (λ_KL 0.065, λ_ac 20, 4 steps, 5 rolls; ``src/config.py``) and a seeded generator for its random
+    rolls, on golden_inputs.renoise_inputs."""
+    forget("src")
+    sys.path.insert(0, str(repo))
+    try:
+        rn = importlib.import_module("src.renoise_inversion")
+        eps, reference = gi.renoise_inputs()
+        out = rn.noise_regularization(eps, reference, lambda_kl=0.065, lambda_ac=20.0, num_reg_steps=4,
+                                      num_ac_rolls=5, generator=torch.Generator().manual_seed(gi.RENOISE_SEED))
+        only_ac = rn.noise_regularization(eps, reference, lambda_kl=0.0, lambda_ac=20.0, num_reg_steps=4,
+                                          num_ac_rolls=5, generator=torch.Generator().manual_seed(gi.RENOISE_SEED))
+        return {"regularised": rounded(out), "ac_only": rounded(only_ac)}
+    finally:
+        sys.path.remove(str(repo))
+
+
 def read_pairs(benchmarks: Path) -> list[tuple[str, str, str, str]]:
     import pandas as pd
 
@@ -486,6 +506,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "conformance" / "goldens")
     ap.add_argument("--icd-commit", help="the commit of --icd-repo when it is an exported tree, not a clone")
     ap.add_argument("--pnp-commit", help="the same for --pnp-repo")
+    ap.add_argument("--renoise-repo", type=Path, help="garibida/ReNoise-Inversion (its noise regularisation golden)")
+    ap.add_argument("--renoise-commit", help="the commit of --renoise-repo when it is an exported tree")
     ap.add_argument("--stopwords", type=Path, help="NLTK's English stop words, one per line")
     args = ap.parse_args()
     from icd_bench.words import STOPWORDS
@@ -548,6 +570,7 @@ def main() -> None:
     pie_metrics = pie_metric_goldens(args.pnp_repo)
     ef = ef_goldens(args.pnp_repo)
     training = training_goldens(args.icd_repo)
+    renoise = renoise_goldens(args.renoise_repo) if args.renoise_repo else None
 
     import diffusers
     import transformers
@@ -586,6 +609,11 @@ def main() -> None:
     (args.out / "icd_training.json").write_text(json.dumps({"provenance": {
         **provenance, "what": "training/src/train.py reverse_train_step / forward_train_step with src.lcm.DDIMSolver "
                               "on golden_inputs' guidance-embedded analytic predictors"}, **training}))
+    if renoise is not None:
+        (args.out / "renoise.json").write_text(json.dumps({"provenance": {
+            **provenance, "renoise": {"repository": "garibida/ReNoise-Inversion",
+                                      "commit": commit(args.renoise_repo, args.renoise_commit)},
+            "what": "src/renoise_inversion.py noise_regularization (released strengths, seeded rolls)"}, **renoise}))
     print(f"{len(icd)} iCD pairs, {len(pie)} PIE-Bench pairs, 3 controller cases → {args.out}")
 
 
