@@ -99,6 +99,22 @@ def test_the_replace_tail_deviation_shows_in_the_edit(weights, monkeypatch):
     assert _rel(decoded["x"][0], torch.tensor(G["replace"]["latents"])[1]) > 1e-4
 
 
+def test_generation_equals_the_official_generation(weights):
+    """generate.py's setting: guidance code 7 (w 8) at every step (τ 1), the seed's start latent."""
+    case = G["generate"]
+    m = _method(weights, f"guidance_scale={case['code'] + 1}", "tau=1.0")
+    decoded = {}
+    real_decode = m.backbone.decode
+
+    def keep(latents):
+        decoded["x"] = latents
+        return real_decode(latents)
+
+    m.backbone.decode = keep
+    m.generate([case["prompt"]], [torch.Generator().manual_seed(case["seed"])])
+    assert _rel(decoded["x"], case["latents"]) < 5e-5
+
+
 def test_the_golden_depends_on_the_adapters(weights):
     """Without the LoRA files (zero adapters) the encoding is another: the weights really took part."""
     m = _method(weights, "forward_lora=", "reverse_lora=", "untrained=true")

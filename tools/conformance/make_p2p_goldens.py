@@ -336,6 +336,20 @@ def official_icd_edit(ref, latent, target: str):
     return x, ref.generation.latent2image(ref.reverse.vae, x), controller, words
 
 
+@torch.no_grad()
+def official_icd_generate(ref, prompt: str, code: float, seed: int) -> torch.Tensor:
+    """``running/sd1.5/generate.py``'s call for one prompt (its launch script: guidance 7.0 as the code,
+    τ 1: no dynamic guidance, an AttentionStore controller) as ``generation.runner`` runs it: the start
+    latent drawn by ``init_latent`` from the seeded generator, at the tiny latent size."""
+    ref.p2p.NUM_DDIM_STEPS = 4
+    controller = ref.p2p.AttentionStore()
+    ref.p2p.register_attention_control(ref.reverse, controller)
+    ref.solver.init_prompt([prompt], None)
+    latent = torch.randn((1, 4, 16, 16), generator=torch.Generator().manual_seed(seed))
+    return ref.solver.cons_generation(latent, guidance_scale=code, w_embed_dim=512, dynamic_guidance=False,
+                                      tau1=1.0, tau2=1.0, controller=controller)[-1]
+
+
 def icd_goldens(repo: Path, work: Path) -> dict:
     """iCD encode and P2P edits (replace, refine) by the official code on tiny weights. Local blend is
     left out here: the official LocalBlend reads 16×16 maps from fixed layer slots of SD1.5 at 512 px
@@ -348,6 +362,8 @@ def icd_goldens(repo: Path, work: Path) -> dict:
             x, image, controller, words = official_icd_edit(ref, latent, target)
             out[label] = {"prompts": [gi.ICD_SOURCE, target], "controller": type(controller.prev_controller).__name__,
                           "amplified": words, "latents": rounded(x), "image": image.tolist()}
+        out["generate"] = {"prompt": gi.ICD_TARGET, "code": 7.0, "seed": gi.ICD_SEED,
+                           "latents": rounded(official_icd_generate(ref, gi.ICD_TARGET, 7.0, gi.ICD_SEED))}
         return out
     finally:
         sys.path.remove(str(repo))
