@@ -223,3 +223,14 @@ def renoise_inputs() -> tuple[torch.Tensor, torch.Tensor]:
     eps = torch.randn(1, 4, 16, 16, generator=g)
     eps = eps + 0.5 * torch.roll(eps, 1, dims=-1)
     return eps, torch.randn(1, 4, 16, 16, generator=g)
+
+
+# -- InfEdit's DDCM sampler ---------------------------------------------------------------------------------
+DDCM_STEPS = 12  # run_pie_bench.py: 12 steps, eta 1, strength 1
+
+
+def ddcm_inputs(step: int) -> dict[str, torch.Tensor]:
+    """Per step: source / target latents, their ε, the clean source latent and the fresh noise (1, 4, 8, 8)."""
+    g = _gen(515, step)
+    names = ("x_s", "x_t", "e_s", "e_t", "x_0", "noise")
+    return {k: torch.randn(1, 4, 8, 8, generator=g) for k in names}

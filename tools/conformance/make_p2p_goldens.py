@@ -28,6 +28,8 @@ are written, with the repositories' commits and the package versions.
   guidance-embedded analytic predictors.
 - **ReNoise** (garibida/ReNoise-Inversion, with ``--renoise-repo``): its noise regularisation on given
   tensors with its released strengths.
+- **InfEdit** (sled-group/InfEdit, with ``--infedit-repo``): its DDCM sampler step by step on the LCM
+  grid of its PIE-Bench run.
 - **PIE-Bench's pixel metrics**: ``evaluation/evaluate.py``'s ``calculate_metric`` (PSNR, MSE, SSIM;
   whole, unedited and edited part) with its run-length ``mask_decode``.
 - **Controllers on given tensors**: for three pairs (iCD replace, iCD refine, PIE-Bench refine) the
@@ -501,6 +503,31 @@ def renoise_goldens(repo: Path) -> dict:
         sys.path.remove(str(repo))
 
 
+def ddcm_goldens(repo: Path) -> dict:
+    """InfEdit's ``ddcm_sampler`` (``pipeline_ead.py``) step by step over the LCM grid of its PIE-Bench run
+    (``run_pie_bench.py``: LCMScheduler, 12 steps, eta 1) on golden_inputs.ddcm_inputs."""
+    from diffusers import LCMScheduler
+
+    from icd_bench.backbones.loaders import SD_SCHEDULER_CONFIG
+
+    forget("pipeline_ead")
+    sys.path.insert(0, str(repo))
+    try:
+        ead = importlib.import_module("pipeline_ead")
+        config = {k: v for k, v in SD_SCHEDULER_CONFIG.items() if k not in ("clip_sample",)}
+        scheduler = LCMScheduler(**config)
+        scheduler.set_timesteps(gi.DDCM_STEPS)
+        steps = []
+        for i, t in enumerate(scheduler.timesteps):
+            x = gi.ddcm_inputs(i)
+            prev_xs, prev_xt, pred_x0 = ead.ddcm_sampler(scheduler, x["x_s"], x["x_t"], t, x["e_s"], x["e_t"], x["x_0"],
+                                                         noise=x["noise"], eta=1.0)
+            steps.append({"t": int(t), "x_s": rounded(prev_xs), "x_t": rounded(prev_xt), "pred_x0": rounded(pred_x0)})
+        return {"timesteps": [int(t) for t in scheduler.timesteps], "steps": steps}
+    finally:
+        sys.path.remove(str(repo))
+
+
 def read_pairs(benchmarks: Path) -> list[tuple[str, str, str, str]]:
     import pandas as pd
 
@@ -524,6 +551,8 @@ def main() -> None:
     ap.add_argument("--pnp-commit", help="the same for --pnp-repo")
     ap.add_argument("--renoise-repo", type=Path, help="garibida/ReNoise-Inversion (its noise regularisation golden)")
     ap.add_argument("--renoise-commit", help="the commit of --renoise-repo when it is an exported tree")
+    ap.add_argument("--infedit-repo", type=Path, help="sled-group/InfEdit (its DDCM sampler golden)")
+    ap.add_argument("--infedit-commit", help="the commit of --infedit-repo when it is an exported tree")
     ap.add_argument("--stopwords", type=Path, help="NLTK's English stop words, one per line")
     args = ap.parse_args()
     from icd_bench.words import STOPWORDS
@@ -587,6 +616,7 @@ def main() -> None:
     ef = ef_goldens(args.pnp_repo)
     training = training_goldens(args.icd_repo)
     renoise = renoise_goldens(args.renoise_repo) if args.renoise_repo else None
+    ddcm = ddcm_goldens(args.infedit_repo) if args.infedit_repo else None
 
     import diffusers
     import transformers
@@ -630,6 +660,11 @@ def main() -> None:
             **provenance, "renoise": {"repository": "garibida/ReNoise-Inversion",
                                       "commit": commit(args.renoise_repo, args.renoise_commit)},
             "what": "src/renoise_inversion.py noise_regularization (released strengths, seeded rolls)"}, **renoise}))
+    if ddcm is not None:
+        (args.out / "infedit_ddcm.json").write_text(json.dumps({"provenance": {
+            **provenance, "infedit": {"repository": "sled-group/InfEdit",
+                                      "commit": commit(args.infedit_repo, args.infedit_commit)},
+            "what": "pipeline_ead.py ddcm_sampler, LCMScheduler 12 steps, eta 1 (run_pie_bench.py)"}, **ddcm}))
     print(f"{len(icd)} iCD pairs, {len(pie)} PIE-Bench pairs, 3 controller cases → {args.out}")
 
 
