@@ -54,3 +54,22 @@ def test_refine_alignment(tok):
     assert alphas[9:].eq(1).all() and mapper[9] == 9  # after EOS, position j reads j (P2P's rule)
     same, ones = refine_mapper(tok, "a red circle", "a red circle")
     assert torch.equal(same, torch.arange(tok.model_max_length)) and ones.eq(1).all()
+
+
+def test_blend_words_with_punctuation_keep_local_blend(tok):
+    """The published lists carry blend words such as "water." (as the prompt writes them): they match
+    their word exactly, as the official get_word_inds; a blend word without the punctuation falls back to
+    the punctuation-stripped match (the official code finds nothing and blends with an empty mask)."""
+    import warnings
+
+    from icd_bench.data.base import checked_blend_words
+
+    source, target = "a red circle.", "a blue circle."
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "local blend is off" warning
+        assert checked_blend_words("x", source, target, ("circle.", "circle.")) == (("circle.", "circle."), ())
+        assert checked_blend_words("x", source, target, ("circle", "circle")) == (("circle", "circle"), ())
+    exact = word_token_positions(tok, source, "circle.")
+    assert exact and exact == word_token_positions(tok, source, "circle.", exact=True)
+    assert word_token_positions(tok, source, "circle") == exact  # the fallback finds the same word
+    assert word_token_positions(tok, source, "circle", exact=True) == []
