@@ -202,6 +202,11 @@ def _print_summary(summary) -> None:
     if summary.psnr:
         table.add_row("reconstruction PSNR", f"{statistics.mean(summary.psnr):.2f} dB (mean over "
                       f"{len(summary.psnr)}; output vs the source as the model saw it)")
+    if summary.unknown_words:  # once per run; each sample's record says it too
+        words = sorted(summary.unknown_words)
+        listed = ", ".join(words[:12]) + (f" … ({len(words)} in all)" if len(words) > 12 else "")
+        table.add_row("[yellow]toy vocabulary[/]", escape(f"prompts use words the toy world does not know: {listed}; "
+                                                          "its outputs show toy shapes, not those words"))
     shown = 10
     for label, items, colour in (("failed", summary.errors, "red"), ("warnings", summary.warnings, "yellow")):
         for k, (sample_id, reason) in enumerate(items[:shown]):

@@ -21,6 +21,7 @@ the caveat is kept in the record's ``warnings``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -44,6 +45,7 @@ from icd_bench.metrics.functional import psnr
 from icd_bench.registry import DATASETS, METHODS
 from icd_bench.store import MANIFEST, RunStore, config_hash
 from icd_bench.types import TASK_PROMPTS, TASKS, EditSample
+from icd_bench.words import normalize_word
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -83,6 +85,15 @@ class RunSummary:
     psnr: list[float] = field(default_factory=list)  # reconstruction PSNR (dB) of an invert run
     errors: list[tuple[str, str]] = field(default_factory=list)  # (sample id, reason) of this invocation
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (sample id, note) of ok samples run now
+    unknown_words: set[str] = field(default_factory=set)  # prompt words a toy backbone does not know (run-wide)
+
+
+@functools.cache
+def toy_vocabulary() -> frozenset[str]:
+    """The words the toy world's captions use (its text encoder has seen no others)."""
+    from icd_bench.toy.tokenizer import toy_words
+
+    return frozenset(toy_words())
 
 
 def sample_seed(seed: int, sample_id: str) -> int:
@@ -278,7 +289,7 @@ class Runner:
                         self.progress(done, summary.ok, summary.failed)
 
             for k, batch_ids in enumerate(batches):
-                loaded = [self._annotate(method.backbone, s) if isinstance(s, EditSample) else s
+                loaded = [self._annotate(method.backbone, s, summary) if isinstance(s, EditSample) else s
                           for s in loading.result()]
                 loading = loader.submit(self._load, batches[k + 1]) if k + 1 < len(batches) else None
                 results = self._compute(store, method, [s for s in loaded if isinstance(s, EditSample)])
@@ -298,12 +309,24 @@ class Runner:
                 out.append((sid, exc.reason))
         return out
 
-    def _annotate(self, backbone, sample: EditSample) -> EditSample:
-        """The sample with a note for each prompt of the task that the text encoder will truncate."""
+    def _annotate(self, backbone, sample: EditSample, summary: RunSummary) -> EditSample:
+        """The sample with a note for each prompt of the task that the text encoder will truncate,
+        and, on the toy world, for each prompt with words outside its vocabulary (collected run-wide
+        in ``summary.unknown_words``: a photo's caption through ``--backbone toy`` gives toy shapes)."""
         which = TASK_PROMPTS[self.cfg.task]
-        notes = backbone.prompt_notes([getattr(sample, f"{w}_prompt") for w in which])
+        prompts = [getattr(sample, f"{w}_prompt") for w in which]
+        notes = backbone.prompt_notes(prompts)
         extra = tuple(f"{w} {n}" for w, n in zip(which, notes, strict=True) if n)
+        if backbone.kind == "toy":
+            for w, prompt in zip(which, prompts, strict=True):
+                unknown = [x for x in dict.fromkeys(normalize_word(x) for x in prompt.split())
+                           if x and x not in toy_vocabulary()]
+                if unknown:
+                    summary.unknown_words.update(unknown)
+                    extra += (f"{w} prompt has words the toy world does not know ({', '.join(unknown)}): its "
+                              "text encoder never saw them, the output shows toy shapes, not the prompt",)
         return replace(sample, notes=sample.notes + extra) if extra else sample
+
 
     def _compute(self, store: RunStore, method, samples: list[EditSample]) -> dict[str, tuple]:
         """Run the method on a batch: id → ("ok", source image or None, output, seconds) or

@@ -101,3 +101,28 @@ def test_toy_make_demo_regenerates_the_bundled_set(tmp_path):
     assert "70 edits" in res.stdout
     bundled = REPO / "icd_bench" / "assets" / "demo" / "mapping_file.json"
     assert (tmp_path / "d" / "mapping_file.json").read_bytes() == bundled.read_bytes()
+
+
+def test_words_outside_the_toy_vocabulary_are_said_once_and_recorded(tmp_path):
+    """A photo's caption through the toy world silently gave toy shapes: now the run summary names the
+    unknown words once, and each sample's record carries the note; toy prompts get none."""
+    from helpers import make_image, write_prompts
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    for k in range(3):
+        make_image(data / f"p{k}.png", size=48)
+    write_prompts(data, [(f"p{k}.png", "a cat sitting on a sofa", "a dog sitting on a sofa") for k in range(3)])
+    out = tmp_path / "run"
+    res = icd("run", "--method", "ddim-toy", "--dataset", "folder", "--data-dir", str(data), "--out", str(out),
+              "--set", "num_inference_steps=2")
+    assert res.returncode == 0, res.stderr
+    summary = " ".join(res.stdout.split())
+    assert summary.count("toy vocabulary") == 1
+    assert "cat, dog, sitting, sofa" in summary
+    recs = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    assert len(recs) == 3 and all(r["status"] == "ok" for r in recs)
+    assert all(any("does not know (cat, sitting, sofa)" in w for w in r["warnings"]) for r in recs)
+    toy = icd("run", "--method", "ddim-toy", "--dataset", "folder", "--data-dir", "datasets/examples", "--out",
+              str(tmp_path / "toy"), "--set", "num_inference_steps=2", "--limit", "2")
+    assert toy.returncode == 0 and "toy vocabulary" not in toy.stdout
