@@ -3,7 +3,7 @@
     python tools/conformance/time_side_by_side.py --icd-repo PATH/invertible-cd --pnp-repo PATH/PnPInversion \
         --repeats 5 --out reports/perf/conformance-timing.md
 
-Per method: the official code path of the conformance goldens (make_p2p_goldens.py) and the project's
+Per method: the official code path of the conformance goldens (make_goldens.py) and the project's
 method, each timed ``--repeats`` times after one warm-up (median seconds per edit), and the UNet
 evaluations each side spends (counted by a forward hook on every UNet the side runs). The models are
 the goldens' tiny SD1.5-shaped weights at 32×32 px on this machine's CPU: the numbers measure each
@@ -29,7 +29,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import make_p2p_goldens as mk  # noqa: E402
+import make_goldens as mk  # noqa: E402
 
 gi = mk.gi
 

@@ -1,6 +1,6 @@
-"""Make the Prompt-to-Prompt goldens of ``tests/conformance`` from the official code.
+"""Make the conformance goldens of ``tests/conformance`` from the official code.
 
-    python tools/conformance/make_p2p_goldens.py --icd-repo PATH/invertible-cd --pnp-repo PATH/PnPInversion \
+    python tools/conformance/make_goldens.py --icd-repo PATH/invertible-cd --pnp-repo PATH/PnPInversion \
         --benchmarks ../shared/benchmarks --out tests/conformance/goldens
 
 (``--icd-commit`` / ``--pnp-commit`` name the commits when the paths are exported trees, not clones.)
@@ -631,7 +631,7 @@ def main() -> None:
         "stopwords": "nltk stand-in: " + ("--stopwords file" if args.stopwords else "icd_bench.words.STOPWORDS"),
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
                      "transformers": transformers.__version__, "numpy": np.__version__},
-        "command": "python tools/conformance/make_p2p_goldens.py --icd-repo ... --pnp-repo ... --benchmarks ...",
+        "command": "python tools/conformance/make_goldens.py --icd-repo ... --pnp-repo ... --benchmarks ...",
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "p2p_alignment.json").write_text(json.dumps({"provenance": provenance, "icd": icd, "pie": pie,
