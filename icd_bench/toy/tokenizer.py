@@ -64,14 +64,19 @@ def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> tuple[list[str], set[t
 
 def build_toy_tokenizer(out_dir: str | Path, bpe_path: str | Path | None = None) -> Path:
     """Write the toy tokenizer (vocab.json, merges.txt, configs) into ``out_dir``."""
-    path = Path(bpe_path) if bpe_path else default_bpe_path()
-    lines = gzip.open(path).read().decode("utf-8").split("\n")[1:N_CLIP_MERGES + 1]
-    merges = [tuple(line.split()) for line in lines]
+    merges = _clip_merges(bpe_path)
     ranks = {m: i for i, m in enumerate(merges)}
     used: set[tuple[str, str]] = set()
     for w in toy_words():
         used |= _bpe(w, ranks)[1]
     return _write_tokenizer(out_dir, [m for m in merges if m in used])
+
+
+def _clip_merges(bpe_path: str | Path | None = None) -> list[tuple[str, ...]]:
+    """CLIP's merges in rank order, from open_clip's BPE file (or ``bpe_path``)."""
+    path = Path(bpe_path) if bpe_path else default_bpe_path()
+    lines = gzip.open(path).read().decode("utf-8").split("\n")[1:N_CLIP_MERGES + 1]
+    return [tuple(line.split()) for line in lines]
 
 
 def _write_tokenizer(out_dir: str | Path, merges: list[tuple[str, ...]]) -> Path:
@@ -95,6 +100,4 @@ def build_clip_tokenizer(out_dir: str | Path, bpe_path: str | Path | None = None
     """Write Stable Diffusion's CLIP tokenizer (the full 49408-token BPE vocabulary, ids as open_clip's
     and the hub's ``openai/clip-vit-large-patch14``) for `transformers.CLIPTokenizer.from_pretrained`:
     the word alignment of Prompt-to-Prompt is compared with its reference on it."""
-    path = Path(bpe_path) if bpe_path else default_bpe_path()
-    lines = gzip.open(path).read().decode("utf-8").split("\n")[1:N_CLIP_MERGES + 1]
-    return _write_tokenizer(out_dir, [tuple(line.split()) for line in lines])
+    return _write_tokenizer(out_dir, _clip_merges(bpe_path))
