@@ -22,6 +22,12 @@ def golden(name: str) -> dict:
     """A golden file of this folder (its provenance inside)."""
     return json.loads((GOLDENS / name).read_text())
 
+
+def rel(a: torch.Tensor, b) -> float:
+    """‖a − b‖ / ‖b‖ in float64, ``b`` a golden's nested list or a tensor."""
+    b = torch.as_tensor(b, dtype=torch.float64)
+    return float((a.double() - b).norm() / b.norm())
+
 ROWS, HEADS, DIM, TOKENS = 4, 2, 4, 77  # [uncond src, uncond tgt, cond src, cond tgt]; 2 heads of 4
 LAYERS = (  # (place, cross?, side)
     ("down", True, 32), ("down", True, 32), ("down", False, 32), ("down", True, 16), ("down", True, 16),

@@ -21,14 +21,10 @@ from icd_bench.methods.npi import NPI
 from icd_bench.methods.nti import NTI, NTIParams
 
 import golden_inputs as gi
-from golden_inputs import golden
+from golden_inputs import golden, rel
 
 G = golden("ddim_nti_npi.json")
 
-
-def _rel(a: torch.Tensor, b) -> float:
-    b = torch.as_tensor(b, dtype=torch.float64)
-    return float((a.double() - b).norm() / b.norm())
 
 
 @pytest.fixture()
@@ -54,10 +50,10 @@ def test_ddim_inversion_trajectory(backbone):
     m = DDIM(backbone, _params())
     inv = m.invert(gi.ddim_image(), [gi.DDIM_PROMPT], [torch.Generator()])
     n = gi.DDIM_STEPS
-    assert _rel(inv.image_latents, G["trajectory"][0]) < 1e-15
+    assert rel(inv.image_latents, G["trajectory"][0]) < 1e-15
     for k in range(1, n + 1):  # the reference's k-th latent: after k inversion steps = our grid step n − k
-        assert _rel(inv.state["trajectory"][n - k], G["trajectory"][k]) < 1e-6, k
-    assert _rel(inv.latents, G["trajectory"][-1]) < 1e-6
+        assert rel(inv.state["trajectory"][n - k], G["trajectory"][k]) < 1e-6, k
+    assert rel(inv.latents, G["trajectory"][-1]) < 1e-6
 
 
 def test_null_text_inversion_embeddings_and_reconstruction(backbone):
@@ -66,15 +62,15 @@ def test_null_text_inversion_embeddings_and_reconstruction(backbone):
     m = NTI(backbone, _params(NTIParams))
     inv = m.invert(gi.ddim_image(), [gi.DDIM_PROMPT], [torch.Generator()])
     for i, (ours, ref) in enumerate(zip(inv.state["null_embeds"], G["null_embeds"], strict=True)):
-        assert _rel(ours.embeds, ref) < 1e-6, i
+        assert rel(ours.embeds, ref) < 1e-6, i
     x0 = m._sample(inv.latents, inv.state["source_cond"], m.unconditional(inv, 1), gi.DDIM_CFG)
-    assert _rel(x0, G["nti_reconstruction"]) < 1e-6
+    assert rel(x0, G["nti_reconstruction"]) < 1e-6
     # the optimisation really moved the embeddings (the golden is not the plain null prompt's)
-    assert _rel(backbone.null_embeds(1).embeds, G["null_embeds"][-1]) > 1e-3
+    assert rel(backbone.null_embeds(1).embeds, G["null_embeds"][-1]) > 1e-3
 
 
 def test_negative_prompt_inversion_reconstruction(backbone):
     m = NPI(backbone, _params(NTIParams.__mro__[1]))
     inv = m.invert(gi.ddim_image(), [gi.DDIM_PROMPT], [torch.Generator()])
     x0 = m._sample(inv.latents, inv.state["source_cond"], m.unconditional(inv, 1), gi.DDIM_CFG)
-    assert _rel(x0, G["npi_reconstruction"]) < 1e-6
+    assert rel(x0, G["npi_reconstruction"]) < 1e-6

@@ -20,14 +20,10 @@ from icd_bench.backbones.loaders import SD_SCHEDULER_CONFIG
 from icd_bench.diffusion import ddim_timesteps, ddpm_sample, edit_friendly_inversion, guided_noise
 
 import golden_inputs as gi
-from golden_inputs import golden
+from golden_inputs import golden, rel
 
 G = golden("ef_ddpm.json")
 
-
-def _rel(a, b) -> float:
-    b = torch.as_tensor(b, dtype=torch.float64)
-    return float((a.double() - b).norm() / b.norm())
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +50,13 @@ def test_grid_trajectory_and_noise_maps(run):
     bb, steps, _, x0, x_start, zs = run
     n, skip = gi.EF_STEPS, gi.EF_SKIP
     assert steps == G["timesteps"]
-    assert _rel(x_start, G["xts"][n - skip]) < 1e-6  # the reference's xts[k]: noised at the k-th lowest t
+    assert rel(x_start, G["xts"][n - skip]) < 1e-6  # the reference's xts[k]: noised at the k-th lowest t
     for k, z in enumerate(zs):  # our map of step skip + k is the reference's zs[n − 1 − (skip + k)]
         ref = G["zs"][n - 1 - (skip + k)]
         if skip + k == n - 1:
             assert torch.count_nonzero(torch.tensor(ref)) == 0  # the reference zeroed the final step's map
             continue
-        assert _rel(z, ref) < 1e-6, k
+        assert rel(z, ref) < 1e-6, k
 
 
 @pytest.mark.parametrize("which", ["reconstruction", "edit"])
@@ -70,9 +66,9 @@ def test_sampling_with_the_stored_maps(run, which):
     zeroed = [*zs[:-1], torch.zeros_like(zs[-1])]  # zero_last_noise = true: the reference's maps
     x = ddpm_sample(eps(prompt, w), x_start, steps, bb.alphas_cumprod, bb.final_alpha_cumprod, zeroed,
                     start=gi.EF_SKIP)
-    assert _rel(x, G[which]) < 1e-6
+    assert rel(x, G[which]) < 1e-6
     exact = ddpm_sample(eps(prompt, w), x_start, steps, bb.alphas_cumprod, bb.final_alpha_cumprod, zs,
                         start=gi.EF_SKIP)
-    assert _rel(exact, G[which]) > 1e-6  # the default keeps the map: the deviation shows
+    assert rel(exact, G[which]) > 1e-6  # the default keeps the map: the deviation shows
     if which == "reconstruction":
-        assert _rel(exact, x0) < 1e-12  # ... and reconstructs the input exactly
+        assert rel(exact, x0) < 1e-12  # ... and reconstructs the input exactly

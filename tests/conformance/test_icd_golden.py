@@ -28,7 +28,7 @@ from icd_bench.methods.icd import ICD
 from icd_bench.types import EditSample
 
 import golden_inputs as gi
-from golden_inputs import golden
+from golden_inputs import golden, rel
 
 G = golden("icd_sd15.json")
 
@@ -44,9 +44,18 @@ def _method(weights, *overrides):
     return ICD(load_pretrained(str(weights["pipeline"]), device="cpu", dtype=torch.float32), spec.params)
 
 
-def _rel(a, b) -> float:
-    b = torch.as_tensor(b, dtype=torch.float64)
-    return float((a.double() - b).norm() / b.norm())
+
+def _keep_decoded(method, monkeypatch) -> dict:
+    """``out["x"]``: the latents the method hands the VAE (the target branch's, for an edit)."""
+    out = {}
+    real_decode = method.backbone.decode
+
+    def keep(latents):
+        out["x"] = latents
+        return real_decode(latents)
+
+    monkeypatch.setattr(method.backbone, "decode", keep)
+    return out
 
 
 def _sample(target: str) -> EditSample:
@@ -58,26 +67,19 @@ def test_encoding_equals_the_official_cons_inversion(weights):
     m = _method(weights)
     images = m.backbone.preprocess([Image.fromarray(gi.icd_image())])
     inv = m.invert(images, [gi.ICD_SOURCE], [torch.Generator().manual_seed(gi.ICD_SEED)])
-    assert _rel(inv.latents, G["encoded"]) < 5e-5
+    assert rel(inv.latents, G["encoded"]) < 5e-5
 
 
 @pytest.mark.parametrize("label, compat", [("replace", True), ("refine", False), ("refine", True)])
 def test_p2p_edit_equals_the_official_edit(weights, label, compat, monkeypatch):
     case = G[label]
     m = _method(weights, f"reference_compat={str(compat).lower()}")
-    decoded = {}
-    real_decode = m.backbone.decode
-
-    def keep(latents):  # the target branch's latents on their way to the VAE
-        decoded["x"] = latents
-        return real_decode(latents)
-
-    monkeypatch.setattr(m.backbone, "decode", keep)
+    decoded = _keep_decoded(m, monkeypatch)
     sample = _sample(case["prompts"][1])
     images = m.backbone.preprocess([sample.image])
     out = m.edit(images, [sample], [torch.Generator().manual_seed(gi.ICD_SEED)])
     ref = torch.tensor(case["latents"], dtype=torch.float64)
-    assert _rel(decoded["x"][0], ref[1]) < 5e-5  # the official batch is [source, target]
+    assert rel(decoded["x"][0], ref[1]) < 5e-5  # the official batch is [source, target]
     ours = (out[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)  # the official latent2image's rounding
     theirs = np.asarray(case["image"], dtype=np.uint8)[1]
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
@@ -87,32 +89,18 @@ def test_p2p_edit_equals_the_official_edit(weights, label, compat, monkeypatch):
 def test_the_replace_tail_deviation_shows_in_the_edit(weights, monkeypatch):
     m = _method(weights)  # default: the running source position after the swapped word
     sample = _sample(G["replace"]["prompts"][1])
-    decoded = {}
-    real_decode = m.backbone.decode
-
-    def keep(latents):
-        decoded["x"] = latents
-        return real_decode(latents)
-
-    monkeypatch.setattr(m.backbone, "decode", keep)
+    decoded = _keep_decoded(m, monkeypatch)
     m.edit(m.backbone.preprocess([sample.image]), [sample], [torch.Generator().manual_seed(gi.ICD_SEED)])
-    assert _rel(decoded["x"][0], torch.tensor(G["replace"]["latents"])[1]) > 1e-4
+    assert rel(decoded["x"][0], torch.tensor(G["replace"]["latents"])[1]) > 1e-4
 
 
-def test_generation_equals_the_official_generation(weights):
+def test_generation_equals_the_official_generation(weights, monkeypatch):
     """generate.py's setting: guidance code 7 (w 8) at every step (τ 1), the seed's start latent."""
     case = G["generate"]
     m = _method(weights, f"guidance_scale={case['code'] + 1}", "tau=1.0")
-    decoded = {}
-    real_decode = m.backbone.decode
-
-    def keep(latents):
-        decoded["x"] = latents
-        return real_decode(latents)
-
-    m.backbone.decode = keep
+    decoded = _keep_decoded(m, monkeypatch)
     m.generate([case["prompt"]], [torch.Generator().manual_seed(case["seed"])])
-    assert _rel(decoded["x"], case["latents"]) < 5e-5
+    assert rel(decoded["x"], case["latents"]) < 5e-5
 
 
 def test_the_golden_depends_on_the_adapters(weights):
@@ -120,4 +108,4 @@ def test_the_golden_depends_on_the_adapters(weights):
     m = _method(weights, "forward_lora=", "reverse_lora=", "untrained=true")
     images = m.backbone.preprocess([Image.fromarray(gi.icd_image())])
     inv = m.invert(images, [gi.ICD_SOURCE], [torch.Generator().manual_seed(gi.ICD_SEED)])
-    assert _rel(inv.latents, G["encoded"]) > 1e-3
+    assert rel(inv.latents, G["encoded"]) > 1e-3
