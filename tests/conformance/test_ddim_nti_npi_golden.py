@@ -17,6 +17,7 @@ import torch
 from icd_bench.backbones.base import Backbone
 from icd_bench.backbones.loaders import SD_SCHEDULER_CONFIG
 from icd_bench.methods.ddim import DDIM, DDIMParams
+from icd_bench.methods.ddim_p2p import DDIMP2PParams
 from icd_bench.methods.npi import NPI
 from icd_bench.methods.nti import NTI, NTIParams
 
@@ -36,9 +37,10 @@ def backbone():
                     vae=None, scheduler=DDIMScheduler(**SD_SCHEDULER_CONFIG), resolution=8, dtype=torch.float64)
 
 
-def _params(cls=DDIMParams, **kw):
-    return cls(num_inference_steps=gi.DDIM_STEPS, guidance_scale=gi.DDIM_CFG, steps_offset=0, p2p=False, **kw) \
-        if cls is not DDIMParams else cls(num_inference_steps=gi.DDIM_STEPS, guidance_scale=gi.DDIM_CFG, steps_offset=0)
+def _params(cls=DDIMParams):
+    """10 steps at CFG 7.5 on PnPInversion's grid; the P2P methods' prompt-switch path (no P2P)."""
+    extra = {} if cls is DDIMParams else {"p2p": False}
+    return cls(num_inference_steps=gi.DDIM_STEPS, guidance_scale=gi.DDIM_CFG, steps_offset=0, **extra)
 
 
 def test_the_grid_is_pnpinversions(backbone):
@@ -57,8 +59,6 @@ def test_ddim_inversion_trajectory(backbone):
 
 
 def test_null_text_inversion_embeddings_and_reconstruction(backbone):
-    from icd_bench.diffusion.ddim import ddim_timesteps  # noqa: F401  (the grid: see the first test)
-
     m = NTI(backbone, _params(NTIParams))
     inv = m.invert(gi.ddim_image(), [gi.DDIM_PROMPT], [torch.Generator()])
     for i, (ours, ref) in enumerate(zip(inv.state["null_embeds"], G["null_embeds"], strict=True)):
@@ -70,7 +70,7 @@ def test_null_text_inversion_embeddings_and_reconstruction(backbone):
 
 
 def test_negative_prompt_inversion_reconstruction(backbone):
-    m = NPI(backbone, _params(NTIParams.__mro__[1]))
+    m = NPI(backbone, _params(DDIMP2PParams))
     inv = m.invert(gi.ddim_image(), [gi.DDIM_PROMPT], [torch.Generator()])
     x0 = m._sample(inv.latents, inv.state["source_cond"], m.unconditional(inv, 1), gi.DDIM_CFG)
     assert rel(x0, G["npi_reconstruction"]) < 1e-6
