@@ -171,8 +171,8 @@ def test_bad_parameters_are_refused():
         ReNoiseParams(num_steps=0)
     with pytest.raises(ValueError, match="average_range"):
         ReNoiseParams(average_range=(5, 2))
-    with pytest.raises(ValueError, match="blend_threshold_target"):
-        InfEditParams(blend_threshold_target=1.5).p2p_config()
+    with pytest.raises(ValueError, match="blend_threshold"):
+        InfEditParams(blend_threshold=1.5)
 
 
 def test_bundled_toy_lcm_runs_both_presets_offline():

@@ -30,7 +30,7 @@ from icd_bench.words import normalize_word
 SCORE_MATCH, SCORE_MISMATCH, SCORE_GAP = 1, -1, 0
 
 
-def _ids(tokenizer, text: str) -> list[int]:
+def token_ids(tokenizer, text: str) -> list[int]:
     """Token ids with BOS and EOS, no padding, truncated to the tokenizer's length."""
     return tokenizer(text, truncation=True, max_length=tokenizer.model_max_length).input_ids
 
@@ -53,7 +53,7 @@ def word_token_positions(tokenizer, prompt: str, word: str | int, exact: bool = 
             targets = {i for i, w in enumerate(words) if normalize_word(w) == key}
     positions, cursor = [], 1
     for i, w in enumerate(words):
-        n = len(_ids(tokenizer, w)) - 2
+        n = len(token_ids(tokenizer, w)) - 2
         if i in targets:
             positions += list(range(cursor, cursor + n))
         cursor += n
@@ -63,7 +63,7 @@ def word_token_positions(tokenizer, prompt: str, word: str | int, exact: bool = 
 def _word_spans(tokenizer, words: list[str]) -> list[tuple[int, int]]:
     spans, cursor = [], 1
     for w in words:
-        n = len(_ids(tokenizer, w)) - 2
+        n = len(token_ids(tokenizer, w)) - 2
         spans.append((cursor, cursor + n))
         cursor += n
     return spans
@@ -135,7 +135,7 @@ def refine_mapper(tokenizer, source: str, target: str) -> tuple[torch.Tensor, to
     """(mapper, alphas), both of length L: target position j reads source position mapper[j]
     where alphas[j] = 1, and keeps its own attention where alphas[j] = 0 (a new token)."""
     L = tokenizer.model_max_length
-    x, y = _ids(tokenizer, source), _ids(tokenizer, target)
+    x, y = token_ids(tokenizer, source), token_ids(tokenizer, target)
     aligned = _global_align(x, y)
     mapper = torch.arange(L)
     alphas = torch.ones(L)
@@ -144,3 +144,48 @@ def refine_mapper(tokenizer, source: str, target: str) -> tuple[torch.Tensor, to
         alphas[j] = 0.0 if i < 0 else 1.0
     # after the target's EOS, position j reads the source's position j (the original's rule)
     return mapper, alphas
+
+
+def infedit_refine_mapper(tokenizer, source: str, target: str, source_states: torch.Tensor,
+                          target_states: torch.Tensor, blend_word: str = "") -> tuple[torch.Tensor, torch.Tensor,
+                                                                                       torch.Tensor]:
+    """InfEdit's refine alignment (its ``seq_aligner.get_mapper``): (mapper, alphas, blend), each of length L.
+
+    The global alignment of `refine_mapper`, then in every run of new target tokens that replaces
+    deleted source tokens, the one (target, source) pair of highest cosine similarity of the text
+    encoder's token states is aligned as well — with the official indexing, the source prompt's state
+    at the target position against the target's at the source position. ``blend`` marks the target
+    tokens of ``blend_word`` (its tokens matched in order from the left, as the official loop) and the
+    re-aligned tokens whose source token is one of them: the local-blend words of the unified attention
+    control. ``*_states``: (L, D) token states of the padded prompts.
+    """
+    L = tokenizer.model_max_length
+    x, y, e = token_ids(tokenizer, source), token_ids(tokenizer, target), token_ids(tokenizer, blend_word)
+    mapper, alphas = refine_mapper(tokenizer, source, target)
+    mapper[: len(y)][alphas[: len(y)] == 0] = -1
+    blend = torch.zeros(L)
+    i = 0
+    while i < len(y):
+        if alphas[i] == 0:
+            start = i
+            while alphas[i] == 0:
+                i += 1
+            best, pair = float("-inf"), None
+            for t in range(start, i):
+                for s in range(int(mapper[start - 1]) + 1, int(mapper[i])):
+                    sim = float(torch.nn.functional.cosine_similarity(source_states[t], target_states[s], dim=0))
+                    if sim > best:
+                        best, pair = sim, (t, s)
+            if pair is not None:
+                mapper[pair[0]], alphas[pair[0]] = pair[1], 1.0
+                if x[pair[1]] in e:
+                    blend[pair[0]] = 1.0
+        i += 1
+    i = j = 1
+    while i < len(y) - 1 and j < len(e) - 1:
+        while e[j] != y[i] and i < len(y) - 1:
+            i += 1
+        if i < len(y) - 1:
+            blend[i] = 1.0
+        j += 1
+    return mapper.clamp_min(0), alphas, blend

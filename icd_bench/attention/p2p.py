@@ -48,8 +48,7 @@ class P2PConfig:
     amplify: float = 1.0  # reweight factor (1 = none) ...
     amplify_words: str = "edited"  # ... on the target's edited words, or its blend word ("blend")
     blend: bool = True  # local blend with the blend words, when a sample has them
-    blend_threshold: float = 0.3  # of the normalised word maps; the source branch's, and the target's ...
-    blend_threshold_target: float | None = None  # ... unless this gives the target its own (InfEdit)
+    blend_threshold: float = 0.3  # of the normalised word maps, the source's and the target's
     blend_start: float = 0.2  # fraction of steps before local blend starts
     self_max_tokens: int = 32 * 32  # self-attention injection only on maps this small (the reference's rule)
     # the original's replace matrix after the last swapped word, and its reweighting of only the exact
@@ -61,8 +60,8 @@ class P2PConfig:
             raise ValueError(f"P2P mode must be replace, refine or auto, got {self.mode!r}")
         if self.amplify_words not in ("edited", "blend"):
             raise ValueError(f"amplify_words must be edited or blend, got {self.amplify_words!r}")
-        for name in ("cross_steps", "self_steps", "blend_start", "blend_threshold", "blend_threshold_target"):
-            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
+        for name in ("cross_steps", "self_steps", "blend_start", "blend_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
@@ -178,7 +177,7 @@ class P2PControl:
     @contextlib.contextmanager
     def install(self, unet) -> Iterator[P2PControl]:
         original = dict(unet.attn_processors)
-        unet.set_attn_processor(P2PAttnProcessor(self))
+        unet.set_attn_processor(self.processor_class(self))
         try:
             yield self
         finally:
@@ -215,9 +214,8 @@ class P2PControl:
             masks.append(F.interpolate(m, size=(side, side), mode="nearest"))
         mask = torch.stack(masks).mean(0)
         mask = mask / mask.flatten(1).amax(-1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        th_src = self.cfg.blend_threshold
-        th_tgt = th_src if self.cfg.blend_threshold_target is None else self.cfg.blend_threshold_target
-        mask = torch.maximum((mask[: self.n] > th_src).float(), (mask[self.n:] > th_tgt).float())  # union
+        th = self.cfg.blend_threshold
+        mask = torch.maximum((mask[: self.n] > th).float(), (mask[self.n:] > th).float())  # union
         groups = x.shape[0] // (2 * self.n)
         xg = x.view(groups, 2, self.n, *x.shape[1:]).clone()
         for k, tokens in enumerate(self.blend_tokens):
@@ -305,6 +303,9 @@ class P2PAttnProcessor:
             both = F.scaled_dot_product_attention(qs, ks, torch.cat([vs, vt], dim=-1))
             out_s, out_t = both.split(vs.shape[-1], dim=-1)
         return torch.cat([out_s, out_t])
+
+
+P2PControl.processor_class = P2PAttnProcessor  # what `install` puts on the UNet (UAC puts its own)
 
 
 def blend_resolution(backbone) -> int:

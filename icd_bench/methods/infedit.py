@@ -1,17 +1,17 @@
 """``infedit``: InfEdit (Xu et al., CVPR 2024) — inversion-free editing with a denoising diffusion
-consistent model (DDCM) on an LCM-style model, a thin adapter over `icd_bench.diffusion.lcm`.
+consistent model (DDCM) and unified attention control (UAC) on an LCM-style model; a thin adapter over
+`icd_bench.diffusion.lcm` and `icd_bench.attention.uac`.
 
 No inversion: the source branch is the clean source latent re-noised at every step ("virtual
-inversion"), the target branch's x̂_0 is corrected by the source branch's prediction error
-(`ddcm_step`), and both are re-noised with the same fresh noise. The two branches run as one
-batched UNet call per step, with explicit CFG per branch (source 1, target 2.3 in the published
-setting; a guided step costs two rows per branch pair) and the project's Prompt-to-Prompt control
-(`icd_bench.attention.prompt_to_prompt`) between them: cross- and self-attention injection for the
-first 0.7 of the steps and local blend with separate source / target thresholds (0.55 / 0.6).
-
-Partial: InfEdit's unified attention control (UAC) also runs a third "layout" branch with mutual
-self-attention; here the P2P controller's self-attention injection stands in for it, so results at
-SD scale are not expected to match the published numbers exactly. Tasks: ``edit`` and
+inversion"); the target branch's x̂_0 is corrected by the source branch's prediction error
+(`ddcm_step`), and so is the mutual branch's (the source prompt on its own latents); all three are
+re-noised with the same fresh noise. The three branches run as one batched UNet call per step, with
+explicit CFG per branch (source and mutual 1, target 2.3 in the published setting; a guided step
+costs two rows per branch triple), under UAC: self-attention injection, then mutual
+self-attention; cross-attention refined from the mutual branch; local blend of the target with the
+mutual branch at the target's blend word. As the official PIE-Bench run, sampling starts from pure
+noise (``noised_start = true``: from the source latent noised to the first timestep, the release's
+demo default) and the output is the target's x̂_0 of the last step. Tasks: ``edit`` and
 ``generate``; there is no explicit inversion to reconstruct from (with equal prompts and scales
 DDCM returns the source image exactly, by construction).
 """
@@ -25,7 +25,7 @@ from typing import ClassVar, Literal
 
 import torch
 
-from icd_bench.attention.p2p import P2PConfig, P2PParams, prompt_to_prompt
+from icd_bench.attention.uac import UACConfig, unified_attention_control
 from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.diffusion.lcm import ddcm_step, next_alpha
 from icd_bench.errors import ConfigError
@@ -35,31 +35,31 @@ from icd_bench.types import EditSample
 
 
 @dataclass
-class InfEditParams(ConsistencyParams, P2PParams):
+class InfEditParams(ConsistencyParams):
     num_steps: int = 12
-    source_guidance: float = 1.0  # explicit CFG of the source branch
+    source_guidance: float = 1.0  # explicit CFG of the source and mutual branches
     target_guidance: float = 2.3  # explicit CFG of the target branch
-    p2p_mode: Literal["replace", "refine", "auto"] = "auto"
-    cross_replace: float = 0.7
+    uac: bool = True  # unified attention control; false: DDCM with a plain prompt switch
+    cross_replace: float = 0.7  # UAC's cross- and self-attention schedule (fractions of the steps)
     self_replace: float = 0.7
-    blend_threshold_source: float = 0.55
-    blend_threshold_target: float = 0.6
+    local_blend: bool = True  # with the sample's target blend word, when it has one
+    blend_threshold: float = 0.55  # the blend mask's threshold: max(temperature / √ᾱ_t, this)
+    blend_temperature: float = 0.15
+    noised_start: bool = False  # start from the noised source latent (the demo) instead of pure noise
     guidance: Literal["cfg", "embedded"] = "cfg"  # how the branch scales apply: explicit CFG (the
     # release on LCM-Dreamshaper), or as the guidance embedding of a w-conditioned model, one row each
 
     def __post_init__(self):
         ConsistencyParams.__post_init__(self)
-        P2PParams.__post_init__(self)
+        self.uac_config()  # validates the UAC fields
         if self.source_guidance < 0 or self.target_guidance < 0:
             raise ValueError("guidance scales must be >= 0")
         if self.guidance not in ("cfg", "embedded"):
             raise ValueError(f"guidance must be cfg or embedded, got {self.guidance!r}")
 
-    def p2p_config(self) -> P2PConfig:
-        cfg = super().p2p_config()
-        cfg.blend_threshold, cfg.blend_threshold_target = self.blend_threshold_source, self.blend_threshold_target
-        cfg.__post_init__()
-        return cfg
+    def uac_config(self) -> UACConfig:
+        return UACConfig(cross_steps=self.cross_replace, self_steps=self.self_replace, blend=self.local_blend,
+                         blend_threshold=self.blend_threshold, blend_temperature=self.blend_temperature)
 
 
 @METHODS.register("infedit")
@@ -82,25 +82,30 @@ class InfEdit(ConsistencyMethod):
         bb, p, n = self.backbone, self.params, len(samples)
         alphas, steps = bb.alphas_cumprod, self.timesteps
         sources, targets = [s.source_prompt for s in samples], [s.target_prompt for s in samples]
+        branches = 3 if p.uac else 2  # [source, target(, mutual)]
         x0 = bb.encode_image(images)
         noises = self.draw_noises(generators, len(steps) + 1)
         a0 = float(alphas[steps[0]])
-        x_src = x_tgt = a0**0.5 * x0 + (1 - a0) ** 0.5 * noises[-1]
-        cond = PromptEmbeds.cat([bb.encode_prompt(sources), bb.encode_prompt(targets)])
-        scales = torch.tensor([p.source_guidance] * n + [p.target_guidance] * n)
+        start = a0**0.5 * x0 + (1 - a0) ** 0.5 * noises[-1] if p.noised_start else noises[-1]
+        x = [start] * branches
+        src_embeds = bb.encode_prompt(sources)
+        cond = PromptEmbeds.cat([src_embeds, bb.encode_prompt(targets), src_embeds][:branches])
+        scales = torch.tensor([p.source_guidance] * n + [p.target_guidance] * n + [p.source_guidance] * n)[: branches * n]
         embedded = p.guidance == "embedded"
         guided = not embedded and (p.source_guidance != 1.0 or p.target_guidance != 1.0)
-        w = scales if guided else 1.0
-        uncond = bb.null_embeds(2 * n) if guided else None
-        control_block = (prompt_to_prompt(bb, sources, targets, len(steps), p.p2p_config(),
-                                          [s.blend_words for s in samples]) if p.p2p else contextlib.nullcontext())
+        uncond = bb.null_embeds(branches * n) if guided else None
+        blend_words = [s.blend_words[1] if s.blend_words else None for s in samples]
+        control_block = (unified_attention_control(bb, sources, targets, len(steps), p.uac_config(), blend_words)
+                         if p.uac else contextlib.nullcontext())
         with control_block as control:
             for i, t in enumerate(steps):
-                eps = self.eps(torch.cat([x_src, x_tgt]), t, cond, uncond, w, branches=2,
-                               embedded_w=scales if embedded else None)
-                eps_src, eps_tgt = eps.chunk(2)
-                x_src, x_tgt, _ = ddcm_step(x_src, x_tgt, eps_src, eps_tgt, x0, float(alphas[t]),
-                                            next_alpha(alphas, steps, i), noises[i])
-                if control is not None:
-                    x_src, x_tgt = control.after_step(torch.cat([x_src, x_tgt])).chunk(2)
-        return bb.decode(x_tgt)
+                eps = self.eps(torch.cat(x), t, cond, uncond, scales if guided else 1.0, branches=branches,
+                               embedded_w=scales if embedded else None).chunk(branches)
+                a_t, a_next = float(alphas[t]), next_alpha(alphas, steps, i)
+                x_s, x_t, x0_t = ddcm_step(x[0], x[1], eps[0], eps[1], x0, a_t, a_next, noises[i])
+                if control is None:
+                    x = [x_s, x_t]
+                    continue
+                _, x_m, _ = ddcm_step(x[0], x[2], eps[0], eps[2], x0, a_t, a_next, noises[i])
+                x = [x_s, control.after_step(x_t, x_m, a_t, blend=i + 1 < len(steps)), x_m]
+        return bb.decode(x0_t)

@@ -240,3 +240,91 @@ def ddcm_inputs(step: int) -> dict[str, torch.Tensor]:
     g = _gen(515, step)
     names = ("x_s", "x_t", "e_s", "e_t", "x_0", "noise")
     return {k: torch.randn(1, 4, 8, 8, generator=g) for k in names}
+
+
+# -- InfEdit end to end: DDCM + unified attention control ------------------------------------------------
+UAC_SIDE = 40  # latent side: the official local blend picks its maps by their place in a store that keeps
+# only maps of ≤ 32² positions, which is SD's 16² layers only when the top level (here 40²) is above that
+UAC_CASES = (  # (source, target, the target's blend word or "") as run_pie_bench.py takes them
+    ("a red circle on a white background", "a big blue circle on a white background", "blue"),
+    ("a cat sitting on a wooden table", "a dog sitting on a table", "dog"),
+    ("a photo of a house in the snow", "a painting of a house in the snow", ""),
+)
+UAC_SETTINGS = dict(num_inference_steps=12, guidance_s=1, guidance_t=2.3, strength=1, cross_replace_steps=0.7,
+                    self_replace_steps=0.7, eta=1, thresh_e=0.55, thresh_m=0.6, denoise=False)  # run_pie_bench.main
+
+
+def _sd15_layout(side: int, heads: int, tokenizer, seed: int) -> dict:
+    """A small UNet of SD1.5's layout (its four blocks, attention in the top three, 2 layers each) at
+    latent ``side`` with ``heads`` heads (seed ``seed``), a tiny text encoder on SD's CLIP ``tokenizer``
+    (seed + 1) and the tiny VAE (seed + 2)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            sample_size=side, in_channels=4, out_channels=4, layers_per_block=2,
+            block_out_channels=(16, 16, 32, 32), down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=32,
+            attention_head_dim=heads, norm_num_groups=8).eval()
+        torch.manual_seed(seed + 1)
+        config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
+                                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                pad_token_id=tokenizer.pad_token_id)
+        text_encoder = CLIPTextModel(config).eval()
+        torch.manual_seed(seed + 2)
+        vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
+                            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                            latent_channels=4, norm_num_groups=16, sample_size=2 * side).eval()
+    return {"tokenizer": tokenizer, "text_encoder": text_encoder, "unet": unet, "vae": vae}
+
+
+def uac_components(tokenizer) -> dict:
+    """The components both sides build InfEdit's pipeline from: `_sd15_layout` at UAC_SIDE with 8 heads
+    (seeds 5, 6, 7) and LCM-Dreamshaper's scheduler (LCMScheduler on SD's schedule)."""
+    from diffusers import LCMScheduler
+
+    from icd_bench.backbones.loaders import SD_SCHEDULER_CONFIG
+
+    scheduler = LCMScheduler(**{k: v for k, v in SD_SCHEDULER_CONFIG.items() if k != "clip_sample"})
+    return {**_sd15_layout(UAC_SIDE, 8, tokenizer, seed=5), "scheduler": scheduler}
+
+
+def uac_latent(case: int) -> torch.Tensor:
+    """The clean source latent (1, 4, UAC_SIDE, UAC_SIDE) of a case (both sides skip the VAE)."""
+    return torch.randn(1, 4, UAC_SIDE, UAC_SIDE, generator=_gen(4242, case))
+
+
+UAC_PROJECTION = 16
+
+
+def uac_project(x: torch.Tensor) -> torch.Tensor:
+    """A latent (1, 4, S, S) as UAC_PROJECTION numbers (a fixed random projection), for per-step goldens."""
+    p = torch.randn(x[0].numel(), UAC_PROJECTION, generator=_gen(4243), dtype=torch.float64)
+    return x.double().flatten() @ p
+
+
+# -- PIE-Bench's P2P editors end to end (DDIM + P2P, NPI, NTI) ---------------------------------------------
+PNP_SIDE = 64  # PnPInversion's editors expand x_T to 64² and read local-blend maps as 16² (512 px)
+PNP_STEPS = 10
+PNP_CASES = (  # (P2PEditor method, source, target, blend words "src tgt", replace controller)
+    ("ddim+p2p", "a cat sitting on a wooden table", "a cat sitting on a big wooden table", ("table", "table"), False),
+    ("ddim+p2p", "a cat sitting on a wooden table", "a dog sitting on a wooden table", ("cat", "dog"), True),
+    ("negative-prompt-inversion+p2p", "a cat sitting on a wooden table", "a cat sitting on a big wooden table",
+     ("table", "table"), False),
+    ("null-text-inversion+p2p", "a cat sitting on a wooden table", "a cat sitting on a big wooden table",
+     ("table", "table"), False),
+)
+
+
+def pnp_components(tokenizer) -> dict:
+    """`_sd15_layout` at PNP_SIDE with 1 head (the reference keeps every attention map: 4096² positions at
+    the top level), seeds 11, 12, 13; the scheduler is the reference's own (PnPInversion's DDIM)."""
+    return _sd15_layout(PNP_SIDE, 1, tokenizer, seed=11)
+
+
+def pnp_latent(case: int) -> torch.Tensor:
+    """The clean source latent (1, 4, PNP_SIDE, PNP_SIDE) of a case (both sides skip the VAE)."""
+    return torch.randn(1, 4, PNP_SIDE, PNP_SIDE, generator=_gen(5151, case))

@@ -2,7 +2,7 @@
 ``pipeline_ead.ddcm_sampler``) on the LCM grid of its PIE-Bench run (12 steps, η = 1): the re-noised
 source and target latents and the target's x̂_0 at every step. At the last step the official sampler
 re-noises to the same timestep and its pipeline decodes x̂_0; the project returns x̂_0 there, so only x̂_0
-is compared at that step. The unified attention control's mutual branch is not compared (not built).
+is compared at that step. The whole edit, with the unified attention control: test_infedit_uac_golden.
 
 Tolerance: 1e-5 relative (float32).
 """
