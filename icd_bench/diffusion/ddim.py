@@ -44,7 +44,8 @@ def ddim_timesteps(scheduler, num_steps: int, steps_offset: int | None = None) -
     """The descending DDIM grid of ``num_steps`` timesteps, exactly as diffusers' DDIMScheduler.
 
     ``steps_offset`` replaces the scheduler config's (SD's is 1: 981, 961, …, 1 at 50 steps; 0 gives
-    980, …, 0, the grid of PnPInversion's scheduler, built without it). Uses a private copy so the
+    980, …, 0, the grid of a DDIMScheduler built without it, such as PnPInversion's before diffusers'
+    pipeline constructor sets it to 1). Uses a private copy so the
     caller's scheduler keeps its state.
     """
     from diffusers import DDIMScheduler

@@ -27,7 +27,7 @@ class DDIMParams:
     guidance_scale: float = 7.5  # w when decoding (reconstruction, editing, generation)
     inversion_guidance_scale: float = 1.0  # w when inverting; 1 = unguided (paper, Table 1)
     tau: float = 1.0  # dynamic CFG: guided only where t/T <= tau; 1.0 = guided at every step
-    # the grid's offset; None: the checkpoint's scheduler config (SD: 1, grid 981…1); 0: PnPInversion's 980…0
+    # the grid's offset; None: the checkpoint's scheduler config (SD: 1, grid 981…1, also PIE-Bench's runs); 0: 980…0
     steps_offset: int | None = None
 
     def __post_init__(self):

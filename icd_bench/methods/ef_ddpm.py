@@ -76,8 +76,7 @@ class EFDDPM(EditingMethod):
         x0 = bb.encode_image(images)
         cond = bb.encode_prompt(prompts)
         steps = self._timesteps()
-        shape = bb.latent_shape(1)
-        noise = torch.stack([torch.cat([torch.randn(shape, generator=g) for _ in steps]) for g in generators], 1)
+        noise = self.draw_noise(generators, len(steps))
         uncond = bb.null_embeds(len(prompts))
         with torch.no_grad():
             x_start, zs = edit_friendly_inversion(self._eps(cond, p.source_guidance_scale, uncond), x0, steps,
@@ -87,6 +86,12 @@ class EFDDPM(EditingMethod):
             zs[-1] = torch.zeros_like(zs[-1])
         return Inversion(latents=x_start, prompts=list(prompts), image_latents=x0,
                          state={"zs": zs, "source_cond": cond, "uncond": uncond})
+
+    def draw_noise(self, generators: Sequence[torch.Generator], steps: int) -> torch.Tensor:
+        """(steps, n, C, h, w): the noise that noises the image to each grid timestep (descending t), drawn
+        from each sample's generator in that order."""
+        shape = self.backbone.latent_shape(1)
+        return torch.stack([torch.cat([torch.randn(shape, generator=g) for _ in range(steps)]) for g in generators], 1)
 
     def _sample(self, inv: Inversion, x, cond, w, uncond, branches=1, callback=None) -> torch.Tensor:
         bb, p = self.backbone, self.params

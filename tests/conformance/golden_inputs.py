@@ -319,6 +319,13 @@ PNP_CASES = (  # (P2PEditor method, source, target, blend words "src tgt", repla
 )
 
 
+PNP_EF_STEPS, PNP_EF_SKIP = 10, 3  # run_editing_edit_friendly_p2p.py's NUM_DDIM_STEPS / SKIP, made small
+PNP_EF_CASES = (  # (source, target): its controller is replace for equal word counts, else refine
+    ("a cat sitting on a wooden table", "a cat sitting on a big wooden table"),
+    ("a cat sitting on a wooden table", "a dog sitting on a wooden table"),
+)
+
+
 def pnp_components(tokenizer) -> dict:
     """`_sd15_layout` at PNP_SIDE with 1 head (the reference keeps every attention map: 4096² positions at
     the top level), seeds 11, 12, 13; the scheduler is the reference's own (PnPInversion's DDIM)."""

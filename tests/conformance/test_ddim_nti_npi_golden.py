@@ -1,7 +1,8 @@
 """DDIM inversion, null-text inversion and negative-prompt inversion equal PnPInversion's (PIE-Bench's
 code for its DDIM / NTI / NPI + P2P rows; golden: ddim_nti_npi.json) on an analytic noise predictor
-and a tiny text encoder: 10 steps at CFG 7.5 on PnPInversion's grid (``steps_offset = 0``, as the
-PIE-Bench presets), both sides in float64 (golden_inputs.text_components says why).
+and a tiny text encoder: 10 steps at CFG 7.5 on the grid of PnPInversion's bare scheduler
+(``steps_offset = 0``; its editors run 981…1, as the pipeline constructor resets the offset to 1 —
+test_pie_p2p_golden), both sides in float64 (golden_inputs.text_components says why).
 
 Tolerance: 1e-6 relative. The reference takes its DDIM coefficients (√ᾱ) in float32, the project in
 float64: ~5e-8 apart per step. The predictor's text term is small enough that null-text inversion's

@@ -15,17 +15,35 @@ three branches' latents and the local-blend mask after every step, and the final
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+import statistics
 import sys
+import time
 import types
 from pathlib import Path
+
+
+def timed(fn, repeats: int) -> float | None:
+    """The median seconds of ``repeats`` calls (None for 0); the recorded call before them warmed up."""
+    if repeats <= 0:
+        return None
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repo", type=Path, required=True)
     ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--repeats", type=int, default=0, help="also time cases this often after a warm-up")
+    ap.add_argument("--time-cases", default="0", help="the cases to time (with --repeats, the only ones run)")
     args = ap.parse_args()
+    time_cases = {int(k) for k in args.time_cases.split(",")}
 
     import torch
     from PIL import Image
@@ -94,21 +112,34 @@ def main() -> None:
 
     s = cases["settings"]
     results = []
-    for source, target, local, latent in cases["cases"]:
+    rows: list[int] = []  # the UNet rows of every call
+    pipe.unet.register_forward_pre_hook(lambda m, a, k: rows.append(int((a[0] if a else k["sample"]).shape[0])),
+                                        with_kwargs=True)
+
+    def edit(source, target, local):
+        return rpb.inference(source, target, "", "", local, "", s["guidance_s"], s["guidance_t"],
+                             num_inference_steps=s["num_inference_steps"], width=512, height=512, seed=0,
+                             img=Image.new("RGB", (512, 512)), strength=s["strength"],
+                             cross_replace_steps=s["cross_replace_steps"],
+                             self_replace_steps=s["self_replace_steps"], eta=s["eta"], thresh_e=s["thresh_e"],
+                             thresh_m=s["thresh_m"], denoise=s["denoise"])
+
+    for k, (source, target, local, latent) in enumerate(cases["cases"]):
+        if args.repeats > 0 and k not in time_cases:
+            results.append(None)
+            continue
         record.clear()
         record.update(latent=latent, steps=[], noises=[])
         torch.randn = kept_randn
+        rows.clear()
         try:
-            out = rpb.inference(source, target, "", "", local, "", s["guidance_s"], s["guidance_t"],
-                                num_inference_steps=s["num_inference_steps"], width=512, height=512, seed=0,
-                                img=Image.new("RGB", (512, 512)), strength=s["strength"],
-                                cross_replace_steps=s["cross_replace_steps"],
-                                self_replace_steps=s["self_replace_steps"], eta=s["eta"], thresh_e=s["thresh_e"],
-                                thresh_m=s["thresh_m"], denoise=s["denoise"])
+            out = edit(source, target, local)
         finally:
             torch.randn = randn
-        results.append({"pred_x0": out.clone(), "steps": record["steps"], "noises": record["noises"],
-                        "timesteps": [int(t) for t in scheduler.timesteps]})
+        results.append({"pred_x0": out.clone(), "steps": list(record["steps"]), "noises": list(record["noises"]),
+                        "timesteps": [int(t) for t in scheduler.timesteps], "unet_rows": sum(rows),
+                        "seconds": timed(functools.partial(edit, source, target, local),
+                                         args.repeats if k in time_cases else 0)})
     import transformers
 
     torch.save({"results": results, "versions": {"torch": str(torch.__version__), "diffusers": diffusers.__version__,

@@ -22,6 +22,10 @@ are written, with the repositories' commits and the package versions.
   encoder, 10 steps on PnPInversion's own scheduler grid.
 - **iCD end to end** (invertible-cd): the release's weight import, encoding and the P2P edit (replace
   and refine) on tiny weights in the release's formats (golden_inputs.icd_weights).
+- **PIE-Bench's P2P editors end to end** (PnPInversion, with ``--pnp-python``: a Python with its own
+  environment, diffusers 0.10): ``P2PEditor``'s DDIM + P2P (refine, replace), NPI + P2P and NTI + P2P
+  with ``run_editing_p2p.py``'s arguments on golden_inputs.pnp_components, run there by
+  ``pnp_p2p_reference.py``.
 - **EF-DDPM** (PnPInversion's ``edit_friendly_ddm``): inversion, reconstruction and a prompt-switch
   edit on the analytic noise predictor.
 - **iCD training targets**: the official trainer's reverse and forward consistency losses on
@@ -29,7 +33,9 @@ are written, with the repositories' commits and the package versions.
 - **ReNoise** (garibida/ReNoise-Inversion, with ``--renoise-repo``): its noise regularisation on given
   tensors with its released strengths.
 - **InfEdit** (sled-group/InfEdit, with ``--infedit-repo``): its DDCM sampler step by step on the LCM
-  grid of its PIE-Bench run.
+  grid of its PIE-Bench run; with ``--infedit-python`` (a Python with its environment, diffusers 0.24)
+  also its PIE-Bench editing end to end (``run_pie_bench.inference``: DDCM + unified attention control)
+  on golden_inputs.uac_components, run there by ``infedit_uac_reference.py``.
 - **PIE-Bench's pixel metrics**: ``evaluation/evaluate.py``'s ``calculate_metric`` (PSNR, MSE, SSIM;
   whole, unedited and edited part) with its run-length ``mask_decode``.
 - **Controllers on given tensors**: for three pairs (iCD replace, iCD refine, PIE-Bench refine) the
@@ -528,6 +534,90 @@ def ddcm_goldens(repo: Path) -> dict:
         sys.path.remove(str(repo))
 
 
+def save_components(components: dict, directory: Path) -> None:
+    """Components in the diffusers layout; the tokenizer as its vocabulary files (which every transformers
+    release reads), not as the current release saves it."""
+    from icd_bench.toy.tokenizer import build_clip_tokenizer
+
+    for name, part in components.items():
+        if name == "tokenizer":
+            build_clip_tokenizer(directory / name)
+        else:
+            part.save_pretrained(directory / name)
+
+
+def prepare_uac(tokenizer, work: Path) -> Path:
+    """``work`` for ``infedit_uac_reference.py``: golden_inputs.uac_components and the cases."""
+    save_components(gi.uac_components(tokenizer), work / "pipeline")
+    cases = [(s, t, b, gi.uac_latent(k)) for k, (s, t, b) in enumerate(gi.UAC_CASES)]
+    torch.save({"cases": cases, "settings": gi.UAC_SETTINGS}, work / "cases.pt")
+    return work
+
+
+def prepare_pnp(work: Path) -> Path:
+    """``work`` for ``pnp_p2p_reference.py``: golden_inputs.pnp_components and the cases."""
+    save_components(gi.pnp_components(clip_tokenizer()), work / "pipeline")
+    from icd_bench.backbones.loaders import SD_SCHEDULER_CONFIG
+
+    cases = [{"method": m, "source": s, "target": t, "blend": list(b), "replace": r, "num_steps": gi.PNP_STEPS,
+              "latent": gi.pnp_latent(k)} for k, (m, s, t, b, r) in enumerate(gi.PNP_CASES)]
+    cases += [{"method": "edit-friendly-inversion+p2p", "source": s, "target": t, "num_steps": gi.PNP_EF_STEPS,
+               "skip": gi.PNP_EF_SKIP, "latent": gi.pnp_latent(len(gi.PNP_CASES) + k)}
+              for k, (s, t) in enumerate(gi.PNP_EF_CASES)]
+    torch.save({"cases": cases, "scheduler": dict(SD_SCHEDULER_CONFIG)}, work / "cases.pt")
+    return work
+
+
+def run_reference(script: str, repo: Path, python: Path, work: Path, repeats: int = 0,
+                  time_cases: str = "0") -> dict:
+    """Run a reference half (this folder's ``script``) under ``python`` on a prepared ``work``; its
+    outputs (``repeats`` > 0: also the median seconds of the ``time_cases``)."""
+    subprocess.run([str(python), str(HERE.parent / script), "--repo", str(repo), "--work", str(work),
+                    "--repeats", str(repeats), "--time-cases", time_cases], check=True)
+    return torch.load(work / "reference.pt")
+
+
+def infedit_uac_goldens(repo: Path, python: Path, tokenizer, work: Path) -> dict:
+    """InfEdit end to end (``run_pie_bench.inference`` with its ``main``'s arguments: DDCM and the unified
+    attention control) on golden_inputs.uac_components, run by ``infedit_uac_reference.py`` under the
+    reference's own environment (``python``): the per-step latents of its three branches (projected),
+    its local-blend masks and the final x̂_0."""
+    ref = run_reference("infedit_uac_reference.py", repo, python, prepare_uac(tokenizer, work))
+    out = []
+    for (source, target, blend), r in zip(gi.UAC_CASES, ref["results"], strict=True):
+        steps = [{"t": st["t"], **{k: rounded(gi.uac_project(st[k])) for k in ("x_s", "x_t", "x_m", "x_t_blended")},
+                  "mask": None if st["mask"] is None else np.packbits(st["mask"].flatten().numpy()).tobytes().hex()}
+                 for st in r["steps"]]
+        out.append({"source": source, "target": target, "blend": blend, "timesteps": r["timesteps"],
+                    "noises": [rounded(gi.uac_project(z)) for z in r["noises"]], "steps": steps,
+                    "pred_x0": rounded(r["pred_x0"])})
+    return {"cases": out, "reference_versions": ref["versions"]}
+
+
+PIE_P2P_WHAT = ("models/p2p_editor.P2PEditor (ddim+p2p, negative-prompt-inversion+p2p, null-text-inversion+p2p) with "
+                "run_editing_p2p.py's arguments and run_editing_edit_friendly_p2p.edit_image_EF with its main's, on "
+                "golden_inputs.pnp_components, via tools/conformance/pnp_p2p_reference.py")
+
+
+def pnp_p2p_goldens(repo: Path, python: Path, work: Path) -> dict:
+    """PIE-Bench's P2P editors end to end (``P2PEditor`` with ``run_editing_p2p.py``'s arguments: DDIM +
+    P2P refine and replace, NPI + P2P, NTI + P2P; and ``run_editing_edit_friendly_p2p.edit_image_EF``) on
+    golden_inputs.pnp_components, run by ``pnp_p2p_reference.py`` under the reference's own environment
+    (``python``, diffusers 0.10): the reconstruction's and the edit's target latents."""
+    ref = run_reference("pnp_p2p_reference.py", repo, python, prepare_pnp(work))
+    cases = torch.load(work / "cases.pt")["cases"]
+    out, ef = [], []
+    for c, r in zip(cases, ref["results"], strict=True):
+        common = {k: c[k] for k in ("method", "source", "target", "num_steps")}
+        if c["method"] == "edit-friendly-inversion+p2p":
+            ef.append({**common, "skip": c["skip"], **{k: rounded(r[k][0], 7) for k in ("edit", "reconstruction",
+                                                                                        "prompt_switch")}})
+        else:
+            out.append({**common, "blend": c["blend"], "replace": c["replace"],
+                        "reconstruction": rounded(r["reconstruction"][0], 7), "edit": rounded(r["edit"][1], 7)})
+    return {"cases": out, "ef_cases": ef, "reference_versions": ref["versions"]}
+
+
 def read_pairs(benchmarks: Path) -> list[tuple[str, str, str, str]]:
     import pandas as pd
 
@@ -553,6 +643,10 @@ def main() -> None:
     ap.add_argument("--renoise-commit", help="the commit of --renoise-repo when it is an exported tree")
     ap.add_argument("--infedit-repo", type=Path, help="sled-group/InfEdit (its DDCM sampler golden)")
     ap.add_argument("--infedit-commit", help="the commit of --infedit-repo when it is an exported tree")
+    ap.add_argument("--pnp-python", type=Path,
+                    help="a Python with PnPInversion's environment (diffusers 0.10): its P2P editors' end-to-end golden")
+    ap.add_argument("--infedit-python", type=Path,
+                    help="a Python with InfEdit's environment (diffusers 0.24): its end-to-end golden")
     ap.add_argument("--stopwords", type=Path, help="NLTK's English stop words, one per line")
     args = ap.parse_args()
     from icd_bench.words import STOPWORDS
@@ -617,6 +711,14 @@ def main() -> None:
     training = training_goldens(args.icd_repo)
     renoise = renoise_goldens(args.renoise_repo) if args.renoise_repo else None
     ddcm = ddcm_goldens(args.infedit_repo) if args.infedit_repo else None
+    pie_p2p = None
+    if args.pnp_python:
+        with tempfile.TemporaryDirectory() as work:
+            pie_p2p = pnp_p2p_goldens(args.pnp_repo, args.pnp_python, Path(work))
+    uac = None
+    if args.infedit_repo and args.infedit_python:
+        with tempfile.TemporaryDirectory() as work:
+            uac = infedit_uac_goldens(args.infedit_repo, args.infedit_python, tok, Path(work))
 
     import diffusers
     import transformers
@@ -631,7 +733,8 @@ def main() -> None:
         "stopwords": "nltk stand-in: " + ("--stopwords file" if args.stopwords else "icd_bench.words.STOPWORDS"),
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
                      "transformers": transformers.__version__, "numpy": np.__version__},
-        "command": "python tools/conformance/make_goldens.py --icd-repo ... --pnp-repo ... --benchmarks ...",
+        "command": "python tools/conformance/make_goldens.py --icd-repo ... --pnp-repo ... --renoise-repo ... "
+                   "--infedit-repo ... --pnp-python ... --infedit-python ... --benchmarks ...",
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "p2p_alignment.json").write_text(json.dumps({"provenance": provenance, "icd": icd, "pie": pie,
@@ -665,6 +768,18 @@ def main() -> None:
             **provenance, "infedit": {"repository": "sled-group/InfEdit",
                                       "commit": commit(args.infedit_repo, args.infedit_commit)},
             "what": "pipeline_ead.py ddcm_sampler, LCMScheduler 12 steps, eta 1 (run_pie_bench.py)"}, **ddcm}))
+    if pie_p2p is not None:
+        (args.out / "pie_p2p.json").write_text(json.dumps({"provenance": {
+            **provenance, "reference_versions": pie_p2p.pop("reference_versions"),
+            "what": PIE_P2P_WHAT}, **pie_p2p}))
+    if uac is not None:
+        (args.out / "infedit_uac.json").write_text(json.dumps({"provenance": {
+            **provenance, "infedit": {"repository": "sled-group/InfEdit",
+                                      "commit": commit(args.infedit_repo, args.infedit_commit)},
+            "reference_versions": uac.pop("reference_versions"),
+            "what": "run_pie_bench.py inference() with main()'s arguments (EditPipeline, AttentionRefine, "
+                    "LocalBlend) on golden_inputs.uac_components, via tools/conformance/infedit_uac_reference.py"},
+            **uac}))
     print(f"{len(icd)} iCD pairs, {len(pie)} PIE-Bench pairs, 3 controller cases → {args.out}")
 
 

@@ -11,8 +11,17 @@ side's overhead around small UNet calls, not an SD1.5-size edit.
 
 - iCD: encode (fCDm, 4 steps) + P2P edit (CDm, 4 steps; replace), official Generator vs `ICD.edit`;
 - NTI: DDIM inversion + null-text optimisation (10 Adam steps per step, 10 steps, CFG 7.5) + CFG
-  decoding, PnPInversion's NullInversion vs `NTI` (its prompt-switch edit path, no P2P: PnPInversion's
-  P2P patches diffusers' old attention signature and does not run on current diffusers).
+  decoding, PnPInversion's NullInversion vs `NTI` (its prompt-switch edit path, in the project's
+  environment);
+- with ``--pnp-python``: PIE-Bench's P2P editors end to end (``P2PEditor``: DDIM + P2P, NPI + P2P,
+  NTI + P2P, each inversion + reconstruction + P2P edit, 10 steps) in their own environment vs the
+  presets, on the PIE-P2P golden's model and cases (``pnp_p2p_reference.py --repeats``);
+- with ``--infedit-repo`` / ``--infedit-python``: InfEdit's PIE-Bench run (12 steps, unified attention
+  control) in its own environment vs `infedit-lcm-sd15` (``infedit_uac_reference.py --repeats``).
+
+The reference halves count UNet rows on their UNet's ``forward`` and time their cases after the
+recorded run; the two sides then run in different environments (torch 2.13 / diffusers 0.10 or 0.24
+there, the project's here), which the report says.
 """
 
 from __future__ import annotations
@@ -169,24 +178,125 @@ def nti_side_by_side(pnp_repo: Path, repeats: int) -> dict:
             "ref_seconds": t_ref, "ours_seconds": t_ours, "ref_unet_rows": nfe_ref, "ours_unet_rows": nfe_ours}
 
 
+def _pnp_reference_rows(ref: dict, cases: tuple[int, ...]) -> dict[int, tuple[float, int]]:
+    return {k: (ref["results"][k]["seconds"], ref["results"][k]["unet_rows"]) for k in cases}
+
+
+PNP_TIMED = (0, 2, 3)  # golden_inputs.PNP_CASES: DDIM + P2P refine, NPI + P2P, NTI + P2P
+
+
+def pie_p2p_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> list[dict]:
+    """PIE-Bench's P2P editors (pnp_p2p_reference.py, in their own environment) vs the presets, end to end on
+    the PIE-P2P golden's model and cases."""
+    from diffusers import DDIMScheduler
+    from PIL import Image
+
+    from icd_bench.backbones.base import Backbone
+    from icd_bench.backbones.loaders import SD_SCHEDULER_CONFIG
+    from icd_bench.config import resolve_method
+    from icd_bench.registry import METHODS
+    from icd_bench.types import EditSample
+
+    ref = mk.run_reference("pnp_p2p_reference.py", pnp_repo, python, mk.prepare_pnp(work), repeats,
+                           ",".join(map(str, PNP_TIMED)))
+    presets = {"ddim+p2p": "ddim-p2p-sd15", "negative-prompt-inversion+p2p": "npi-sd15",
+               "null-text-inversion+p2p": "nti-sd15"}
+    backbone = Backbone.from_components({**gi.pnp_components(mk.clip_tokenizer()),
+                                         "scheduler": DDIMScheduler(**SD_SCHEDULER_CONFIG)}, kind="sd15", source="tiny")
+    rows = []
+    for k in PNP_TIMED:
+        name, source, target, blend, _ = gi.PNP_CASES[k]
+        spec = resolve_method(presets[name], [f"num_inference_steps={gi.PNP_STEPS}"])
+        method = METHODS.get(spec.method)(backbone, spec.params)
+        latent = gi.pnp_latent(k)
+        backbone.encode_image = lambda images, latent=latent: latent
+        backbone.decode = lambda latents: latents
+        sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source, target_prompt=target,
+                            blend_words=blend)
+
+        def ours(method=method, sample=sample):  # the official editor also reconstructs the source
+            method.run("invert", [sample], [torch.Generator().manual_seed(0)])
+            return method.run("edit", [sample], [torch.Generator().manual_seed(0)])
+
+        counter = Counter(backbone.unet)
+        t_ours, _ = timed(ours, repeats)
+        nfe_ours = counter.rows / (repeats + 1)
+        counter.close()
+        r = ref["results"][k]
+        rows.append({"method": f"{spec.preset} (invert + reconstruct + P2P edit, {gi.PNP_STEPS} steps, 64² latent)",
+                     "reference": "PnPInversion P2PEditor (diffusers 0.10)", "ref_seconds": r["seconds"],
+                     "ours_seconds": t_ours, "ref_unet_rows": r["unet_rows"], "ours_unet_rows": nfe_ours})
+    return rows
+
+
+def infedit_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> dict:
+    """InfEdit's PIE-Bench run (infedit_uac_reference.py, in its own environment) vs `infedit-lcm-sd15` on the
+    InfEdit golden's model and first case."""
+    from PIL import Image
+
+    from icd_bench.backbones.base import Backbone
+    from icd_bench.config import resolve_method
+    from icd_bench.methods.infedit import InfEdit
+    from icd_bench.types import EditSample
+
+    tok = mk.clip_tokenizer()
+    ref = mk.run_reference("infedit_uac_reference.py", repo, python, mk.prepare_uac(tok, work), repeats, "0")
+    backbone = Backbone.from_components(gi.uac_components(tok), kind="sd15", source="tiny")
+    method = InfEdit(backbone, resolve_method("infedit-lcm-sd15").params)
+    g = torch.Generator().manual_seed(0)
+    noises = [torch.randn(1, 4, gi.UAC_SIDE, gi.UAC_SIDE, generator=g) for _ in range(len(method.timesteps) + 1)]
+    method.draw_noises = lambda generators, count: [*noises[1:], noises[0]]
+    backbone.encode_image = lambda images: gi.uac_latent(0)
+    backbone.decode = lambda latents: latents
+    source, target, blend = gi.UAC_CASES[0]
+    sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source, target_prompt=target,
+                        blend_words=(blend, blend))
+    counter = Counter(backbone.unet)
+    t_ours, _ = timed(lambda: method.run("edit", [sample], [torch.Generator().manual_seed(0)]), repeats)
+    nfe_ours = counter.rows / (repeats + 1)
+    counter.close()
+    r = ref["results"][0]
+    return {"method": "InfEdit (12 DDCM steps, unified attention control, 40² latent)",
+            "reference": "InfEdit run_pie_bench (diffusers 0.24)", "ref_seconds": r["seconds"],
+            "ours_seconds": t_ours, "ref_unet_rows": r["unet_rows"], "ours_unet_rows": nfe_ours}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--icd-repo", type=Path, required=True)
     ap.add_argument("--pnp-repo", type=Path, required=True)
+    ap.add_argument("--pnp-python", type=Path, help="PnPInversion's environment (diffusers 0.10): its P2P editors")
+    ap.add_argument("--infedit-repo", type=Path)
+    ap.add_argument("--infedit-python", type=Path, help="InfEdit's environment (diffusers 0.24)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("reports/perf/conformance-timing.md"))
     args = ap.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as work:
         rows = [icd_side_by_side(args.icd_repo, args.repeats, Path(work)), nti_side_by_side(args.pnp_repo, args.repeats)]
+    if args.pnp_python:
+        with tempfile.TemporaryDirectory() as work:
+            rows += pie_p2p_side_by_side(args.pnp_repo, args.pnp_python, args.repeats, Path(work))
+    if args.infedit_repo and args.infedit_python:
+        with tempfile.TemporaryDirectory() as work:
+            rows.append(infedit_side_by_side(args.infedit_repo, args.infedit_python, args.repeats, Path(work)))
     import diffusers
 
+    command = (f"python tools/conformance/time_side_by_side.py --icd-repo {args.icd_repo.name} --pnp-repo "
+               f"{args.pnp_repo.name}")
+    if args.pnp_python:
+        command += " --pnp-python PNP_VENV/bin/python"
+    if args.infedit_repo and args.infedit_python:
+        command += f" --infedit-repo {args.infedit_repo.name} --infedit-python INFEDIT_VENV/bin/python"
     lines = ["# The official implementations and the project, side by side", "",
-             f"`python tools/conformance/time_side_by_side.py --icd-repo {args.icd_repo.name} --pnp-repo "
-             f"{args.pnp_repo.name} --repeats {args.repeats}` (each repository's checkout) — "
-             f"torch {torch.__version__}, diffusers {diffusers.__version__}, {torch.get_num_threads()} CPU threads, "
-             f"fp32, median of {args.repeats} after a warm-up. Tiny SD1.5-shaped weights at 32×32 px: the times "
-             "measure each side's work around small UNet calls, not an SD1.5-size edit.", "",
+             f"`{command} --repeats {args.repeats}` (each repository's checkout; the venvs of "
+             f"tools/conformance/README.md) — the project: torch {torch.__version__}, diffusers {diffusers.__version__}; "
+             f"{torch.get_num_threads()} CPU threads, fp32, median of {args.repeats} after a warm-up. The models are the "
+             "conformance goldens' small random weights (iCD, NTI: tiny SD1.5-shaped at 32×32 px; the P2P editors and "
+             "InfEdit: SD1.5's UNet layout at small width, 64² and 40² latents), so the times measure each side's work "
+             "around small UNet calls, not an SD1.5-size edit. The rows marked with a diffusers release ran the "
+             "reference in its own environment (torch 2.13.0 CPU, that diffusers release), the others in the "
+             "project's.", "",
              "| method | reference | reference s / edit | project s / edit | reference ÷ project | UNet rows (reference / project) |",
              "|---|---|---:|---:|---:|---|"]
     for r in rows:
