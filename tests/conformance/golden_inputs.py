@@ -184,6 +184,16 @@ def pie_metric_cases() -> list[dict]:
     return cases
 
 
+def lpips_trunk() -> dict[str, torch.Tensor]:
+    """A random SqueezeNet 1.1 state dict (torchvision's layout, seed 21): the LPIPS trunk both sides load
+    (ImageNet's is not reachable here; the lin layers are the calibrated ones both wheels ship)."""
+    import torchvision
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(21)
+        return torchvision.models.squeezenet1_1().state_dict()
+
+
 # -- edit-friendly DDPM -----------------------------------------------------------------------------------
 EF_STEPS, EF_SKIP, EF_SOURCE_CFG, EF_TARGET_CFG, EF_SEED = 10, 3, 3.5, 7.5, 7
 EF_TARGET = "a blue square on a white background"

@@ -377,13 +377,28 @@ def icd_goldens(repo: Path, work: Path) -> dict:
         sys.path.remove(str(repo))
 
 
+@contextlib.contextmanager
+def random_lpips_trunk():
+    """torchvision's pretrained-weight lookup answers with golden_inputs.lpips_trunk (no download)."""
+    from torchvision.models._api import WeightsEnum
+
+    real = WeightsEnum.get_state_dict
+    WeightsEnum.get_state_dict = lambda self, *a, **k: gi.lpips_trunk()
+    try:
+        yield
+    finally:
+        WeightsEnum.get_state_dict = real
+
+
 def pie_metric_goldens(repo: Path) -> dict:
     """PIE-Bench's ``evaluation/evaluate.py`` (``mask_decode``, ``calculate_metric``) with its
-    ``MetricsCalculator``'s PSNR, MSE and SSIM, whole, unedited part and edited part, on
-    golden_inputs.pie_metric_cases. Its ``__init__`` also builds CLIP, LPIPS and DINO from hubs; the
-    driver gives it only the three pixel metrics, built as that ``__init__`` builds them."""
+    ``MetricsCalculator``'s PSNR, MSE, SSIM and LPIPS, whole, unedited part and edited part, on
+    golden_inputs.pie_metric_cases. Its ``__init__`` also builds CLIP and DINO from hubs; the driver
+    gives it only these four, built as that ``__init__`` builds them — LPIPS (torchmetrics, SqueezeNet)
+    on golden_inputs.lpips_trunk in place of ImageNet's trunk, which torchvision would download."""
     from PIL import Image
     from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
     from torchmetrics.regression import MeanSquaredError
 
     forget("utils", "models", "evaluation")
@@ -405,7 +420,13 @@ def pie_metric_goldens(repo: Path) -> dict:
                 for suffix in ("", "_unedit_part", "_edit_part"):
                     v = evaluate.calculate_metric(calc, metric + suffix, src, tgt, mask3, mask3, "", "")
                     values[metric + suffix] = float(v)
-            out.append({"mask": mask.astype(int).tolist(), "values": values})
+            lpips = {}
+            with random_lpips_trunk():
+                calc.lpips_metric_calculator = LearnedPerceptualImagePatchSimilarity(net_type="squeeze")
+                for suffix in ("", "_unedit_part", "_edit_part"):
+                    lpips["lpips" + suffix] = float(evaluate.calculate_metric(calc, "lpips" + suffix, src, tgt,
+                                                                               mask3, mask3, "", ""))
+            out.append({"mask": mask.astype(int).tolist(), "values": values, "lpips": lpips})
         return {"cases": out}
     finally:
         sys.path.remove(str(repo))
@@ -751,7 +772,8 @@ def main() -> None:
         **icd_e2e}))
     (args.out / "pie_metrics.json").write_text(json.dumps({"provenance": {
         **provenance, "what": "evaluation/evaluate.py mask_decode + calculate_metric with MetricsCalculator's "
-                              "PSNR / MSE / SSIM (torchmetrics)"}, **pie_metrics}))
+                              "PSNR / MSE / SSIM (torchmetrics) and LPIPS (torchmetrics, SqueezeNet; trunk "
+                              "golden_inputs.lpips_trunk)"}, **pie_metrics}))
     (args.out / "ef_ddpm.json").write_text(json.dumps({"provenance": {
         **provenance, "what": "models/edit_friendly_ddm/inversion_utils.py inversion_forward_process / "
                               "inversion_reverse_process on golden_inputs.AnalyticUNet (float64)"}, **ef}))

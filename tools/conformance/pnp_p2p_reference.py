@@ -170,8 +170,8 @@ def main() -> None:
                                                                         num_ddim_steps=case["num_steps"]))
         rows.clear()
         out = run()
-        seconds = timed(run, args.repeats if k in time_cases else 0)
-        results.append({**out, "unet_rows": sum(rows), "seconds": seconds})
+        unet_rows = sum(rows)  # of this one run (the timed runs below add theirs)
+        results.append({**out, "unet_rows": unet_rows, "seconds": timed(run, args.repeats if k in time_cases else 0)})
     torch.Tensor.to = real_to
     torch.save({"results": results, "versions": {"torch": str(torch.__version__), "diffusers": diffusers.__version__,
                                                  "transformers": transformers.__version__}},
