@@ -327,7 +327,6 @@ class Runner:
                               "text encoder never saw them, the output shows toy shapes, not the prompt",)
         return replace(sample, notes=sample.notes + extra) if extra else sample
 
-
     def _compute(self, store: RunStore, method, samples: list[EditSample]) -> dict[str, tuple]:
         """Run the method on a batch: id → ("ok", source image or None, output, seconds) or
         ("error", reason). Failing batches are split to isolate the failing samples."""

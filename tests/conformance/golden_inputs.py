@@ -302,6 +302,20 @@ def uac_components(tokenizer) -> dict:
     return {**_sd15_layout(UAC_SIDE, 8, tokenizer, seed=5), "scheduler": scheduler}
 
 
+def uac_backbone(tokenizer):
+    """The project's backbone on uac_components."""
+    from icd_bench.backbones.base import Backbone
+
+    return Backbone.from_components(uac_components(tokenizer), kind="sd15", source="uac-golden")
+
+
+def uac_pipeline_noises(steps: int) -> list[torch.Tensor]:
+    """The noises InfEdit's pipeline draws after ``torch.manual_seed(0)``: its start latent, then one per step
+    (a project method takes them as ``[*noises[1:], noises[0]]``: the steps', then the start's)."""
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(1, 4, UAC_SIDE, UAC_SIDE, generator=g) for _ in range(steps + 1)]
+
+
 def uac_latent(case: int) -> torch.Tensor:
     """The clean source latent (1, 4, UAC_SIDE, UAC_SIDE) of a case (both sides skip the VAE)."""
     return torch.randn(1, 4, UAC_SIDE, UAC_SIDE, generator=_gen(4242, case))
@@ -329,6 +343,8 @@ PNP_CASES = (  # (P2PEditor method, source, target, blend words "src tgt", repla
 )
 
 
+PNP_PRESETS = {"ddim+p2p": "ddim-p2p-sd15", "negative-prompt-inversion+p2p": "npi-sd15",
+               "null-text-inversion+p2p": "nti-sd15"}  # P2PEditor's method → the preset of its PIE-Bench row
 PNP_EF_STEPS, PNP_EF_SKIP = 10, 3  # run_editing_edit_friendly_p2p.py's NUM_DDIM_STEPS / SKIP, made small
 PNP_EF_CASES = (  # (source, target): its controller is replace for equal word counts, else refine
     ("a cat sitting on a wooden table", "a cat sitting on a big wooden table"),
@@ -340,6 +356,32 @@ def pnp_components(tokenizer) -> dict:
     """`_sd15_layout` at PNP_SIDE with 1 head (the reference keeps every attention map: 4096² positions at
     the top level), seeds 11, 12, 13; the scheduler is the reference's own (PnPInversion's DDIM)."""
     return _sd15_layout(PNP_SIDE, 1, tokenizer, seed=11)
+
+
+def pnp_backbone(tokenizer):
+    """The project's backbone on pnp_components, with SD's DDIM scheduler config."""
+    from diffusers import DDIMScheduler
+
+    from icd_bench.backbones.base import Backbone
+    from icd_bench.backbones.loaders import SD_SCHEDULER_CONFIG
+
+    parts = {**pnp_components(tokenizer), "scheduler": DDIMScheduler(**SD_SCHEDULER_CONFIG)}
+    return Backbone.from_components(parts, kind="sd15", source="pie-p2p-golden")
+
+
+def reuse_inversion(method) -> dict:
+    """Make ``method`` invert once and hand that inversion (NTI: with its optimisation) to its next tasks, as
+    the official editors reconstruct and edit from one; clear the returned dict to invert anew."""
+    inverted: dict = {}
+    real_invert = method.invert
+
+    def invert(images, prompts, generators):
+        if "inv" not in inverted:
+            inverted["inv"] = real_invert(images, prompts, generators)
+        return inverted["inv"]
+
+    method.invert = invert
+    return inverted
 
 
 def pnp_latent(case: int) -> torch.Tensor:

@@ -20,7 +20,6 @@ import torch
 from PIL import Image
 
 from icd_bench.attention.uac import UACControl
-from icd_bench.backbones.base import Backbone
 from icd_bench.config import resolve_method
 from icd_bench.methods import infedit
 from icd_bench.types import EditSample
@@ -34,12 +33,7 @@ TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def backbone(clip_tokenizer):
-    return Backbone.from_components(gi.uac_components(clip_tokenizer), kind="sd15", source="uac-golden")
-
-
-def _pipeline_noises(steps: int) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return [torch.randn(1, 4, gi.UAC_SIDE, gi.UAC_SIDE, generator=g) for _ in range(steps + 1)]
+    return gi.uac_backbone(clip_tokenizer)
 
 
 def _unpack(hex_mask: str) -> torch.Tensor:
@@ -51,7 +45,7 @@ def _run(backbone, case: int, monkeypatch, *overrides) -> dict:
     """Edit golden case ``case`` with `infedit-lcm-sd15`; the per-step latents and masks, and x̂_0."""
     ref = G["cases"][case]
     method = infedit.InfEdit(backbone, resolve_method("infedit-lcm-sd15", list(overrides)).params)
-    noises = _pipeline_noises(len(method.timesteps))
+    noises = gi.uac_pipeline_noises(len(method.timesteps))
     monkeypatch.setattr(method, "draw_noises", lambda gens, count: [*noises[1:], noises[0]])
     monkeypatch.setattr(backbone, "encode_image", lambda images: gi.uac_latent(case))
     monkeypatch.setattr(backbone, "decode", lambda latents: latents)

@@ -16,8 +16,6 @@ import pytest
 import torch
 from PIL import Image
 
-from icd_bench.backbones.base import Backbone
-from icd_bench.backbones.loaders import SD_SCHEDULER_CONFIG
 from icd_bench.config import resolve_method
 from icd_bench.registry import METHODS
 from icd_bench.types import EditSample
@@ -26,37 +24,24 @@ import golden_inputs as gi
 from golden_inputs import golden, rel
 
 G = golden("pie_p2p.json")
-PRESETS = {"ddim+p2p": "ddim-p2p-sd15", "negative-prompt-inversion+p2p": "npi-sd15",
-           "null-text-inversion+p2p": "nti-sd15"}
 TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
 def backbone(clip_tokenizer):
-    from diffusers import DDIMScheduler
-
-    parts = {**gi.pnp_components(clip_tokenizer), "scheduler": DDIMScheduler(**SD_SCHEDULER_CONFIG)}
-    return Backbone.from_components(parts, kind="sd15", source="pie-p2p-golden")
+    return gi.pnp_backbone(clip_tokenizer)
 
 
 def _method(backbone, case: int, monkeypatch, *overrides):
     ref = G["cases"][case]
     extra = ["p2p_mode=replace"] if ref["replace"] else []
-    spec = resolve_method(PRESETS[ref["method"]], [f"num_inference_steps={ref['num_steps']}", *extra, *overrides])
+    spec = resolve_method(gi.PNP_PRESETS[ref["method"]], [f"num_inference_steps={ref['num_steps']}", *extra, *overrides])
     monkeypatch.setattr(backbone, "encode_image", lambda images: gi.pnp_latent(case))
     monkeypatch.setattr(backbone, "decode", lambda latents: latents)
     sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=ref["source"],
                         target_prompt=ref["target"], blend_words=tuple(ref["blend"]))
     method = METHODS.get(spec.method)(backbone, spec.params)
-    inverted: dict = {}  # one inversion (NTI: with its optimisation) for the edit and the reconstruction
-    real_invert = method.invert
-
-    def invert(images, prompts, generators):
-        if "inv" not in inverted:
-            inverted["inv"] = real_invert(images, prompts, generators)
-        return inverted["inv"]
-
-    monkeypatch.setattr(method, "invert", invert)
+    gi.reuse_inversion(method)  # one inversion for the edit and the reconstruction
     return method, sample
 
 

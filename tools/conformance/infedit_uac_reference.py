@@ -14,36 +14,16 @@ three branches' latents and the local-blend mask after every step, and the final
 
 from __future__ import annotations
 
-import argparse
 import functools
 import importlib
-import statistics
 import sys
-import time
 import types
-from pathlib import Path
 
-
-def timed(fn, repeats: int) -> float | None:
-    """The median seconds of ``repeats`` calls (None for 0); the recorded call before them warmed up."""
-    if repeats <= 0:
-        return None
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from reference_half import count_rows, load_text_encoder, parse_args, timed  # this folder
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repo", type=Path, required=True)
-    ap.add_argument("--work", type=Path, required=True)
-    ap.add_argument("--repeats", type=int, default=0, help="also time cases this often after a warm-up")
-    ap.add_argument("--time-cases", default="0", help="the cases to time (with --repeats, the only ones run)")
-    args = ap.parse_args()
-    time_cases = {int(k) for k in args.time_cases.split(",")}
+    args = parse_args(__doc__.split("\n\n")[0])
 
     import torch
     from PIL import Image
@@ -56,18 +36,14 @@ def main() -> None:
 
     import diffusers
     from diffusers import AutoencoderKL, LCMScheduler, UNet2DConditionModel
-    from safetensors.torch import load_file
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTokenizer
 
     pipeline_ead = importlib.import_module("pipeline_ead")  # the reference, from --repo
 
     d = args.work / "pipeline"
-    text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(d / "text_encoder")).eval()
-    state = load_file(d / "text_encoder" / "model.safetensors")  # newer transformers drop "text_model."
-    text_encoder.load_state_dict({k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in state.items()})
     scheduler = LCMScheduler.from_pretrained(d / "scheduler")
     pipe = pipeline_ead.EditPipeline(
-        vae=AutoencoderKL.from_pretrained(d / "vae"), text_encoder=text_encoder,
+        vae=AutoencoderKL.from_pretrained(d / "vae"), text_encoder=load_text_encoder(d / "text_encoder"),
         tokenizer=CLIPTokenizer.from_pretrained(d / "tokenizer", model_max_length=77), unet=UNet2DConditionModel.from_pretrained(d / "unet"),
         scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
@@ -112,9 +88,7 @@ def main() -> None:
 
     s = cases["settings"]
     results = []
-    rows: list[int] = []  # the UNet rows of every call
-    pipe.unet.register_forward_pre_hook(lambda m, a, k: rows.append(int((a[0] if a else k["sample"]).shape[0])),
-                                        with_kwargs=True)
+    rows = count_rows(pipe.unet)
 
     def edit(source, target, local):
         return rpb.inference(source, target, "", "", local, "", s["guidance_s"], s["guidance_t"],
@@ -125,7 +99,7 @@ def main() -> None:
                              thresh_m=s["thresh_m"], denoise=s["denoise"])
 
     for k, (source, target, local, latent) in enumerate(cases["cases"]):
-        if args.repeats > 0 and k not in time_cases:
+        if args.repeats > 0 and k not in args.time_cases:
             results.append(None)
             continue
         record.clear()
@@ -139,7 +113,7 @@ def main() -> None:
         results.append({"pred_x0": out.clone(), "steps": list(record["steps"]), "noises": list(record["noises"]),
                         "timesteps": [int(t) for t in scheduler.timesteps], "unet_rows": sum(rows),
                         "seconds": timed(functools.partial(edit, source, target, local),
-                                         args.repeats if k in time_cases else 0)})
+                                         args.repeats if k in args.time_cases else 0)})
     import transformers
 
     torch.save({"results": results, "versions": {"torch": str(torch.__version__), "diffusers": diffusers.__version__,

@@ -18,26 +18,12 @@ the edit's latents (EF: also its prompt-switch "reconstruction" with the target 
 
 from __future__ import annotations
 
-import argparse
 import functools
 import importlib
-import statistics
 import sys
-import time
-from pathlib import Path
 from types import SimpleNamespace
 
-
-def timed(fn, repeats: int) -> float | None:
-    """The median seconds of ``repeats`` calls (None for 0); the recorded call before them warmed up."""
-    if repeats <= 0:
-        return None
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from reference_half import count_rows, load_text_encoder, parse_args, timed  # this folder
 
 
 class VAE:
@@ -58,13 +44,7 @@ class VAE:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repo", type=Path, required=True)
-    ap.add_argument("--work", type=Path, required=True)
-    ap.add_argument("--repeats", type=int, default=0, help="also time cases this often after a warm-up")
-    ap.add_argument("--time-cases", default="0", help="the cases to time (with --repeats, the only ones run)")
-    args = ap.parse_args()
-    time_cases = {int(k) for k in args.time_cases.split(",")}
+    args = parse_args(__doc__.split("\n\n")[0])
 
     import numpy as np
     import torch
@@ -76,17 +56,12 @@ def main() -> None:
     import diffusers
     import transformers
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from safetensors.torch import load_file
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTokenizer
 
     d = args.work / "pipeline"
-    text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(d / "text_encoder")).eval()
-    state = load_file(d / "text_encoder" / "model.safetensors")  # newer transformers drop "text_model."
-    text_encoder.load_state_dict({k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in state.items()},
-                                 strict=False)
     parts = dict(vae=AutoencoderKL(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
                                    up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=16),  # never run
-                 text_encoder=text_encoder, tokenizer=CLIPTokenizer.from_pretrained(d / "tokenizer", model_max_length=77),
+                 text_encoder=load_text_encoder(d / "text_encoder"), tokenizer=CLIPTokenizer.from_pretrained(d / "tokenizer", model_max_length=77),
                  unet=UNet2DConditionModel.from_pretrained(d / "unet"))
 
     def pipeline(cls, *a, scheduler=None, **k):  # without one (the EF script): SD's, which it replaces anyway
@@ -130,14 +105,7 @@ def main() -> None:
 
     ef_module = None
     results = []
-    rows: list[int] = []  # the UNet rows of every call
-    unet_forward = parts["unet"].forward
-
-    def counted(*a, **k):  # the EF code calls unet.forward directly, past any module hook
-        rows.append(int((a[0] if a else k["sample"]).shape[0]))
-        return unet_forward(*a, **k)
-
-    parts["unet"].forward = counted
+    rows = count_rows(parts["unet"])  # the EF code calls unet.forward directly
 
     def edit(case, editor):
         blend = case["blend"]
@@ -154,7 +122,7 @@ def main() -> None:
         return {"reconstruction": record["decoded"][-2], "edit": record["decoded"][-1]}
 
     for k, case in enumerate(cases["cases"]):
-        if args.repeats > 0 and k not in time_cases:
+        if args.repeats > 0 and k not in args.time_cases:
             results.append(None)
             continue
         if case["method"] == "edit-friendly-inversion+p2p":
@@ -171,7 +139,7 @@ def main() -> None:
         rows.clear()
         out = run()
         unet_rows = sum(rows)  # of this one run (the timed runs below add theirs)
-        results.append({**out, "unet_rows": unet_rows, "seconds": timed(run, args.repeats if k in time_cases else 0)})
+        results.append({**out, "unet_rows": unet_rows, "seconds": timed(run, args.repeats if k in args.time_cases else 0)})
     torch.Tensor.to = real_to
     torch.save({"results": results, "versions": {"torch": str(torch.__version__), "diffusers": diffusers.__version__,
                                                  "transformers": transformers.__version__}},

@@ -188,25 +188,19 @@ PNP_TIMED = (0, 2, 3)  # golden_inputs.PNP_CASES: DDIM + P2P refine, NPI + P2P, 
 def pie_p2p_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> list[dict]:
     """PIE-Bench's P2P editors (pnp_p2p_reference.py, in their own environment) vs the presets, end to end on
     the PIE-P2P golden's model and cases."""
-    from diffusers import DDIMScheduler
     from PIL import Image
 
-    from icd_bench.backbones.base import Backbone
-    from icd_bench.backbones.loaders import SD_SCHEDULER_CONFIG
     from icd_bench.config import resolve_method
     from icd_bench.registry import METHODS
     from icd_bench.types import EditSample
 
     ref = mk.run_reference("pnp_p2p_reference.py", pnp_repo, python, mk.prepare_pnp(work), repeats,
                            ",".join(map(str, PNP_TIMED)))
-    presets = {"ddim+p2p": "ddim-p2p-sd15", "negative-prompt-inversion+p2p": "npi-sd15",
-               "null-text-inversion+p2p": "nti-sd15"}
-    backbone = Backbone.from_components({**gi.pnp_components(mk.clip_tokenizer()),
-                                         "scheduler": DDIMScheduler(**SD_SCHEDULER_CONFIG)}, kind="sd15", source="tiny")
+    backbone = gi.pnp_backbone(mk.clip_tokenizer())
     rows = []
     for k in PNP_TIMED:
         name, source, target, blend, _ = gi.PNP_CASES[k]
-        spec = resolve_method(presets[name], [f"num_inference_steps={gi.PNP_STEPS}"])
+        spec = resolve_method(gi.PNP_PRESETS[name], [f"num_inference_steps={gi.PNP_STEPS}"])
         method = METHODS.get(spec.method)(backbone, spec.params)
         latent = gi.pnp_latent(k)
         backbone.encode_image = lambda images, latent=latent: latent
@@ -214,15 +208,7 @@ def pie_p2p_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path)
         sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source, target_prompt=target,
                             blend_words=blend)
 
-        inverted: dict = {}
-        real_invert = method.invert
-
-        def invert(images, prompts, generators, inverted=inverted, real_invert=real_invert):
-            if "inv" not in inverted:
-                inverted["inv"] = real_invert(images, prompts, generators)
-            return inverted["inv"]
-
-        method.invert = invert
+        inverted = gi.reuse_inversion(method)
 
         def ours(method=method, sample=sample, inverted=inverted):
             # as the official editor: one inversion, then the source reconstruction and the P2P edit
@@ -246,17 +232,15 @@ def infedit_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> 
     InfEdit golden's model and first case."""
     from PIL import Image
 
-    from icd_bench.backbones.base import Backbone
     from icd_bench.config import resolve_method
     from icd_bench.methods.infedit import InfEdit
     from icd_bench.types import EditSample
 
     tok = mk.clip_tokenizer()
     ref = mk.run_reference("infedit_uac_reference.py", repo, python, mk.prepare_uac(tok, work), repeats, "0")
-    backbone = Backbone.from_components(gi.uac_components(tok), kind="sd15", source="tiny")
+    backbone = gi.uac_backbone(tok)
     method = InfEdit(backbone, resolve_method("infedit-lcm-sd15").params)
-    g = torch.Generator().manual_seed(0)
-    noises = [torch.randn(1, 4, gi.UAC_SIDE, gi.UAC_SIDE, generator=g) for _ in range(len(method.timesteps) + 1)]
+    noises = gi.uac_pipeline_noises(len(method.timesteps))
     method.draw_noises = lambda generators, count: [*noises[1:], noises[0]]
     backbone.encode_image = lambda images: gi.uac_latent(0)
     backbone.decode = lambda latents: latents
