@@ -387,3 +387,154 @@ def reuse_inversion(method) -> dict:
 def pnp_latent(case: int) -> torch.Tensor:
     """The clean source latent (1, 4, PNP_SIDE, PNP_SIDE) of a case (both sides skip the VAE)."""
     return torch.randn(1, 4, PNP_SIDE, PNP_SIDE, generator=_gen(5151, case))
+
+
+# -- PIE-Bench's model-based metrics: structure distance (DINO ViT-B/8) and CLIP similarity -------------
+DINO_SEED, CLIP_SEED = 23, 29
+#: PIE-Bench's extractor reshapes ``qkv`` by ViT-B's width and heads and reads block 11: the full ViT-B/8.
+DINO_WIDTH, DINO_DEPTH, DINO_HEADS, DINO_PATCH, DINO_GRID = 768, 12, 12, 8, 28
+#: The prompts of the CLIP cases: (source prompt, target prompt) per pie_metric_cases entry.
+CLIP_PROMPTS = (("a cat sitting on a wooden table", "a dog sitting on a wooden table"),
+                ("a red car in front of a house", "a blue car in front of a house"),
+                ("a bowl of fruit", "a bowl of oranges on a table"))
+
+
+def _fill(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
+    """Random weights in a fixed key order, independent of any library's initialisation: LayerNorm
+    weights 1 + N(0, 0.1²), everything else N(0, 0.02²)."""
+    g = _gen(seed)
+    out = {}
+    for key, shape in shapes.items():
+        t = torch.randn(*shape, generator=g)
+        is_norm = any(n in key for n in ("norm", "ln_", "layer_norm", "layrnorm")) and key.endswith("weight")
+        out[key] = 1 + 0.1 * t if is_norm else 0.02 * t
+    return out
+
+
+def dino_state_dict() -> dict[str, torch.Tensor]:
+    """A random DINO ViT-B/8 in facebookresearch/dino's ``vit_base(patch_size=8, num_classes=0)`` layout
+    (seed DINO_SEED): what PIE-Bench's ``torch.hub.load('facebookresearch/dino:main', 'dino_vitb8')``
+    would return with these weights."""
+    d, mlp = DINO_WIDTH, 4 * DINO_WIDTH
+    shapes: dict[str, tuple[int, ...]] = {"cls_token": (1, 1, d), "pos_embed": (1, 1 + DINO_GRID ** 2, d),
+                                          "patch_embed.proj.weight": (d, 3, DINO_PATCH, DINO_PATCH),
+                                          "patch_embed.proj.bias": (d,)}
+    for i in range(DINO_DEPTH):
+        b = f"blocks.{i}."
+        shapes.update({b + "norm1.weight": (d,), b + "norm1.bias": (d,), b + "attn.qkv.weight": (3 * d, d),
+                       b + "attn.qkv.bias": (3 * d,), b + "attn.proj.weight": (d, d), b + "attn.proj.bias": (d,),
+                       b + "norm2.weight": (d,), b + "norm2.bias": (d,), b + "mlp.fc1.weight": (mlp, d),
+                       b + "mlp.fc1.bias": (mlp,), b + "mlp.fc2.weight": (d, mlp), b + "mlp.fc2.bias": (d,)})
+    shapes.update({"norm.weight": (d,), "norm.bias": (d,)})
+    return _fill(shapes, DINO_SEED)
+
+
+def write_dino_vit(folder: Path) -> Path:
+    """dino_state_dict as transformers' ``ViTModel`` folder (config.json + model.safetensors), the layout of
+    the hub's ``facebook/dino-vitb8`` that the project loads: ``qkv`` split into query / key / value."""
+    from transformers import ViTConfig, ViTModel
+
+    config = ViTConfig(hidden_size=DINO_WIDTH, num_hidden_layers=DINO_DEPTH, num_attention_heads=DINO_HEADS,
+                       intermediate_size=4 * DINO_WIDTH, patch_size=DINO_PATCH, image_size=DINO_PATCH * DINO_GRID,
+                       qkv_bias=True, hidden_act="gelu")
+    with torch.device("meta"):
+        model = ViTModel(config, add_pooling_layer=False)
+    names = set(model.state_dict())
+    v5 = "layers.0.attention.q_proj.weight" in names  # transformers 5 names; 4 nests attention.attention.*
+    src, out = dino_state_dict(), {}
+    out["embeddings.cls_token"], out["embeddings.position_embeddings"] = src["cls_token"], src["pos_embed"]
+    for p in ("weight", "bias"):
+        out[f"embeddings.patch_embeddings.projection.{p}"] = src[f"patch_embed.proj.{p}"]
+        out[f"layernorm.{p}"] = src[f"norm.{p}"]
+    for i in range(DINO_DEPTH):
+        b, o = f"blocks.{i}.", (f"layers.{i}." if v5 else f"encoder.layer.{i}.")
+        qkv = {p: src[b + f"attn.qkv.{p}"].chunk(3) for p in ("weight", "bias")}
+        att = {"q": "attention.q_proj", "k": "attention.k_proj", "v": "attention.v_proj", "o": "attention.o_proj",
+               "mlp1": "mlp.fc1", "mlp2": "mlp.fc2"} if v5 else {
+            "q": "attention.attention.query", "k": "attention.attention.key", "v": "attention.attention.value",
+            "o": "attention.output.dense", "mlp1": "intermediate.dense", "mlp2": "output.dense"}
+        for p in ("weight", "bias"):
+            for j, name in enumerate("qkv"):
+                out[o + f"{att[name]}.{p}"] = qkv[p][j]
+            out[o + f"{att['o']}.{p}"] = src[b + f"attn.proj.{p}"]
+            out[o + f"layernorm_before.{p}"] = src[b + f"norm1.{p}"]
+            out[o + f"layernorm_after.{p}"] = src[b + f"norm2.{p}"]
+            out[o + f"{att['mlp1']}.{p}"] = src[b + f"mlp.fc1.{p}"]
+            out[o + f"{att['mlp2']}.{p}"] = src[b + f"mlp.fc2.{p}"]
+    if set(out) != names:
+        raise RuntimeError(f"DINO → ViTModel key mismatch: {sorted(set(out) ^ names)[:6]}")
+    model = ViTModel(config, add_pooling_layer=False)
+    model.load_state_dict({k: v.contiguous() for k, v in out.items()}, strict=True)
+    model.save_pretrained(folder)
+    return folder
+
+
+def pie_structure_cases() -> list[dict]:
+    """pie_metric_cases, plus a 64 × 128 pair: Resize(224, max_size=480) makes it 224 × 448, a 28 × 56
+    patch grid, where DINO interpolates its position embeddings."""
+    cases = [{"source": c["source"], "edited": c["edited"]} for c in pie_metric_cases()]
+    g = _gen(99, 7)
+    src = (torch.rand(3, PIE_SIDE, 2 * PIE_SIDE, generator=g) * 255).round()
+    edited = (src + 15.0 * torch.randn(src.shape, generator=g)).clamp(0, 255).round()
+    cases.append({"source": src.to(torch.uint8).permute(1, 2, 0).numpy(),
+                  "edited": edited.to(torch.uint8).permute(1, 2, 0).numpy()})
+    return cases
+
+
+#: The tiny CLIP both sides score with: ViT-L/14's input and text length at a small width.
+CLIP_CONFIG = {"embed_dim": 32, "quick_gelu": True,
+               "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 14},
+               "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
+CLIP_NAME = "icd-golden-clip"  # the open_clip architecture name the test registers CLIP_CONFIG under
+
+
+def clip_hf_state_dict() -> tuple[object, dict[str, torch.Tensor]]:
+    """(transformers ``CLIPConfig``, random weights in ``CLIPModel``'s layout, seed CLIP_SEED) of CLIP_CONFIG
+    — the model torchmetrics' ``CLIPScore`` loads on the reference side."""
+    from transformers import CLIPConfig, CLIPModel
+
+    v, t = CLIP_CONFIG["vision_cfg"], CLIP_CONFIG["text_cfg"]
+    config = CLIPConfig(
+        text_config=dict(vocab_size=t["vocab_size"], hidden_size=t["width"], intermediate_size=4 * t["width"],
+                         num_hidden_layers=t["layers"], num_attention_heads=t["heads"],
+                         max_position_embeddings=t["context_length"], hidden_act="quick_gelu",
+                         bos_token_id=49406, eos_token_id=49407, pad_token_id=49407),
+        vision_config=dict(hidden_size=v["width"], intermediate_size=4 * v["width"], num_hidden_layers=v["layers"],
+                           num_attention_heads=v["width"] // v["head_width"], image_size=v["image_size"],
+                           patch_size=v["patch_size"], hidden_act="quick_gelu"),
+        projection_dim=CLIP_CONFIG["embed_dim"])
+    with torch.device("meta"):
+        shapes = {k: tuple(p.shape) for k, p in CLIPModel(config).state_dict().items()}
+    weights = _fill({k: s for k, s in sorted(shapes.items()) if k != "logit_scale"}, CLIP_SEED)
+    weights["logit_scale"] = torch.tensor(2.6592)
+    return config, weights
+
+
+def clip_open_clip_state_dict() -> dict[str, torch.Tensor]:
+    """clip_hf_state_dict in open_clip's (OpenAI CLIP's) layout for CLIP_CONFIG: q/k/v stacked as
+    ``in_proj``, projections transposed."""
+    _, hf = clip_hf_state_dict()
+    out = {"logit_scale": hf["logit_scale"],
+           "token_embedding.weight": hf["text_model.embeddings.token_embedding.weight"],
+           "positional_embedding": hf["text_model.embeddings.position_embedding.weight"],
+           "text_projection": hf["text_projection.weight"].t(),
+           "visual.class_embedding": hf["vision_model.embeddings.class_embedding"],
+           "visual.conv1.weight": hf["vision_model.embeddings.patch_embedding.weight"],
+           "visual.positional_embedding": hf["vision_model.embeddings.position_embedding.weight"],
+           "visual.proj": hf["visual_projection.weight"].t()}
+    for p in ("weight", "bias"):
+        out[f"ln_final.{p}"] = hf[f"text_model.final_layer_norm.{p}"]
+        out[f"visual.ln_pre.{p}"] = hf[f"vision_model.pre_layrnorm.{p}"]
+        out[f"visual.ln_post.{p}"] = hf[f"vision_model.post_layernorm.{p}"]
+    for tower, prefix, layers in (("text_model", "", CLIP_CONFIG["text_cfg"]["layers"]),
+                                  ("vision_model", "visual.", CLIP_CONFIG["vision_cfg"]["layers"])):
+        for i in range(layers):
+            h, o = f"{tower}.encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
+            for p in ("weight", "bias"):
+                out[o + f"attn.in_proj_{p}"] = torch.cat([hf[h + f"self_attn.{n}_proj.{p}"] for n in "qkv"])
+                out[o + f"attn.out_proj.{p}"] = hf[h + f"self_attn.out_proj.{p}"]
+                out[o + f"ln_1.{p}"] = hf[h + f"layer_norm1.{p}"]
+                out[o + f"ln_2.{p}"] = hf[h + f"layer_norm2.{p}"]
+                out[o + f"mlp.c_fc.{p}"] = hf[h + f"mlp.fc1.{p}"]
+                out[o + f"mlp.c_proj.{p}"] = hf[h + f"mlp.fc2.{p}"]
+    return {k: v.contiguous() for k, v in out.items()}

@@ -668,6 +668,9 @@ def main() -> None:
                     help="a Python with PnPInversion's environment (diffusers 0.10): its P2P editors' end-to-end golden")
     ap.add_argument("--infedit-python", type=Path,
                     help="a Python with InfEdit's environment (diffusers 0.24): its end-to-end golden")
+    ap.add_argument("--dino-repo", type=Path,
+                    help="facebookresearch/dino (hubconf.py): PIE-Bench's structure distance and CLIP golden")
+    ap.add_argument("--dino-commit", help="the commit of --dino-repo when it is an exported tree")
     ap.add_argument("--stopwords", type=Path, help="NLTK's English stop words, one per line")
     args = ap.parse_args()
     from icd_bench.words import STOPWORDS
@@ -741,6 +744,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as work:
             uac = infedit_uac_goldens(args.infedit_repo, args.infedit_python, tok, Path(work))
 
+    model_metrics = None
+    if args.dino_repo:
+        from pie_model_metrics import pie_model_metric_goldens
+
+        model_metrics = pie_model_metric_goldens(args.pnp_repo, args.dino_repo)
+
     import diffusers
     import transformers
 
@@ -802,6 +811,11 @@ def main() -> None:
             "what": "run_pie_bench.py inference() with main()'s arguments (EditPipeline, AttentionRefine, "
                     "LocalBlend) on golden_inputs.uac_components, via tools/conformance/infedit_uac_reference.py"},
             **uac}))
+    if model_metrics is not None:
+        from pie_model_metrics import provenance as model_metrics_provenance
+
+        prov = model_metrics_provenance(commit(args.pnp_repo, args.pnp_commit), commit(args.dino_repo, args.dino_commit))
+        (args.out / "pie_model_metrics.json").write_text(json.dumps({"provenance": prov, **model_metrics}, indent=1))
     print(f"{len(icd)} iCD pairs, {len(pie)} PIE-Bench pairs, 3 controller cases → {args.out}")
 
 
