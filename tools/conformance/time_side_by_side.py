@@ -15,9 +15,12 @@ side's overhead around small UNet calls, not an SD1.5-size edit.
   environment);
 - with ``--pnp-python``: PIE-Bench's P2P editors end to end (``P2PEditor``: DDIM + P2P, NPI + P2P,
   NTI + P2P, each inversion + reconstruction + P2P edit, 10 steps) in their own environment vs the
-  presets, on the PIE-P2P golden's model and cases (``pnp_p2p_reference.py --repeats``);
+  presets, on the PIE-P2P golden's model and cases (``pnp_p2p_reference.py --repeats``), and its EF + P2P
+  script (``edit_image_EF``: inversion, P2P edit, prompt-switch decode) vs ``ef-ddpm-sd15-50``;
 - with ``--infedit-repo`` / ``--infedit-python``: InfEdit's PIE-Bench run (12 steps, unified attention
   control) in its own environment vs `infedit-lcm-sd15` (``infedit_uac_reference.py --repeats``).
+
+``--only icd,ef`` times only those rows and keeps the report's others.
 
 The reference halves count UNet rows on their UNet's ``forward`` and time their cases after the
 recorded run; the two sides then run in different environments (torch 2.13 / diffusers 0.10 or 0.24
@@ -227,6 +230,46 @@ def pie_p2p_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path)
     return rows
 
 
+def ef_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> dict:
+    """PIE-Bench's EF + P2P script (``edit_image_EF``: one inversion, the P2P edit, its prompt-switch decode; in
+    its own environment) vs `ef-ddpm-sd15-50` doing the same work (one inversion shared by the P2P edit and the
+    prompt-switch decode) on the PIE-P2P golden's model and first EF case."""
+    from PIL import Image
+
+    from icd_bench.config import resolve_method
+    from icd_bench.registry import METHODS
+    from icd_bench.types import EditSample
+
+    k = len(gi.PNP_CASES)  # the reference half's index of the first EF case
+    ref = mk.run_reference("pnp_p2p_reference.py", pnp_repo, python, mk.prepare_pnp(work), repeats, str(k))
+    backbone = gi.pnp_backbone(mk.clip_tokenizer())
+    steps = [f"num_inference_steps={gi.PNP_EF_STEPS}", f"skip={gi.PNP_EF_SKIP}", "zero_last_noise=true"]
+    spec = resolve_method("ef-ddpm-sd15-50", steps)
+    method = METHODS.get(spec.method)(backbone, spec.params)
+    switch = METHODS.get(spec.method)(backbone, resolve_method("ef-ddpm-sd15-50", [*steps, "p2p=false"]).params)
+    backbone.encode_image = lambda images: gi.pnp_latent(k)
+    backbone.decode = lambda latents: latents
+    source, target = gi.PNP_EF_CASES[0]
+    sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source, target_prompt=target)
+    inverted = gi.reuse_inversion(method)
+    switch.invert = lambda images, prompts, generators: inverted["inv"]
+
+    def ours():
+        inverted.clear()
+        method.run("edit", [sample], [torch.Generator().manual_seed(0)])
+        return switch.run("edit", [sample], [torch.Generator().manual_seed(0)])
+
+    counter = Counter(backbone.unet)
+    t_ours, _ = timed(ours, repeats)
+    nfe_ours = counter.rows / (repeats + 1)
+    counter.close()
+    r = ref["results"][k]
+    return {"method": f"ef-ddpm-sd15-50 (invert + P2P edit + prompt-switch decode, {gi.PNP_EF_STEPS} steps, "
+                      f"skip {gi.PNP_EF_SKIP}, 64² latent)",
+            "reference": "PnPInversion edit_image_EF (diffusers 0.10)", "ref_seconds": r["seconds"],
+            "ours_seconds": t_ours, "ref_unet_rows": r["unet_rows"], "ours_unet_rows": nfe_ours}
+
+
 def infedit_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> dict:
     """InfEdit's PIE-Bench run (infedit_uac_reference.py, in its own environment) vs `infedit-lcm-sd15` on the
     InfEdit golden's model and first case."""
@@ -257,6 +300,21 @@ def infedit_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> 
             "ours_seconds": t_ours, "ref_unet_rows": r["unet_rows"], "ours_unet_rows": nfe_ours}
 
 
+PARTS = ("icd", "nti", "pie-p2p", "ef", "infedit")
+
+
+def kept_rows(report: Path) -> dict[str, str]:
+    """The table rows of an earlier report, by method (``--only`` replaces some and keeps the rest)."""
+    if not report.exists():
+        return {}
+    rows = {}
+    for line in report.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 6 and cells[0] not in ("method", "---"):
+            rows[cells[0]] = line
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--icd-repo", type=Path, required=True)
@@ -266,14 +324,26 @@ def main() -> None:
     ap.add_argument("--infedit-python", type=Path, help="InfEdit's environment (diffusers 0.24)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("reports/perf/conformance-timing.md"))
+    ap.add_argument("--only", help=f"a comma list of {', '.join(PARTS)}: time only these and keep the report's other "
+                                   "rows (default: all the given repositories allow)")
     args = ap.parse_args()
+    only = set(args.only.split(",")) if args.only else set(PARTS)
+    if only - set(PARTS):
+        ap.error(f"--only: unknown {', '.join(sorted(only - set(PARTS)))} (use {', '.join(PARTS)})")
     torch.set_num_threads(2)
+    rows = []
     with tempfile.TemporaryDirectory() as work:
-        rows = [icd_side_by_side(args.icd_repo, args.repeats, Path(work)), nti_side_by_side(args.pnp_repo, args.repeats)]
-    if args.pnp_python:
+        if "icd" in only:
+            rows.append(icd_side_by_side(args.icd_repo, args.repeats, Path(work)))
+        if "nti" in only:
+            rows.append(nti_side_by_side(args.pnp_repo, args.repeats))
+    if args.pnp_python and "pie-p2p" in only:
         with tempfile.TemporaryDirectory() as work:
             rows += pie_p2p_side_by_side(args.pnp_repo, args.pnp_python, args.repeats, Path(work))
-    if args.infedit_repo and args.infedit_python:
+    if args.pnp_python and "ef" in only:
+        with tempfile.TemporaryDirectory() as work:
+            rows.append(ef_side_by_side(args.pnp_repo, args.pnp_python, args.repeats, Path(work)))
+    if args.infedit_repo and args.infedit_python and "infedit" in only:
         with tempfile.TemporaryDirectory() as work:
             rows.append(infedit_side_by_side(args.infedit_repo, args.infedit_python, args.repeats, Path(work)))
     import diffusers
@@ -292,12 +362,16 @@ def main() -> None:
              "InfEdit: SD1.5's UNet layout at small width, 64² and 40² latents), so the times measure each side's work "
              "around small UNet calls, not an SD1.5-size edit. The rows marked with a diffusers release ran the "
              "reference in its own environment (torch 2.13.0 CPU, that diffusers release), the others in the "
-             "project's.", "",
+             "project's." + (f" The rows of {args.only} were last remade with `--only {args.only}`, the others kept from "
+                             "the previous run." if args.only else ""), "",
              "| method | reference | reference s / edit | project s / edit | reference ÷ project | UNet rows (reference / project) |",
              "|---|---|---:|---:|---:|---|"]
+    table = kept_rows(args.out) if args.only else {}
     for r in rows:
-        lines.append(f"| {r['method']} | {r['reference']} | {r['ref_seconds']:.3f} | {r['ours_seconds']:.3f} | "
-                     f"{r['ref_seconds'] / r['ours_seconds']:.2f}× | {r['ref_unet_rows']:.0f} / {r['ours_unet_rows']:.0f} |")
+        table[r["method"]] = (f"| {r['method']} | {r['reference']} | {r['ref_seconds']:.3f} | {r['ours_seconds']:.3f} | "
+                              f"{r['ref_seconds'] / r['ours_seconds']:.2f}× | {r['ref_unet_rows']:.0f} / "
+                              f"{r['ours_unet_rows']:.0f} |")
+    lines += list(table.values())
     lines += ["", "UNet rows: every row of every UNet call (the reference's iCD runs its CFG batch of "
               "[uncond, cond] rows and keeps the conditional half; the project runs only the rows it uses)."]
     args.out.parent.mkdir(parents=True, exist_ok=True)
