@@ -171,6 +171,8 @@ def test_bad_parameters_are_refused():
         ReNoiseParams(num_steps=0)
     with pytest.raises(ValueError, match="average_range"):
         ReNoiseParams(average_range=(5, 2))
+    with pytest.raises(ValueError, match="kl_reference"):
+        ReNoiseParams(kl_reference="forward")
     with pytest.raises(ValueError, match="blend_threshold"):
         InfEditParams(blend_threshold=1.5)
 

@@ -9,7 +9,10 @@ gradient steps on ε itself — no UNet gradients). Noise correction: once x_t i
 re-noising z of that step is replaced by the one with which the sampler lands exactly on x_next.
 Defaults follow the public release's configuration (9 renoising iterations, averaging over
 iterations 8–9; 5 in the first step, averaging over 0–4; λ_ac 20, λ_KL 0.065, 4 regularisation
-steps of 5 rolls).
+steps of 5 rolls). ``kl_reference`` says where that reference prediction is made: at x0
+forward-noised to t (``"noised"``, the default, as the paper describes it), or at x0 itself
+(``"clean"``, what the official code computes for SD 1.x/2.x models: its ``get_pipes`` replaces the
+scheduler's ``add_noise`` by the identity there, so ``z_tp1_forward`` is the clean latent).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from icd_bench.diffusion.lcm import lcm_invert_step, next_alpha, noise_matching
 
 #: eps_fn(x, t, i) -> ε, for the rows of x (the sampling step index i)
 EpsFn = Callable[[torch.Tensor, int, int], torch.Tensor]
+KL_REFERENCES = ("noised", "clean")
 
 
 @dataclass
@@ -39,8 +43,11 @@ class ReNoiseConfig:
     reg_steps: int = 4
     ac_rolls: int = 5
     noise_correction: bool = True
+    kl_reference: str = "noised"  # where the KL's reference ε is predicted: "noised" x0 at t, or "clean" x0
 
     def __post_init__(self):
+        if self.kl_reference not in KL_REFERENCES:
+            raise ValueError(f"kl_reference must be one of {', '.join(KL_REFERENCES)}, got {self.kl_reference!r}")
         for name in ("renoise_steps", "first_step_renoise_steps", "reg_steps", "ac_rolls"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
@@ -116,7 +123,8 @@ def renoise_invert(eps_fn: EpsFn, x0: torch.Tensor, timesteps: Sequence[int], al
 
     ``noises[i]``: the re-noising of sampling step i (used for every step but the last); with noise
     correction the returned list holds the corrected ones — decode with it. ``forward_noise``
-    noises x0 to each t for the KL reference (ReNoise's ε at the forward-noised image).
+    noises x0 to each t for the KL reference (ReNoise's ε at the forward-noised image; unused with
+    ``kl_reference="clean"``, where the reference is ε at x0 itself).
     Returns (x at timesteps[0], the noises to sample with).
     """
     noises = list(noises)
@@ -132,7 +140,8 @@ def renoise_invert(eps_fn: EpsFn, x0: torch.Tensor, timesteps: Sequence[int], al
         x_t, avg, n_avg = x_next, None, 0
         for k in range(iters + 1):
             if k == 0 and cfg.regularises and cfg.lambda_kl > 0:
-                both = eps_fn(torch.cat([a_t**0.5 * x0 + (1 - a_t) ** 0.5 * forward_noise, x_t]), t, i)
+                at_t = x0 if cfg.kl_reference == "clean" else a_t**0.5 * x0 + (1 - a_t) ** 0.5 * forward_noise
+                both = eps_fn(torch.cat([at_t, x_t]), t, i)
                 reference, eps = both.chunk(2)
             else:
                 eps = eps_fn(x_t, t, i)

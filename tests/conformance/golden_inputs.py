@@ -538,3 +538,56 @@ def clip_open_clip_state_dict() -> dict[str, torch.Tensor]:
                 out[o + f"mlp.c_fc.{p}"] = hf[h + f"mlp.fc1.{p}"]
                 out[o + f"mlp.c_proj.{p}"] = hf[h + f"mlp.fc2.{p}"]
     return {k: v.contiguous() for k, v in out.items()}
+
+
+# -- ReNoise's inversion loop end to end -------------------------------------------------------------------
+RENOISE_LOOP_SIDE = 32  # latent side: the regularisation's 4×4 KL patches and its 32 → 16 → 8 roll pyramid
+RENOISE_LOOP_PROMPT = "a cat sitting on a wooden table"
+RENOISE_LOOP_SEED = 7865  # src/config.py RunConfig.seed: main.run's generator
+RENOISE_LOOP_CASES = {  # name → (src/config.py RunConfig fields over its released defaults, the project's --set)
+    # the official LCM scheduler has no noise correction (MyLCMScheduler lacks step_and_update_noise; True
+    # raises there), and the SD pipelines' KL reference is ε at the clean latent (get_pipes' add_noise stub)
+    "released": ({"perform_noise_correction": False}, ["noise_correction=false", "kl_reference=clean"]),
+    "no_regularisation": ({"perform_noise_correction": False, "noise_regularization_lambda_ac": 0.0,
+                           "noise_regularization_lambda_kl": 0.0},
+                          ["noise_correction=false", "kl_reference=clean", "lambda_ac=0", "lambda_kl=0"]),
+}
+RENOISE_LOOP_RUN = dict(model_type="SD15", scheduler_type="LCM", num_inference_steps=4, num_inversion_steps=4,
+                        guidance_scale=0.0, num_renoise_steps=9, seed=RENOISE_LOOP_SEED)  # the SD1.5 LCM run
+
+
+def renoise_loop_components(tokenizer) -> dict:
+    """The components both sides build ReNoise's pipelines from: `_sd15_layout` at RENOISE_LOOP_SIDE with 2
+    heads (seeds 21, 22, 23; no guidance embedding: the official ``unet_pass`` gives ``timestep_cond=None``)
+    and the LCM scheduler on SD's schedule (the official code makes its MyLCMScheduler from this config)."""
+    from diffusers import LCMScheduler
+
+    from icd_bench.backbones.loaders import SD_SCHEDULER_CONFIG
+
+    scheduler = LCMScheduler(**{k: v for k, v in SD_SCHEDULER_CONFIG.items() if k != "clip_sample"})
+    return {**_sd15_layout(RENOISE_LOOP_SIDE, 2, tokenizer, seed=21), "scheduler": scheduler}
+
+
+def renoise_loop_backbone(tokenizer):
+    """The project's backbone on renoise_loop_components."""
+    from icd_bench.backbones.base import Backbone
+
+    return Backbone.from_components(renoise_loop_components(tokenizer), kind="sd15", source="renoise-loop-golden")
+
+
+def renoise_loop_latent() -> torch.Tensor:
+    """The clean source latent (1, 4, RENOISE_LOOP_SIDE, RENOISE_LOOP_SIDE) (both sides skip the VAE encoder)."""
+    return torch.randn(1, 4, RENOISE_LOOP_SIDE, RENOISE_LOOP_SIDE, generator=_gen(6161))
+
+
+def renoise_loop_draws(steps: int = 4) -> tuple[list[torch.Tensor], torch.Tensor, torch.Generator]:
+    """What the official run draws from its generator (``torch.Generator().manual_seed(RunConfig.seed)``), in
+    order: the noise list (``main.create_noise_list``: one latent per inversion step), the img2img
+    ``prepare_latents`` noise (discarded by SD's ``add_noise`` stub), the inversion pipeline's forward noise
+    ``pipe.noise``. Returns (the noise list, the forward noise, the generator as the regularisation's random
+    rolls then find it)."""
+    g = torch.Generator().manual_seed(RENOISE_LOOP_SEED)
+    shape = (1, 4, RENOISE_LOOP_SIDE, RENOISE_LOOP_SIDE)
+    noises = [torch.randn(shape, generator=g) for _ in range(steps)]
+    torch.randn(shape, generator=g)
+    return noises, torch.randn(shape, generator=g), g

@@ -1,7 +1,7 @@
 """ReNoise's noise regularisation equals the official code's (golden: renoise.json;
 garibida/ReNoise-Inversion ``noise_regularization``): the released strengths (λ_KL 0.065 against the
 forward-noised reference ε, λ_ac 20 with 5 random rolls, 4 steps), the same seeded generator for the
-rolls; and with the auto-correlation term alone. The ReNoise inversion loop itself is not compared yet.
+rolls; and with the auto-correlation term alone. The inversion loop end to end: test_renoise_loop_golden.py.
 
 Tolerance: 1e-5 relative (float32 gradients of the same losses).
 """

@@ -668,6 +668,8 @@ def main() -> None:
                     help="a Python with PnPInversion's environment (diffusers 0.10): its P2P editors' end-to-end golden")
     ap.add_argument("--infedit-python", type=Path,
                     help="a Python with InfEdit's environment (diffusers 0.24): its end-to-end golden")
+    ap.add_argument("--renoise-python", type=Path,
+                    help="a Python with ReNoise's environment (diffusers 0.24): its inversion loop's golden")
     ap.add_argument("--dino-repo", type=Path,
                     help="facebookresearch/dino (hubconf.py): PIE-Bench's structure distance and CLIP golden")
     ap.add_argument("--dino-commit", help="the commit of --dino-repo when it is an exported tree")
@@ -744,6 +746,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as work:
             uac = infedit_uac_goldens(args.infedit_repo, args.infedit_python, tok, Path(work))
 
+    renoise_loop = None
+    if args.renoise_repo and args.renoise_python:
+        from renoise_loop import renoise_loop_goldens
+
+        renoise_loop = renoise_loop_goldens(args.renoise_repo, args.renoise_python, args.renoise_commit)
     model_metrics = None
     if args.dino_repo:
         from pie_model_metrics import pie_model_metric_goldens
@@ -811,6 +818,8 @@ def main() -> None:
             "what": "run_pie_bench.py inference() with main()'s arguments (EditPipeline, AttentionRefine, "
                     "LocalBlend) on golden_inputs.uac_components, via tools/conformance/infedit_uac_reference.py"},
             **uac}))
+    if renoise_loop is not None:
+        (args.out / "renoise_loop.json").write_text(json.dumps(renoise_loop))
     if model_metrics is not None:
         from pie_model_metrics import provenance as model_metrics_provenance
 
