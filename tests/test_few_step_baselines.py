@@ -10,7 +10,15 @@ from test_baselines import SOURCES, gens, run, samples
 from icd_bench.backbones.tiny import tiny_backbone
 from icd_bench.config import build_params, list_presets, resolve_method
 from icd_bench.diffusion.lcm import ddcm_step, lcm_invert_step, lcm_step, lcm_timesteps, noise_matching
-from icd_bench.diffusion.renoise import ReNoiseConfig, auto_correlation_loss, regularise_noise, renoise_invert
+from icd_bench.diffusion.renoise import (
+    ReNoiseConfig,
+    auto_correlation_grad,
+    auto_correlation_loss,
+    patch_kl,
+    patch_kl_grad,
+    regularise_noise,
+    renoise_invert,
+)
 from icd_bench.methods.infedit import InfEdit, InfEditParams
 from icd_bench.methods.renoise import ReNoise, ReNoiseParams
 from icd_bench.registry import METHODS
@@ -77,6 +85,23 @@ def test_noise_regularisation_whitens_correlated_noise():
         losses.append(auto_correlation_loss(out[0], torch.Generator().manual_seed(3)))
     assert before > losses[0] > losses[1]
     assert losses[0] < 0.95 * before and losses[1] < 0.6 * before
+
+
+@pytest.mark.parametrize("shape", [(4, 32, 32), (4, 37, 45), (4, 8, 8)], ids=["32", "odd-37x45", "8"])
+def test_regularisation_gradients_in_closed_form_equal_autograds(shape):
+    """The closed-form gradients of the regularisation (what `regularise_noise` steps with) equal autograd's
+    on the losses, the random rolls included (the same generator state gives the same rolls); odd sizes
+    leave pooling's and the patches' edges out as the losses do."""
+    g = torch.Generator().manual_seed(11)
+    x, ref = torch.randn(*shape, generator=g), 1.3 * torch.randn(*shape, generator=g) + 0.2
+    v = x.clone().requires_grad_(True)
+    (auto_ac,) = torch.autograd.grad(auto_correlation_loss(v, torch.Generator().manual_seed(1)), v)
+    torch.testing.assert_close(auto_correlation_grad(x, torch.Generator().manual_seed(1)), auto_ac,
+                               rtol=1e-5, atol=1e-9)
+    (auto_kl,) = torch.autograd.grad(patch_kl(v, ref), v)
+    torch.testing.assert_close(patch_kl_grad(x, ref), auto_kl, rtol=1e-4, atol=1e-6)
+    # another generator state rolls elsewhere: another gradient
+    assert not torch.allclose(auto_correlation_grad(x, torch.Generator().manual_seed(2)), auto_ac)
 
 
 def test_ddcm_with_equal_branches_keeps_the_source_exactly():

@@ -64,18 +64,62 @@ class ReNoiseConfig:
 
 
 # -- noise regularisation (pix2pix-zero's losses, as ReNoise uses them) -------------------------
+def _pyramid(x: torch.Tensor) -> list[torch.Tensor]:
+    """C×H×W → its 2× average-pooling pyramid, down to the first level of at most 8 rows."""
+    levels = [x]
+    while levels[-1].shape[-2] > 8:
+        levels.append(F.avg_pool2d(levels[-1][None], kernel_size=2)[0])
+    return levels
+
+
+def _draw_rolls(levels: list[torch.Tensor], generator: torch.Generator | None) -> torch.Tensor:
+    """C × levels random rolls in the reference's order — channel by channel, a roll in [0, rows / 2) per
+    level."""
+    return torch.tensor([[int(torch.randint(0, max(n.shape[-2] // 2, 1), (1,), generator=generator))
+                          for n in levels] for _ in range(levels[0].shape[0])])
+
+
 def auto_correlation_loss(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Σ over channels and a 2× pyramid (down to 8 px) of squared mean products with a random roll."""
+    levels = _pyramid(x)
+    rolls = _draw_rolls(levels, generator)
     loss = x.new_zeros(())
     for c in range(x.shape[0]):
-        n = x[c][None, None]
-        while True:
-            roll = int(torch.randint(0, max(n.shape[-1] // 2, 1), (1,), generator=generator))
-            loss = loss + (n * torch.roll(n, roll, dims=2)).mean() ** 2 + (n * torch.roll(n, roll, dims=3)).mean() ** 2
-            if n.shape[-1] <= 8:
-                break
-            n = F.avg_pool2d(n, kernel_size=2)
+        for n, r in zip(levels, rolls[c].tolist(), strict=True):
+            n = n[c]
+            loss = loss + (n * torch.roll(n, r, dims=0)).mean() ** 2 + (n * torch.roll(n, r, dims=1)).mean() ** 2
     return loss
+
+
+def _roll(n: torch.Tensor, shifts: torch.Tensor, dim: int) -> torch.Tensor:
+    """torch.roll of each channel of C×H×W ``n`` along ``dim`` (1 or 2) by its own shift."""
+    size = n.shape[dim]
+    idx = (torch.arange(size, device=n.device)[None] - shifts[:, None]) % size  # out[i] = n[i − r]
+    idx = idx[:, :, None] if dim == 1 else idx[:, None, :]
+    return n.gather(dim, idx.expand_as(n))
+
+
+def auto_correlation_grad(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """∂ auto_correlation_loss(x) / ∂x in closed form, the same rolls drawn in the same order (channel by
+    channel, level by level), all channels at once: autograd's graph over the pyramid's many small ops
+    costs more than the loss (ReNoise takes 20 of these per regularisation). For m = mean(n · roll(n, r)):
+    ∂m²/∂n = 2m (roll(n, r) + roll(n, −r)) / |n|; pooling's adjoint spreads each gradient over its
+    2 × 2 block (/4)."""
+    levels = _pyramid(x)
+    rolls = _draw_rolls(levels, generator).to(x.device)
+    g = None
+    for lev in reversed(range(len(levels))):
+        n, r = levels[lev], rolls[:, lev]
+        local = torch.zeros_like(n)
+        for dim in (1, 2):
+            rolled = _roll(n, r, dim)
+            m = (n * rolled).mean((1, 2), keepdim=True)
+            local += (2 * m / n[0].numel()) * (rolled + _roll(n, -r, dim))
+        if g is not None:  # the coarser level's gradient through avg_pool2d (odd edges get none)
+            up = g.repeat_interleave(2, 1).repeat_interleave(2, 2) / 4
+            local[:, : up.shape[1], : up.shape[2]] += up
+        g = local
+    return g
 
 
 def patch_kl(x: torch.Tensor, ref: torch.Tensor, patch: int = 4) -> torch.Tensor:
@@ -91,26 +135,44 @@ def patch_kl(x: torch.Tensor, ref: torch.Tensor, patch: int = 4) -> torch.Tensor
     return (torch.log((v1 + e) / (v0 + e)) + (v0 + (m0 - m1) ** 2) / (v1 + e) - 1).abs().sum()
 
 
+def patch_kl_grad(x: torch.Tensor, ref: torch.Tensor, patch: int = 4) -> torch.Tensor:
+    """∂ patch_kl(x, ref) / ∂x in closed form (for the same reason as `auto_correlation_grad`): per patch
+    of P pixels, with K its KL term, ∂|K|/∂x_i = sign(K) (∂K/∂m₀ / P + ∂K/∂v₀ · 2 (x_i − m₀) / (P − 1))
+    (v₀ the unbiased variance); pixels outside whole patches get none."""
+    c, h, w = x.shape
+    hh, ww = h - h % patch, w - w % patch
+
+    def patches(t):  # (c, rows, cols, p, p)
+        return t[:, :hh, :ww].reshape(c, hh // patch, patch, ww // patch, patch).transpose(2, 3)
+
+    px, pr = patches(x), patches(ref)
+    n = patch * patch
+    m0, v0 = px.mean((-2, -1), keepdim=True), px.var((-2, -1), keepdim=True)
+    m1, v1 = pr.mean((-2, -1), keepdim=True), pr.var((-2, -1), keepdim=True)
+    e = 1e-6
+    k = torch.log((v1 + e) / (v0 + e)) + (v0 + (m0 - m1) ** 2) / (v1 + e) - 1
+    d_m0, d_v0 = 2 * (m0 - m1) / (v1 + e), 1 / (v1 + e) - 1 / (v0 + e)
+    g = torch.sign(k) * (d_m0 / n + d_v0 * 2 * (px - m0) / (n - 1))
+    grad = torch.zeros_like(x)
+    grad[:, :hh, :ww] = g.transpose(2, 3).reshape(c, hh, ww)
+    return grad
+
+
 def regularise_noise(eps: torch.Tensor, reference: torch.Tensor | None, cfg: ReNoiseConfig,
                      generators: Sequence[torch.Generator | None]) -> torch.Tensor:
     """A few gradient steps on ε (per sample) towards a white, well-fitted Gaussian."""
     if not cfg.regularises:
         return eps
     out = []
-    with torch.enable_grad():
-        for k in range(eps.shape[0]):
-            e = eps[k].detach().float()
-            for _ in range(cfg.reg_steps):
-                if cfg.lambda_kl > 0 and reference is not None:
-                    v = e.clone().requires_grad_(True)
-                    (grad,) = torch.autograd.grad(patch_kl(v, reference[k].float()), v)
-                    e = e - cfg.lambda_kl * grad.clamp(-100, 100)
-                if cfg.lambda_ac > 0:
-                    for _ in range(cfg.ac_rolls):
-                        v = e.clone().requires_grad_(True)
-                        (grad,) = torch.autograd.grad(auto_correlation_loss(v, generators[k]), v)
-                        e = e - cfg.lambda_ac * grad / cfg.ac_rolls
-            out.append(e.detach().to(eps.dtype))
+    for k in range(eps.shape[0]):
+        e = eps[k].detach().float()
+        for _ in range(cfg.reg_steps):
+            if cfg.lambda_kl > 0 and reference is not None:
+                e = e - cfg.lambda_kl * patch_kl_grad(e, reference[k].float()).clamp(-100, 100)
+            if cfg.lambda_ac > 0:
+                for _ in range(cfg.ac_rolls):
+                    e = e - cfg.lambda_ac * auto_correlation_grad(e, generators[k]) / cfg.ac_rolls
+        out.append(e.detach().to(eps.dtype))
     return torch.stack(out)
 
 

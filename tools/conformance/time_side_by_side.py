@@ -20,6 +20,9 @@ side's overhead around small UNet calls, not an SD1.5-size edit.
 - with ``--infedit-repo`` / ``--infedit-python``: InfEdit's PIE-Bench run (12 steps, unified attention
   control) in its own environment vs `infedit-lcm-sd15` (``infedit_uac_reference.py --repeats``).
 
+- with ``--renoise-repo`` / ``--renoise-python``: ReNoise's ``main.run`` (inversion + reconstruction) in
+  its own environment vs `renoise-lcm-sd15` at the golden's settings (``renoise_reference.py --repeats``).
+
 ``--only icd,ef`` times only those rows and keeps the report's others.
 
 The reference halves count UNet rows on their UNet's ``forward`` and time their cases after the
@@ -270,6 +273,37 @@ def ef_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> d
             "ours_seconds": t_ours, "ref_unet_rows": r["unet_rows"], "ours_unet_rows": nfe_ours}
 
 
+def renoise_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> dict:
+    """ReNoise's ``main.run`` (inversion + reconstruction, ``get_pipes(SD15, LCM)``, in its own environment) vs
+    `renoise-lcm-sd15` at the golden's settings (its "released" case) on the ReNoise-loop golden's model."""
+    import renoise_loop
+    from PIL import Image
+
+    from icd_bench.config import resolve_method
+    from icd_bench.methods.renoise import ReNoise
+    from icd_bench.types import EditSample
+
+    ref = mk.run_reference("renoise_reference.py", repo, python, renoise_loop.prepare(work), repeats, "0")
+    backbone = gi.renoise_loop_backbone(mk.clip_tokenizer())
+    _, overrides = gi.RENOISE_LOOP_CASES["released"]
+    method = ReNoise(backbone, resolve_method("renoise-lcm-sd15", overrides).params)
+    noises, forward, _ = gi.renoise_loop_draws(len(method.timesteps))
+    method.draw_noises = lambda generators, count: [*noises, forward][:count]
+    backbone.encode_image = lambda images: gi.renoise_loop_latent()
+    backbone.decode = lambda latents: latents
+    sample = EditSample(id="x", image=Image.new("RGB", (backbone.resolution,) * 2),
+                        source_prompt=gi.RENOISE_LOOP_PROMPT, target_prompt=gi.RENOISE_LOOP_PROMPT)
+    counter = Counter(backbone.unet)
+    t_ours, _ = timed(lambda: method.run("invert", [sample], [torch.Generator().manual_seed(0)]), repeats)
+    nfe_ours = counter.rows / (repeats + 1)
+    counter.close()
+    r = ref["results"]["released"]
+    return {"method": "renoise-lcm-sd15 (4-step LCM inversion, 9 renoising iterations, regularisation, + "
+                      "reconstruction, 32² latent)",
+            "reference": "ReNoise main.run (diffusers 0.24)", "ref_seconds": r["seconds"],
+            "ours_seconds": t_ours, "ref_unet_rows": r["unet_rows"], "ours_unet_rows": nfe_ours}
+
+
 def infedit_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> dict:
     """InfEdit's PIE-Bench run (infedit_uac_reference.py, in its own environment) vs `infedit-lcm-sd15` on the
     InfEdit golden's model and first case."""
@@ -300,7 +334,7 @@ def infedit_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> 
             "ours_seconds": t_ours, "ref_unet_rows": r["unet_rows"], "ours_unet_rows": nfe_ours}
 
 
-PARTS = ("icd", "nti", "pie-p2p", "ef", "infedit")
+PARTS = ("icd", "nti", "pie-p2p", "ef", "infedit", "renoise")
 
 
 def kept_rows(report: Path) -> dict[str, str]:
@@ -322,6 +356,8 @@ def main() -> None:
     ap.add_argument("--pnp-python", type=Path, help="PnPInversion's environment (diffusers 0.10): its P2P editors")
     ap.add_argument("--infedit-repo", type=Path)
     ap.add_argument("--infedit-python", type=Path, help="InfEdit's environment (diffusers 0.24)")
+    ap.add_argument("--renoise-repo", type=Path)
+    ap.add_argument("--renoise-python", type=Path, help="ReNoise's environment (diffusers 0.24)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("reports/perf/conformance-timing.md"))
     ap.add_argument("--only", help=f"a comma list of {', '.join(PARTS)}: time only these and keep the report's other "
@@ -346,6 +382,9 @@ def main() -> None:
     if args.infedit_repo and args.infedit_python and "infedit" in only:
         with tempfile.TemporaryDirectory() as work:
             rows.append(infedit_side_by_side(args.infedit_repo, args.infedit_python, args.repeats, Path(work)))
+    if args.renoise_repo and args.renoise_python and "renoise" in only:
+        with tempfile.TemporaryDirectory() as work:
+            rows.append(renoise_side_by_side(args.renoise_repo, args.renoise_python, args.repeats, Path(work)))
     import diffusers
 
     command = (f"python tools/conformance/time_side_by_side.py --icd-repo {args.icd_repo.name} --pnp-repo "
@@ -354,6 +393,8 @@ def main() -> None:
         command += " --pnp-python PNP_VENV/bin/python"
     if args.infedit_repo and args.infedit_python:
         command += f" --infedit-repo {args.infedit_repo.name} --infedit-python INFEDIT_VENV/bin/python"
+    if args.renoise_repo and args.renoise_python:
+        command += f" --renoise-repo {args.renoise_repo.name} --renoise-python INFEDIT_VENV/bin/python"
     lines = ["# The official implementations and the project, side by side", "",
              f"`{command} --repeats {args.repeats}` (each repository's checkout; the venvs of "
              f"tools/conformance/README.md) — the project: torch {torch.__version__}, diffusers {diffusers.__version__}; "
