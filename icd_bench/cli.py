@@ -424,6 +424,35 @@ def toy_pick_guidance(
     out.print(f"best: CFG {best:g} (highest mean of colour, position, background); written to {out_file}")
 
 
+@toy_app.command("probe")
+def toy_probe(
+    label: Annotated[str, typer.Option(help="The row's name in the CSV (e.g. the recipe variant).")],
+    forward_lora: Annotated[str | None, typer.Option(help="fCDm adapter (default: the bundled one; 'none': untrained).")] = None,
+    reverse_lora: Annotated[str | None, typer.Option(help="CDm adapter (default: the bundled one; 'none': untrained).")] = None,
+    teacher: Annotated[str, typer.Option(help="The guidance-distilled student.")] = "bundled:toy/icd/cfg_distill.safetensors",
+    guidance: Annotated[float, typer.Option(help="CFG scale of the guided reverse probe.")] = 5.0,
+    images: Annotated[int, typer.Option(help="Toy scenes probed.")] = 16,
+    csv_file: Annotated[Path, typer.Option("--csv", help="CSV the row is appended to.")] = Path("reports/toy/probe.csv"),
+) -> None:
+    """Probe trained iCD adapters against the toy teacher: each step's distance to the teacher's DDIM
+    trajectory (vs a plain DDIM jump), encoding statistics, reconstruction PSNR, unguided sample noise."""
+    from icd_bench.toy.probe import BUNDLED, append_row, probe_models
+
+    def pick(value, key):
+        return None if value == "none" else (value or BUNDLED[key])
+
+    fwd, rev = pick(forward_lora, "forward_lora"), pick(reverse_lora, "reverse_lora")
+    values = probe_models(teacher=teacher, forward_lora=fwd, reverse_lora=rev, guidance=guidance, images=images)
+    append_row(csv_file, label, values, {"forward_lora": fwd or "untrained", "reverse_lora": rev or "untrained"})
+    table = Table(title=f"iCD probe: {label}", title_justify="left", show_edge=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in values.items():
+        table.add_row(k, f"{v:.4g}")
+    out.print(table)
+    out.print(f"appended to {csv_file}")
+
+
 @toy_app.command("compare-edits")
 def toy_compare_edits(
     methods: Annotated[str, typer.Option(help="Comma-separated methods or presets to compare.")] = "icd-toy,ddim-toy",

@@ -66,6 +66,8 @@ class CommonTrainConfig:
     log_every: int = 25
     threads: int = 2
     mixed_precision: str = "no"
+    # the UNet and its inputs in channels-last memory layout: oneDNN's convolutions are ~20 % faster so on CPU
+    channels_last: bool = True
 
     def __post_init__(self):
         if self.loss not in ("l2", "huber"):
@@ -289,6 +291,8 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
     pipe = ICDPipeline(bb, boundaries, teacher=cfg.teacher or None, lora_rank=cfg.lora_rank,
                        lora_alpha=cfg.lora_alpha)
     unet = pipe.unet
+    if cfg.channels_last:
+        unet.to(memory_format=torch.channels_last)
     dim = unet.config.time_cond_proj_dim
     names = ([REVERSE] if cfg.train_reverse else []) + ([FORWARD] if cfg.train_forward else [])
     params = {n: p for name in names for n, p in adapter_parameters(unet, name).items()}
@@ -358,6 +362,8 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
         images, captions = data.batch(step, cfg.batch_size, acc.process_index)
         g = _step_generator(cfg.seed, step, acc.process_index)
         x0 = bb.encode_image(images)
+        if cfg.channels_last:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
         cond = bb.encode_prompt(captions)
         b = len(x0)
 

@@ -1,0 +1,53 @@
+"""The toy world's iCD probe (`icd_bench.icd.probe`): trained adapters against the toy teacher on a fixed
+set of toy scenes, one CSV row per probed model pair (``reports/toy/probe.csv``)."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import torch
+
+BUNDLED = {"teacher": "bundled:toy/icd/cfg_distill.safetensors", "forward_lora": "bundled:toy/icd/fcdm.safetensors",
+           "reverse_lora": "bundled:toy/icd/cdm.safetensors"}
+
+
+def probe_models(*, teacher: str, forward_lora: str | None, reverse_lora: str | None, boundaries: str = "4step-tau0.8",
+                 guidance: float = 5.0, images: int = 16, seed: int = 0, lora_alpha: float | None = None,
+                 backbone: str = "toy", device: str = "cpu") -> dict[str, float]:
+    """Probe one (forward, reverse) adapter pair (None: zero-initialised, i.e. the untrained student) on
+    ``images`` toy training-distribution scenes (seed ``seed``); the metrics of `icd_bench.icd.probe`."""
+    from icd_bench.backbones import load_backbone
+    from icd_bench.icd.boundaries import choose_boundaries
+    from icd_bench.icd.pipeline import ICDPipeline
+    from icd_bench.icd.probe import Probe
+    from icd_bench.toy.teacher import SceneBatcher
+
+    bb = load_backbone(backbone, device=device, dtype=torch.float32)
+    pipe = ICDPipeline(bb, choose_boundaries(boundaries, None, None), teacher=teacher, forward_lora=forward_lora,
+                       reverse_lora=reverse_lora, lora_alpha=lora_alpha)
+    x, captions = SceneBatcher(10_000 + seed).batch(0, images, dropout=0.0)
+    x = (x + 1) / 2
+    if x.shape[-1] != bb.resolution:
+        x = torch.nn.functional.interpolate(x, size=bb.resolution, mode="nearest")
+    return Probe(pipe).run(x, captions, guidance, seed=seed)
+
+
+def append_row(path: Path, label: str, values: dict[str, float], extra: dict[str, str]) -> None:
+    """One row (label, time, the given settings, the values) appended to the CSV at ``path``; new columns
+    widen the file (older rows get empty cells)."""
+    row = {"label": label, "time": time.strftime("%Y-%m-%d %H:%M"), **extra,
+           **{k: f"{v:.5g}" for k, v in values.items()}}
+    rows, fields = [], list(row)
+    if path.exists():
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            fields = list(reader.fieldnames or []) + [k for k in row if k not in (reader.fieldnames or [])]
+    rows.append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
