@@ -436,7 +436,7 @@ def toy_probe(
 ) -> None:
     """Probe trained iCD adapters against the toy teacher: each step's distance to the teacher's DDIM
     trajectory (vs a plain DDIM jump), encoding statistics, reconstruction PSNR, unguided sample noise."""
-    from icd_bench.toy.probe import BUNDLED, append_row, probe_models
+    from icd_bench.toy.probe import BUNDLED, append_row, probe_models, write_markdown
 
     def pick(value, key):
         return None if value == "none" else (value or BUNDLED[key])
@@ -444,13 +444,14 @@ def toy_probe(
     fwd, rev = pick(forward_lora, "forward_lora"), pick(reverse_lora, "reverse_lora")
     values = probe_models(teacher=teacher, forward_lora=fwd, reverse_lora=rev, guidance=guidance, images=images)
     append_row(csv_file, label, values, {"forward_lora": fwd or "untrained", "reverse_lora": rev or "untrained"})
+    write_markdown(csv_file, csv_file.with_suffix(".md"))
     table = Table(title=f"iCD probe: {label}", title_justify="left", show_edge=False)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in values.items():
         table.add_row(k, f"{v:.4g}")
     out.print(table)
-    out.print(f"appended to {csv_file}")
+    out.print(f"appended to {csv_file}; summary in {csv_file.with_suffix('.md')}")
 
 
 @toy_app.command("compare-edits")

@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from icd_bench.toy.probe import append_row, probe_models
+from icd_bench.toy.probe import append_row, probe_models, write_markdown
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +43,14 @@ def test_probe_rows_append_and_widen_the_csv(tmp_path):
     rows = list(csv.DictReader(path.open()))
     assert [r["label"] for r in rows] == ["a", "b"]
     assert rows[0]["y"] == "" and rows[1]["y"] == "3" and rows[0]["x"] == "1"
+
+
+def test_probe_markdown_lists_every_row_with_the_teachers_reference(tmp_path):
+    path = tmp_path / "probe.csv"
+    append_row(path, "trained", {"rev_rmse_w1_999_779": 0.3, "ddim_rmse_w1_999_779": 0.05, "enc_std": 0.6,
+                                 "ddim_enc_std": 1.07}, {})
+    append_row(path, "other", {"rev_rmse_w1_999_779": 0.04, "ddim_rmse_w1_999_779": 0.05}, {})
+    write_markdown(path, tmp_path / "probe.md")
+    table = [line for line in (tmp_path / "probe.md").read_text().splitlines() if line.startswith("| ")]
+    assert table[1].startswith("| teacher (DDIM) | 0.05 |") and "1.07" in table[1]
+    assert table[2].startswith("| trained | 0.3 |") and table[3].startswith("| other | 0.04 |")

@@ -51,3 +51,39 @@ def append_row(path: Path, label: str, values: dict[str, float], extra: dict[str
         writer = csv.DictWriter(f, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows)
+
+
+#: The probe's headline columns in probe.md: (CSV column, header).
+SUMMARY = (("rev_rmse_w1_999_779", "CD 999→779 unguided"), ("rev_rmse_999_779", "CD 999→779 w=5"),
+           ("rev_rmse_w1_779_519", "CD 779→519 unguided"), ("fwd_rmse_779_999", "fCD 779→999"),
+           ("enc_std", "encoding std"), ("cross_rmse", "CD(teacher inversion)"), ("self_rmse", "CD(fCD)"),
+           ("recon_psnr", "recon. PSNR dB"), ("hf_icd", "HF energy, unguided 4-step"))
+REFERENCE = {"rev_rmse_w1_999_779": "ddim_rmse_w1_999_779", "rev_rmse_999_779": "ddim_rmse_999_779",
+             "rev_rmse_w1_779_519": "ddim_rmse_w1_779_519", "enc_std": "ddim_enc_std", "hf_icd": "hf_ddim"}
+
+
+def write_markdown(csv_path: Path, md_path: Path) -> None:
+    """probe.md: the CSV's rows under the headline columns, with the teacher's reference values."""
+    with csv_path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    lines = ["# iCD probe of the toy models", "",
+             f"`icd-bench toy probe --label LABEL [--forward-lora F --reverse-lora R]` appends one row to "
+             f"`{csv_path.name}` (all columns) and rewrites this page. Distances are RMSE on the toy world's "
+             "pixel-space latents ([-1, 1]) to the teacher (the guidance-distilled student with its adapters "
+             "off, DDIM on its 50-step grid) from the same inputs, on 16 fixed toy scenes; see "
+             "`icd_bench/icd/probe.py`. Teacher row: a plain DDIM jump over the same segment, the teacher's "
+             "50-step inversion std, DDIM-50 samples' high-frequency energy.", "",
+             "| model pair | " + " | ".join(h for _, h in SUMMARY) + " |",
+             "|---|" + "---:|" * len(SUMMARY)]
+    first = rows[0]
+    lines.append("| teacher (DDIM) | " + " | ".join(first.get(REFERENCE[c], "") if c in REFERENCE else "—"
+                                               for c, _ in SUMMARY) + " |")
+    for r in rows:
+        lines.append(f"| {r['label']} | " + " | ".join(r.get(c, "") for c, _ in SUMMARY) + " |")
+    lines += ["", "Each variant of `training/probe/`: `icd-bench train icd --recipe training/probe/NAME.toml --out "
+              "runs/train/probe-NAME`, then `icd-bench toy probe --label ... --forward-lora "
+              "runs/train/probe-NAME/fcdm.safetensors --reverse-lora runs/train/probe-NAME/cdm.safetensors` (the "
+              "bundled pair: no adapter options; the untrained one: `--forward-lora none --reverse-lora none`)."]
+    md_path.write_text("\n".join(lines) + "\n")
