@@ -65,6 +65,22 @@ class Counter:
             h.remove()
 
 
+def timed_rows(fn, repeats: int, *unets) -> tuple[float, float]:
+    """`timed` ``fn`` with a `Counter` on ``unets``: (median seconds, UNet rows per run)."""
+    counter = Counter(*unets)
+    try:
+        seconds, _ = timed(fn, repeats)
+        return seconds, counter.rows / (repeats + 1)
+    finally:
+        counter.close()
+
+
+def half_row(method: str, reference: str, result: dict, ours_seconds: float, ours_rows: float) -> dict:
+    """A report row from a reference half's timed result (its ``seconds`` and ``unet_rows``) and the project's."""
+    return {"method": method, "reference": reference, "ref_seconds": result["seconds"], "ours_seconds": ours_seconds,
+            "ref_unet_rows": result["unet_rows"], "ours_unet_rows": ours_rows}
+
+
 def timed(fn, repeats: int) -> tuple[float, object]:
     fn()  # warm-up
     times, out = [], None
@@ -93,10 +109,7 @@ def icd_side_by_side(repo: Path, repeats: int, work: Path) -> dict:
         return img
 
     # the official models: the forward, reverse and teacher pipelines' UNets
-    counter = Counter(ref.solver.forward_cons_model.unet, ref.reverse.unet)
-    t_ref, _ = timed(official, repeats)
-    nfe_ref = counter.rows / (repeats + 1)
-    counter.close()
+    t_ref, nfe_ref = timed_rows(official, repeats, ref.solver.forward_cons_model.unet, ref.reverse.unet)
     sys.path.remove(str(repo))
 
     w = ref.weights
@@ -109,10 +122,7 @@ def icd_side_by_side(repo: Path, repeats: int, work: Path) -> dict:
         images = method.backbone.preprocess([sample.image])
         return method.edit(images, [sample], [torch.Generator().manual_seed(gi.ICD_SEED)])
 
-    counter = Counter(method.backbone.unet)
-    t_ours, _ = timed(ours, repeats)
-    nfe_ours = counter.rows / (repeats + 1)
-    counter.close()
+    t_ours, nfe_ours = timed_rows(ours, repeats, method.backbone.unet)
     return {"method": "iCD (encode 4 + P2P edit 4)", "reference": "invertible-cd", "ref_seconds": t_ref,
             "ours_seconds": t_ours, "ref_unet_rows": nfe_ref, "ours_unet_rows": nfe_ours}
 
@@ -151,10 +161,7 @@ def nti_side_by_side(pnp_repo: Path, repeats: int) -> dict:
                 x = inv.get_noise_pred(x, t, cfg, False, torch.cat([nulls[i], cond]))
         return x
 
-    counter = Counter(c["unet"])
-    t_ref, _ = timed(official, repeats)
-    nfe_ref = counter.rows / (repeats + 1)
-    counter.close()
+    t_ref, nfe_ref = timed_rows(official, repeats, c["unet"])
     sys.path.remove(str(pnp_repo))
 
     backbone = Backbone(kind="sd15", source="tiny", tokenizers=[c["tokenizer"]], text_encoders=[c["text_encoder"]],
@@ -176,16 +183,9 @@ def nti_side_by_side(pnp_repo: Path, repeats: int) -> dict:
         inv.state["null_embeds"], _ = method.optimise_null(inv)
         return method._sample(xT, cond, method.unconditional(inv, 1), cfg)
 
-    counter = Counter(c["unet"])
-    t_ours, _ = timed(ours, repeats)
-    nfe_ours = counter.rows / (repeats + 1)
-    counter.close()
+    t_ours, nfe_ours = timed_rows(ours, repeats, c["unet"])
     return {"method": "NTI (inversion + null-text optimisation + decode, 10 steps)", "reference": "PnPInversion",
             "ref_seconds": t_ref, "ours_seconds": t_ours, "ref_unet_rows": nfe_ref, "ours_unet_rows": nfe_ours}
-
-
-def _pnp_reference_rows(ref: dict, cases: tuple[int, ...]) -> dict[int, tuple[float, int]]:
-    return {k: (ref["results"][k]["seconds"], ref["results"][k]["unet_rows"]) for k in cases}
 
 
 PNP_TIMED = (0, 2, 3)  # golden_inputs.PNP_CASES: DDIM + P2P refine, NPI + P2P, NTI + P2P
@@ -222,14 +222,9 @@ def pie_p2p_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path)
             method.run("invert", [sample], [torch.Generator().manual_seed(0)])
             return method.run("edit", [sample], [torch.Generator().manual_seed(0)])
 
-        counter = Counter(backbone.unet)
-        t_ours, _ = timed(ours, repeats)
-        nfe_ours = counter.rows / (repeats + 1)
-        counter.close()
-        r = ref["results"][k]
-        rows.append({"method": f"{spec.preset} (invert + reconstruct + P2P edit, {gi.PNP_STEPS} steps, 64² latent)",
-                     "reference": "PnPInversion P2PEditor (diffusers 0.10)", "ref_seconds": r["seconds"],
-                     "ours_seconds": t_ours, "ref_unet_rows": r["unet_rows"], "ours_unet_rows": nfe_ours})
+        t_ours, nfe_ours = timed_rows(ours, repeats, backbone.unet)
+        rows.append(half_row(f"{spec.preset} (invert + reconstruct + P2P edit, {gi.PNP_STEPS} steps, 64² latent)",
+                             "PnPInversion P2PEditor (diffusers 0.10)", ref["results"][k], t_ours, nfe_ours))
     return rows
 
 
@@ -262,15 +257,10 @@ def ef_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> d
         method.run("edit", [sample], [torch.Generator().manual_seed(0)])
         return switch.run("edit", [sample], [torch.Generator().manual_seed(0)])
 
-    counter = Counter(backbone.unet)
-    t_ours, _ = timed(ours, repeats)
-    nfe_ours = counter.rows / (repeats + 1)
-    counter.close()
-    r = ref["results"][k]
-    return {"method": f"ef-ddpm-sd15-50 (invert + P2P edit + prompt-switch decode, {gi.PNP_EF_STEPS} steps, "
-                      f"skip {gi.PNP_EF_SKIP}, 64² latent)",
-            "reference": "PnPInversion edit_image_EF (diffusers 0.10)", "ref_seconds": r["seconds"],
-            "ours_seconds": t_ours, "ref_unet_rows": r["unet_rows"], "ours_unet_rows": nfe_ours}
+    t_ours, nfe_ours = timed_rows(ours, repeats, backbone.unet)
+    return half_row(f"ef-ddpm-sd15-50 (invert + P2P edit + prompt-switch decode, {gi.PNP_EF_STEPS} steps, "
+                    f"skip {gi.PNP_EF_SKIP}, 64² latent)", "PnPInversion edit_image_EF (diffusers 0.10)",
+                    ref["results"][k], t_ours, nfe_ours)
 
 
 def renoise_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> dict:
@@ -293,15 +283,11 @@ def renoise_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> 
     backbone.decode = lambda latents: latents
     sample = EditSample(id="x", image=Image.new("RGB", (backbone.resolution,) * 2),
                         source_prompt=gi.RENOISE_LOOP_PROMPT, target_prompt=gi.RENOISE_LOOP_PROMPT)
-    counter = Counter(backbone.unet)
-    t_ours, _ = timed(lambda: method.run("invert", [sample], [torch.Generator().manual_seed(0)]), repeats)
-    nfe_ours = counter.rows / (repeats + 1)
-    counter.close()
-    r = ref["results"]["released"]
-    return {"method": "renoise-lcm-sd15 (4-step LCM inversion, 9 renoising iterations, regularisation, + "
-                      "reconstruction, 32² latent)",
-            "reference": "ReNoise main.run (diffusers 0.24)", "ref_seconds": r["seconds"],
-            "ours_seconds": t_ours, "ref_unet_rows": r["unet_rows"], "ours_unet_rows": nfe_ours}
+    t_ours, nfe_ours = timed_rows(lambda: method.run("invert", [sample], [torch.Generator().manual_seed(0)]),
+                                  repeats, backbone.unet)
+    return half_row("renoise-lcm-sd15 (4-step LCM inversion, 9 renoising iterations, regularisation, + "
+                    "reconstruction, 32² latent)", "ReNoise main.run (diffusers 0.24)", ref["results"]["released"],
+                    t_ours, nfe_ours)
 
 
 def infedit_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> dict:
@@ -324,14 +310,10 @@ def infedit_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> 
     source, target, blend = gi.UAC_CASES[0]
     sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source, target_prompt=target,
                         blend_words=(blend, blend))
-    counter = Counter(backbone.unet)
-    t_ours, _ = timed(lambda: method.run("edit", [sample], [torch.Generator().manual_seed(0)]), repeats)
-    nfe_ours = counter.rows / (repeats + 1)
-    counter.close()
-    r = ref["results"][0]
-    return {"method": "InfEdit (12 DDCM steps, unified attention control, 40² latent)",
-            "reference": "InfEdit run_pie_bench (diffusers 0.24)", "ref_seconds": r["seconds"],
-            "ours_seconds": t_ours, "ref_unet_rows": r["unet_rows"], "ours_unet_rows": nfe_ours}
+    t_ours, nfe_ours = timed_rows(lambda: method.run("edit", [sample], [torch.Generator().manual_seed(0)]),
+                                  repeats, backbone.unet)
+    return half_row("InfEdit (12 DDCM steps, unified attention control, 40² latent)",
+                    "InfEdit run_pie_bench (diffusers 0.24)", ref["results"][0], t_ours, nfe_ours)
 
 
 PARTS = ("icd", "nti", "pie-p2p", "ef", "infedit", "renoise")
