@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.diffusion.ddim import ddim_step
+from icd_bench.icd.losses import Solver
 from icd_bench.icd.model import FORWARD, REVERSE
 from icd_bench.icd.pipeline import ICDPipeline
 from icd_bench.icd.sampling import boundary_alpha, noise_to_start
@@ -63,10 +64,7 @@ class Probe:
     def __init__(self, pipe: ICDPipeline, solver_steps: int = 50):
         self.pipe, self.bb = pipe, pipe.backbone
         self.alphas = self.bb.alphas_cumprod
-        T = self.bb.num_train_timesteps
-        k = T // solver_steps
-        self.grid = list(range(T - 1, k - 2, -k))  # descending: T − 1, …, k − 1
-        self.skip = k
+        self.grid = Solver(self.alphas, solver_steps).grid.flip(0).tolist()  # descending: T − 1, …, k − 1
 
     def _eps(self, x: torch.Tensor, t: int, cond: PromptEmbeds, w: float) -> torch.Tensor:
         return self.bb.predict_noise(x, t, cond, self.pipe.guidance_cond(w, x.shape[0]))
@@ -75,15 +73,18 @@ class Probe:
         return boundary_alpha(self.alphas, t)
 
     @torch.no_grad()
-    def teacher_sample(self, x: torch.Tensor, cond: PromptEmbeds, w: float) -> dict[int, torch.Tensor]:
-        """DDIM on the grid from x at T − 1 to the clean end; x at every grid point and at 0."""
-        traj = {self.grid[0]: x}
+    def teacher_sample(self, x: torch.Tensor, cond: PromptEmbeds, w: float
+                       ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+        """DDIM on the grid from x at T − 1 to the clean end: x at every grid point and at 0, and the
+        teacher's ε at every grid point."""
+        traj, eps = {self.grid[0]: x}, {}
         with teacher_mode(self.pipe):
             for i, t in enumerate(self.grid):
                 s = self.grid[i + 1] if i + 1 < len(self.grid) else 0
-                x = ddim_step(x, self._eps(x, t, cond, w), self._a(t), self._a(s))
+                eps[t] = self._eps(x, t, cond, w)
+                x = ddim_step(x, eps[t], self._a(t), self._a(s))
                 traj[s] = x
-        return traj
+        return traj, eps
 
     @torch.no_grad()
     def teacher_invert(self, x: torch.Tensor, cond: PromptEmbeds) -> dict[int, torch.Tensor]:
@@ -105,16 +106,17 @@ class Probe:
         noise = torch.randn(x0.shape, generator=g).to(x0)
         x_T = torch.randn(x0.shape, generator=g).to(x0)
         out: dict[str, float] = {}
-        # reverse: one CDm jump per segment from the teacher's trajectory, guided and unguided
+        # reverse: one CDm jump per segment from the teacher's trajectory, guided and unguided, beside the
+        # teacher's own DDIM jump over the segment (its ε at x_t, from the trajectory)
         for label, scale in (("", w), ("_w1", 1.0)):
-            traj = self.teacher_sample(x_T, cond, scale)
+            traj, teacher_eps = self.teacher_sample(x_T, cond, scale)
+            pipe.unet.set_adapter(REVERSE)
             for t, s in b.reverse_steps():
-                pipe.unet.set_adapter(REVERSE)
                 jump = ddim_step(traj[t], self._eps(traj[t], t, cond, scale), self._a(t), self._a(s))
                 out[f"rev_rmse{label}_{t}_{s}"] = _rmse(jump, traj[s])
-                with teacher_mode(pipe):
-                    plain = ddim_step(traj[t], self._eps(traj[t], t, cond, scale), self._a(t), self._a(s))
+                plain = ddim_step(traj[t], teacher_eps[t], self._a(t), self._a(s))
                 out[f"ddim_rmse{label}_{t}_{s}"] = _rmse(plain, traj[s])
+        unguided_sample = traj[0]  # the last pass: w = 1
         # forward: one fCDm jump per segment from the teacher's inversion
         start = noise_to_start(x0, noise, b.start_timestep, self.alphas)
         inv = self.teacher_invert(start, cond) if b.start_timestep == self.grid[-1] else None
@@ -134,5 +136,5 @@ class Probe:
         out["recon_psnr"] = float(10 * torch.log10(torch.tensor(1.0 / max(mse, 1e-12))))
         # unguided samples from N(0, I)
         out["hf_icd"] = high_frequency_energy(bb.decode(pipe.decode(x_T, cond, 1.0, 1.0)))
-        out["hf_ddim"] = high_frequency_energy(bb.decode(self.teacher_sample(x_T, cond, 1.0)[0]))
+        out["hf_ddim"] = high_frequency_energy(bb.decode(unguided_sample))
         return out
