@@ -66,8 +66,6 @@ class CommonTrainConfig:
     log_every: int = 25
     threads: int = 2
     mixed_precision: str = "no"
-    # the UNet and its inputs in channels-last memory layout: oneDNN's convolutions are ~20 % faster so on CPU
-    channels_last: bool = True
 
     def __post_init__(self):
         if self.loss not in ("l2", "huber"):
@@ -102,6 +100,9 @@ class ICDTrainConfig(CommonTrainConfig):
     # optimiser step (clipped) after each term, one optimiser per adapter — the official trainer's schedule
     optimizer_steps: str = "summed"
     shared_noise: bool = False  # one noise draw per batch for every term (the official trainer), else one per term
+    # the UNet and its inputs in channels-last memory layout (oneDNN's convolutions; measured on the 2-core CPU:
+    # a stage-2 step 5 % faster at batch 16, 3 % at batch 8)
+    channels_last: bool = True
 
     def __post_init__(self):
         super().__post_init__()

@@ -22,15 +22,13 @@ def probe_models(*, teacher: str, forward_lora: str | None, reverse_lora: str | 
     from icd_bench.icd.boundaries import choose_boundaries
     from icd_bench.icd.pipeline import ICDPipeline
     from icd_bench.icd.probe import Probe
-    from icd_bench.toy.teacher import SceneBatcher
+    from icd_bench.icd.train import DataConfig, TrainData
 
     bb = load_backbone(backbone, device=device, dtype=torch.float32)
     pipe = ICDPipeline(bb, choose_boundaries(boundaries, None, None), teacher=teacher, forward_lora=forward_lora,
                        reverse_lora=reverse_lora, lora_alpha=lora_alpha)
-    x, captions = SceneBatcher(10_000 + seed).batch(0, images, dropout=0.0)
-    x = (x + 1) / 2
-    if x.shape[-1] != bb.resolution:
-        x = torch.nn.functional.interpolate(x, size=bb.resolution, mode="nearest")
+    # the toy training data's scenes, from a seed no training recipe uses
+    x, captions = TrainData(DataConfig(source="toy"), 10_000 + seed, bb.preprocess, bb.resolution).batch(0, images)
     return Probe(pipe).run(x, captions, guidance, seed=seed)
 
 
