@@ -39,6 +39,8 @@ HERE = Path(__file__).resolve()
 ROOT = HERE.parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "conformance"))
 sys.path.insert(0, str(HERE.parent))
+from make_goldens import commit, forget  # noqa: E402
+
 import golden_inputs as gi  # noqa: E402
 
 STRUCTURE_METRICS = ("structure_distance",)
@@ -106,10 +108,9 @@ def pie_model_metric_goldens(pnp_repo: Path, dino_repo: Path) -> dict:
     from transformers import CLIPImageProcessor
 
     torch.set_num_threads(2)
-    for name in list(sys.modules):
-        if name.split(".")[0] in ("utils", "models", "evaluation"):
-            del sys.modules[name]
+    forget("utils", "models", "evaluation")
     sys.path.insert(0, str(pnp_repo))
+    mc = real_resize = None
     try:
         evaluate = importlib.import_module("evaluation.evaluate")
         mc = sys.modules["evaluation.matrics_calculator"]
@@ -141,9 +142,10 @@ def pie_model_metric_goldens(pnp_repo: Path, dino_repo: Path) -> dict:
                 src, tgt = Image.fromarray(case["source"]), Image.fromarray(case["edited"])
                 clip.append({m: float(evaluate.calculate_metric(calc, m, src, tgt, mask3, mask3, src_prompt,
                                                                 tgt_prompt)) for m in CLIP_METRICS})
-        mc.Resize = real_resize
         return {"structure": structure, "clip": clip}
     finally:
+        if real_resize is not None:
+            mc.Resize = real_resize
         sys.path.remove(str(pnp_repo))
 
 
@@ -164,8 +166,6 @@ def provenance(pnp_commit: str, dino_commit: str) -> dict:
 
 
 def main() -> None:
-    from make_goldens import commit
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pnp-repo", type=Path, required=True)
     ap.add_argument("--dino-repo", type=Path, required=True, help="facebookresearch/dino (hubconf.py)")
