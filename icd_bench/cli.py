@@ -145,12 +145,38 @@ def run(
     if summary.total and summary.ok == 0 and summary.failed and summary.skipped == 0:
         raise typer.Exit(1)
     if score_after:
-        _score_and_show(summary.out, None, device, quiet=quiet)
+        scores = _score_and_show(summary.out, None, device, quiet=quiet)
+        if dataset == "demo" and task == "edit":
+            _print_demo_comparison(summary.out, runner.spec.preset or runner.spec.method, scores)
     if report_after:
         from icd_bench.reports.html_gallery import write_gallery
 
         page = write_gallery([summary.out], summary.out / "gallery.html")
         out.print(f"gallery: {page.resolve()} (open it in a browser)")
+
+
+def _print_demo_comparison(run_dir: Path, label: str, scores) -> None:
+    """This run's oracle figures beside the stored whole-demo-set ones of DDIM-50 (``ddim-toy``)."""
+    from icd_bench.store import RunStore
+    from icd_bench.toy.compare import REFERENCE, load_reference
+
+    reference, means = load_reference(), dict(zip(scores["metric"], scores["mean"], strict=True))
+    if reference is None or "ddim-toy" not in reference["methods"] or "toy_edit:success" not in means:
+        return
+    ok = [r for r in RunStore(run_dir).records() if r["status"] == "ok"]
+    table = Table(title=f"the demo edits, judged by the toy oracle (DDIM-50: CFG {reference['guidance']:g}, "
+                        f"stored by `{reference['command']}`, {reference['machine']})",
+                  title_justify="left", show_edge=False)
+    for col in ("", "edits", "edit success", "background PSNR", "UNet evaluations / edit", "seconds / edit"):
+        table.add_column(col, justify="left" if not col else "right")
+    table.add_row(f"this run ({label})", str(len(ok)), f"{means['toy_edit:success']:.0%}",
+                  f"{means['toy_edit:background_psnr']:.1f} dB", f"{statistics.mean(r['nfe'] for r in ok):g}",
+                  f"{statistics.mean(r['seconds'] for r in ok):.2f}")
+    ddim = reference["methods"]["ddim-toy"]
+    table.add_row("DDIM-50, prompt switch (ddim-toy)", str(ddim["edits"]), f"{ddim['toy_edit:success']:.0%}",
+                  f"{ddim['toy_edit:background_psnr']:.1f} dB", f"{ddim['nfe']:g}", f"{ddim['seconds_per_edit']:.2f}")
+    out.print(table)
+    out.print(f"(the DDIM-50 row is stored in {REFERENCE.name}; `icd-bench toy compare-edits` measures both on this machine)")
 
 
 def _run_with_progress(runner):
@@ -269,6 +295,7 @@ def _score_and_show(run_dir: Path, names, device: str, batch_size: int = 16, opt
         table.add_row(row.metric, f"{row.mean:.4f}", f"{row.std:.4f}", str(row.n_ok), failed)
     out.print(table)
     out.print(f"per-sample values: {run_dir / 'metrics.parquet'}")
+    return summary
 
 
 #: The options every trainer (and `toy evaluate`) shares.
@@ -466,7 +493,10 @@ def toy_compare_edits(
 ) -> None:
     """Edit the demo set with each method at one CFG scale; the toy oracle scores edit success,
     background PSNR and kept attributes; a table with UNet evaluations and seconds per edit, and a
-    before/after grid. The methods table: --methods icd-toy,ddim-toy,ddim-p2p-toy,npi-toy,nti-toy,ef-ddpm-toy --name methods."""
+    before/after grid. The methods table: --methods icd-toy,ddim-toy,ddim-p2p-toy,npi-toy,nti-toy,ef-ddpm-toy,renoise-toy,infedit-toy
+    --name methods. A whole-demo-set comparison that includes ddim-toy also stores its overall rows
+    in the package (toy/demo-edits.json): what `icd-bench run --dataset demo --task edit --score`
+    prints beside its own figures."""
     from icd_bench.config import resolve_method
     from icd_bench.toy.compare import compare_edits
 
@@ -479,8 +509,11 @@ def toy_compare_edits(
         f" --name {name}" if name != "edits" else "") + (f" --limit {limit}" if limit else "")
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"--name must be a plain file name, got {name!r}")
+    from icd_bench.toy.compare import REFERENCE
+
+    whole = limit is None and "ddim-toy" in names  # the figures `run --dataset demo --score` compares with
     path = compare_edits(names, guidance, work, out_dir, device=device, limit=limit, command=command, name=name,
-                         log=out.print)
+                         reference=REFERENCE if whole else None, log=out.print)
     typer.echo(path.read_text(encoding="utf-8"))
     out.print(f"written to {path}, {path.with_suffix('.csv')} and {path.with_suffix('.png')}")
 

@@ -8,6 +8,11 @@ one shared CFG scale, so guidance strength is not what differs), scores every ed
   per edit and the scores, edit success per edit type, and the command;
 - ``NAME.png``: before/after rows (the source and its prompt, then each method's edit with the
   target prompt and the oracle's verdict) for two edits of each type.
+
+A comparison over the whole demo set also refreshes the package's ``toy/demo-edits.json`` (each
+method's overall row, the CFG scale, the command and the machine): the figures `icd-bench run
+--dataset demo --task edit --score` prints beside its own, so the README's main job shows iCD next
+to DDIM-50 without running DDIM-50 again.
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ import pandas as pd
 from PIL import Image
 
 from icd_bench.gallery import image_grid
+from icd_bench.paths import ASSETS
 from icd_bench.store import RunStore
+
+#: The stored whole-demo-set comparison (see the module docstring).
+REFERENCE = ASSETS / "toy" / "demo-edits.json"
 
 MEASURES = {"toy_edit:success": "edit success", "toy_edit:background_psnr": "background PSNR (dB)",
             "toy_edit:kept": "kept attributes"}
@@ -46,9 +55,36 @@ def guidance_override(method: str, guidance: float) -> str:
     return f"{key}={guidance}"
 
 
+def write_reference(overall: pd.DataFrame, guidance: float, command: str, path: Path = REFERENCE) -> Path:
+    """Store each method's whole-demo-set row (edits, UNet evaluations and seconds per edit, the
+    oracle's measures) with the CFG scale, the command and the machine that measured it."""
+    import json
+    import os
+    import platform
+    from datetime import date
+
+    rows = {r["method"]: {"edits": int(r["n"]), "nfe": float(r["nfe"]), "seconds_per_edit": float(r["seconds per edit"]),
+                          **{key: float(r[label]) for key, label in MEASURES.items()}}
+            for _, r in overall.iterrows()}
+    doc = {"guidance": guidance, "command": command, "date": date.today().isoformat(),
+           "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "methods": rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def load_reference(path: Path = REFERENCE) -> dict | None:
+    """The stored comparison (``write_reference``'s document), or None when there is none."""
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def compare_edits(methods: list[str], guidance: float, work: Path, out: Path, *, dataset: str = "demo",
                   device: str = "auto", limit: int | None = None, per_type_shown: int = 2,
-                  command: str = "", name: str = "edits", log=print) -> Path:
+                  command: str = "", name: str = "edits", reference: Path | None = None, log=print) -> Path:
+    """Run, score and tabulate (see the module docstring); ``reference``: also store the overall rows
+    there (``write_reference``), which the CLI does for whole-demo-set comparisons."""
     from icd_bench.data.piebench import Demo
     from icd_bench.metrics.score import score_run
     from icd_bench.runner import RunConfig, Runner
@@ -74,6 +110,8 @@ def compare_edits(methods: list[str], guidance: float, work: Path, out: Path, *,
     table.to_csv(out / f"{name}.csv", index=False, float_format="%.4f")
 
     overall = table[table["edit type"] == "all"]
+    if reference is not None:
+        log(f"stored as the demo set's reference figures: {write_reference(overall, guidance, command, reference)}")
     lines = [f"# Editing the demo set: {', '.join(methods)} at CFG {guidance:g}", "",
              "Each method edits every demo image from its source prompt to its target prompt through the "
              "unified runner, at one shared CFG scale (a method's own scale otherwise); the toy oracle reads "
