@@ -138,6 +138,25 @@ def test_coco_edit(tmp_path):
         CocoEdit(data_dir=tmp_path / "nothing")
 
 
+@pytest.mark.parametrize("folder", ["train2014", "val2014", "."])
+def test_coco_edit_finds_an_image_in_the_split_its_name_names_or_says_which_to_unpack(tmp_path, folder):
+    """The published editing_coco.csv names COCO_train2014_* files: with a train2014/ folder, a
+    val2014/ folder beside it, or the images in the data directory itself, each is found."""
+    (tmp_path / "val2014").mkdir()
+    (tmp_path / folder).mkdir(exist_ok=True)
+    make_image(tmp_path / folder / "COCO_train2014_000000000007.jpg")
+    make_image(tmp_path / "val2014" / "COCO_val2014_000000000008.jpg")
+    (tmp_path / "editing_coco.csv").write_text(
+        "file_name,old_caption,edited_caption,blended_words\n"
+        "COCO_train2014_000000000007.jpg,a cat,a dog,\"('cat', 'dog')\"\n"
+        "COCO_val2014_000000000008.jpg,a cat,a dog,\"('cat', 'dog')\"\n"
+        "COCO_train2014_000000000009.jpg,a cat,a dog,\"('cat', 'dog')\"\n")
+    ds = CocoEdit(data_dir=tmp_path)
+    assert ds.load("COCO_train2014_000000000007").image.size == ds.load("COCO_val2014_000000000008").image.size
+    with pytest.raises(SampleError, match="looked in .*train2014.*val2014.*unpack train2014.zip"):
+        ds.load("COCO_train2014_000000000009")
+
+
 def test_coco_captions_from_the_official_annotations(tmp_path):
     (tmp_path / "annotations").mkdir()
     (tmp_path / "val2014").mkdir()

@@ -1,8 +1,10 @@
 """COCO 2014 val datasets of the iCD paper: the editing pairs and the 5K captions.
 
 ``coco-edit``: ``DATA_DIR/editing_coco.csv`` (``file_name, old_caption, edited_caption,
-blended_words`` — the blend words written as a Python tuple, e.g. ``('cat', 'dog')``) over the
-COCO 2014 val images in ``DATA_DIR/val2014/`` (or ``DATA_DIR`` itself).
+blended_words`` — the blend words written as a Python tuple, e.g. ``('cat', 'dog')``) over COCO 2014
+images. An image is looked up in the folder its name points to — ``COCO_train2014_*`` in
+``DATA_DIR/train2014/``, ``COCO_val2014_*`` in ``DATA_DIR/val2014/`` (the published list names
+train2014 files) — then in the other split's folder and in ``DATA_DIR`` itself.
 
 ``coco-captions``: image + caption pairs for generation (FID-5k) and for inversion, from
 ``DATA_DIR/captions.csv`` (``file_name, caption``) or, failing that, the official
@@ -24,8 +26,10 @@ from icd_bench.errors import ConfigError, SampleError
 from icd_bench.registry import DATASETS
 from icd_bench.types import EditSample
 
-COCO_HINT = ("COCO 2014 val images come from the COCO project (val2014.zip, 6 GB; annotations_trainval2014.zip "
-             "for captions); unpack val2014/ (and annotations/) under the data directory. See datasets/coco.md.")
+COCO_HINT = ("COCO 2014 images come from the COCO project (train2014.zip / val2014.zip; annotations_trainval2014.zip "
+             "for captions); unpack the split the file names point to (train2014/ for COCO_train2014_*, val2014/ for "
+             "COCO_val2014_*; and annotations/) under the data directory. See datasets/coco.md.")
+SPLITS = ("train2014", "val2014")
 
 
 def parse_blend_words(text: str) -> tuple[str, str] | None:
@@ -43,8 +47,18 @@ def parse_blend_words(text: str) -> tuple[str, str] | None:
     return (value[0].strip(), value[1].strip())
 
 
-def _image_dir(root: Path) -> Path:
-    return root / "val2014" if (root / "val2014").is_dir() else root
+def coco_image_file(root: Path, file_name: str, sample_id: str) -> Path:
+    """Where a COCO image is: the split folder its name names (``COCO_train2014_*`` →
+    ``train2014/``), then the other split's folder, then ``root``; a `SampleError` naming every
+    place looked in (and the split to unpack) when it is in none."""
+    named = next((s for s in SPLITS if Path(file_name).name.startswith(f"COCO_{s}_")), None)
+    folders = [root / s for s in sorted(SPLITS, key=lambda s: s != named)] + [root]
+    places = [data_file(folder, file_name, sample_id) for folder in folders]
+    found = next((p for p in places if p.is_file()), None)
+    if found is None:
+        hint = f"; {file_name} is a {named} image: unpack {named}.zip into {root / named}" if named else ""
+        raise SampleError(sample_id, "image file not found: looked in " + ", ".join(str(p) for p in places) + hint)
+    return found
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
@@ -74,7 +88,6 @@ class CocoEdit:
             raise ConfigError(f"coco-edit data not found: {path} does not exist. It is the editing CSV of "
                               f"the iCD reference code (file_name, old_caption, edited_caption, blended_words). "
                               f"{COCO_HINT}")
-        self.images = _image_dir(self.root)
         self.rows: dict[str, tuple[int, dict[str, str]]] = {}
         for line, row in _read_csv(path, ("file_name", "old_caption", "edited_caption")):
             if row.get("file_name"):
@@ -95,7 +108,7 @@ class CocoEdit:
             blend = parse_blend_words(row.get("blended_words", ""))
         except ValueError as exc:
             raise SampleError(sample_id, f"{exc} (line {line})") from None
-        image = load_rgb_image(data_file(self.images, row["file_name"], sample_id), sample_id)
+        image = load_rgb_image(coco_image_file(self.root, row["file_name"], sample_id), sample_id)
         blend, notes = checked_blend_words(sample_id, row["old_caption"], row["edited_caption"], blend)
         return EditSample(id=sample_id, image=image, source_prompt=row["old_caption"],
                           target_prompt=row["edited_caption"], blend_words=blend, notes=notes, edit_type="replace",
@@ -110,7 +123,6 @@ class CocoCaptions:
 
     def __init__(self, data_dir: str | Path | None = None, limit: int = 5000):
         self.root = Path(data_dir or "datasets/coco").expanduser()
-        self.images = _image_dir(self.root)
         self.captions: dict[str, tuple[str, str]] = {}
         csv_path = self.root / "captions.csv"
         ann = self.root / "annotations" / "captions_val2014.json"
@@ -143,6 +155,6 @@ class CocoCaptions:
         file_name, caption = self.captions[sample_id]
         if not caption:
             raise SampleError(sample_id, "empty caption")
-        image = load_rgb_image(data_file(self.images, file_name, sample_id), sample_id)
+        image = load_rgb_image(coco_image_file(self.root, file_name, sample_id), sample_id)
         return EditSample(id=sample_id, image=image, source_prompt=caption, target_prompt=caption,
                           meta={"file_name": file_name})
