@@ -107,7 +107,7 @@ def run(
     method: Annotated[str, typer.Option("--method", "-m", help="Method or preset name (see `icd-bench list methods` and `icd-bench list presets`).")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name (see `icd-bench list datasets`).")],
     data_dir: Annotated[Path | None, typer.Option(help="Where the dataset's files are.")] = None,
-    split: Annotated[str | None, typer.Option(help="Dataset split, e.g. piebench: all, realistic (the paper's 420), random (140).")] = None,
+    split: Annotated[str | None, typer.Option(help="Dataset split, e.g. piebench: all, realistic (the paper's 420), random (140), or the path of an id list (the published editing_pie_bench_140.csv / _all.csv as they are, or one id per line).")] = None,
     backbone: Annotated[str | None, typer.Option(help="Backbone: a registered name, a hub id or a local diffusers directory. Default: the preset's.")] = None,
     task: Annotated[str, typer.Option(help="edit (source → target prompt), invert (invert + reconstruct) or generate (from noise).")] = "edit",
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/<method>-<dataset>-<task>-<hash>). Re-running resumes it.")] = None,

@@ -18,6 +18,16 @@ from helpers import make_image, write_prompts  # noqa: E402
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 REPO = Path(__file__).resolve().parents[1]
+#: The official iCD repository's published benchmark lists, unchanged, beside the checkout (never copied in).
+BENCHMARKS = REPO.parent / "shared" / "benchmarks"
+
+
+def published(name: str) -> Path:
+    """A published benchmark list from ``../shared/benchmarks/``; the test is skipped, with the reason, without it."""
+    path = BENCHMARKS / name
+    if not path.is_file():
+        pytest.skip(f"{path} not found: the published benchmark lists are not beside this checkout")
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -12,6 +13,7 @@ from icd_bench.data.coco import CocoCaptions, CocoEdit, parse_blend_words
 from icd_bench.data.piebench import PieBench, decode_mask, encode_mask, in_split, strip_brackets
 from icd_bench.errors import ConfigError, SampleError
 
+from conftest import published
 from helpers import make_image
 
 
@@ -98,6 +100,34 @@ def test_piebench_splits(pie_dir):
     assert "111000000000" not in PieBench(data_dir=root, split="realistic").ids()
     with pytest.raises(ConfigError, match="unknown piebench split"):
         PieBench(data_dir=root, split="natural")
+
+
+@pytest.mark.parametrize("name, rule", [("editing_pie_bench_140.csv", "random"),
+                                        ("editing_pie_bench_all.csv", "realistic")])
+def test_piebench_runs_restricted_to_a_published_list_as_published(tmp_path, name, rule):
+    """The official lists (different column orders, a leading unnamed index column) name the ids
+    their split rule gives: a run restricted to the file and one with --split RULE see the same edits."""
+    listed = published(name)
+    ids = [name.removesuffix(".jpg") for name in pd.read_csv(listed, dtype=str)["file_name"]]
+    root = tmp_path / "pie"
+    (root / "annotation_images").mkdir(parents=True)
+    make_image(root / "annotation_images" / "x.jpg", size=64)
+    entry = {"image_path": "x.jpg", "original_prompt": "a [red] ball", "editing_prompt": "a [blue] ball",
+             "blended_word": "red blue", "mask": [0, 10]}
+    extra = ["111000000000", "313000000001"]  # neither random nor realistic
+    (root / "mapping_file.json").write_text(json.dumps({i: entry for i in extra + sorted(ids)}))
+    ds = PieBench(data_dir=root, split=str(listed))
+    assert ds.ids() == ids and len(ids) == {"random": 140, "realistic": 420}[rule]
+    assert set(PieBench(data_dir=root, split=rule).ids()) == set(ids)
+    assert ds.load(ids[-1]).target_prompt == "a blue ball" and ds.describe()["size"] == len(ids)
+    (tmp_path / "ids.txt").write_text(f"# two ids\n{ids[1]}\n{ids[0]}\n")
+    assert PieBench(data_dir=root, split=str(tmp_path / "ids.txt")).ids() == [ids[1], ids[0]]
+    (tmp_path / "ids.txt").write_text("999999999999\n")
+    with pytest.raises(ConfigError, match="1 id.* not in .*mapping_file.json: 999999999999"):
+        PieBench(data_dir=root, split=str(tmp_path / "ids.txt"))
+    (tmp_path / "bad.csv").write_text("image,caption\nx.jpg,a\n")
+    with pytest.raises(ConfigError, match="file_name or id column; found image, caption"):
+        PieBench(data_dir=root, split=str(tmp_path / "bad.csv"))
 
 
 def test_piebench_missing_data_says_what_to_download(tmp_path):

@@ -9,11 +9,15 @@ Edited words are marked ``[like this]`` in the prompts; the brackets are removed
 model sees and kept in ``meta``. The mask is run-length pairs (start, length) over a row-major
 512×512 grid; as the benchmark's own evaluation does, the 1-pixel border is forced into the mask.
 Splits: ``all`` (700), ``realistic`` (the iCD paper's 420: ids whose first digit is 0 or second
-digit is 2) and ``random`` (the 140 of edit type 0).
+digit is 2) and ``random`` (the 140 of edit type 0) — or the path of an id list: a published
+editing CSV as is (``editing_pie_bench_140.csv``, ``editing_pie_bench_all.csv``: the ids are the
+``file_name`` stems, whatever the column order) or a text file of ids, one per line. Prompts,
+masks and edit types always come from ``mapping_file.json``.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -81,6 +85,25 @@ def strip_brackets(prompt: str) -> tuple[str, list[str]]:
     return " ".join(text.split()), words
 
 
+def read_id_list(path: Path) -> list[str]:
+    """The sample ids of a list file: a CSV with a ``file_name`` (ids = the names' stems) or ``id``
+    column, as the official iCD code publishes its PIE-Bench lists, or one id per line."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the id list {path}: {exc}") from None
+    if path.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        header = [h.strip() for h in (rows[0].keys() if rows else []) if h]
+        column = next((c for c in ("file_name", "id") if c in header), None)
+        if column is None:
+            raise ConfigError(f"{path}: an id list needs a file_name or id column; found {', '.join(header) or 'none'}")
+        ids = [Path(str(r[column]).strip()).stem if column == "file_name" else str(r[column]).strip() for r in rows]
+    else:
+        ids = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return list(dict.fromkeys(i for i in ids if i))
+
+
 def in_split(sample_id: str, split: str) -> bool:
     if split == "all":
         return True
@@ -93,7 +116,7 @@ def in_split(sample_id: str, split: str) -> bool:
 
 @DATASETS.register("piebench")
 class PieBench:
-    """PIE-Bench (700 edits, 10 types) in its published layout; --split all|realistic|random."""
+    """PIE-Bench (700 edits, 10 types) in its published layout; --split all|realistic|random or an id list file."""
 
     name: ClassVar[str] = "piebench"
     default_dir: ClassVar[str] = "datasets/piebench"
@@ -101,8 +124,12 @@ class PieBench:
     def __init__(self, data_dir: str | Path | None = None, split: str = "all"):
         self.root = Path(data_dir or self.default_dir).expanduser()
         self.split = split
+        listed = None
         if split not in SPLITS:
-            raise ConfigError(f"unknown {self.name} split {split!r}; use one of {', '.join(SPLITS)}")
+            if not Path(split).expanduser().is_file():
+                raise ConfigError(f"unknown {self.name} split {split!r}; use one of {', '.join(SPLITS)} "
+                                  f"or the path of an id list (e.g. the published editing_pie_bench_140.csv)")
+            listed = read_id_list(Path(split).expanduser())
         mapping = self.root / "mapping_file.json"
         if not mapping.is_file():
             raise ConfigError(f"{self.name} data not found: {mapping} does not exist. {self.download_hint()}")
@@ -115,7 +142,14 @@ class PieBench:
             raise ConfigError(f"{mapping} is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{mapping} must map ids to entries")
-        self.entries: dict[str, Any] = {k: v for k, v in data.items() if len(k) < 2 or in_split(k, split)}
+        if listed is not None:
+            absent = [i for i in listed if i not in data]
+            if absent:
+                raise ConfigError(f"{len(absent)} id(s) of {split} are not in {mapping}: {', '.join(absent[:5])}"
+                                  + (" ..." if len(absent) > 5 else ""))
+            self.entries: dict[str, Any] = {k: data[k] for k in listed}
+        else:
+            self.entries = {k: v for k, v in data.items() if len(k) < 2 or in_split(k, split)}
 
     def download_hint(self) -> str:
         return DOWNLOAD_HINT
