@@ -161,16 +161,22 @@ def versions() -> dict[str, str]:
     return out
 
 
-def open_dataset(name: str, *, data_dir: Path | None = None, split: str | None = None):
-    """Instantiate a registered dataset with the options given (unset ones keep its defaults)."""
+def open_dataset(name: str, *, data_dir: Path | None = None, split: str | None = None, task: str | None = None):
+    """Instantiate a registered dataset with the options given (unset ones keep its defaults). A
+    dataset that declares ``tasks`` refuses the others; one whose constructor takes ``task`` is told
+    it (e.g. to read no images for ``generate``)."""
     import inspect
 
     cls = DATASETS.get(name)
+    if task is not None and task not in getattr(cls, "tasks", TASKS):
+        raise ConfigError(f"dataset {name!r} has no source images: it supports --task {', '.join(cls.tasks)}")
     options = {k: v for k, v in (("data_dir", data_dir), ("split", split)) if v is not None}
     accepted = inspect.signature(cls).parameters
     for key in options:
         if key not in accepted:
             raise ConfigError(f"dataset {name!r} takes no --{key.replace('_', '-')}")
+    if task is not None and "task" in accepted:
+        options["task"] = task
     return cls(**options)
 
 
@@ -204,7 +210,7 @@ class Runner:
         if not self.backbone_name:
             raise ConfigError(f"{cfg.method!r} names no backbone: pass --backbone (a name from "
                               f"`icd-bench list backbones`, a hub id or a local directory)")
-        self.dataset = open_dataset(cfg.dataset, data_dir=cfg.data_dir, split=cfg.split)
+        self.dataset = open_dataset(cfg.dataset, data_dir=cfg.data_dir, split=cfg.split, task=cfg.task)
         self.shard = resolve_shard(cfg.shard)
         self.device = resolve_device(cfg.device, self.shard)
         self.dtype = resolve_dtype(cfg.dtype, self.device)

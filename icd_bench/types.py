@@ -24,7 +24,7 @@ class EditSample:
     """One benchmark item, whatever the dataset."""
 
     id: str
-    image: Image.Image  # RGB source
+    image: Image.Image | None  # RGB source; None in a prompts-only sample (--task generate)
     source_prompt: str
     target_prompt: str
     blend_words: tuple[str, str] | None = None  # Prompt-to-Prompt local-blend words (source, target)

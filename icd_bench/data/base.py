@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import warnings
 from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
@@ -9,7 +10,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from icd_bench.errors import SampleError, SampleWarning
+from icd_bench.errors import ConfigError, SampleError, SampleWarning
 from icd_bench.types import EditSample
 from icd_bench.words import has_word
 
@@ -104,3 +105,19 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(bg, rgba).convert("RGB")
     return im.convert("RGB")
+
+
+def read_csv_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV with a header, cells stripped, unnamed columns (a pandas index) dropped;
+    `ConfigError` naming the missing ``required`` columns or why the file is unreadable."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in reader.fieldnames or []]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header)}")
+            return [(i, {(k or "").strip(): (v or "").strip() for k, v in row.items() if k})
+                    for i, row in enumerate(reader, start=2)]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"{path}: unreadable CSV: {exc}") from None

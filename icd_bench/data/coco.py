@@ -7,20 +7,20 @@ images. An image is looked up in the folder its name points to — ``COCO_train2
 train2014 files) — then in the other split's folder and in ``DATA_DIR`` itself.
 
 ``coco-captions``: image + caption pairs for generation (FID-5k) and for inversion, from
-``DATA_DIR/captions.csv`` (``file_name, caption``) or, failing that, the official
-``DATA_DIR/annotations/captions_val2014.json`` (the first caption of each image, images in id
-order, the first ``limit`` of them — 5000 by default).
+``DATA_DIR/captions.csv`` or the published ``DATA_DIR/generation_coco.csv`` (``file_name, caption``)
+or, failing both, the official ``DATA_DIR/annotations/captions_val2014.json`` (the first caption of
+each image, images in id order); the first ``limit`` of them — 5000 by default. ``--task
+generate`` reads no image (the FID reference set is given to the metric, not to the run).
 """
 
 from __future__ import annotations
 
 import ast
-import csv
 import json
 from pathlib import Path
 from typing import ClassVar
 
-from icd_bench.data.base import checked_blend_words, data_file, load_rgb_image, unique_id
+from icd_bench.data.base import checked_blend_words, data_file, load_rgb_image, read_csv_rows, unique_id
 from icd_bench.data.folder import sample_id_for
 from icd_bench.errors import ConfigError, SampleError
 from icd_bench.registry import DATASETS
@@ -30,6 +30,7 @@ COCO_HINT = ("COCO 2014 images come from the COCO project (train2014.zip / val20
              "for captions); unpack the split the file names point to (train2014/ for COCO_train2014_*, val2014/ for "
              "COCO_val2014_*; and annotations/) under the data directory. See datasets/coco.md.")
 SPLITS = ("train2014", "val2014")
+CAPTION_FILES = ("captions.csv", "generation_coco.csv")  # the second: the official iCD code's published list
 
 
 def parse_blend_words(text: str) -> tuple[str, str] | None:
@@ -61,20 +62,6 @@ def coco_image_file(root: Path, file_name: str, sample_id: str) -> Path:
     return found
 
 
-def _read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip() for h in reader.fieldnames or []]
-            missing = [c for c in required if c not in header]
-            if missing:
-                raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header)}")
-            return [(i, {(k or "").strip(): (v or "").strip() for k, v in row.items() if k})
-                    for i, row in enumerate(reader, start=2)]
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError(f"{path}: unreadable CSV: {exc}") from None
-
-
 @DATASETS.register("coco-edit")
 class CocoEdit:
     """The iCD paper's COCO editing pairs (~140): editing_coco.csv over COCO 2014 val images."""
@@ -89,7 +76,7 @@ class CocoEdit:
                               f"the iCD reference code (file_name, old_caption, edited_caption, blended_words). "
                               f"{COCO_HINT}")
         self.rows: dict[str, tuple[int, dict[str, str]]] = {}
-        for line, row in _read_csv(path, ("file_name", "old_caption", "edited_caption")):
+        for line, row in read_csv_rows(path, ("file_name", "old_caption", "edited_caption")):
             if row.get("file_name"):
                 sid = unique_id(sample_id_for(row["file_name"]), self.rows)
                 self.rows[sid] = (line, row)
@@ -121,13 +108,14 @@ class CocoCaptions:
 
     name: ClassVar[str] = "coco-captions"
 
-    def __init__(self, data_dir: str | Path | None = None, limit: int = 5000):
+    def __init__(self, data_dir: str | Path | None = None, limit: int = 5000, task: str | None = None):
         self.root = Path(data_dir or "datasets/coco").expanduser()
+        self.with_images = task != "generate"
         self.captions: dict[str, tuple[str, str]] = {}
-        csv_path = self.root / "captions.csv"
+        csv_path = next((p for p in (self.root / n for n in CAPTION_FILES) if p.is_file()), self.root / CAPTION_FILES[0])
         ann = self.root / "annotations" / "captions_val2014.json"
         if csv_path.is_file():
-            for _, row in _read_csv(csv_path, ("file_name", "caption"))[:limit]:
+            for _, row in read_csv_rows(csv_path, ("file_name", "caption"))[:limit]:
                 if row.get("file_name"):
                     self.captions.setdefault(sample_id_for(row["file_name"]), (row["file_name"], row["caption"]))
         elif ann.is_file():
@@ -142,8 +130,8 @@ class CocoCaptions:
             for image_id in sorted(first)[:limit]:
                 self.captions[sample_id_for(files[image_id])] = (files[image_id], first[image_id])
         else:
-            raise ConfigError(f"coco-captions data not found: neither {csv_path} (file_name,caption) nor {ann} "
-                              f"exists. {COCO_HINT}")
+            raise ConfigError(f"coco-captions data not found: none of {', '.join(CAPTION_FILES)} (file_name,caption) "
+                              f"in {self.root}, nor {ann}. {COCO_HINT}")
 
     def ids(self) -> list[str]:
         return list(self.captions)
@@ -155,6 +143,6 @@ class CocoCaptions:
         file_name, caption = self.captions[sample_id]
         if not caption:
             raise SampleError(sample_id, "empty caption")
-        image = load_rgb_image(coco_image_file(self.root, file_name, sample_id), sample_id)
+        image = load_rgb_image(coco_image_file(self.root, file_name, sample_id), sample_id) if self.with_images else None
         return EditSample(id=sample_id, image=image, source_prompt=caption, target_prompt=caption,
                           meta={"file_name": file_name})

@@ -46,7 +46,8 @@ def load_items(run_dir: Path) -> tuple[list[ScoreItem], list[tuple[str, str]], d
     dataset = None
     try:
         data_dir = ds_cfg.get("data_dir")
-        dataset = open_dataset(ds_cfg["name"], data_dir=Path(data_dir) if data_dir else None, split=ds_cfg.get("split"))
+        dataset = open_dataset(ds_cfg["name"], data_dir=Path(data_dir) if data_dir else None, split=ds_cfg.get("split"),
+                               task=cfg.get("task"))
     except IcdBenchError:
         pass  # scoring what the images alone allow (whole-image metrics)
     items, failed = [], []
