@@ -3,13 +3,13 @@ official scripts' settings, and say where each value comes from."""
 
 from __future__ import annotations
 
-import tomllib
-
 import pytest
 
-from conftest import REPO
+from icd_bench.config import tomllib
 from icd_bench.icd.train import CFG_SECTIONS, ICD_SECTIONS
 from icd_bench.training_utils import load_recipe
+
+from conftest import REPO
 
 RECIPES = {"cfg-distill-sd15.toml": CFG_SECTIONS, "icd-sd15.toml": ICD_SECTIONS, "icd-sdxl.toml": ICD_SECTIONS}
 
