@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,7 @@ import torch
 
 from icd_bench import __version__
 from icd_bench.config import MethodSpec, resolve_method
-from icd_bench.errors import ConfigError, IcdBenchError, SampleError
+from icd_bench.errors import ConfigError, IcdBenchError, SampleError, SampleWarning
 from icd_bench.metrics.functional import psnr
 from icd_bench.registry import DATASETS, METHODS
 from icd_bench.store import MANIFEST, RunStore, config_hash
@@ -260,6 +261,14 @@ class Runner:
         return todo
 
     def run(self) -> RunSummary:
+        """Run every sample not yet done. A sample's caveats (`SampleWarning`: a truncated prompt,
+        blend words not in their prompt, ...) are not raised as Python warnings here: they are kept
+        in its record's ``warnings`` and in the summary, with the sample's id, once."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SampleWarning)
+            return self._run()
+
+    def _run(self) -> RunSummary:
         from icd_bench.backbones import load_backbone
 
         fresh = not (self.out / MANIFEST).exists()

@@ -110,15 +110,22 @@ class NFECounter:
 
 def truncation_notes(tokenizer, prompts: Sequence[str]) -> list[str | None]:
     """Per prompt, None, or a note saying that it is longer than the text encoder's window and is
-    truncated to ``model_max_length`` tokens, as diffusers' pipelines do, naming the words dropped."""
+    truncated to ``model_max_length`` tokens, as diffusers' pipelines do, naming the prompt's whole
+    words from the first one that does not fit (a word cut inside counts as dropped)."""
     limit = tokenizer.model_max_length
     notes: list[str | None] = []
-    for ids in tokenizer(list(prompts), truncation=False).input_ids:
-        dropped = tokenizer.decode(ids[limit - 1:-1]) if len(ids) > limit else None
-        if dropped is not None and len(dropped) > 80:  # the record holds the whole prompt
+    for prompt, ids in zip(prompts, tokenizer(list(prompts), truncation=False).input_ids, strict=True):
+        if len(ids) <= limit:
+            notes.append(None)
+            continue
+        words = prompt.split()
+        lengths = [len(x) for x in tokenizer([" ".join(words[:i]) for i in range(1, len(words) + 1)],
+                                             truncation=False).input_ids]
+        kept = sum(n <= limit for n in lengths)  # prefixes grow monotonically in tokens
+        dropped = " ".join(words[kept:])
+        if len(dropped) > 80:  # the record holds the whole prompt
             dropped = dropped[:80] + "…"
-        notes.append(None if dropped is None else
-                     f"prompt truncated to {limit} tokens ({len(ids)} given); ignored: {dropped!r}")
+        notes.append(f"prompt truncated to {limit} tokens ({len(ids)} given); ignored: {dropped!r}")
     return notes
 
 
