@@ -205,3 +205,22 @@ def test_coco_captions_from_the_official_annotations(tmp_path):
     assert CocoCaptions(data_dir=tmp_path, limit=1).ids() == ["COCO_val2014_000000000003"]
     with pytest.raises(ConfigError, match="captions_val2014.json"):
         CocoCaptions(data_dir=tmp_path / "none")
+
+
+def test_the_published_coco_editing_list_loads_as_published(tmp_path):
+    """editing_coco.csv as the official code publishes it (a leading unnamed index column, an
+    'Unnamed: 0' column, COCO_train2014_* names, tuple-as-text blend words) over placeholder images
+    in train2014/: every row is a sample with its captions and blend words."""
+    listed = published("editing_coco.csv")
+    table = pd.read_csv(listed, index_col=0)
+    (tmp_path / "train2014").mkdir()
+    for name in set(table["file_name"]):
+        make_image(tmp_path / "train2014" / name, size=16)
+    (tmp_path / "editing_coco.csv").write_bytes(listed.read_bytes())
+    ds = CocoEdit(data_dir=tmp_path)
+    assert len(ds.ids()) == len(table) == 142
+    samples = [ds.load(i) for i in ds.ids()]
+    assert [s.source_prompt for s in samples] == list(table["old_caption"].str.strip())
+    assert [s.target_prompt for s in samples] == list(table["edited_caption"].str.strip())
+    blends = [s.blend_words for s in samples]
+    assert blends[0] == ("child", "lion") and sum(b is not None for b in blends) >= 0.9 * len(blends)
