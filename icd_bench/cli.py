@@ -164,19 +164,19 @@ def _print_demo_comparison(run_dir: Path, label: str, scores) -> None:
     if reference is None or "ddim-toy" not in reference["methods"] or "toy_edit:success" not in means:
         return
     ok = [r for r in RunStore(run_dir).records() if r["status"] == "ok"]
-    table = Table(title=f"the demo edits, judged by the toy oracle (DDIM-50: CFG {reference['guidance']:g}, "
-                        f"stored by `{reference['command']}`, {reference['machine']})",
-                  title_justify="left", show_edge=False)
-    for col in ("", "edits", "edit success", "background PSNR", "UNet evaluations / edit", "seconds / edit"):
+    table = Table(title="the demo edits, judged by the toy oracle", title_justify="left", show_edge=False)
+    for col in ("", "edits", "edit success", "background PSNR", "UNet evals / edit", "s / edit"):
         table.add_column(col, justify="left" if not col else "right")
     table.add_row(f"this run ({label})", str(len(ok)), f"{means['toy_edit:success']:.0%}",
                   f"{means['toy_edit:background_psnr']:.1f} dB", f"{statistics.mean(r['nfe'] for r in ok):g}",
                   f"{statistics.mean(r['seconds'] for r in ok):.2f}")
     ddim = reference["methods"]["ddim-toy"]
-    table.add_row("DDIM-50, prompt switch (ddim-toy)", str(ddim["edits"]), f"{ddim['toy_edit:success']:.0%}",
+    table.add_row("DDIM-50 (ddim-toy)", str(ddim["edits"]), f"{ddim['toy_edit:success']:.0%}",
                   f"{ddim['toy_edit:background_psnr']:.1f} dB", f"{ddim['nfe']:g}", f"{ddim['seconds_per_edit']:.2f}")
     out.print(table)
-    out.print(f"(the DDIM-50 row is stored in {REFERENCE.name}; `icd-bench toy compare-edits` measures both on this machine)")
+    out.print(f"DDIM-50: a prompt switch at CFG {reference['guidance']:g}, stored in {REFERENCE.name} by "
+              f"`{reference['command']}` ({reference['machine']}, {reference['date']}); that command measures "
+              "both on this machine")
 
 
 def _run_with_progress(runner):

@@ -80,11 +80,12 @@ def test_main_job_edits_the_demo_with_icd_and_shows_ddim_50_beside_it(tmp_path):
               "--score", "--report")
     assert res.returncode == 0, res.stderr
     ddim = load_reference()["methods"]["ddim-toy"]
-    assert "this run (icd-toy)" in res.stdout and "DDIM-50, prompt switch (ddim-toy)" in res.stdout
+    assert "this run (icd-toy)" in res.stdout and "DDIM-50 (ddim-toy)" in res.stdout
     assert f"{ddim['toy_edit:background_psnr']:.1f} dB" in res.stdout and " 150 " in res.stdout
     assert "toy_edit:success" in res.stdout and f"gallery: {out.resolve() / 'gallery.html'}" in res.stdout
     row = next(line for line in res.stdout.splitlines() if "this run (icd-toy)" in line)
-    assert row.split()[3] == "3" and " 8 " in row  # three edits, 4 + 4 UNet evaluations each
+    cells = [c.strip() for c in row.replace("│", "|").split("|")]
+    assert cells[1] == "3" and cells[4] == "8"  # three edits, 4 + 4 UNet evaluations each
 
 
 def test_main_job_on_the_bundled_demo_with_the_bundled_teacher(tmp_path):
