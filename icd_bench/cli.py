@@ -498,7 +498,7 @@ def toy_compare_edits(
     in the package (toy/demo-edits.json): what `icd-bench run --dataset demo --task edit --score`
     prints beside its own figures."""
     from icd_bench.config import resolve_method
-    from icd_bench.toy.compare import compare_edits
+    from icd_bench.toy.compare import REFERENCE, compare_edits
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     if not names:
@@ -509,8 +509,6 @@ def toy_compare_edits(
         f" --name {name}" if name != "edits" else "") + (f" --limit {limit}" if limit else "")
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"--name must be a plain file name, got {name!r}")
-    from icd_bench.toy.compare import REFERENCE
-
     whole = limit is None and "ddim-toy" in names  # the figures `run --dataset demo --score` compares with
     path = compare_edits(names, guidance, work, out_dir, device=device, limit=limit, command=command, name=name,
                          reference=REFERENCE if whole else None, log=out.print)

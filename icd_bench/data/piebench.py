@@ -17,7 +17,6 @@ masks and edit types always come from ``mapping_file.json``.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from icd_bench.data.base import checked_blend_words, data_file, load_rgb_image
+from icd_bench.data.base import checked_blend_words, data_file, load_rgb_image, read_csv_rows
 from icd_bench.errors import ConfigError, SampleError
 from icd_bench.registry import DATASETS
 from icd_bench.types import EditSample
@@ -88,18 +87,18 @@ def strip_brackets(prompt: str) -> tuple[str, list[str]]:
 def read_id_list(path: Path) -> list[str]:
     """The sample ids of a list file: a CSV with a ``file_name`` (ids = the names' stems) or ``id``
     column, as the official iCD code publishes its PIE-Bench lists, or one id per line."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the id list {path}: {exc}") from None
     if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
-        header = [h.strip() for h in (rows[0].keys() if rows else []) if h]
+        rows = [row for _, row in read_csv_rows(path, ())]
+        header = list(rows[0]) if rows else []
         column = next((c for c in ("file_name", "id") if c in header), None)
         if column is None:
             raise ConfigError(f"{path}: an id list needs a file_name or id column; found {', '.join(header) or 'none'}")
-        ids = [Path(str(r[column]).strip()).stem if column == "file_name" else str(r[column]).strip() for r in rows]
+        ids = [Path(r[column]).stem if column == "file_name" else r[column] for r in rows]
     else:
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the id list {path}: {exc}") from None
         ids = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     return list(dict.fromkeys(i for i in ids if i))
 

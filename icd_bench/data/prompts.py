@@ -41,8 +41,7 @@ class Prompts:
                 raise ConfigError(f"{self.path}: a prompts CSV needs a caption or prompt column; "
                                   f"found {', '.join(sorted(header)) or 'none'}")
             for line, row in rows:
-                base = (row.get("id") or "").strip() or (sample_id_for(row["file_name"]) if row.get("file_name")
-                                                         else str(line - 1))
+                base = row.get("id") or row.get("file_name") or str(line - 1)  # cells come stripped
                 self.prompts[unique_id(sample_id_for(base), self.prompts)] = row[column]
         else:
             try:
