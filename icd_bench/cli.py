@@ -46,7 +46,7 @@ def _main(
     _state["debug"] = debug
 
 
-LIST_KINDS = ("methods", "presets", "datasets", "metrics", "backbones")
+LIST_KINDS = ("methods", "presets", "datasets", "metrics", "backbones", "suites")
 
 
 @app.command("list")
@@ -70,6 +70,16 @@ def list_cmd(
             table.add_column("description")
             for p in list_presets().values():
                 table.add_row(p.name, p.method, p.backbone or "", p.description)
+        elif k == "suites":
+            from icd_bench.studies.reproduce import list_suites, load_suite
+
+            table.add_column("name")
+            table.add_column("table")
+            table.add_column("runs")
+            table.add_column("description")
+            for name in list_suites():
+                suite = load_suite(name)
+                table.add_row(name, suite.table, str(len(suite.runs)), suite.description.split("\n")[0])
         elif k == "methods":
             presets = list_presets().values()
             table.add_column("name")
@@ -259,8 +269,6 @@ def score(
     local Hugging Face / torch caches, then a download when online; missing weights stop the
     command before any sample is scored.
     """
-    from icd_bench.metrics.weights import ENV
-
     if not run_dir.is_dir():
         raise ConfigError(f"run directory not found: {run_dir}")
     options: dict[str, str] = {}
@@ -269,12 +277,19 @@ def score(
         if not sep or not key.strip():
             raise ConfigError(f"--option expects KEY=VALUE, got {item!r}")
         options[key.strip()] = value.strip()
+    _use_weights_dir(weights_dir)
+    names = [m for m in metrics.split(",") if m.strip()] if metrics else None
+    _score_and_show(run_dir, names, device, batch_size, options, quiet)
+
+
+def _use_weights_dir(weights_dir: Path | None) -> None:
+    """--weights-dir: metric weights laid out as DIR/<weight key>/ (put in front of ICD_BENCH_WEIGHTS)."""
+    from icd_bench.metrics.weights import ENV
+
     if weights_dir is not None:
         if not weights_dir.is_dir():
             raise ConfigError(f"--weights-dir {weights_dir} is not a folder")
         os.environ[ENV] = ",".join(filter(None, [str(weights_dir), os.environ.get(ENV, "")]))
-    names = [m for m in metrics.split(",") if m.strip()] if metrics else None
-    _score_and_show(run_dir, names, device, batch_size, options, quiet)
 
 
 def _score_and_show(run_dir: Path, names, device: str, batch_size: int = 16, options=None, quiet: bool = False) -> None:
@@ -676,6 +691,61 @@ def report(
     path = out_dir / f"{table}.{fmt}"
     path.write_text(text, encoding="utf-8")
     out.print(f"written to {path}")
+
+
+@app.command()
+def reproduce(
+    suite_name: Annotated[str, typer.Argument(metavar="SUITE", help="A suite name (see `icd-bench list suites`) or the path of a suite .toml.")],
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for the suite's runs (one per entry) and the table (default: runs/suites/SUITE). Re-running resumes.")] = None,
+    data_dir: Annotated[list[str] | None, typer.Option("--data-dir", help="DATASET=PATH (e.g. piebench=data/PIE-Bench), or PATH for every dataset of the suite (repeatable).")] = None,
+    lists: Annotated[Path, typer.Option(help="Folder with the published instruction files (editing_pie_bench_140.csv, …) that suites name as {lists}/FILE.")] = Path("benchmarks"),
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="RUN.KEY=VALUE: a method parameter of one run (e.g. icd-xl.teacher=weights/sdxl_cfg_distill.pt), or *.KEY=VALUE for every run (repeatable).")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Only these runs of the suite (repeatable).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N samples of every run (a quick look, not the paper's numbers).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Samples per batch for every run (default: each run's own).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would run, what is already done, and every missing weight, data file or folder; run nothing.")] = False,
+    weights_dir: Annotated[Path | None, typer.Option(help="Folder of metric weights laid out as DIR/<weight key>/... (as `icd-bench score --weights-dir`).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Reproduce a paper table: run every entry of a suite through the runner (resumable: finished
+    samples and up-to-date scores are skipped), score it, and write TABLE.md / TABLE.csv with the
+    paper's numbers beside (and the figure where the suite names one). Every missing weight and data
+    file is named at once, before any work."""
+    from icd_bench.studies import reproduce as rep
+
+    _use_weights_dir(weights_dir)
+    suite = rep.load_suite(suite_name)
+    options = rep.Options(out=out_dir or Path("runs") / "suites" / suite.name,
+                          data_dirs=rep.parse_data_dirs(list(data_dir or [])), lists=lists,
+                          sets=rep.parse_sets(list(overrides or []), suite), limit=limit, only=tuple(only or ()),
+                          device=device, batch_size=batch_size)
+    if dry_run:
+        planned = rep.plan(suite, options)
+        table = Table(title=f"suite {suite.name} → {suite.table} in {options.out}", title_justify="left", show_edge=False)
+        for col in ("run", "method", "backbone", "dataset", "task", "metrics", "done"):
+            table.add_column(col)
+        for p in planned:
+            finished, current = rep.status(p)
+            done = "not started" if current is None else f"{finished} samples" + (", scored" if current else "")
+            split = f" ({Path(p.config.split).name})" if p.config.split else ""
+            table.add_row(p.run.name, p.run.method, p.config.backbone or "preset's", p.run.dataset + split, p.run.task,
+                          ", ".join(p.run.metrics) if p.run.metrics is not None else "defaults", done)
+        out.print(table)
+        problems = rep.group_problems(rep.preflight(planned))
+        if not problems:
+            out.print("[green]ready[/]: every method, weight, backbone, dataset and metric was found")
+            return
+        out.print(f"[red]{len(problems)} problem(s)[/] stop this suite:")
+        for msg, runs in problems:
+            out.print(f"  - [bold]{escape(', '.join(runs))}[/]: {escape(msg)}")
+        raise typer.Exit(1)
+    result = rep.reproduce(suite, options, run_one=None if quiet else _run_with_progress,
+                           score_one=lambda p: _score_and_show(p.out, p.metrics, device, options=p.metric_options,
+                                                               quiet=quiet),
+                           log=out.print)
+    for path in result.written:
+        out.print(f"written: {path}")
 
 
 @app.command()

@@ -64,9 +64,7 @@ def _looks_like_hub_id(spec: str) -> bool:
     return bool(sep and owner and name and "/" not in name and not owner.startswith((".", "~")))
 
 
-@BACKBONES.register("toy")
-def toy(device="cpu", dtype=torch.float32) -> Backbone:
-    """The toy world's teacher, bundled: 32×32 pixel-space UNet trained on toy scenes."""
+def _toy_teacher_dir() -> Path:
     from icd_bench.errors import BackboneNotFoundError
     from icd_bench.toy.model import TEACHER_DIR
 
@@ -74,7 +72,13 @@ def toy(device="cpu", dtype=torch.float32) -> Backbone:
         raise BackboneNotFoundError(f"the toy teacher is not bundled in this install ({TEACHER_DIR}); "
                                     f"train it with `icd-bench train toy-teacher` and pass "
                                     f"--backbone runs/train/toy-teacher/pipeline")
-    return load_pretrained(str(TEACHER_DIR), device=device, dtype=dtype)
+    return TEACHER_DIR
+
+
+@BACKBONES.register("toy")
+def toy(device="cpu", dtype=torch.float32) -> Backbone:
+    """The toy world's teacher, bundled: 32×32 pixel-space UNet trained on toy scenes."""
+    return load_pretrained(str(_toy_teacher_dir()), device=device, dtype=dtype)
 
 
 def load_backbone(spec: str, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
@@ -91,5 +95,24 @@ def load_backbone(spec: str, *, device: torch.device | str = "cpu", dtype: torch
                            + f" {spec!r} is not a directory or a hub id (owner/name) either.")
 
 
-__all__ = ["Backbone", "NFECounter", "PromptEmbeds", "base", "load_backbone", "load_pretrained", "loaders", "random_backbone", "random_weights",
+def check_backbone(spec: str) -> None:
+    """Raise `BackboneNotFoundError` / `UnknownNameError` now when `load_backbone(spec)` would fail
+    for want of files (nothing is loaded): the hub models' files, a local directory's, the toy teacher."""
+    from icd_bench.backbones.loaders import check_pretrained
+
+    hub = {"sd15": SD15_HUB_ID, "sdxl": SDXL_HUB_ID}
+    if spec in hub:
+        return check_pretrained(hub[spec])
+    if spec == "toy":
+        _toy_teacher_dir()
+        return None
+    if spec in BACKBONES:  # built in code (tiny, random weights)
+        return None
+    if Path(spec).expanduser().exists() or _looks_like_hub_id(spec):
+        return check_pretrained(spec)
+    raise UnknownNameError(BACKBONES.unknown_message(spec)
+                           + f" {spec!r} is not a directory or a hub id (owner/name) either.")
+
+
+__all__ = ["check_backbone", "Backbone", "NFECounter", "PromptEmbeds", "base", "load_backbone", "load_pretrained", "loaders", "random_backbone", "random_weights",
            "tiny", "tiny_backbone"]

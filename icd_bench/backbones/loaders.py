@@ -192,6 +192,37 @@ def _load_tokenizer(source: str, subfolder: str, local: bool, max_length: int):
     return tok
 
 
+_COMPONENTS = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "vae", "scheduler")
+
+
+def check_pretrained(source: str) -> None:
+    """What `load_pretrained` needs, checked without loading a weight: model_index.json and every
+    component it lists — the files for a local directory, the configs in the hub cache otherwise
+    (offline) or on the hub. Raises `BackboneNotFoundError` naming what is missing."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        raise BackboneNotFoundError(f"{source} is a file: single-file checkpoints are not read")
+    local = path.is_dir()
+    source = str(path) if local else source
+    index = _model_index(source, local)
+    listed = [c for c in _COMPONENTS if _listed(index, c)]
+    if local:
+        for component in listed:
+            _check_local(source, component)
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not offline():
+        return  # model_index.json came from the hub; the rest downloads on first use
+    name = {"scheduler": "scheduler_config.json", "tokenizer": "tokenizer_config.json",
+            "tokenizer_2": "tokenizer_config.json"}
+    missing = [c for c in listed
+               if not isinstance(try_to_load_from_cache(source, f"{c}/{name.get(c, 'config.json')}"), str)]
+    if missing:
+        raise BackboneNotFoundError(f"backbone {source!r} is only partly in the hub cache (no "
+                                    f"{', '.join(m + '/' for m in missing)}). {_how_to_fix(source)}")
+
+
 def load_pretrained(source: str, *, device: torch.device | str = "cpu",
                     dtype: torch.dtype = torch.float32) -> Backbone:
     """An SD1.5- or SDXL-style `Backbone` from a local diffusers directory or a hub id.

@@ -126,6 +126,9 @@ class PieBench:
         listed = None
         if split not in SPLITS:
             if not Path(split).expanduser().is_file():
+                if "/" in split or Path(split).suffix in (".csv", ".txt"):
+                    raise ConfigError(f"{self.name} split file {split} does not exist (the published lists "
+                                      f"editing_pie_bench_140.csv / editing_pie_bench_all.csv: see datasets/piebench.md)")
                 raise ConfigError(f"unknown {self.name} split {split!r}; use one of {', '.join(SPLITS)} "
                                   f"or the path of an id list (e.g. the published editing_pie_bench_140.csv)")
             listed = read_id_list(Path(split).expanduser())

@@ -160,16 +160,16 @@ def _segments(boundaries: Boundaries, segment: torch.Tensor) -> tuple[torch.Tens
 
 def _there_and_back(frozen: Eps, trained: Eps, solver: Solver, x0: torch.Tensor, noise: torch.Tensor,
                     start: torch.Tensor, end: torch.Tensor, kind: str,
-                    land: torch.Tensor | None = None) -> torch.Tensor:
-    """Both preservation losses, unguided: x_start → ``frozen`` (no gradient) → x_end →
-    ``trained`` → back to ``land`` (default: start), compared with x_start — or with the clean
-    image x_0 where ``land`` is 0."""
+                    land: torch.Tensor | None = None, w_back: torch.Tensor | None = None) -> torch.Tensor:
+    """Both preservation losses: x_start → ``frozen`` (no gradient, unguided) → x_end →
+    ``trained`` (unguided, or at the scales ``w_back``) → back to ``land`` (default: start),
+    compared with x_start — or with the clean image x_0 where ``land`` is 0."""
     land = start if land is None else land
     w = torch.ones(len(start))
     x = solver.noise(x0, noise, start)
     with torch.no_grad():
         there = solver.move(x, frozen(x, start, w), start, end)
-    back = solver.move(there, trained(there, end, w), end, land)
+    back = solver.move(there, trained(there, end, w if w_back is None else w_back), end, land)
     target = torch.where((land == 0).to(x.device).view(-1, *([1] * (x.ndim - 1))), x0, x)
     return distance(back, target, kind)
 
@@ -184,8 +184,12 @@ def forward_preservation_loss(forward: Eps, reverse: Eps, solver: Solver, bounda
 
 def reverse_preservation_loss(forward: Eps, reverse: Eps, solver: Solver, boundaries: Boundaries,
                               x0: torch.Tensor, noise: torch.Tensor, segment: torch.Tensor,
-                              kind: str = "l2") -> tuple[torch.Tensor, dict]:
+                              kind: str = "l2", w: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """L_r = ‖CD(fCD(x_a)) − x_s‖, unguided; gradients reach only the reverse model.
+
+    ``w``: guidance scales for the CD leg (fCD stays unguided, as it encodes in editing). The paper
+    and the release train L_r unguided only ("Preserve losses work only for CFG=0"); a guided CD leg
+    is this project's option (``preserve_guidance = "sampled"``), off by default.
 
     CD lands on its own boundary s, the segment's lower end — the clean image (s = 0) in the first
     segment, as in the paper's eq. 4, where the reference code instead lands on the noisy x_19 the
@@ -195,4 +199,5 @@ def reverse_preservation_loss(forward: Eps, reverse: Eps, solver: Solver, bounda
     """
     a, b = _segments(boundaries, segment)
     s = torch.where(a == boundaries.start_timestep, torch.zeros_like(a), a)
-    return _there_and_back(forward, reverse, solver, x0, noise, a, b, kind, land=s), {"a": a, "b": b, "s": s}
+    return (_there_and_back(forward, reverse, solver, x0, noise, a, b, kind, land=s, w_back=w),
+            {"a": a, "b": b, "s": s})

@@ -92,6 +92,9 @@ class ICDTrainConfig(CommonTrainConfig):
     train_forward: bool = True
     lambda_f: float = 1.5  # forward preservation (0 disables)
     lambda_r: float = 1.5  # reverse preservation (0 disables)
+    # L_r's CD leg: "unguided" (the paper and the release) or "sampled" (at a scale drawn from
+    # guidance_scales, as the CD term — this project's option, so guided decoding learns to keep the source)
+    preserve_guidance: str = "unguided"
     target: str = "online"  # "online": the student without gradient (the reference); "ema"
     target_ema_decay: float = 0.95
     # the first solver step's teacher target: the clean end (true), or ᾱ_0 as the official solver (false)
@@ -108,6 +111,8 @@ class ICDTrainConfig(CommonTrainConfig):
         super().__post_init__()
         if self.target not in ("online", "ema"):
             raise ValueError(f"target must be online or ema, got {self.target!r}")
+        if self.preserve_guidance not in ("unguided", "sampled"):
+            raise ValueError(f"preserve_guidance must be unguided or sampled, got {self.preserve_guidance!r}")
         if self.optimizer_steps not in ("summed", "per_term"):
             raise ValueError(f"optimizer_steps must be summed or per_term, got {self.optimizer_steps!r}")
         if not (self.train_reverse or self.train_forward):
@@ -399,8 +404,9 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
                 after_term(FORWARD)
             if cfg.train_reverse and cfg.lambda_r > 0:
                 seg = torch.randint(0, n_seg, (b,), generator=g)
+                w_r = _draw_scales(cfg.guidance_scales, b, g) if cfg.preserve_guidance == "sampled" else None
                 loss, _ = reverse_preservation_loss(eps(FORWARD, cond), eps(REVERSE, cond), solver, boundaries,
-                                                    x0, draw(), seg, cfg.loss)
+                                                    x0, draw(), seg, cfg.loss, w=w_r)
                 acc.backward(cfg.lambda_r * loss)
                 values["preserve_r"] = loss.item()
                 after_term(REVERSE)
