@@ -110,7 +110,9 @@ class RunStore:
             raise RunStoreError(f"run directory {root} is not writable; choose another --out")
         path = root / MANIFEST
         if not path.exists():
-            others = [p.name for p in root.iterdir() if p.name not in ("images", "sources")]
+            # another shard may be writing the manifest right now (its temporary file)
+            others = [p.name for p in root.iterdir()
+                      if p.name not in ("images", "sources") and not p.name.startswith(".manifest.")]
             if others:
                 raise RunStoreError(f"{root} is not empty and has no {MANIFEST}: it is not an "
                                     f"icd-bench run directory; choose another --out")

@@ -171,7 +171,7 @@ class TrainLoop:
     ``log_every`` and ``checkpoint_every``."""
 
     def __init__(self, accelerator, out_dir: Path, recipe: dict, cfg, fields: list[str],
-                 progress: bool, log, desc: str):
+                 progress: bool, log, desc: str, params=None):
         from tqdm.auto import tqdm
 
         from icd_bench.runner import versions
@@ -193,6 +193,7 @@ class TrainLoop:
         self.bar = tqdm(total=cfg.steps, initial=self.start, desc=desc, disable=not (progress and self.main),
                         dynamic_ncols=True)
         self.fields, self.desc = fields, desc
+        self.params = list(params) if params is not None else []  # the trained tensors (replica check)
         self.window: list[dict[str, float]] = []
         self.t_last = time.perf_counter()
 
@@ -210,12 +211,35 @@ class TrainLoop:
             self.window, self.t_last = [], now
         if done % self.cfg.checkpoint_every == 0 or done == self.cfg.steps:
             self.acc.wait_for_everyone()
+            replicas = self.replica_digests()
             if self.main:
                 from icd_bench.runner import versions
 
-                self.ckpts.save(self.acc, done, {"recipe": recipe_to_dict(self.recipe), "versions": versions()})
+                meta = {"recipe": recipe_to_dict(self.recipe), "versions": versions(),
+                        "processes": self.acc.num_processes}
+                if replicas:
+                    meta["replica_digests"] = replicas
+                self.ckpts.save(self.acc, done, meta)
                 if self.losses.path.exists():
                     plot_losses(self.losses.path, self.out / "loss.png", self.fields, title=self.desc)
+
+    def replica_digests(self) -> list[str]:
+        """Under several processes: each one's SHA-256 of the trained weights, gathered — equal when
+        the averaged gradients kept the replicas in step; a `RuntimeError` when they are not."""
+        if self.acc.num_processes < 2 or not self.params:
+            return []
+        import hashlib
+
+        from accelerate.utils import gather_object
+
+        h = hashlib.sha256()
+        for p in self.params:
+            h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+        digests = gather_object([h.hexdigest()])
+        if len(set(digests)) > 1:
+            raise RuntimeError(f"the {len(digests)} training processes hold different weights "
+                               f"(digests {', '.join(d[:12] for d in digests)}): gradients were not averaged")
+        return digests
 
     def close(self):
         self.bar.close()

@@ -300,3 +300,26 @@ def test_ablations_switch_terms_off(tmp_path):
     assert (tmp_path / "r" / "loss.csv").read_text().splitlines()[0].startswith("step,cd,lr")
     with pytest.raises(ValueError, match="nothing to train"):
         ICDTrainConfig(train_forward=False, train_reverse=False)
+
+
+def test_guided_reverse_preservation_is_an_option_and_off_by_default(solver):
+    """L_r unguided by default (the release); ``w`` guides only its CD leg, and fCD stays unguided."""
+    x0, noise = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    seen = []
+
+    def forward(x, t, w):
+        seen.append(("f", w.tolist()))
+        return torch.full_like(x, 0.3)
+
+    def reverse(x, t, w):
+        seen.append(("r", w.tolist()))
+        return torch.full_like(x, 0.3) * w.view(-1, 1, 1, 1)  # the scale changes the step
+
+    seg = torch.tensor([0, 2])
+    plain, _ = reverse_preservation_loss(forward, reverse, solver, SET, x0, noise, seg)
+    assert seen == [("f", [1.0, 1.0]), ("r", [1.0, 1.0])]
+    seen.clear()
+    guided, _ = reverse_preservation_loss(forward, reverse, solver, SET, x0, noise, seg, w=torch.tensor([5.0, 3.0]))
+    assert seen == [("f", [1.0, 1.0]), ("r", [5.0, 3.0])] and not torch.isclose(plain, guided)
+    with pytest.raises(ValueError, match="preserve_scales"):
+        ICDTrainConfig(preserve_scales=())

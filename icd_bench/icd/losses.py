@@ -189,7 +189,7 @@ def reverse_preservation_loss(forward: Eps, reverse: Eps, solver: Solver, bounda
 
     ``w``: guidance scales for the CD leg (fCD stays unguided, as it encodes in editing). The paper
     and the release train L_r unguided only ("Preserve losses work only for CFG=0"); a guided CD leg
-    is this project's option (``preserve_guidance = "sampled"``), off by default.
+    is this project's option (the recipe's ``preserve_scales``), off by default.
 
     CD lands on its own boundary s, the segment's lower end — the clean image (s = 0) in the first
     segment, as in the paper's eq. 4, where the reference code instead lands on the noisy x_19 the

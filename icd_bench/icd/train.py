@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from icd_bench.data.stream import SOURCES as STREAM_SOURCES
+from icd_bench.data.stream import StreamData
 from icd_bench.icd.boundaries import Boundaries, check_boundary_choice, choose_boundaries
 from icd_bench.icd.guidance import guidance_code, guidance_embedding
 from icd_bench.icd.losses import (
@@ -45,9 +47,21 @@ from icd_bench.training_utils import TrainLoop, make_accelerator, recipe_to_dict
 # -- recipes --------------------------------------------------------------------------------------
 @dataclass
 class DataConfig:
-    source: str = "toy"  # "toy": the toy world's scenes; else a dataset name (e.g. coco-captions, folder)
+    # "toy": the toy world's scenes; "webdataset" / "hf": streamed image–caption pairs (data/stream.py);
+    # else a registered dataset name (e.g. coco-captions, folder)
+    source: str = "toy"
     data_dir: str | None = None
     split: str | None = None
+    urls: str | list[str] | None = None  # webdataset: shards, a brace pattern / a list / a folder of .tar
+    image_key: str = "jpg;jpeg;png;webp"  # webdataset: the image's extension in a sample (first found)
+    caption_key: str = "txt;caption"
+    dataset: str | None = None  # hf: a hub id or a local folder (save_to_disk output, or data files)
+    hf_split: str = "train"
+    image_column: str = "image"
+    caption_column: str = "text"
+    # write OUT/samples/process-I.jsonl: per step the keys of the samples process I read (streamed sources;
+    # an audit of the sharding and of resume)
+    log_samples: bool = False
 
 
 @dataclass
@@ -92,9 +106,9 @@ class ICDTrainConfig(CommonTrainConfig):
     train_forward: bool = True
     lambda_f: float = 1.5  # forward preservation (0 disables)
     lambda_r: float = 1.5  # reverse preservation (0 disables)
-    # L_r's CD leg: "unguided" (the paper and the release) or "sampled" (at a scale drawn from
-    # guidance_scales, as the CD term — this project's option, so guided decoding learns to keep the source)
-    preserve_guidance: str = "unguided"
+    # the CFG scales L_r's CD leg runs at, one drawn per sample: (1,) unguided, the paper and the release;
+    # others are this project's option, so that guided decoding too learns to return to the source
+    preserve_scales: tuple[float, ...] = (1.0,)
     target: str = "online"  # "online": the student without gradient (the reference); "ema"
     target_ema_decay: float = 0.95
     # the first solver step's teacher target: the clean end (true), or ᾱ_0 as the official solver (false)
@@ -111,8 +125,8 @@ class ICDTrainConfig(CommonTrainConfig):
         super().__post_init__()
         if self.target not in ("online", "ema"):
             raise ValueError(f"target must be online or ema, got {self.target!r}")
-        if self.preserve_guidance not in ("unguided", "sampled"):
-            raise ValueError(f"preserve_guidance must be unguided or sampled, got {self.preserve_guidance!r}")
+        if not self.preserve_scales or min(self.preserve_scales) < 0:
+            raise ValueError("preserve_scales must be non-empty and >= 0")
         if self.optimizer_steps not in ("summed", "per_term"):
             raise ValueError(f"optimizer_steps must be summed or per_term, got {self.optimizer_steps!r}")
         if not (self.train_reverse or self.train_forward):
@@ -131,9 +145,17 @@ ICD_SECTIONS = {"data": DataConfig, "train": ICDTrainConfig}
 class TrainData:
     """Deterministic batches of (images in [0, 1], captions) as functions of (seed, step, process)."""
 
-    def __init__(self, cfg: DataConfig, seed: int, preprocess, resolution: int):
+    def __init__(self, cfg: DataConfig, seed: int, preprocess, resolution: int, process: int = 0,
+                 processes: int = 1, out_dir: Path | None = None):
         self.cfg, self.seed, self.preprocess, self.resolution = cfg, seed, preprocess, resolution
-        if cfg.source == "toy":
+        self.stream = None
+        self.sample_log = (Path(out_dir) / "samples" / f"process-{process}.jsonl"
+                           if cfg.log_samples and out_dir is not None else None)
+        self._log_started = False
+        if cfg.source in STREAM_SOURCES:
+            self.stream = StreamData(cfg, seed, resolution, process, processes)
+            self.dataset = None
+        elif cfg.source == "toy":
             from icd_bench.toy.teacher import SceneBatcher
 
             self.scenes = SceneBatcher(seed)
@@ -150,6 +172,11 @@ class TrainData:
                 raise ConfigError(f"dataset {cfg.source!r} has no samples to train on")
 
     def batch(self, step: int, size: int, process: int = 0) -> tuple[torch.Tensor, list[str]]:
+        if self.stream is not None:
+            batch = self.stream.batch(step, size)
+            if self.sample_log is not None:
+                self._log(step, self.stream.last_keys)
+            return batch
         if self.dataset is None:
             images, captions = self.scenes.batch(step * 1000 + process, size, dropout=0.0)
             images = (images + 1) / 2
@@ -159,6 +186,19 @@ class TrainData:
         rng = random.Random(f"{self.seed}:{step}:{process}")
         samples = [self.dataset.load(rng.choice(self.ids)) for _ in range(size)]
         return self.preprocess([s.image for s in samples]), [s.source_prompt for s in samples]
+
+
+    def _log(self, step: int, keys: list[str]) -> None:
+        """One JSON line per step; a resumed run first drops the lines of the steps it redoes."""
+        path = self.sample_log
+        if not self._log_started:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            kept = [line for line in (path.read_text().splitlines() if path.is_file() else [])
+                    if line.strip() and json.loads(line)["step"] < step]
+            path.write_text("".join(line + "\n" for line in kept))
+            self._log_started = True
+        with open(path, "a") as f:
+            f.write(json.dumps({"step": step, "keys": keys}) + "\n")
 
 
 # -- shared machinery -------------------------------------------------------------------------------
@@ -197,9 +237,11 @@ def train_cfg_distill(recipe: dict, out_dir: Path, *, device: str = "auto", prog
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
     schedule = warmup_schedule(optimizer, cfg.warmup)
     student, optimizer, schedule = acc.prepare(student, optimizer, schedule)
-    data = TrainData(recipe["data"], cfg.seed, bb.preprocess, bb.resolution)
+    data = TrainData(recipe["data"], cfg.seed, bb.preprocess, bb.resolution, acc.process_index, acc.num_processes,
+                     out_dir)
     solver = Solver(bb.alphas_cumprod.float())
-    loop = TrainLoop(acc, out_dir, recipe, cfg, ["loss"], progress, log, "cfg distillation")
+    loop = TrainLoop(acc, out_dir, recipe, cfg, ["loss"], progress, log, "cfg distillation",
+                     params=acc.unwrap_model(student).parameters())
     null = bb.null_embeds(1)
     dim = acc.unwrap_model(student).config.time_cond_proj_dim
 
@@ -331,12 +373,13 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
     def after_term(adapter: str) -> None:
         if cfg.optimizer_steps == "per_term":
             take_step(adapter)
-    data = TrainData(recipe["data"], cfg.seed, bb.preprocess, bb.resolution)
+    data = TrainData(recipe["data"], cfg.seed, bb.preprocess, bb.resolution, acc.process_index, acc.num_processes,
+                     out_dir)
     solver = Solver(bb.alphas_cumprod.float(), cfg.solver_steps)
     fields = [f for f, on in (("cd", cfg.train_reverse), ("fcd", cfg.train_forward),
                               ("preserve_f", cfg.train_forward and cfg.lambda_f > 0),
                               ("preserve_r", cfg.train_reverse and cfg.lambda_r > 0)) if on]
-    loop = TrainLoop(acc, out_dir, recipe, cfg, fields, progress, log, "iCD")
+    loop = TrainLoop(acc, out_dir, recipe, cfg, fields, progress, log, "iCD", params=params.values())
     unet.train()
 
     def eps(adapter: str | None, cond):
@@ -404,7 +447,7 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
                 after_term(FORWARD)
             if cfg.train_reverse and cfg.lambda_r > 0:
                 seg = torch.randint(0, n_seg, (b,), generator=g)
-                w_r = _draw_scales(cfg.guidance_scales, b, g) if cfg.preserve_guidance == "sampled" else None
+                w_r = None if set(cfg.preserve_scales) == {1.0} else _draw_scales(cfg.preserve_scales, b, g)
                 loss, _ = reverse_preservation_loss(eps(FORWARD, cond), eps(REVERSE, cond), solver, boundaries,
                                                     x0, draw(), seg, cfg.loss, w=w_r)
                 acc.backward(cfg.lambda_r * loss)
