@@ -80,8 +80,13 @@ class CommonTrainConfig:
     log_every: int = 25
     threads: int = 2
     mixed_precision: str = "no"
+    # micro-batches per optimiser step: the global batch is processes x batch_size x accumulate
+    # (the official trainers take 1 and refuse others; more reaches a paper batch on fewer devices)
+    accumulate: int = 1
 
     def __post_init__(self):
+        if self.accumulate < 1:
+            raise ValueError("accumulate must be >= 1")
         if self.loss not in ("l2", "huber"):
             raise ValueError(f"loss must be l2 or huber, got {self.loss!r}")
         if not self.guidance_scales or min(self.guidance_scales) < 0:
@@ -207,6 +212,11 @@ def _step_generator(seed: int, step: int, process: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + process)
 
 
+def _micro_steps(step: int, accumulate: int) -> range:
+    """The data / noise indices of an optimiser step's micro-batches (``step`` itself without accumulation)."""
+    return range(step * accumulate, (step + 1) * accumulate)
+
+
 def _draw_scales(scales: tuple[float, ...], n: int, generator: torch.Generator) -> torch.Tensor:
     """n CFG scales drawn uniformly from the recipe's list."""
     return torch.tensor(scales)[torch.randint(0, len(scales), (n,), generator=generator)]
@@ -249,25 +259,29 @@ def train_cfg_distill(recipe: dict, out_dir: Path, *, device: str = "auto", prog
         return lambda x, tt, ww: unet(x, tt.to(x.device), timestep_cond=_w_embedding(ww, dim, x) if embed_w
                                       else None, **c.unet_kwargs()).sample
 
+    k = cfg.accumulate
     for step in range(loop.start, cfg.steps):
-        images, captions = data.batch(step, cfg.batch_size, acc.process_index)
-        g = _step_generator(cfg.seed, step, acc.process_index)
-        x0 = bb.encode_image(images)
-        noise = torch.randn(x0.shape, generator=g).to(x0)
-        t = torch.randint(0, bb.num_train_timesteps, (len(x0),), generator=g)
-        w = _draw_scales(cfg.guidance_scales, len(x0), g)
-        cond = bb.encode_prompt(captions)
-        uncond = null.repeat(len(x0))
-        with acc.autocast():
-            loss, _ = guidance_distillation_loss(run(student, cond, True), run(teacher, cond, False),
-                                                 run(teacher, uncond, False), solver, x0, noise, t, w, cfg.loss)
-        acc.backward(loss)
+        total = 0.0
+        for micro in _micro_steps(step, k):
+            images, captions = data.batch(micro, cfg.batch_size, acc.process_index)
+            g = _step_generator(cfg.seed, micro, acc.process_index)
+            x0 = bb.encode_image(images)
+            noise = torch.randn(x0.shape, generator=g).to(x0)
+            t = torch.randint(0, bb.num_train_timesteps, (len(x0),), generator=g)
+            w = _draw_scales(cfg.guidance_scales, len(x0), g)
+            cond = bb.encode_prompt(captions)
+            uncond = null.repeat(len(x0))
+            with acc.autocast():
+                loss, _ = guidance_distillation_loss(run(student, cond, True), run(teacher, cond, False),
+                                                     run(teacher, uncond, False), solver, x0, noise, t, w, cfg.loss)
+            acc.backward(loss / k)
+            total += loss.item() / k
         if cfg.grad_clip:
             acc.clip_grad_norm_(student.parameters(), cfg.grad_clip)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        loop.after_step(step, {"loss": loss.item()}, schedule.get_last_lr()[0])
+        loop.after_step(step, {"loss": total}, schedule.get_last_lr()[0])
     loop.close()
     path = Path(out_dir) / "cfg_distill.safetensors"
     if acc.is_main_process:
@@ -407,52 +421,61 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
         return g
 
     n_grid, n_seg = cfg.solver_steps, boundaries.steps
-    for step in range(loop.start, cfg.steps):
-        images, captions = data.batch(step, cfg.batch_size, acc.process_index)
-        g = _step_generator(cfg.seed, step, acc.process_index)
+
+    def batch_of(micro: int):
+        """One micro-batch: x_0, the prompt embeddings, its generator and its noise draws."""
+        images, captions = data.batch(micro, cfg.batch_size, acc.process_index)
+        g = _step_generator(cfg.seed, micro, acc.process_index)
         x0 = bb.encode_image(images)
         if cfg.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
-        cond = bb.encode_prompt(captions)
-        b = len(x0)
-
         shared = torch.randn(x0.shape, generator=g).to(x0) if cfg.shared_noise else None
 
-        def draw(x0=x0, g=g, shared=shared):
+        def draw():
             return shared if shared is not None else torch.randn(x0.shape, generator=g).to(x0)
+        return x0, bb.encode_prompt(captions), g, draw
 
+    def cd_term(x0, cond, g, draw):
+        w = _draw_scales(cfg.guidance_scales, len(x0), g)
+        index = torch.randint(0, n_grid, (len(x0),), generator=g)  # the official trainer's 0..N − 1
+        return reverse_cd_loss(eps(REVERSE, cond), target(REVERSE, cond), eps(None, cond), solver, boundaries,
+                               x0, draw(), index, w, cfg.loss, cfg.clean_anchor)[0]
+
+    def fcd_term(x0, cond, g, draw):
+        index = torch.randint(0, n_grid - 1, (len(x0),), generator=g)
+        return forward_cd_loss(eps(FORWARD, cond), target(FORWARD, cond), eps(None, cond), solver, boundaries,
+                               x0, draw(), index, cfg.loss)[0]
+
+    def preserve_f_term(x0, cond, g, draw):
+        seg = torch.randint(0, n_seg, (len(x0),), generator=g)
+        return forward_preservation_loss(eps(FORWARD, cond), eps(REVERSE, cond), solver, boundaries,
+                                         x0, draw(), seg, cfg.loss)[0]
+
+    def preserve_r_term(x0, cond, g, draw):
+        seg = torch.randint(0, n_seg, (len(x0),), generator=g)
+        w_r = None if set(cfg.preserve_scales) == {1.0} else _draw_scales(cfg.preserve_scales, len(x0), g)
+        return reverse_preservation_loss(eps(FORWARD, cond), eps(REVERSE, cond), solver, boundaries,
+                                         x0, draw(), seg, cfg.loss, w=w_r)[0]
+
+    # (field, adapter, term, coefficient), in the official trainer's order
+    terms = [t for t, on in ((("cd", REVERSE, cd_term, 1.0), cfg.train_reverse),
+                             (("fcd", FORWARD, fcd_term, 1.0), cfg.train_forward),
+                             (("preserve_f", FORWARD, preserve_f_term, cfg.lambda_f), "preserve_f" in fields),
+                             (("preserve_r", REVERSE, preserve_r_term, cfg.lambda_r), "preserve_r" in fields)) if on]
+    k = cfg.accumulate
+    for step in range(loop.start, cfg.steps):
+        micro = [batch_of(m) for m in _micro_steps(step, k)]
         values: dict[str, float] = {}
         with acc.autocast():
-            if cfg.train_reverse:
-                w = _draw_scales(cfg.guidance_scales, b, g)
-                index = torch.randint(0, n_grid, (b,), generator=g)  # the official trainer's 0..N − 1
-                loss, _ = reverse_cd_loss(eps(REVERSE, cond), target(REVERSE, cond), eps(None, cond), solver,
-                                          boundaries, x0, draw(), index, w, cfg.loss, cfg.clean_anchor)
-                acc.backward(loss)
-                values["cd"] = loss.item()
-                after_term(REVERSE)
-            if cfg.train_forward:
-                index = torch.randint(0, n_grid - 1, (b,), generator=g)
-                loss, _ = forward_cd_loss(eps(FORWARD, cond), target(FORWARD, cond), eps(None, cond), solver,
-                                          boundaries, x0, draw(), index, cfg.loss)
-                acc.backward(loss)
-                values["fcd"] = loss.item()
-                after_term(FORWARD)
-            if cfg.train_forward and cfg.lambda_f > 0:
-                seg = torch.randint(0, n_seg, (b,), generator=g)
-                loss, _ = forward_preservation_loss(eps(FORWARD, cond), eps(REVERSE, cond), solver, boundaries,
-                                                    x0, draw(), seg, cfg.loss)
-                acc.backward(cfg.lambda_f * loss)
-                values["preserve_f"] = loss.item()
-                after_term(FORWARD)
-            if cfg.train_reverse and cfg.lambda_r > 0:
-                seg = torch.randint(0, n_seg, (b,), generator=g)
-                w_r = None if set(cfg.preserve_scales) == {1.0} else _draw_scales(cfg.preserve_scales, b, g)
-                loss, _ = reverse_preservation_loss(eps(FORWARD, cond), eps(REVERSE, cond), solver, boundaries,
-                                                    x0, draw(), seg, cfg.loss, w=w_r)
-                acc.backward(cfg.lambda_r * loss)
-                values["preserve_r"] = loss.item()
-                after_term(REVERSE)
+            # term by term, each over every micro-batch (each micro-batch's draws come from its own
+            # generator in the same order as without accumulation); "per_term": a step after each term
+            for field, adapter, term, coef in terms:
+                values[field] = 0.0
+                for x0, cond, g, draw in micro:
+                    loss = term(x0, cond, g, draw)
+                    acc.backward(coef * loss / k)
+                    values[field] += loss.item() / k
+                after_term(adapter)
         if cfg.optimizer_steps == "summed":
             take_step("all")
         state.update_ema(cfg.target_ema_decay)
