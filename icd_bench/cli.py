@@ -168,7 +168,7 @@ def run(
 def _print_demo_comparison(run_dir: Path, label: str, scores) -> None:
     """This run's oracle figures beside the stored whole-demo-set ones of DDIM-50 (``ddim-toy``)."""
     from icd_bench.store import RunStore
-    from icd_bench.toy.compare import REFERENCE, load_reference
+    from icd_bench.studies.compare_edits import REFERENCE, load_reference
 
     reference, means = load_reference(), dict(zip(scores["metric"], scores["mean"], strict=True))
     if reference is None or "ddim-toy" not in reference["methods"] or "toy_edit:success" not in means:
@@ -513,7 +513,7 @@ def toy_compare_edits(
     in the package (toy/demo-edits.json): what `icd-bench run --dataset demo --task edit --score`
     prints beside its own figures."""
     from icd_bench.config import resolve_method
-    from icd_bench.toy.compare import REFERENCE, compare_edits
+    from icd_bench.studies.compare_edits import REFERENCE, compare_edits
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     if not names:
@@ -592,8 +592,8 @@ def toy_table2(
 ) -> None:
     """The paper's Table 2 on the toy world: train each iCD configuration, invert the demo set with
     it, and tabulate reconstruction PSNR, MSE and the oracle's preservation score against DDIM 50."""
-    from icd_bench.icd.study import load_plan, run_study
     from icd_bench.paths import user_path
+    from icd_bench.studies.table2 import load_plan, run_study
 
     if not user_path(teacher).is_file():
         raise ConfigError(f"--teacher {teacher}: no such file (train one with `icd-bench train cfg-distill`)")
@@ -802,7 +802,7 @@ def bench(
     """Time editing methods in one process: seconds per edit (median, IQR), UNet evaluations, the
     bound of the bare UNet and VAE calls and each method's overhead, the ratio to iCD, peak memory;
     written as JSON and Markdown. Not here: multi-GPU throughput (run `accelerate launch` yourself)."""
-    from icd_bench.bench import default_methods, run_bench, run_demo_bench
+    from icd_bench.studies.bench import default_methods, run_bench, run_demo_bench
 
     presets = default_methods(backbone) if methods == "all" else [m.strip() for m in methods.split(",") if m.strip()]
     try:
@@ -834,7 +834,7 @@ def regress(
     """Regression of inversion quality: invert the demo set with the bundled toy iCD (default
     configuration, unguided) and DDIM-50, score PSNR, MSE and the oracle's preservation, and compare
     with the stored baseline within stated tolerances. Exits 1 when a metric regresses."""
-    from icd_bench.reports.regress import (
+    from icd_bench.studies.regress import (
         BASELINE,
         TOLERANCES,
         compare,

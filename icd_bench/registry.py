@@ -127,6 +127,9 @@ METHODS: Registry[Any] = Registry("method", "icd_bench.methods", ("icd_bench.met
 DATASETS: Registry[Any] = Registry("dataset", "icd_bench.datasets", ("icd_bench.data",))
 METRICS: Registry[Any] = Registry("metric", "icd_bench.metrics", ("icd_bench.metrics",))
 BACKBONES: Registry[Any] = Registry("backbone", "icd_bench.backbones", ("icd_bench.backbones",))
+#: generated training data for the trainers' ``[data] source`` (the toy world's scenes): name → a class
+#: ``(seed, resolution)`` with ``batch(step, size, process) -> (images in [0, 1], captions)``
+TRAIN_SOURCES: Registry[Any] = Registry("training source", "icd_bench.training_sources", ("icd_bench.toy.teacher",))
 
 REGISTRIES: dict[str, Registry[Any]] = {
     "methods": METHODS,

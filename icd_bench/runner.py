@@ -24,8 +24,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import platform
-import subprocess
 import sys
 import time
 import traceback
@@ -39,11 +37,12 @@ from typing import Any
 
 import torch
 
-from icd_bench import __version__
 from icd_bench.config import MethodSpec, resolve_method
+from icd_bench.data.base import open_dataset
 from icd_bench.errors import ConfigError, IcdBenchError, SampleError, SampleWarning
-from icd_bench.metrics.functional import psnr
-from icd_bench.registry import DATASETS, METHODS
+from icd_bench.imaging import psnr
+from icd_bench.provenance import git_commit, versions
+from icd_bench.registry import METHODS
 from icd_bench.store import MANIFEST, RunStore, config_hash
 from icd_bench.types import TASK_PROMPTS, TASKS, EditSample
 from icd_bench.words import normalize_word
@@ -138,47 +137,6 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "fp16" and device.type == "cpu":
         raise ConfigError("fp16 needs a GPU; on the CPU use --dtype fp32 or bf16")
     return DTYPES[dtype]
-
-
-def git_commit() -> str | None:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=True)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"icd-bench": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "diffusers", "transformers", "peft", "accelerate"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-def open_dataset(name: str, *, data_dir: Path | None = None, split: str | None = None, task: str | None = None):
-    """Instantiate a registered dataset with the options given (unset ones keep its defaults). A
-    dataset that declares ``tasks`` refuses the others; one whose constructor takes ``task`` is told
-    it (e.g. to read no images for ``generate``)."""
-    import inspect
-
-    cls = DATASETS.get(name)
-    if task is not None and task not in getattr(cls, "tasks", TASKS):
-        raise ConfigError(f"dataset {name!r} has no source images: it supports --task {', '.join(cls.tasks)}")
-    options = {k: v for k, v in (("data_dir", data_dir), ("split", split)) if v is not None}
-    accepted = inspect.signature(cls).parameters
-    for key in options:
-        if key not in accepted:
-            raise ConfigError(f"dataset {name!r} takes no --{key.replace('_', '-')}")
-    if task is not None and "task" in accepted:
-        options["task"] = task
-    return cls(**options)
 
 
 def _batches(items: Sequence[str], size: int) -> Iterator[list[str]]:

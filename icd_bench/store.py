@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 
 from icd_bench.errors import RunStoreError
+from icd_bench.imaging import tensor_to_pil
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -59,12 +60,6 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def tensor_to_pil(image: torch.Tensor) -> Image.Image:
-    """3×H×W float tensor in [0, 1] → 8-bit RGB image (round half up, as torchvision does)."""
-    arr = image.detach().float().clamp(0, 1).mul(255).add(0.5).floor().to(torch.uint8)
-    return Image.fromarray(arr.permute(1, 2, 0).cpu().numpy())
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -174,7 +174,7 @@ class TrainLoop:
                  progress: bool, log, desc: str, params=None):
         from tqdm.auto import tqdm
 
-        from icd_bench.runner import versions
+        from icd_bench.provenance import versions
 
         self.acc, self.out, self.recipe, self.cfg, self.log = accelerator, Path(out_dir), recipe, cfg, log
         self.ckpts = Checkpoints(self.out)
@@ -213,7 +213,7 @@ class TrainLoop:
             self.acc.wait_for_everyone()
             replicas = self.replica_digests()
             if self.main:
-                from icd_bench.runner import versions
+                from icd_bench.provenance import versions
 
                 meta = {"recipe": recipe_to_dict(self.recipe), "versions": versions(),
                         "processes": self.acc.num_processes}

@@ -296,3 +296,11 @@ def test_hub_cache_missing_a_component_names_it(hub_cache):
         load_backbone("icd-bench/tiny-sd15")
     msg = str(err.value)
     assert "unet/" in msg and "icd-bench/tiny-sd15" in msg and "--backbone models/tiny-sd15" in msg
+
+
+def test_backbones_find_the_bundled_toy_teacher_where_the_toy_world_keeps_it():
+    """backbones/ names the folder itself (it may not import toy/); both must agree."""
+    from icd_bench.backbones import _toy_teacher_dir
+    from icd_bench.toy.model import TEACHER_DIR
+
+    assert _toy_teacher_dir() == TEACHER_DIR

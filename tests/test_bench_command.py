@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from icd_bench.bench import default_methods, run_bench, run_demo_bench
+from icd_bench.studies.bench import default_methods, run_bench, run_demo_bench
 
 
 def test_bench_writes_consistent_numbers(tmp_path):

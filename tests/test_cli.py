@@ -73,7 +73,7 @@ def test_quick_start_run_on_the_example_images(tmp_path):
 
 
 def test_main_job_edits_the_demo_with_icd_and_shows_ddim_50_beside_it(tmp_path):
-    from icd_bench.toy.compare import load_reference
+    from icd_bench.studies.compare_edits import load_reference
 
     out = tmp_path / "icd"
     res = icd("run", "--method", "icd-toy", "--dataset", "demo", "--out", str(out), "--limit", "3", "--batch-size", "3",

@@ -10,12 +10,12 @@ from PIL import Image
 
 from icd_bench.attention.p2p import P2PConfig
 from icd_bench.backbones import load_backbone, tiny_backbone
-from icd_bench.bench import CallCounter
 from icd_bench.config import resolve_method
 from icd_bench.icd.guidance import guidance_code, guidance_embedding
-from icd_bench.metrics.functional import psnr
+from icd_bench.imaging import psnr
 from icd_bench.registry import METHODS
 from icd_bench.runner import open_dataset, sample_seed
+from icd_bench.studies.bench import CallCounter
 from icd_bench.types import EditSample
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -302,7 +302,7 @@ def test_icd_toy_uses_the_bundled_trained_models():
     zero-initialised pipeline gets ~33 dB here)."""
     from icd_bench.backbones import load_backbone
     from icd_bench.data.piebench import Demo
-    from icd_bench.metrics.functional import psnr
+    from icd_bench.imaging import psnr
     from icd_bench.paths import user_path
 
     spec = resolve_method("icd-toy", ["p2p=false", "guidance_scale=1.0", "tau=1.0"])

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from icd_bench.errors import ConfigError
-from icd_bench.icd.study import config_recipe, load_plan, run_study
+from icd_bench.studies.table2 import config_recipe, load_plan, run_study
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

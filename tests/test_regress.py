@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from icd_bench.errors import ConfigError
-from icd_bench.reports.regress import compare, failed, read_baseline
+from icd_bench.studies.regress import compare, failed, read_baseline
 
 BASE = {"cases": {"icd-toy": {"psnr": 34.0, "mse": 0.0004, "toy_match": 0.98}}}
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from icd_bench.gallery import image_grid
-from icd_bench.toy.compare import REFERENCE, compare_edits, load_reference
+from icd_bench.studies.compare_edits import REFERENCE, compare_edits, load_reference
 
 from conftest import REPO
 

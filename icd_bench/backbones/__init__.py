@@ -66,8 +66,9 @@ def _looks_like_hub_id(spec: str) -> bool:
 
 def _toy_teacher_dir() -> Path:
     from icd_bench.errors import BackboneNotFoundError
-    from icd_bench.toy.model import TEACHER_DIR
+    from icd_bench.paths import ASSETS
 
+    TEACHER_DIR = ASSETS / "toy" / "teacher"  # the same folder as toy.model.TEACHER_DIR (tested)
     if not (TEACHER_DIR / "model_index.json").is_file():
         raise BackboneNotFoundError(f"the toy teacher is not bundled in this install ({TEACHER_DIR}); "
                                     f"train it with `icd-bench train toy-teacher` and pass "

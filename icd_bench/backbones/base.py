@@ -236,6 +236,13 @@ class Backbone:
         side = (resolution or self.resolution) // self.vae_scale_factor
         return (batch, self.latent_channels, side, side)
 
+    def initial_noise(self, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """Per-sample standard normal latents, drawn on the CPU so a seed gives the same noise on
+        every device and for every batch composition."""
+        shape = self.latent_shape(1)
+        noise = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
+        return noise.to(self.device, self.dtype)
+
     # -- text --------------------------------------------------------------------------------
     def prompt_notes(self, prompts: Sequence[str]) -> list[str | None]:
         """Per prompt, None or the note that `encode_prompt` will truncate it (and warn)."""

@@ -11,7 +11,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from icd_bench.errors import ConfigError, SampleError, SampleWarning
-from icd_bench.types import EditSample
+from icd_bench.registry import DATASETS
+from icd_bench.types import TASKS, EditSample
 from icd_bench.words import has_word
 
 #: Images larger than this many pixels are refused (decompression bombs, mistakes).
@@ -121,3 +122,22 @@ def read_csv_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict
                     for i, row in enumerate(reader, start=2)]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"{path}: unreadable CSV: {exc}") from None
+
+
+def open_dataset(name: str, *, data_dir: Path | None = None, split: str | None = None, task: str | None = None):
+    """Instantiate a registered dataset with the options given (unset ones keep its defaults). A
+    dataset that declares ``tasks`` refuses the others; one whose constructor takes ``task`` is told
+    it (e.g. to read no images for ``generate``)."""
+    import inspect
+
+    cls = DATASETS.get(name)
+    if task is not None and task not in getattr(cls, "tasks", TASKS):
+        raise ConfigError(f"dataset {name!r} has no source images: it supports --task {', '.join(cls.tasks)}")
+    options = {k: v for k, v in (("data_dir", data_dir), ("split", split)) if v is not None}
+    accepted = inspect.signature(cls).parameters
+    for key in options:
+        if key not in accepted:
+            raise ConfigError(f"dataset {name!r} takes no --{key.replace('_', '-')}")
+    if task is not None and "task" in accepted:
+        options["task"] = task
+    return cls(**options)

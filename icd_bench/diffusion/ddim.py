@@ -17,12 +17,15 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from icd_bench.diffusion.schedule import alpha_at, landing_timestep, root
+
 EpsFn = Callable[[torch.Tensor, int, int], torch.Tensor]
 #: callback(i, t_landed, x) after each step; a returned tensor replaces x (e.g. P2P local blend).
 Callback = Callable[[int, int, torch.Tensor], "torch.Tensor | None"]
 
 
-def _apply(callback: Callback, i: int, t: int, x: torch.Tensor) -> torch.Tensor:
+def apply_callback(callback: Callback, i: int, t: int, x: torch.Tensor) -> torch.Tensor:
+    """Run a sampler callback; the tensor it returns (if any) replaces x."""
     out = callback(i, t, x)
     return x if out is None else out
 
@@ -33,10 +36,11 @@ def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_t: float, alpha_s: flo
     x_s = sqrt(α_s/α_t)·x_t + ε·( sqrt(1−α_s) − sqrt(α_s/α_t)·sqrt(1−α_t) )
 
     With s < t this denoises (sampling); with s > t it is the DDIM inversion step.
-    Computed in float64 scalars, applied in the dtype of ``x_t``.
+    Computed in float64 scalars, applied in the dtype of ``x_t``; ᾱ may also be per-row tensors
+    (B, 1, …), as training moves a batch of rows between their own timesteps.
     """
-    ratio = (alpha_s / alpha_t) ** 0.5
-    coef_eps = (1.0 - alpha_s) ** 0.5 - ratio * (1.0 - alpha_t) ** 0.5
+    ratio = root(alpha_s / alpha_t)
+    coef_eps = root(1.0 - alpha_s) - ratio * root(1.0 - alpha_t)
     return ratio * x_t + coef_eps * eps
 
 
@@ -56,15 +60,6 @@ def ddim_timesteps(scheduler, num_steps: int, steps_offset: int | None = None) -
     return [int(t) for t in sched.timesteps]
 
 
-def _alpha(alphas_cumprod: torch.Tensor, t: int, final_alpha: float) -> float:
-    return float(alphas_cumprod[t]) if t >= 0 else float(final_alpha)
-
-
-def _next_lower(timesteps: Sequence[int], i: int) -> int:
-    """The timestep the i-th sampling step lands on (-1 = the clean end)."""
-    return timesteps[i + 1] if i + 1 < len(timesteps) else -1
-
-
 @torch.no_grad()
 def ddim_sample(eps_fn: EpsFn, x: torch.Tensor, timesteps: Sequence[int], alphas_cumprod: torch.Tensor,
                 final_alpha: float, *, callback: Callback | None = None,
@@ -77,10 +72,10 @@ def ddim_sample(eps_fn: EpsFn, x: torch.Tensor, timesteps: Sequence[int], alphas
 
     for i, t in enumerate(tqdm(timesteps, desc=desc, disable=disable, leave=False)):
         eps = eps_fn(x, t, i)
-        s = _next_lower(timesteps, i)
-        x = ddim_step(x, eps, _alpha(alphas_cumprod, t, final_alpha), _alpha(alphas_cumprod, s, final_alpha))
+        s = landing_timestep(timesteps, i)
+        x = ddim_step(x, eps, alpha_at(alphas_cumprod, t, final_alpha), alpha_at(alphas_cumprod, s, final_alpha))
         if callback is not None:
-            x = _apply(callback, i, s, x)
+            x = apply_callback(callback, i, s, x)
     return x
 
 
@@ -102,9 +97,9 @@ def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, timesteps: Sequence[int], alpha
     n = len(timesteps)
     for k in tqdm(range(n), desc=desc, disable=disable, leave=False):
         i = n - 1 - k  # undo sampling step i: from s = t_{i+1} up to t = t_i
-        t, s = timesteps[i], _next_lower(timesteps, i)
+        t, s = timesteps[i], landing_timestep(timesteps, i)
         eps = eps_fn(x, t, i)
-        x = ddim_step(x, eps, _alpha(alphas_cumprod, s, final_alpha), _alpha(alphas_cumprod, t, final_alpha))
+        x = ddim_step(x, eps, alpha_at(alphas_cumprod, s, final_alpha), alpha_at(alphas_cumprod, t, final_alpha))
         if callback is not None:
-            x = _apply(callback, i, t, x)
+            x = apply_callback(callback, i, t, x)
     return x

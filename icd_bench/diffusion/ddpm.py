@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 import torch
 
-from icd_bench.diffusion.ddim import Callback, EpsFn, _alpha, _apply, _next_lower
+from icd_bench.diffusion.ddim import Callback, EpsFn, apply_callback
+from icd_bench.diffusion.schedule import alpha_at, landing_timestep, q_sample
 
 
 def ddpm_step_mean(x_t: torch.Tensor, eps: torch.Tensor, alpha_t: float, alpha_s: float,
@@ -42,15 +43,15 @@ def edit_friendly_inversion(eps_fn: EpsFn, x0: torch.Tensor, timesteps: Sequence
     ``start`` (skipped by the editing) are not computed.
     """
     n = len(timesteps)
-    alphas = [_alpha(alphas_cumprod, t, final_alpha) for t in timesteps]
-    xs = {i: alphas[i] ** 0.5 * x0 + (1 - alphas[i]) ** 0.5 * noise[i].to(x0) for i in range(start, n)}
+    alphas = [alpha_at(alphas_cumprod, t, final_alpha) for t in timesteps]
+    xs = {i: q_sample(x0, noise[i].to(x0), alphas[i]) for i in range(start, n)}
     zs = []
     x = xs[start]
     for i in range(start, n):
-        t, s = timesteps[i], _next_lower(timesteps, i)
+        t, s = timesteps[i], landing_timestep(timesteps, i)
         target = xs[i + 1] if i + 1 < n else x0
-        mean, sigma = ddpm_step_mean(x, eps_fn(x, t, i), _alpha(alphas_cumprod, t, final_alpha),
-                                     _alpha(alphas_cumprod, s, final_alpha), eta)
+        mean, sigma = ddpm_step_mean(x, eps_fn(x, t, i), alpha_at(alphas_cumprod, t, final_alpha),
+                                     alpha_at(alphas_cumprod, s, final_alpha), eta)
         scale = sigma if sigma > 0 else 1.0
         z = (target - mean) / scale
         zs.append(z)
@@ -64,10 +65,10 @@ def ddpm_sample(eps_fn: EpsFn, x: torch.Tensor, timesteps: Sequence[int], alphas
                 callback: Callback | None = None) -> torch.Tensor:
     """DDPM sampling from x_{t_start} with given noise maps (zs[k] for step ``start + k``)."""
     for k, i in enumerate(range(start, len(timesteps))):
-        t, s = timesteps[i], _next_lower(timesteps, i)
-        mean, sigma = ddpm_step_mean(x, eps_fn(x, t, i), _alpha(alphas_cumprod, t, final_alpha),
-                                     _alpha(alphas_cumprod, s, final_alpha), eta)
+        t, s = timesteps[i], landing_timestep(timesteps, i)
+        mean, sigma = ddpm_step_mean(x, eps_fn(x, t, i), alpha_at(alphas_cumprod, t, final_alpha),
+                                     alpha_at(alphas_cumprod, s, final_alpha), eta)
         x = mean + (sigma if sigma > 0 else 1.0) * zs[k].to(x)
         if callback is not None:
-            x = _apply(callback, k, s, x)
+            x = apply_callback(callback, k, s, x)
     return x

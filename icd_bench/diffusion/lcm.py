@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from icd_bench.diffusion.ddim import ddim_step
+from icd_bench.diffusion.schedule import CLEAN, alpha_at
 
 
 def lcm_timesteps(num_steps: int, num_train_timesteps: int = 1000, original_steps: int = 50) -> list[int]:
@@ -35,7 +36,7 @@ def lcm_timesteps(num_steps: int, num_train_timesteps: int = 1000, original_step
 
 def next_alpha(alphas_cumprod: torch.Tensor, timesteps: Sequence[int], i: int) -> float:
     """ᾱ of the timestep step i lands on; 1.0 (the clean end) after the last step."""
-    return float(alphas_cumprod[timesteps[i + 1]]) if i + 1 < len(timesteps) else 1.0
+    return alpha_at(alphas_cumprod, timesteps[i + 1] if i + 1 < len(timesteps) else CLEAN)
 
 
 def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_t: float) -> torch.Tensor:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from icd_bench.diffusion.lcm import lcm_invert_step, next_alpha, noise_matching
+from icd_bench.diffusion.schedule import alpha_at
 
 #: eps_fn(x, t, i) -> ε, for the rows of x (the sampling step index i)
 EpsFn = Callable[[torch.Tensor, int, int], torch.Tensor]
@@ -193,7 +194,7 @@ def renoise_invert(eps_fn: EpsFn, x0: torch.Tensor, timesteps: Sequence[int], al
     x_next = x0
     for i in reversed(range(len(timesteps))):
         t = timesteps[i]
-        a_t, a_next = float(alphas_cumprod[t]), next_alpha(alphas_cumprod, timesteps, i)
+        a_t, a_next = alpha_at(alphas_cumprod, t), next_alpha(alphas_cumprod, timesteps, i)
         z = noises[i] if a_next < 1.0 else None
         first = t < cfg.first_step_max_t
         iters = min(cfg.first_step_renoise_steps, cfg.renoise_steps) if first else cfg.renoise_steps

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
+from icd_bench.diffusion.ddim import ddim_step
+from icd_bench.diffusion.schedule import alpha_rows, q_sample
 from icd_bench.icd.boundaries import Boundaries
 
 Eps = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -54,8 +56,7 @@ class Solver:
     def alpha(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """ᾱ_t per row, shaped to broadcast against ``like``; t = 0 at a *boundary* means the clean
         end (ᾱ = 1), see `move`."""
-        a = self.alphas_cumprod.to(like.device)[t.to(like.device)]
-        return a.view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
+        return alpha_rows(self.alphas_cumprod, t, like)
 
     def move(self, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
              clean_end: bool = True) -> torch.Tensor:
@@ -65,13 +66,11 @@ class Solver:
         a_s = self.alpha(s, x)
         if clean_end:
             a_s = torch.where(s.to(x.device).view(-1, *([1] * (x.ndim - 1))) == 0, torch.ones_like(a_t), a_s)
-        ratio = (a_s / a_t).sqrt()
-        return ratio * x + ((1 - a_s).sqrt() - ratio * (1 - a_t).sqrt()) * eps
+        return ddim_step(x, eps, a_t, a_s)
 
     def noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """q(x_t | x_0)."""
-        a = self.alpha(t, x0)
-        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+        return q_sample(x0, noise, self.alpha(t, x0))
 
 
 def distance(a: torch.Tensor, b: torch.Tensor, kind: str = "l2", huber_c: float = 0.001) -> torch.Tensor:

@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import torch
 
-from icd_bench.diffusion.ddim import Callback, _apply, ddim_step
+from icd_bench.diffusion.ddim import Callback, apply_callback, ddim_step
+from icd_bench.diffusion.schedule import alpha_at, clean_at_zero, q_sample
 from icd_bench.icd.boundaries import Boundaries
 
 #: eps_fn(x, t, step_index) -> ε
@@ -20,19 +21,18 @@ EpsFn = Callable[[torch.Tensor, int, int], torch.Tensor]
 
 def boundary_alpha(alphas_cumprod: torch.Tensor, s: int) -> float:
     """ᾱ at a boundary; s = 0 is the clean end (ᾱ = 1), the reverse model's hard boundary."""
-    return 1.0 if s == 0 else float(alphas_cumprod[s])
+    return alpha_at(alphas_cumprod, clean_at_zero(s))
 
 
 def consistency_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, s: int,
                      alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """Eq. 3: the multi-boundary consistency model's output, DDIM(x_t, t, s) with ε = ε_θ(x_t, t)."""
-    return ddim_step(x_t, eps, float(alphas_cumprod[t]), boundary_alpha(alphas_cumprod, s))
+    return ddim_step(x_t, eps, alpha_at(alphas_cumprod, t), boundary_alpha(alphas_cumprod, s))
 
 
 def noise_to_start(x0: torch.Tensor, noise: torch.Tensor, t: int, alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """q(x_t | x_0): the image noised to the first forward step (the reference starts at t = 19)."""
-    a = float(alphas_cumprod[t])
-    return a**0.5 * x0 + (1 - a) ** 0.5 * noise.to(x0.dtype)
+    return q_sample(x0, noise.to(x0.dtype), alpha_at(alphas_cumprod, t))
 
 
 @torch.no_grad()
@@ -55,5 +55,5 @@ def icd_decode(eps_fn: EpsFn, x: torch.Tensor, boundaries: Boundaries, alphas_cu
     for i, (t, s) in enumerate(boundaries.reverse_steps()):
         x = consistency_step(x, eps_fn(x, t, i), t, s, alphas_cumprod)
         if callback is not None:
-            x = _apply(callback, i, s, x)
+            x = apply_callback(callback, i, s, x)
     return x

@@ -40,7 +40,8 @@ from icd_bench.icd.losses import (
     reverse_preservation_loss,
 )
 from icd_bench.icd.model import FORWARD, RELEASE_GUIDANCE_DIM, REVERSE, add_guidance_embedding, save_adapter
-from icd_bench.runner import versions
+from icd_bench.provenance import versions
+from icd_bench.registry import TRAIN_SOURCES
 from icd_bench.training_utils import TrainLoop, make_accelerator, recipe_to_dict, warmup_schedule
 
 
@@ -160,13 +161,11 @@ class TrainData:
         if cfg.source in STREAM_SOURCES:
             self.stream = StreamData(cfg, seed, resolution, process, processes)
             self.dataset = None
-        elif cfg.source == "toy":
-            from icd_bench.toy.teacher import SceneBatcher
-
-            self.scenes = SceneBatcher(seed)
+        elif cfg.source in TRAIN_SOURCES:  # generated data (the toy world's scenes)
+            self.scenes = TRAIN_SOURCES.get(cfg.source)(seed, resolution)
             self.dataset = None
         else:
-            from icd_bench.runner import open_dataset
+            from icd_bench.data.base import open_dataset
 
             self.dataset = open_dataset(cfg.source, data_dir=Path(cfg.data_dir) if cfg.data_dir else None,
                                         split=cfg.split)
@@ -183,11 +182,7 @@ class TrainData:
                 self._log(step, self.stream.last_keys)
             return batch
         if self.dataset is None:
-            images, captions = self.scenes.batch(step * 1000 + process, size, dropout=0.0)
-            images = (images + 1) / 2
-            if images.shape[-1] != self.resolution:  # toy scenes on another backbone (tests, smoke runs)
-                images = torch.nn.functional.interpolate(images, size=self.resolution, mode="nearest")
-            return images, captions
+            return self.scenes.batch(step, size, process)
         rng = random.Random(f"{self.seed}:{step}:{process}")
         samples = [self.dataset.load(rng.choice(self.ids)) for _ in range(size)]
         return self.preprocess([s.image for s in samples]), [s.source_prompt for s in samples]

@@ -78,8 +78,5 @@ class EditingMethod:
 
     # -- helpers for subclasses --------------------------------------------------------------
     def initial_noise(self, generators: Sequence[torch.Generator]) -> torch.Tensor:
-        """Per-sample standard normal latents, drawn on the CPU so a seed gives the same noise on
-        every device and for every batch composition."""
-        shape = self.backbone.latent_shape(1)
-        noise = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
-        return noise.to(self.backbone.device, self.backbone.dtype)
+        """`Backbone.initial_noise`: per-sample N(0, I) latents, the same on every device."""
+        return self.backbone.initial_noise(generators)

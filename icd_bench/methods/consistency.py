@@ -17,8 +17,9 @@ import torch
 
 from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.diffusion import guided_noise
-from icd_bench.diffusion.ddim import Callback, _apply
+from icd_bench.diffusion.ddim import Callback, apply_callback
 from icd_bench.diffusion.lcm import lcm_step, lcm_timesteps, next_alpha
+from icd_bench.diffusion.schedule import alpha_at
 from icd_bench.icd.guidance import guidance_code, guidance_embedding
 from icd_bench.icd.model import load_adapter, load_guidance_distilled_unet
 from icd_bench.methods.base import EditingMethod
@@ -92,9 +93,9 @@ class ConsistencyMethod(EditingMethod):
         alphas = self.backbone.alphas_cumprod
         for i, t in enumerate(self.timesteps):
             a_next = next_alpha(alphas, self.timesteps, i)
-            x = lcm_step(x, self.eps(x, t, cond, uncond, w), float(alphas[t]), a_next, noises[i])
+            x = lcm_step(x, self.eps(x, t, cond, uncond, w), alpha_at(alphas, t), a_next, noises[i])
             if callback is not None:
-                x = _apply(callback, i, t, x)
+                x = apply_callback(callback, i, t, x)
         return x
 
     def generate(self, prompts: list[str], generators) -> torch.Tensor:

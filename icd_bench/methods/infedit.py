@@ -28,6 +28,7 @@ import torch
 from icd_bench.attention.uac import UACConfig, unified_attention_control
 from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.diffusion.lcm import ddcm_step, next_alpha
+from icd_bench.diffusion.schedule import alpha_at, q_sample
 from icd_bench.errors import ConfigError
 from icd_bench.methods.consistency import ConsistencyMethod, ConsistencyParams
 from icd_bench.registry import METHODS
@@ -85,8 +86,8 @@ class InfEdit(ConsistencyMethod):
         branches = 3 if p.uac else 2  # [source, target(, mutual)]
         x0 = bb.encode_image(images)
         noises = self.draw_noises(generators, len(steps) + 1)
-        a0 = float(alphas[steps[0]])
-        start = a0**0.5 * x0 + (1 - a0) ** 0.5 * noises[-1] if p.noised_start else noises[-1]
+        a0 = alpha_at(alphas, steps[0])
+        start = q_sample(x0, noises[-1], a0) if p.noised_start else noises[-1]
         x = [start] * branches
         src_embeds = bb.encode_prompt(sources)
         cond = PromptEmbeds.cat([src_embeds, bb.encode_prompt(targets), src_embeds][:branches])
@@ -101,7 +102,7 @@ class InfEdit(ConsistencyMethod):
             for i, t in enumerate(steps):
                 eps = self.eps(torch.cat(x), t, cond, uncond, scales if guided else 1.0, branches=branches,
                                embedded_w=scales if embedded else None).chunk(branches)
-                a_t, a_next = float(alphas[t]), next_alpha(alphas, steps, i)
+                a_t, a_next = alpha_at(alphas, t), next_alpha(alphas, steps, i)
                 x_s, x_t, x0_t = ddcm_step(x[0], x[1], eps[0], eps[1], x0, a_t, a_next, noises[i])
                 if control is None:
                     x = [x_s, x_t]

@@ -22,7 +22,7 @@ import torch
 
 from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.diffusion import cfg_combine, ddim_step, dynamic_guidance_scale, guided_noise
-from icd_bench.diffusion.ddim import _alpha, _next_lower
+from icd_bench.diffusion.schedule import alpha_at, landing_timestep
 from icd_bench.methods.ddim_p2p import DDIMP2P, DDIMP2PParams
 from icd_bench.registry import METHODS
 from icd_bench.types import Inversion
@@ -82,8 +82,8 @@ class NTI(DDIMP2P):
         x = inv.latents
         nulls, losses = [], []
         for i, t in enumerate(steps):
-            a_t = _alpha(bb.alphas_cumprod, t, bb.final_alpha_cumprod)
-            a_s = _alpha(bb.alphas_cumprod, _next_lower(steps, i), bb.final_alpha_cumprod)
+            a_t = alpha_at(bb.alphas_cumprod, t, bb.final_alpha_cumprod)
+            a_s = alpha_at(bb.alphas_cumprod, landing_timestep(steps, i), bb.final_alpha_cumprod)
             target = trajectory[i + 1] if i + 1 < len(steps) else inv.image_latents
             w = dynamic_guidance_scale(t, T, p.guidance_scale, p.tau)
             loss = torch.zeros(n)

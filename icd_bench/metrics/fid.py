@@ -30,10 +30,10 @@ import torch
 from PIL import Image
 
 from icd_bench.errors import ConfigError
+from icd_bench.imaging import tensor_to_pil
 from icd_bench.metrics.base import Metric, ScoreItem
 from icd_bench.metrics.weights import FID_INCEPTION, require_extra, resolve
 from icd_bench.registry import METRICS
-from icd_bench.store import tensor_to_pil
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 Extractor = Callable[[torch.Tensor], torch.Tensor]

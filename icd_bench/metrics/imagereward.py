@@ -362,7 +362,7 @@ def preprocess(image: torch.Tensor, size: int) -> torch.Tensor:
     ``ToTensor``, ``Normalize(CLIP mean, std)``."""
     from PIL import Image
 
-    from icd_bench.store import tensor_to_pil
+    from icd_bench.imaging import tensor_to_pil
 
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected a 3×H×W image, got shape {tuple(image.shape)}")

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import torch
 
+from icd_bench.imaging import psnr_from_mse
 from icd_bench.metrics.base import FLAVOURS, REGIONS, Metric, ScoreItem
-from icd_bench.metrics.functional import psnr_from_mse
 from icd_bench.registry import METRICS
 
 

@@ -36,7 +36,7 @@ def _image(path: Path) -> torch.Tensor:
 def load_items(run_dir: Path) -> tuple[list[ScoreItem], list[tuple[str, str]], dict]:
     """The finished samples of a run as `ScoreItem`s (+ the ids that could not be loaded, why)."""
     from icd_bench.backbones.base import fit_mask
-    from icd_bench.runner import open_dataset
+    from icd_bench.data.base import open_dataset
     from icd_bench.store import RunStore
 
     store = RunStore(run_dir)

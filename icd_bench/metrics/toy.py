@@ -14,7 +14,7 @@ from icd_bench.registry import METRICS
 
 
 def _pixels(item: ScoreItem) -> np.ndarray:
-    from icd_bench.store import tensor_to_pil
+    from icd_bench.imaging import tensor_to_pil
 
     return np.asarray(tensor_to_pil(item.output))
 

@@ -258,9 +258,9 @@ def preflight(planned: list[Planned]) -> list[tuple[str, str]]:
     folder, its split file), the task, and each metric's weights."""
     from icd_bench.backbones import check_backbone
     from icd_bench.config import resolve_method
+    from icd_bench.data.base import open_dataset
     from icd_bench.metrics.base import MetricSpec
     from icd_bench.registry import METHODS, METRICS
-    from icd_bench.runner import open_dataset
 
     problems: list[tuple[str, str]] = []
     checked_backbones: dict[str, str | None] = {}

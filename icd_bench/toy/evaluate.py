@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from icd_bench.backbones.base import Backbone
+from icd_bench.diffusion import ddim_invert, ddim_sample, ddim_timesteps, guided_noise
 from icd_bench.gallery import image_grid
-from icd_bench.metrics.functional import psnr
-from icd_bench.store import tensor_to_pil
+from icd_bench.imaging import psnr, tensor_to_pil
 from icd_bench.toy import scenes
 from icd_bench.toy.oracle import score_scene
 
@@ -21,6 +21,19 @@ from icd_bench.toy.oracle import score_scene
 #: the highest mean of colour, position and background accuracy at DDIM 25 among w = 2, 3, 4, 5
 #: (``reports/toy/guidance-pick.csv``).
 DEFAULT_GUIDANCE = 2.0
+
+
+def _grid(backbone: Backbone, steps: int) -> list[int]:
+    return ddim_timesteps(backbone.scheduler, steps, None)
+
+
+def _ddim_decode(backbone: Backbone, latents, prompts: list[str], steps: int, w: float):
+    """DDIM decoding with constant CFG w (the ``ddim`` method's, τ = 1) → images in [0, 1]."""
+    cond = backbone.encode_prompt(prompts)
+    null = backbone.null_embeds(len(prompts)) if w != 1.0 else None
+    x0 = ddim_sample(lambda x, t, i: guided_noise(backbone, x, t, cond, null, w), latents, _grid(backbone, steps),
+                     backbone.alphas_cumprod, backbone.final_alpha_cumprod)
+    return backbone.decode(x0)
 
 
 def sample_accuracy(backbone: Backbone, *, steps: int = 50, guidance: float = DEFAULT_GUIDANCE,
@@ -33,19 +46,16 @@ def sample_accuracy(backbone: Backbone, *, steps: int = 50, guidance: float = DE
     oracle verdicts."""
     from tqdm.auto import tqdm
 
-    from icd_bench.methods.ddim import DDIM, DDIMParams
-
     if eval_scenes is None:
         eval_scenes = scenes.held_out_eval_scenes(total)
     if seed_base is None:
         seed_base = seed * 100_003
-    method = DDIM(backbone, DDIMParams(num_inference_steps=steps, guidance_scale=guidance))
     hits: dict[str, list[bool]] = {}
     images = []
     for i in tqdm(range(0, len(eval_scenes), batch), desc="sampling", disable=not progress):
         chunk = eval_scenes[i:i + batch]
         gens = [torch.Generator().manual_seed(seed_base + i + k) for k in range(len(chunk))]
-        out = method.generate([s.caption() for s in chunk], gens)
+        out = _ddim_decode(backbone, backbone.initial_noise(gens), [s.caption() for s in chunk], steps, guidance)
         for img, scene in zip(out, chunk, strict=True):
             pil = tensor_to_pil(img)
             images.append(pil)
@@ -91,17 +101,20 @@ def pick_guidance(backbone: Backbone, scales: list[float], *, steps: int = 25, t
 def inversion_psnr(backbone: Backbone, *, steps: int = 50, limit: int | None = None) -> dict[str, float]:
     """DDIM inversion (unguided) → reconstruction (unguided) of the demo images; mean PSNR in dB."""
     from icd_bench.data.piebench import Demo
-    from icd_bench.methods.ddim import DDIM, DDIMParams
 
     ds = Demo()
     ids = ds.ids()[:limit] if limit else ds.ids()
     samples = [ds.load(i) for i in ids]
-    method = DDIM(backbone, DDIMParams(num_inference_steps=steps, guidance_scale=1.0))
     values = []
     for i in range(0, len(samples), 32):
         chunk = samples[i:i + 32]
         src = backbone.preprocess([s.image for s in chunk])
-        rec = method.reconstruct(method.invert(src, [s.source_prompt for s in chunk], []))
+        prompts = [s.source_prompt for s in chunk]
+        cond = backbone.encode_prompt(prompts)
+        xT = ddim_invert(lambda x, t, i, cond=cond: guided_noise(backbone, x, t, cond, None, 1.0),
+                         backbone.encode_image(src), _grid(backbone, steps), backbone.alphas_cumprod,
+                         backbone.final_alpha_cumprod)
+        rec = _ddim_decode(backbone, xT, prompts, steps, 1.0)
         values += psnr(rec.float().cpu(), src.float().cpu()).tolist()
     return {"psnr_mean": sum(values) / len(values), "psnr_min": min(values), "n": len(values)}
 

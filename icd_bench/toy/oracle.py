@@ -140,7 +140,7 @@ def score_edit(output: Image.Image | np.ndarray, source: Scene, target: Scene) -
     - ``kept``: the attributes the edit should not touch still read as the source's (the
       background colour, or for a background change the object colours).
     """
-    from icd_bench.metrics.functional import psnr_from_mse
+    from icd_bench.imaging import psnr_from_mse
 
     out = _as_array(output)
     src_img, src_masks = source.render()

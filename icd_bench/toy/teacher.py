@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from icd_bench.diffusion.schedule import alpha_rows, q_sample
 from icd_bench.errors import ConfigError
 from icd_bench.paths import user_path
+from icd_bench.registry import TRAIN_SOURCES
 from icd_bench.toy import scenes
 from icd_bench.toy.model import (
     ToyModelConfig,
@@ -86,6 +88,22 @@ class SceneBatcher:
         chosen = [scenes.training_scene(rng, p_two) for _ in range(size)]
         captions = ["" if rng.random() < dropout else s.caption() for s in chosen]
         return torch.stack([self.image(s) for s in chosen]), captions
+
+
+@TRAIN_SOURCES.register("toy")
+class ToyScenes:
+    """The toy world's captioned training scenes as the iCD trainers' data: images in [0, 1] at the
+    backbone's resolution (nearest-neighbour when it is not the world's 32)."""
+
+    def __init__(self, seed: int, resolution: int):
+        self.scenes, self.resolution = SceneBatcher(seed), resolution
+
+    def batch(self, step: int, size: int, process: int = 0) -> tuple[torch.Tensor, list[str]]:
+        images, captions = self.scenes.batch(step * 1000 + process, size, dropout=0.0)
+        images = (images + 1) / 2
+        if images.shape[-1] != self.resolution:  # toy scenes on another backbone (tests, smoke runs)
+            images = torch.nn.functional.interpolate(images, size=self.resolution, mode="nearest")
+        return images, captions
 
 
 def training_noise(shape, generator: torch.Generator, offset: float, pyramid: float = 0.0,
@@ -180,8 +198,7 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
         t = torch.randint(0, 1000, (len(x0),), generator=g)
         noise = training_noise(x0.shape, g, cfg.offset_noise, cfg.pyramid_noise, cfg.pyramid_levels)
         noise, t = noise.to(dev), t.to(dev)
-        a = alphas[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        xt = q_sample(x0, noise, alpha_rows(alphas, t, x0))
         ids = tokenizer(captions, padding="max_length", max_length=mcfg.max_length, truncation=True,
                         return_tensors="pt").input_ids.to(dev)
         with accelerator.autocast():

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from icd_bench.backbones import load_backbone
-from icd_bench.bench import bare_unet_seconds
 from icd_bench.config import resolve_method
 from icd_bench.registry import METHODS
 from icd_bench.runner import open_dataset, sample_seed
+from icd_bench.studies.bench import bare_unet_seconds
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -230,7 +230,7 @@ def bench_method(preset: str, *, backbone: str | None, batch_sizes: list[int], r
 
 def _write_report(stem: Path, data: dict, lines: list[str]) -> Path:
     """``stem.json`` (``data`` with the package versions) and ``stem.md`` (``lines``); returns the Markdown path."""
-    from icd_bench.runner import versions
+    from icd_bench.provenance import versions
 
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps({**data, "versions": versions()}, indent=2) + "\n",

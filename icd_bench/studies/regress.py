@@ -121,7 +121,7 @@ def read_baseline(path: Path) -> dict:
 
 
 def write_baseline(path: Path, current: dict, *, dataset: str, limit: int | None) -> None:
-    from icd_bench.runner import versions
+    from icd_bench.provenance import versions
 
     data = {"command": "icd-bench regress --update" + (f" --limit {limit}" if limit else ""),
             "dataset": dataset, "limit": limit, "cases": current,

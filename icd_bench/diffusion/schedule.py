@@ -1,0 +1,45 @@
+"""The noise schedule: ᾱ lookup with one convention for the clean end, and q(x_t | x_0).
+
+``alphas_cumprod[t]`` is ᾱ_t (α_t in the iCD paper) for the grid timesteps t = 0 … T − 1. The clean
+end x_0 lies below timestep 0 and is written `CLEAN` (−1); its ᾱ is 1 — the exact image — unless a
+caller passes another ``clean`` value (DDIM's last step lands on the scheduler's
+``final_alpha_cumprod``: 1 with diffusers' ``set_alpha_to_one``, ᾱ_0 for SD's configuration).
+Boundary sets that write the clean end as 0 (iCD's, the release's) translate with `clean_at_zero`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+CLEAN = -1
+
+
+def alpha_at(alphas_cumprod: torch.Tensor, t: int, clean: float = 1.0) -> float:
+    """ᾱ_t as a float; at t = `CLEAN`, ``clean``."""
+    return float(clean) if t == CLEAN else float(alphas_cumprod[t])
+
+
+def landing_timestep(timesteps, i: int) -> int:
+    """The timestep step i of a descending grid lands on: the next one, `CLEAN` after the last."""
+    return timesteps[i + 1] if i + 1 < len(timesteps) else CLEAN
+
+
+def clean_at_zero(t: int) -> int:
+    """A boundary of iCD's convention (0 = the clean image) as a timestep of this module's."""
+    return CLEAN if t == 0 else t
+
+
+def alpha_rows(alphas_cumprod: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """ᾱ_t per row (timesteps ≥ 0), shaped (B, 1, …) to broadcast against ``like``, in its dtype."""
+    a = alphas_cumprod.to(like.device)[t.to(like.device)]
+    return a.view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
+
+
+def root(v):
+    """√v of a float (``** 0.5``) or a tensor (``sqrt``): the one square root of the step formulas."""
+    return v.sqrt() if isinstance(v, torch.Tensor) else v ** 0.5
+
+
+def q_sample(x0: torch.Tensor, noise: torch.Tensor, alpha) -> torch.Tensor:
+    """q(x_t | x_0): x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε, with ᾱ_t a float or per-row (B, 1, …) values."""
+    return root(alpha) * x0 + root(1 - alpha) * noise
