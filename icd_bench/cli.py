@@ -102,6 +102,25 @@ def list_cmd(
         out.print()
 
 
+def _items(text: str | None, option: str, cast=str) -> list:
+    """A comma-separated option value as a list (empty entries dropped), each item ``cast``."""
+    try:
+        return [cast(v.strip()) for v in (text or "").split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} expects a comma-separated list of {cast.__name__} values, got {text!r}") from None
+
+
+def _pairs(items: list[str] | None, option: str, form: str = "KEY=VALUE", *, empty_value: bool = False) -> dict[str, str]:
+    """Repeated ``KEY=VALUE`` option values as a dict (both sides stripped; the key never empty)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not (value.strip() or empty_value):
+            raise ConfigError(f"{option} expects {form}, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def _parse_shard(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -271,14 +290,9 @@ def score(
     """
     if not run_dir.is_dir():
         raise ConfigError(f"run directory not found: {run_dir}")
-    options: dict[str, str] = {}
-    for item in option or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--option expects KEY=VALUE, got {item!r}")
-        options[key.strip()] = value.strip()
+    options = _pairs(option, "--option", empty_value=True)
     _use_weights_dir(weights_dir)
-    names = [m for m in metrics.split(",") if m.strip()] if metrics else None
+    names = _items(metrics, "--metrics") or None
     _score_and_show(run_dir, names, device, batch_size, options, quiet)
 
 
@@ -448,10 +462,7 @@ def toy_pick_guidance(
     from icd_bench.runner import resolve_device
     from icd_bench.toy.evaluate import pick_guidance
 
-    try:
-        values = [float(v) for v in scales.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"--scales must be comma-separated numbers, got {scales!r}") from None
+    values = _items(scales, "--scales", float)
     bb = load_backbone(backbone, device=resolve_device(device, (0, 1)))
     frame = pd.DataFrame(pick_guidance(bb, values, steps=steps, total=total))
     out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -515,7 +526,7 @@ def toy_compare_edits(
     from icd_bench.config import resolve_method
     from icd_bench.studies.compare_edits import REFERENCE, compare_edits
 
-    names = [m.strip() for m in methods.split(",") if m.strip()]
+    names = _items(methods, "--methods")
     if not names:
         raise ConfigError("--methods names no method")
     if guidance is None:
@@ -538,22 +549,10 @@ def toy_bundle_icd(
     into: Annotated[Path, typer.Option(help="Destination (the package's bundled toy iCD models).")] = Path("icd_bench/assets/toy/icd"),
 ) -> None:
     """Copy the toy iCD models into the package as fp16 (what `--method icd-toy` loads by default)."""
-    import json
+    from icd_bench.toy.model import bundle_icd
 
-    from icd_bench.icd.model import half_copy
-
-    info = stage2 / "icd.json"
-    if not info.is_file():
-        raise ConfigError(f"{info} not found: stage 2 has not finished in {stage2}")
-    for src, name in ((stage1, "cfg_distill.safetensors"), (stage2 / "fcdm.safetensors", "fcdm.safetensors"),
-                      (stage2 / "cdm.safetensors", "cdm.safetensors")):
-        half_copy(src, into / name)
-    meta = json.loads(info.read_text())
-    meta.update({"teacher": "bundled:toy/icd/cfg_distill.safetensors",
-                 "forward_lora": "bundled:toy/icd/fcdm.safetensors", "reverse_lora": "bundled:toy/icd/cdm.safetensors",
-                 "stored_as": "fp16"})
-    (into / "icd.json").write_text(json.dumps(meta, indent=2) + "\n")
-    out.print(f"bundled into {into}: " + ", ".join(sorted(p.name for p in into.iterdir())))
+    names = bundle_icd(stage1, stage2, into)
+    out.print(f"bundled into {into}: " + ", ".join(names))
 
 
 @toy_app.command("bundle-lcm")
@@ -563,21 +562,10 @@ def toy_bundle_lcm(
 ) -> None:
     """Copy the toy LCM's consistency LoRA into the package as fp16 (what `renoise-toy` and
     `infedit-toy` load; their base is the bundled guidance-distilled student)."""
-    import json
+    from icd_bench.toy.model import bundle_lcm
 
-    from icd_bench.icd.model import half_copy
-
-    info = run / "icd.json"
-    if not info.is_file() or not (run / "cdm.safetensors").is_file():
-        raise ConfigError(f"{run} holds no finished reverse-model training (icd.json, cdm.safetensors)")
-    half_copy(run / "cdm.safetensors", into / "lcm.safetensors")
-    meta = json.loads(info.read_text())
-    meta.update({"unet": "bundled:toy/icd/cfg_distill.safetensors", "lora": "bundled:toy/lcm/lcm.safetensors",
-                 "stored_as": "fp16"})
-    for key in ("teacher", "forward_lora", "reverse_lora"):
-        meta.pop(key, None)
-    (into / "lcm.json").write_text(json.dumps(meta, indent=2) + "\n")
-    out.print(f"bundled into {into}: " + ", ".join(sorted(p.name for p in into.iterdir())))
+    names = bundle_lcm(run, into)
+    out.print(f"bundled into {into}: " + ", ".join(names))
 
 
 @toy_app.command("table2")
@@ -598,7 +586,7 @@ def toy_table2(
     if not user_path(teacher).is_file():
         raise ConfigError(f"--teacher {teacher}: no such file (train one with `icd-bench train cfg-distill`)")
     study = load_plan(plan)
-    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    names = _items(only, "--only") or None
     path = run_study(study, work, out_dir, teacher=teacher, device=device, only=names, progress=not quiet,
                      log=out.print)
     typer.echo(path.read_text(encoding="utf-8"))
@@ -674,12 +662,7 @@ def report(
         raise ConfigError(f"unknown format {fmt!r}: use md, csv, tex or html")
     _check_run_dirs(runs)
     spec = TABLES[table]
-    matches = {}
-    for item in match or []:
-        name, sep, row = item.partition("=")
-        if not sep or not name or not row:
-            raise ConfigError(f"--match expects RUN=SECTION/ROW, got {item!r}")
-        matches[name.strip()] = row.strip()
+    matches = _pairs(match, "--match", "RUN=SECTION/ROW")
     long, notes = build_table(spec, list(runs), resamples=resamples, matches=matches)
     command = ("icd-bench report " + " ".join(str(r) for r in runs) + f" --table {table} --format {fmt}"
                + "".join(f" --match '{k}={v}'" for k, v in matches.items()))
@@ -804,11 +787,8 @@ def bench(
     written as JSON and Markdown. Not here: multi-GPU throughput (run `accelerate launch` yourself)."""
     from icd_bench.studies.bench import default_methods, run_bench, run_demo_bench
 
-    presets = default_methods(backbone) if methods == "all" else [m.strip() for m in methods.split(",") if m.strip()]
-    try:
-        sizes = [int(b) for b in batch_sizes.split(",")]
-    except ValueError:
-        raise ConfigError(f"--batch-sizes expects integers like 1,4,16, got {batch_sizes!r}") from None
+    presets = default_methods(backbone) if methods == "all" else _items(methods, "--methods")
+    sizes = _items(batch_sizes, "--batch-sizes", int)
     if repeats < 1 or any(b < 1 for b in sizes):
         raise ConfigError("--repeats and batch sizes must be at least 1")
     command = "icd-bench " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "icd-bench bench"

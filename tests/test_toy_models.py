@@ -61,3 +61,29 @@ def test_quality_bar_plumbing(toy_dir, tmp_path):
     assert inv["n"] == 4 and inv["psnr_min"] <= inv["psnr_mean"]
     grid = sample_grid(images[:10], [s.caption() for s in scenes[:10]], columns=5)
     assert grid.size == (5 * 128, 2 * (128 + 3 * 11 + 2))  # two rows of cells, three caption lines under each
+
+
+def test_bundling_stores_fp16_copies_with_bundled_paths(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from icd_bench.errors import ConfigError
+    from icd_bench.toy.model import bundle_icd, bundle_lcm
+
+    stage2 = tmp_path / "stage2"
+    stage2.mkdir()
+    for name in ("fcdm", "cdm"):
+        save_file({"w": torch.randn(3, 2), "steps": torch.tensor([1, 2])}, str(stage2 / f"{name}.safetensors"))
+    save_file({"w": torch.randn(4)}, str(tmp_path / "s1.safetensors"))
+    with pytest.raises(ConfigError, match="stage 2 has not finished"):
+        bundle_icd(tmp_path / "s1.safetensors", stage2, tmp_path / "into")
+    (stage2 / "icd.json").write_text(json.dumps({"teacher": "x", "forward_lora": "f", "reverse_lora": "r",
+                                                 "boundaries": {"reverse": [259, 519, 779, 999]}}))
+    names = bundle_icd(tmp_path / "s1.safetensors", stage2, tmp_path / "into")
+    assert names == ["cdm.safetensors", "cfg_distill.safetensors", "fcdm.safetensors", "icd.json"]
+    state = load_file(str(tmp_path / "into" / "cdm.safetensors"))
+    assert state["w"].dtype == torch.float16 and state["steps"].dtype == torch.int64
+    meta = json.loads((tmp_path / "into" / "icd.json").read_text())
+    assert meta["reverse_lora"] == "bundled:toy/icd/cdm.safetensors" and meta["boundaries"]["reverse"][0] == 259
+    assert bundle_lcm(stage2, tmp_path / "lcm") == ["lcm.json", "lcm.safetensors"]
+    lcm = json.loads((tmp_path / "lcm" / "lcm.json").read_text())
+    assert lcm["lora"] == "bundled:toy/lcm/lcm.safetensors" and "teacher" not in lcm

@@ -17,17 +17,17 @@ scheduler's ``add_noise`` by the identity there, so ``z_tp1_forward`` is the cle
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from icd_bench.diffusion.ddim import EpsFn
 from icd_bench.diffusion.lcm import lcm_invert_step, next_alpha, noise_matching
 from icd_bench.diffusion.schedule import alpha_at
 
 #: eps_fn(x, t, i) -> ε, for the rows of x (the sampling step index i)
-EpsFn = Callable[[torch.Tensor, int, int], torch.Tensor]
 KL_REFERENCES = ("noised", "clean")
 
 

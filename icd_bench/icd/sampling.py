@@ -7,16 +7,13 @@ clean end s = 0, a hard boundary (ᾱ = 1), as in the reference code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
-from icd_bench.diffusion.ddim import Callback, apply_callback, ddim_step
+from icd_bench.diffusion.ddim import Callback, EpsFn, apply_callback, ddim_step
 from icd_bench.diffusion.schedule import alpha_at, clean_at_zero, q_sample
 from icd_bench.icd.boundaries import Boundaries
 
 #: eps_fn(x, t, step_index) -> ε
-EpsFn = Callable[[torch.Tensor, int, int], torch.Tensor]
 
 
 def boundary_alpha(alphas_cumprod: torch.Tensor, s: int) -> float:

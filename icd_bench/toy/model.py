@@ -100,3 +100,51 @@ def toy_backbone_from_modules(tokenizer, text_encoder, unet, device="cpu", dtype
     return Backbone(kind="toy", source="in-memory", tokenizers=[tokenizer], text_encoders=[text_encoder],
                     unet=unet, vae=None, scheduler=build_scheduler(), resolution=unet.config.sample_size,
                     device=device, dtype=dtype)
+
+
+# -- bundling ------------------------------------------------------------------------------------------
+def bundle_icd(stage1: Path, stage2: Path, into: Path) -> list[str]:
+    """Copy the toy iCD models into the package as fp16 (what ``--method icd-toy`` loads by default):
+    stage 1's student, stage 2's adapters, and ``icd.json`` (stage 2's provenance, paths made
+    ``bundled:``). Returns the bundled file names."""
+    import json
+
+    from icd_bench.errors import ConfigError
+    from icd_bench.icd.model import half_copy
+
+    stage2, into = Path(stage2), Path(into)
+    info = stage2 / "icd.json"
+    if not info.is_file():
+        raise ConfigError(f"{info} not found: stage 2 has not finished in {stage2}")
+    for src, name in ((Path(stage1), "cfg_distill.safetensors"), (stage2 / "fcdm.safetensors", "fcdm.safetensors"),
+                      (stage2 / "cdm.safetensors", "cdm.safetensors")):
+        half_copy(src, into / name)
+    meta = json.loads(info.read_text())
+    meta.update({"teacher": "bundled:toy/icd/cfg_distill.safetensors",
+                 "forward_lora": "bundled:toy/icd/fcdm.safetensors", "reverse_lora": "bundled:toy/icd/cdm.safetensors",
+                 "stored_as": "fp16"})
+    (into / "icd.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return sorted(p.name for p in into.iterdir())
+
+
+def bundle_lcm(run: Path, into: Path) -> list[str]:
+    """Copy the toy LCM's consistency LoRA into the package as fp16 (``lcm.safetensors`` + ``lcm.json``;
+    its base is the bundled guidance-distilled student). Returns the bundled file names."""
+    import json
+
+    from icd_bench.errors import ConfigError
+    from icd_bench.icd.model import half_copy
+
+    run, into = Path(run), Path(into)
+    info = run / "icd.json"
+    if not info.is_file() or not (run / "cdm.safetensors").is_file():
+        raise ConfigError(f"{run} holds no finished reverse-model training (icd.json, cdm.safetensors)")
+    half_copy(run / "cdm.safetensors", into / "lcm.safetensors")
+    meta = json.loads(info.read_text())
+    meta.update({"unet": "bundled:toy/icd/cfg_distill.safetensors", "lora": "bundled:toy/lcm/lcm.safetensors",
+                 "stored_as": "fp16"})
+    for key in ("teacher", "forward_lora", "reverse_lora"):
+        meta.pop(key, None)
+    (into / "lcm.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return sorted(p.name for p in into.iterdir())
+
