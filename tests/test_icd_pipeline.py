@@ -36,7 +36,7 @@ def _gen(seed):
     ("icd-sdxl", [(999, 699), (699, 499), (499, 249), (249, 0)],
      [(19, 249), (249, 499), (499, 699), (699, 999)], 8.0, 0.7, False),
     ("icd-toy", [(999, 779), (779, 519), (519, 259), (259, 0)],
-     [(19, 259), (259, 519), (519, 779), (779, 999)], 5.0, 0.5, True),  # toy: guided on the last segment only
+     [(19, 259), (259, 519), (519, 779), (779, 999)], 5.0, 0.8, True),  # toy: the paper's tau 0.8
 ])
 def test_every_preset_maps_its_boundaries(preset, reverse_steps, forward_steps, w, tau, p2p):
     resolved = resolve_method(preset)
