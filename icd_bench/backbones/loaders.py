@@ -210,10 +210,10 @@ def check_pretrained(source: str) -> None:
         for component in listed:
             _check_local(source, component)
         return
-    from huggingface_hub import try_to_load_from_cache
-
     if not offline():
         return  # model_index.json came from the hub; the rest downloads on first use
+    from huggingface_hub import try_to_load_from_cache
+
     name = {"scheduler": "scheduler_config.json", "tokenizer": "tokenizer_config.json",
             "tokenizer_2": "tokenizer_config.json"}
     missing = [c for c in listed

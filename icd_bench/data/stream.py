@@ -195,8 +195,6 @@ class StreamData:
         self._it = self.source.epoch(self.seed, 0, self.process, self.processes)
 
     def _next(self) -> tuple[str, Image.Image, str]:
-        if self._it is None:
-            self._restart()
         for attempt in range(2):
             try:
                 return next(self._it)

@@ -32,10 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from icd_bench.config import repo_root
 from icd_bench.errors import ConfigError, IcdBenchError
+from icd_bench.training_utils import read_toml
 
 SUITE_KEYS = {"description", "table", "figure", "defaults", "runs", "source"}
 RUN_KEYS = {"name", "method", "dataset", "split", "task", "metrics", "set", "match", "backbone", "limit",
@@ -115,10 +114,7 @@ def load_suite(name_or_path: str) -> Suite:
     from icd_bench.reports.tables import TABLES
 
     path = find_suite(name_or_path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read suite {path}: {exc}") from None
+    data = read_toml(path, "suite")
     unknown = set(data) - SUITE_KEYS
     if unknown:
         raise ConfigError(f"suite {path}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(SUITE_KEYS))}")
@@ -228,7 +224,8 @@ def plan(suite: Suite, options: Options) -> list[Planned]:
         data_dir = options.data_dirs.get(run.dataset, options.data_dirs.get("*"))
         if data_dir is None and run.data_dir:
             data_dir = Path(run.data_dir)
-        limit = min(x for x in (run.limit, options.limit) if x is not None) if (run.limit or options.limit) else None
+        limits = [x for x in (run.limit, options.limit) if x is not None]
+        limit = min(limits) if limits else None
         cfg = RunConfig(method=run.method, dataset=run.dataset, data_dir=data_dir, split=split,
                         backbone=run.backbone, task=run.task, out=options.out / run.name, limit=limit,
                         batch_size=options.batch_size or run.batch_size, seed=run.seed,
