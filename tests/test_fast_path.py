@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from icd_bench.attention.p2p import P2PConfig
+from icd_bench.attention.p2p import P2PParams
 from icd_bench.backbones import load_backbone, tiny_backbone
 from icd_bench.config import resolve_method
 from icd_bench.icd.guidance import guidance_code, guidance_embedding
@@ -99,7 +99,7 @@ def test_prompt_to_prompt_branches_in_one_call_equal_separate_decodes():
     noise = torch.randn(bb.latent_shape(2), generator=torch.Generator().manual_seed(3))
     alone_src = pipe.decode(noise, bb.encode_prompt(src), 5.0, 0.8)
     alone_tgt = pipe.decode(noise, bb.encode_prompt(tgt), 5.0, 0.8)
-    off = P2PConfig(cross_steps=0.0, self_steps=0.0, blend=False)
+    off = P2PParams(cross_replace=0.0, self_replace=0.0, local_blend=False)
     assert torch.allclose(pipe.decode_p2p(noise, src, tgt, 5.0, 0.8, off), alone_tgt, atol=1e-5)
     # with the edit on, the target changes and the source branch is still the plain source decode
     seen = {}
@@ -110,7 +110,7 @@ def test_prompt_to_prompt_branches_in_one_call_equal_separate_decodes():
         return seen["out"]
 
     pipe.decode = spy
-    edited = pipe.decode_p2p(noise, src, tgt, 5.0, 0.8, P2PConfig(cross_steps=0.5, self_steps=0.5, blend=False))
+    edited = pipe.decode_p2p(noise, src, tgt, 5.0, 0.8, P2PParams(cross_replace=0.5, self_replace=0.5, local_blend=False))
     assert torch.allclose(seen["out"][:2], alone_src, atol=1e-5)
     assert not torch.allclose(edited, alone_tgt, atol=1e-3)
 

@@ -236,7 +236,7 @@ def test_p2p_with_identical_prompts_reproduces_plain_decoding():
     prompts = ["a red circle on a white background", "a blue square"]
     # w = 1: the source branch (always unguided) and the target branch take the same guidance
     plain = pipe.decode(x, bb.encode_prompt(prompts), 1.0, 0.8)
-    cfg = ICDParams(cross_replace=1.0, self_replace=1.0).p2p_config()
+    cfg = ICDParams(cross_replace=1.0, self_replace=1.0)
     edited = pipe.decode_p2p(x, prompts, prompts, 1.0, 0.8, cfg, blend_words=[("circle", "circle"), None])
     assert torch.allclose(edited, plain, atol=1e-4)
 
@@ -256,7 +256,7 @@ def test_p2p_decodes_the_source_branch_unguided_and_the_target_with_step_cfg(mon
     monkeypatch.setattr(bb, "predict_noise", spy)
     prompts = ["a red circle", "a blue square"]
     pipe.decode_p2p(torch.randn(2, 4, 16, 16, generator=_gen(5)), prompts, ["a big red circle", "a blue cube"],
-                    20.0, 0.8, ICDParams().p2p_config())
+                    20.0, 0.8, ICDParams())
     assert [t for t, _ in seen] == [999, 779, 519, 259]
     code0, code19 = (guidance_embedding(torch.tensor([c]), 512)[0] for c in (0.0, 19.0))
     for t, tc in seen:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from icd_bench.attention.p2p import P2PConfig, P2PControl, edited_target_words
+from icd_bench.attention.p2p import P2PControl, P2PParams, edited_target_words
 from icd_bench.backbones import tiny_backbone
 from icd_bench.backbones.base import PromptEmbeds
 
@@ -27,7 +27,7 @@ def test_identical_prompts_reproduce_plain_decoding(bb):
     x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     p = "a red circle on a white background"
     plain = unet_out(bb, x, [p])
-    control = P2PControl(bb.tokenizers[0], [p], [p], num_steps=4, config=P2PConfig(cross_steps=1.0, self_steps=1.0))
+    control = P2PControl(bb.tokenizers[0], [p], [p], num_steps=4, config=P2PParams(cross_replace=1.0, self_replace=1.0))
     edited = unet_out(bb, torch.cat([x, x]), [p, p], control)
     assert torch.allclose(edited[0], plain[0], atol=1e-5) and torch.allclose(edited[1], plain[0], atol=1e-5)
 
@@ -40,7 +40,7 @@ def test_identical_prompts_reproduce_plain_decoding(bb):
 def test_sdpa_path_equals_the_map_storing_path(bb, target, mode, amplify):
     x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(1))
     src = "a red circle on a white background"
-    cfg = P2PConfig(cross_steps=1.0, self_steps=1.0, mode=mode, amplify=amplify, blend=False)
+    cfg = P2PParams(cross_replace=1.0, self_replace=1.0, p2p_mode=mode, amplify=amplify, local_blend=False)
     fast = P2PControl(bb.tokenizers[0], [src], [target], 4, cfg)
     slow = P2PControl(bb.tokenizers[0], [src], [target], 4, cfg, store_maps=True)
     a = unet_out(bb, x, [src, target], fast)
@@ -53,7 +53,7 @@ def test_sdpa_path_equals_the_map_storing_path(bb, target, mode, amplify):
 
 def test_schedule_and_restore(bb):
     src, tgt = "a red circle", "a blue circle"
-    control = P2PControl(bb.tokenizers[0], [src], [tgt], num_steps=4, config=P2PConfig(cross_steps=0.3, self_steps=0.6))
+    control = P2PControl(bb.tokenizers[0], [src], [tgt], num_steps=4, config=P2PParams(cross_replace=0.3, self_replace=0.6))
     assert [control.cross_active() for control.step in range(4)] == [True, False, False, False]
     assert [control.self_active() for control.step in range(4)] == [True, True, False, False]
     before = {k: type(v) for k, v in bb.unet.attn_processors.items()}
@@ -67,7 +67,7 @@ def test_schedule_and_restore(bb):
 
 def test_local_blend_keeps_the_source_outside_the_words(bb):
     src, tgt = "a red circle on a white background", "a blue circle on a white background"
-    control = P2PControl(bb.tokenizers[0], [src], [tgt], 4, P2PConfig(blend_start=0.0), blend_words=[("red", "blue")])
+    control = P2PControl(bb.tokenizers[0], [src], [tgt], 4, P2PParams(blend_start=0.0), blend_words=[("red", "blue")])
     assert control.blending
     x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(3))
     unet_out(bb, x, [src, tgt], control)  # records the cross-attention maps
@@ -95,7 +95,7 @@ def test_edited_words():
     assert edited_target_words("a cat on a mat", "a dog on the mat") == ["dog"]  # "the" is a stop word
     assert edited_target_words("a cat", "a cat") == []
     with pytest.raises(ValueError):
-        P2PConfig(mode="swap")
+        P2PParams(p2p_mode="swap")
 
 
 def test_prompt_embeds_used_here_are_batched_as_sources_then_targets():
@@ -110,7 +110,7 @@ def test_self_attention_injection_only_on_small_maps(bb):
     plain = unet_out(bb, x, [src, tgt])
 
     def injected(max_tokens):
-        cfg = P2PConfig(cross_steps=0.0, self_steps=1.0, blend=False, self_max_tokens=max_tokens)
+        cfg = P2PParams(cross_replace=0.0, self_replace=1.0, local_blend=False, self_max_tokens=max_tokens)
         return unet_out(bb, x, [src, tgt], P2PControl(bb.tokenizers[0], [src], [tgt], num_steps=4, config=cfg))
 
     assert torch.allclose(injected(0), plain, atol=1e-5)  # no map small enough: nothing injected

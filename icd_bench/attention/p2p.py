@@ -7,29 +7,31 @@ are kept, as in the original controllers (they edit ``attn[h // 2:]``); the othe
 as usual. While an edit is active, the target branch is steered by the source branch (Hertz et
 al., 2022):
 
-- **cross-attention** (the first ``int(cross_steps · (N + 1))`` of N steps, the original's
+- **cross-attention** (the first ``int(cross_replace · (N + 1))`` of N steps, the original's
   window): the target's attention
   probabilities become ``P_src @ A + P_tgt @ B`` — A is the replace matrix (B = 0), or for refine
   the gather of aligned source tokens weighted by α (and B = diag(1 − α)); reweighting multiplies
   the columns of the target's edited words (its words not in the source, stop words skipped: the
   iCD editing script) or of its blend word (PIE-Bench's runs) by the amplify factor. Because ``(P @ A) @ V = P @ (A @ V)``, this runs
   as ``SDPA(q_src, k_src, A·v_tgt) [+ SDPA(q_tgt, k_tgt, B·v_tgt)]``: no L×N map is materialised;
-- **self-attention** (the first ``int(self_steps · N)`` steps): the target takes the source's attention
+- **self-attention** (the first ``int(self_replace · N)`` steps): the target takes the source's attention
   pattern, ``SDPA(q_src, k_src, v_tgt)`` — the source's queries and keys swapped in;
 - **local blend** (from ``blend_start`` on): cross-attention maps of the blend words are kept only
   at the blend resolution (the only place probabilities are computed explicitly), and after each
   step the target latents outside the words' mask are reset to the source's.
 
 `P2PControl.install(unet)` swaps these processors in and restores the originals afterwards;
-`prompt_to_prompt(backbone, ...)` builds the control for a backbone and installs it, the one entry
-point every P2P-based method (iCD, DDIM + P2P, NTI, NPI, EF-DDPM) decodes through. `P2PParams` is
-the parameter block those methods share.
+`prompt_to_prompt(backbone, ...)` builds the control for a backbone and installs it; `p2p_decode` is
+the one decode every P2P-based method (iCD, DDIM + P2P, NTI, NPI, EF-DDPM) runs: the
+``[sources; targets]`` batch, the control advanced by the sampler's `StepInfo` callback, the step
+count and the batch layout checked. `P2PParams` is the one parameter class: those methods' ``Params``
+inherit it and the control reads it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,37 +39,15 @@ import torch
 import torch.nn.functional as F
 
 from icd_bench.attention.align import refine_mapper, replace_mapper, word_token_positions
+from icd_bench.backbones.base import PromptEmbeds
+from icd_bench.diffusion.loop import Callback, StepInfo
 from icd_bench.words import STOPWORDS
 
 
 @dataclass
-class P2PConfig:
-    cross_steps: float = 0.4  # fraction of decoding steps with cross-attention injection
-    self_steps: float = 0.6  # fraction with self-attention injection
-    mode: str = "auto"  # replace | refine | auto (replace when the word counts match)
-    amplify: float = 1.0  # reweight factor (1 = none) ...
-    amplify_words: str = "edited"  # ... on the target's edited words, or its blend word ("blend")
-    blend: bool = True  # local blend with the blend words, when a sample has them
-    blend_threshold: float = 0.3  # of the normalised word maps, the source's and the target's
-    blend_start: float = 0.2  # fraction of steps before local blend starts
-    self_max_tokens: int = 32 * 32  # self-attention injection only on maps this small (the reference's rule)
-    # the original's replace matrix after the last swapped word, and its reweighting of only the exact
-    # occurrences of a word (align.word_token_positions)
-    reference_compat: bool = False
-
-    def __post_init__(self):
-        if self.mode not in ("replace", "refine", "auto"):
-            raise ValueError(f"P2P mode must be replace, refine or auto, got {self.mode!r}")
-        if self.amplify_words not in ("edited", "blend"):
-            raise ValueError(f"amplify_words must be edited or blend, got {self.amplify_words!r}")
-        for name in ("cross_steps", "self_steps", "blend_start", "blend_threshold"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-
-
-@dataclass
 class P2PParams:
-    """The Prompt-to-Prompt fields of a method's parameters (PIE-Bench's setting by default)."""
+    """Prompt-to-Prompt's parameters (PIE-Bench's setting by default): the fields every P2P method's
+    ``Params`` inherits, and what `P2PControl` reads."""
 
     p2p: bool = True  # edit with Prompt-to-Prompt; false: plain prompt switch
     p2p_mode: Literal["replace", "refine", "auto"] = "auto"  # auto: replace when the word counts match
@@ -77,15 +57,22 @@ class P2PParams:
     amplify_words: Literal["edited", "blend"] = "edited"  # ... of the target's edited words or its blend word
     local_blend: bool = True  # with the sample's blend words, when it has them
     blend_start: float = 0.2  # fraction of steps before local blend starts
-    reference_compat: bool = False  # reproduce the official code where the project deliberately differs
+    blend_threshold: float = 0.3  # of the normalised word maps, the source's and the target's
+    self_max_tokens: int = 32 * 32  # self-attention injection only on maps this small (the reference's rule)
+    # the original's replace matrix after the last swapped word, and its reweighting of only the exact
+    # occurrences of a word (align.word_token_positions): the official code where the project differs
+    reference_compat: bool = False
 
     def __post_init__(self):
-        self.p2p_config()  # validates the P2P fields
-
-    def p2p_config(self) -> P2PConfig:
-        return P2PConfig(cross_steps=self.cross_replace, self_steps=self.self_replace, mode=self.p2p_mode,
-                         amplify=self.amplify, amplify_words=self.amplify_words, blend=self.local_blend,
-                         blend_start=self.blend_start, reference_compat=self.reference_compat)
+        if self.p2p_mode not in ("replace", "refine", "auto"):
+            raise ValueError(f"p2p_mode must be replace, refine or auto, got {self.p2p_mode!r}")
+        if self.amplify_words not in ("edited", "blend"):
+            raise ValueError(f"amplify_words must be edited or blend, got {self.amplify_words!r}")
+        for name in ("cross_replace", "self_replace", "blend_start", "blend_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.self_max_tokens < 0:
+            raise ValueError(f"self_max_tokens must be >= 0 (0: no self-attention injection), got {self.self_max_tokens}")
 
 
 def edited_target_words(source: str, target: str) -> list[str]:
@@ -99,9 +86,9 @@ class P2PControl:
     """The edit state of one batch of n (source, target) prompt pairs over ``num_steps`` steps."""
 
     def __init__(self, tokenizer, sources: Sequence[str], targets: Sequence[str], num_steps: int,
-                 config: P2PConfig | None = None, blend_words: Sequence[tuple[str, str] | None] | None = None,
+                 config: P2PParams | None = None, blend_words: Sequence[tuple[str, str] | None] | None = None,
                  blend_resolution: int | None = None, store_maps: bool = False):
-        self.cfg = config or P2PConfig()
+        self.cfg = config or P2PParams()
         self.n = len(sources)
         self.num_steps = num_steps
         self.step = 0
@@ -110,7 +97,7 @@ class P2PControl:
         A, B = torch.zeros(self.n, L, L), torch.zeros(self.n, L, L)
         self.has_b = False
         for k, (src, tgt) in enumerate(zip(sources, targets, strict=True)):
-            mode = self.cfg.mode
+            mode = self.cfg.p2p_mode
             if mode == "auto":
                 mode = "replace" if len(src.split()) == len(tgt.split()) else "refine"
             if mode == "replace":
@@ -132,7 +119,7 @@ class P2PControl:
         self.blend_tokens: list[tuple[list[int], list[int]] | None] = []
         for k in range(self.n):
             words = blend_words[k] if blend_words else None
-            if not (self.cfg.blend and words):
+            if not (self.cfg.local_blend and words):
                 self.blend_tokens.append(None)
                 continue
             self.blend_tokens.append((word_token_positions(tokenizer, sources[k], words[0]),
@@ -157,10 +144,10 @@ class P2PControl:
     # -- schedule ----------------------------------------------------------------------------
     def cross_active(self) -> bool:
         # the original's window: its per-step weights have N + 1 rows, the first int(f·(N + 1)) on
-        return self.step < int(self.cfg.cross_steps * (self.num_steps + 1))
+        return self.step < int(self.cfg.cross_replace * (self.num_steps + 1))
 
     def self_active(self) -> bool:
-        return self.step < int(self.cfg.self_steps * self.num_steps)
+        return self.step < int(self.cfg.self_replace * self.num_steps)
 
     @property
     def blending(self) -> bool:
@@ -317,10 +304,49 @@ def blend_resolution(backbone) -> int:
 
 @contextlib.contextmanager
 def prompt_to_prompt(backbone, sources: Sequence[str], targets: Sequence[str], num_steps: int,
-                     config: P2PConfig, blend_words=None) -> Iterator[P2PControl]:
+                     config: P2PParams, blend_words=None) -> Iterator[P2PControl]:
     """Prompt-to-Prompt on ``backbone``'s UNet for one batch: decode ``[sources; targets]`` rows
-    inside this block and call ``control.after_step`` after every decoding step."""
+    inside this block and call ``control.after_step`` after every decoding step (`p2p_decode` does both)."""
     control = P2PControl(backbone.tokenizers[0], sources, targets, num_steps=num_steps, config=config,
                          blend_words=blend_words, blend_resolution=blend_resolution(backbone))
     with control.install(backbone.unet):
         yield control
+
+
+#: sample(latents, cond, callback) -> latents: a method's sampler loop over 2n rows, ``callback`` after each step
+Sampler = Callable[[torch.Tensor, PromptEmbeds, Callback], torch.Tensor]
+
+
+def p2p_decode(backbone, sample: Sampler, x: torch.Tensor, sources: Sequence[str], targets: Sequence[str],
+               num_steps: int, config: P2PParams, blend_words=None, *, source_cond: PromptEmbeds | None = None,
+               steps_run: int | None = None) -> torch.Tensor:
+    """Decode the latents ``x`` (n rows) with the source and the target prompts in one batch
+    ``[sources; targets]`` of 2n rows, the target steered by Prompt-to-Prompt; returns the target rows.
+
+    ``sample`` is the method's sampler loop; P2P's windows are fractions of ``num_steps`` and the
+    control advances once per ``callback`` call, so the loop must report every step it runs:
+    ``steps_run`` of them (default ``num_steps``; fewer when it starts later on the grid, as EF-DDPM's
+    skip). ``source_cond``: the sources' embeddings when the caller has them already.
+    """
+    n = x.shape[0]
+    if not n == len(sources) == len(targets):
+        raise ValueError(f"P2P decodes n latents with n source and n target prompts, got {n}, "
+                         f"{len(sources)} and {len(targets)}")
+    if source_cond is None:
+        source_cond = backbone.encode_prompt(sources)
+    cond = PromptEmbeds.cat([source_cond, backbone.encode_prompt(targets)])
+
+    with prompt_to_prompt(backbone, sources, targets, num_steps, config, blend_words) as control:
+        def after_step(info: StepInfo) -> torch.Tensor:
+            if info.x.shape[0] != 2 * n:
+                raise RuntimeError(f"P2P's sampler must keep the [sources; targets] layout of {2 * n} rows, "
+                                   f"got {info.x.shape[0]}")
+            return control.after_step(info.x)
+
+        out = sample(torch.cat([x, x]), cond, after_step)
+    expected = num_steps if steps_run is None else steps_run
+    if control.step != expected:
+        raise RuntimeError(f"P2P's schedule saw {control.step} steps, the sampler should have reported {expected}")
+    if out.shape[0] != 2 * n:
+        raise RuntimeError(f"P2P's sampler returned {out.shape[0]} rows, expected [sources; targets] = {2 * n}")
+    return out[n:]

@@ -6,11 +6,11 @@ the target branch (target prompt) and the mutual "layout" branch (source prompt,
 sampled by DDCM against the source like the target). With N steps and step i counted from 0, let
 f = (i + 1)/N (the official schedule):
 
-- **self-attention**, in every CFG group and at every resolution: while f < ``self_steps`` the target
+- **self-attention**, in every CFG group and at every resolution: while f < ``self_replace`` the target
   attends with the source's queries and keys to its own values (P2P's self-attention injection) and
   the mutual branch attends as the source; from then on the target attends as usual and the mutual
   branch with the target's queries to the source's keys and values (mutual self-attention, MasaCtrl);
-- **cross-attention**, in the conditional group: while f ≤ ``cross_steps`` the target's
+- **cross-attention**, in the conditional group: while f ≤ ``cross_replace`` the target's
   probabilities are the mutual branch's refined onto the target's tokens,
   ``P_mut[:, mapper]·α + P_tgt·(1 − α)`` (InfEdit's alignment, `align.infedit_refine_mapper`), run
   as ``SDPA(q_mut, k_mut, A·v_tgt) + SDPA(q_tgt, k_tgt, B·v_tgt)`` as in `p2p`;
@@ -38,18 +38,21 @@ import torch.nn.functional as F
 
 from icd_bench.attention.align import infedit_refine_mapper, token_ids
 from icd_bench.attention.p2p import P2PAttnProcessor, P2PControl, blend_resolution
+from icd_bench.diffusion.loop import StepInfo
 
 
 @dataclass
-class UACConfig:
-    cross_steps: float = 0.7  # cross-attention refined from the mutual branch while (i + 1)/N ≤ this
-    self_steps: float = 0.7  # self-attention injection before, mutual self-attention from (i + 1)/N ≥ this
-    blend: bool = True  # local blend with the sample's (target) blend word, when it has one
+class UACParams:
+    """UAC's parameters, the fields InfEdit's ``Params`` inherits and `UACControl` reads."""
+
+    cross_replace: float = 0.7  # cross-attention refined from the mutual branch while (i + 1)/N ≤ this
+    self_replace: float = 0.7  # self-attention injection before, mutual self-attention from (i + 1)/N ≥ this
+    local_blend: bool = True  # local blend with the sample's (target) blend word, when it has one
     blend_threshold: float = 0.55  # the mask threshold's floor ...
     blend_temperature: float = 0.15  # ... of max(temperature / √ᾱ_t, threshold)
 
     def __post_init__(self):
-        for name in ("cross_steps", "self_steps", "blend_threshold"):
+        for name in ("cross_replace", "self_replace", "blend_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.blend_temperature < 0:
@@ -60,9 +63,9 @@ class UACControl(P2PControl):
     """The state of one batch of n (source, target) prompt pairs over ``num_steps`` steps."""
 
     def __init__(self, tokenizer, sources: Sequence[str], targets: Sequence[str], num_steps: int,
-                 source_states: torch.Tensor, target_states: torch.Tensor, config: UACConfig | None = None,
+                 source_states: torch.Tensor, target_states: torch.Tensor, config: UACParams | None = None,
                  blend_words: Sequence[str | None] | None = None, blend_resolution: int | None = None):
-        self.cfg = config or UACConfig()
+        self.cfg = config or UACParams()
         self.n, self.num_steps, self.step = len(sources), num_steps, 0
         self.store_maps = False
         L = tokenizer.model_max_length
@@ -75,7 +78,7 @@ class UACControl(P2PControl):
             self.A[k, mapper, torch.arange(L)] = alphas
             self.B[k] = torch.diag(1.0 - alphas)
             tokens = [j for j in range(1, len(token_ids(tokenizer, tgt)) - 1) if blend[j]]
-            self.blend_tokens.append(tokens if self.cfg.blend and tokens else None)
+            self.blend_tokens.append(tokens if self.cfg.local_blend and tokens else None)
         self.has_b = True
         self._placed = {}
         self.blend_resolution = blend_resolution
@@ -87,10 +90,10 @@ class UACControl(P2PControl):
         return (self.step + 1) / self.num_steps
 
     def cross_active(self) -> bool:
-        return self.cfg.cross_steps >= self._fraction()
+        return self.cfg.cross_replace >= self._fraction()
 
     def mutual_self_attention(self) -> bool:
-        return self.cfg.self_steps <= self._fraction()
+        return self.cfg.self_replace <= self._fraction()
 
     # -- local blend ---------------------------------------------------------------------------
     def blend(self, x_tgt: torch.Tensor, x_mut: torch.Tensor, alpha_t: float) -> torch.Tensor:
@@ -109,6 +112,21 @@ class UACControl(P2PControl):
             mask = self.last_masks[k] = m / m.amax() > threshold
             out[k] = torch.where(mask, x_tgt[k], x_mut[k])
         return out
+
+    def step_callback(self, info: StepInfo) -> torch.Tensor:
+        """The sampler callback of a ``[source; target; mutual]`` batch (InfEdit's DDCM loop): `after_step`
+        on its blocks, no blend after the last step (its output is x̂_0, not the landed latents)."""
+        if info.x.shape[0] != 3 * self.n:
+            raise RuntimeError(f"UAC's sampler must keep the [source; target; mutual] layout of {3 * self.n} rows, "
+                               f"got {info.x.shape[0]}")
+        x_src, x_tgt, x_mut = info.x.chunk(3)
+        return torch.cat([x_src, self.after_step(x_tgt, x_mut, info.alpha_from, blend=info.index + 1 < self.num_steps),
+                          x_mut])
+
+    def check_finished(self) -> None:
+        """Raise unless the sampler reported all ``num_steps`` steps (UAC's schedule advances only then)."""
+        if self.step != self.num_steps:
+            raise RuntimeError(f"UAC's schedule saw {self.step} steps, the sampler should have reported {self.num_steps}")
 
     def after_step(self, x_tgt: torch.Tensor, x_mut: torch.Tensor, alpha_t: float, blend: bool = True) -> torch.Tensor:
         """Call after every step with the new target and mutual latents: local blend (``blend``), then advance."""
@@ -168,7 +186,7 @@ UACControl.processor_class = UACAttnProcessor  # what `P2PControl.install` puts 
 
 @contextlib.contextmanager
 def unified_attention_control(backbone, sources: Sequence[str], targets: Sequence[str], num_steps: int,
-                              config: UACConfig, blend_words: Sequence[str | None] | None = None
+                              config: UACParams, blend_words: Sequence[str | None] | None = None
                               ) -> Iterator[UACControl]:
     """UAC on ``backbone``'s UNet for one batch: run ``[sources; targets; sources]`` rows inside this
     block and call ``control.after_step`` after every step."""

@@ -2,7 +2,7 @@
 
 Written in the style of k-diffusion samplers: each loop is one function over a noise-prediction
 callable ``eps_fn(x, t, i) -> ε`` (``i`` is the step index), with an optional progress bar and a
-callback. The noise schedule ᾱ comes from a diffusers scheduler (``scheduler.alphas_cumprod``);
+callback (`loop.StepInfo`, shared by every loop of this package). The noise schedule ᾱ comes from a diffusers scheduler (``scheduler.alphas_cumprod``);
 the timestep grid reuses ``DDIMScheduler.set_timesteps`` so it matches diffusers exactly.
 
 Notation: ``alphas_cumprod[t]`` is ᾱ_t, written α_t in the iCD paper. A grid is a descending list
@@ -13,21 +13,12 @@ last step lands on the clean end whose ᾱ is ``final_alpha`` (1.0, or ᾱ_0 for
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
+from icd_bench.diffusion.loop import Callback, EpsFn, StepInfo, apply_callback
 from icd_bench.diffusion.schedule import alpha_at, landing_timestep, root
-
-EpsFn = Callable[[torch.Tensor, int, int], torch.Tensor]
-#: callback(i, t_landed, x) after each step; a returned tensor replaces x (e.g. P2P local blend).
-Callback = Callable[[int, int, torch.Tensor], "torch.Tensor | None"]
-
-
-def apply_callback(callback: Callback, i: int, t: int, x: torch.Tensor) -> torch.Tensor:
-    """Run a sampler callback; the tensor it returns (if any) replaces x."""
-    out = callback(i, t, x)
-    return x if out is None else out
 
 
 def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_t: float, alpha_s: float) -> torch.Tensor:
@@ -73,9 +64,8 @@ def ddim_sample(eps_fn: EpsFn, x: torch.Tensor, timesteps: Sequence[int], alphas
     for i, t in enumerate(tqdm(timesteps, desc=desc, disable=disable, leave=False)):
         eps = eps_fn(x, t, i)
         s = landing_timestep(timesteps, i)
-        x = ddim_step(x, eps, alpha_at(alphas_cumprod, t, final_alpha), alpha_at(alphas_cumprod, s, final_alpha))
-        if callback is not None:
-            x = apply_callback(callback, i, s, x)
+        a_t, a_s = alpha_at(alphas_cumprod, t, final_alpha), alpha_at(alphas_cumprod, s, final_alpha)
+        x = apply_callback(callback, StepInfo(i, t, s, a_t, a_s, ddim_step(x, eps, a_t, a_s)))
     return x
 
 
@@ -99,7 +89,6 @@ def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, timesteps: Sequence[int], alpha
         i = n - 1 - k  # undo sampling step i: from s = t_{i+1} up to t = t_i
         t, s = timesteps[i], landing_timestep(timesteps, i)
         eps = eps_fn(x, t, i)
-        x = ddim_step(x, eps, alpha_at(alphas_cumprod, s, final_alpha), alpha_at(alphas_cumprod, t, final_alpha))
-        if callback is not None:
-            x = apply_callback(callback, i, t, x)
+        a_s, a_t = alpha_at(alphas_cumprod, s, final_alpha), alpha_at(alphas_cumprod, t, final_alpha)
+        x = apply_callback(callback, StepInfo(i, s, t, a_s, a_t, ddim_step(x, eps, a_s, a_t)))
     return x

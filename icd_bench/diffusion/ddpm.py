@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from icd_bench.diffusion.ddim import Callback, EpsFn, apply_callback
+from icd_bench.diffusion.loop import Callback, EpsFn, StepInfo, apply_callback
 from icd_bench.diffusion.schedule import alpha_at, landing_timestep, q_sample
 
 
@@ -66,9 +66,7 @@ def ddpm_sample(eps_fn: EpsFn, x: torch.Tensor, timesteps: Sequence[int], alphas
     """DDPM sampling from x_{t_start} with given noise maps (zs[k] for step ``start + k``)."""
     for k, i in enumerate(range(start, len(timesteps))):
         t, s = timesteps[i], landing_timestep(timesteps, i)
-        mean, sigma = ddpm_step_mean(x, eps_fn(x, t, i), alpha_at(alphas_cumprod, t, final_alpha),
-                                     alpha_at(alphas_cumprod, s, final_alpha), eta)
-        x = mean + (sigma if sigma > 0 else 1.0) * zs[k].to(x)
-        if callback is not None:
-            x = apply_callback(callback, k, s, x)
+        a_t, a_s = alpha_at(alphas_cumprod, t, final_alpha), alpha_at(alphas_cumprod, s, final_alpha)
+        mean, sigma = ddpm_step_mean(x, eps_fn(x, t, i), a_t, a_s, eta)
+        x = apply_callback(callback, StepInfo(i, t, s, a_t, a_s, mean + (sigma if sigma > 0 else 1.0) * zs[k].to(x)))
     return x

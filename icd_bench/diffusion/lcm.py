@@ -9,7 +9,8 @@ Luo et al. 2023) re-noises x̂_0 to the next timestep with fresh noise z_i:
     x_{t_{i+1}} = sqrt(ᾱ_{t_{i+1}})·x̂_0(x_{t_i}) + sqrt(1 − ᾱ_{t_{i+1}})·z_i,   the last step returns x̂_0.
 
 Storing the z_i makes the sampler deterministic, and then one step has an exact inverse in x_{t_i}
-given ε (`lcm_invert_step`) — ReNoise's fixed point. The timestep grid is diffusers' LCMScheduler's
+given ε (`lcm_invert_step`) — ReNoise's fixed point. `lcm_sample` and `ddcm_sample` are the
+sampler loops (`loop.StepInfo` callbacks, as every loop of this package). The timestep grid is diffusers' LCMScheduler's
 (skipping steps of its 50-step original schedule), so it matches LCM pipelines exactly.
 """
 
@@ -20,7 +21,8 @@ from collections.abc import Sequence
 import torch
 
 from icd_bench.diffusion.ddim import ddim_step
-from icd_bench.diffusion.schedule import CLEAN, alpha_at
+from icd_bench.diffusion.loop import Callback, EpsFn, StepInfo, apply_callback
+from icd_bench.diffusion.schedule import alpha_at, landing_timestep, q_sample
 
 
 def lcm_timesteps(num_steps: int, num_train_timesteps: int = 1000, original_steps: int = 50) -> list[int]:
@@ -36,7 +38,7 @@ def lcm_timesteps(num_steps: int, num_train_timesteps: int = 1000, original_step
 
 def next_alpha(alphas_cumprod: torch.Tensor, timesteps: Sequence[int], i: int) -> float:
     """ᾱ of the timestep step i lands on; 1.0 (the clean end) after the last step."""
-    return alpha_at(alphas_cumprod, timesteps[i + 1] if i + 1 < len(timesteps) else CLEAN)
+    return alpha_at(alphas_cumprod, landing_timestep(timesteps, i))
 
 
 def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_t: float) -> torch.Tensor:
@@ -50,7 +52,7 @@ def lcm_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_t: float, alpha_next: f
     x0 = predict_x0(x_t, eps, alpha_t)
     if alpha_next >= 1.0 or noise is None:
         return x0
-    return alpha_next**0.5 * x0 + (1 - alpha_next) ** 0.5 * noise
+    return q_sample(x0, noise, alpha_next)
 
 
 def lcm_invert_step(x_next: torch.Tensor, eps: torch.Tensor, alpha_t: float, alpha_next: float,
@@ -88,3 +90,37 @@ def ddcm_step(x_src: torch.Tensor, x_tgt: torch.Tensor, eps_src: torch.Tensor, e
         return x0_src, x0_tgt, x0_tgt
     s = (1 - alpha_next) ** 0.5 * noise
     return alpha_next**0.5 * x0_src + s, alpha_next**0.5 * x0_tgt + s, x0_tgt
+
+
+@torch.no_grad()
+def lcm_sample(eps_fn: EpsFn, x: torch.Tensor, timesteps: Sequence[int], alphas_cumprod: torch.Tensor,
+               noises: Sequence[torch.Tensor], *, callback: Callback | None = None) -> torch.Tensor:
+    """LCM multistep sampling from x at ``timesteps[0]``, re-noising step i with ``noises[i]``; returns x̂_0."""
+    for i, t in enumerate(timesteps):
+        s = landing_timestep(timesteps, i)
+        a_t, a_s = alpha_at(alphas_cumprod, t), alpha_at(alphas_cumprod, s)
+        x = apply_callback(callback, StepInfo(i, t, s, a_t, a_s, lcm_step(x, eps_fn(x, t, i), a_t, a_s, noises[i])))
+    return x
+
+
+@torch.no_grad()
+def ddcm_sample(eps_fn: EpsFn, x: torch.Tensor, x0_src: torch.Tensor, timesteps: Sequence[int],
+                alphas_cumprod: torch.Tensor, noises: Sequence[torch.Tensor], branches: int = 2, *,
+                callback: Callback | None = None) -> torch.Tensor:
+    """InfEdit's DDCM sampling (`ddcm_step` per step) of ``branches`` row blocks ``[source; target(;
+    mutual)]`` of x, each of the rows of ``x0_src``, from ``timesteps[0]``; the mutual block (the
+    source prompt on its own latents) is corrected against the source like the target. The callback
+    sees all blocks; returns the target's x̂_0 of the last step."""
+    if branches not in (2, 3) or x.shape[0] != branches * x0_src.shape[0]:
+        raise ValueError(f"DDCM samples 2 or 3 blocks of {x0_src.shape[0]} rows, got {branches} blocks "
+                         f"in {x.shape[0]} rows")
+    for i, t in enumerate(timesteps):
+        s = landing_timestep(timesteps, i)
+        a_t, a_s = alpha_at(alphas_cumprod, t), alpha_at(alphas_cumprod, s)
+        eps, xs = eps_fn(x, t, i).chunk(branches), x.chunk(branches)
+        x_src, x_tgt, x0_tgt = ddcm_step(xs[0], xs[1], eps[0], eps[1], x0_src, a_t, a_s, noises[i])
+        rows = [x_src, x_tgt]
+        if branches == 3:
+            rows.append(ddcm_step(xs[0], xs[2], eps[0], eps[2], x0_src, a_t, a_s, noises[i])[1])
+        x = apply_callback(callback, StepInfo(i, t, s, a_t, a_s, torch.cat(rows)))
+    return x0_tgt

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from icd_bench.diffusion.ddim import EpsFn
 from icd_bench.diffusion.lcm import lcm_invert_step, next_alpha, noise_matching
-from icd_bench.diffusion.schedule import alpha_at
+from icd_bench.diffusion.loop import EpsFn
+from icd_bench.diffusion.schedule import alpha_at, q_sample
 
 #: eps_fn(x, t, i) -> ε, for the rows of x (the sampling step index i)
 KL_REFERENCES = ("noised", "clean")
@@ -203,7 +203,7 @@ def renoise_invert(eps_fn: EpsFn, x0: torch.Tensor, timesteps: Sequence[int], al
         x_t, avg, n_avg = x_next, None, 0
         for k in range(iters + 1):
             if k == 0 and cfg.regularises and cfg.lambda_kl > 0:
-                at_t = x0 if cfg.kl_reference == "clean" else a_t**0.5 * x0 + (1 - a_t) ** 0.5 * forward_noise
+                at_t = x0 if cfg.kl_reference == "clean" else q_sample(x0, forward_noise, a_t)
                 both = eps_fn(torch.cat([at_t, x_t]), t, i)
                 reference, eps = both.chunk(2)
             else:

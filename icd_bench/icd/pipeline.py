@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from icd_bench.attention.p2p import P2PConfig, prompt_to_prompt
+from icd_bench.attention.p2p import P2PParams, p2p_decode
 from icd_bench.backbones.base import Backbone, PromptEmbeds
 from icd_bench.diffusion.guidance import dynamic_guidance_scale
 from icd_bench.icd.boundaries import Boundaries
@@ -116,16 +116,15 @@ class ICDPipeline:
         return icd_decode(eps_fn, x, self.boundaries, bb.alphas_cumprod, callback=callback)
 
     def decode_p2p(self, x: torch.Tensor, sources: Sequence[str], targets: Sequence[str], w: float, tau: float,
-                   config: P2PConfig, blend_words=None, source_cond: PromptEmbeds | None = None) -> torch.Tensor:
+                   config: P2PParams, blend_words=None, source_cond: PromptEmbeds | None = None) -> torch.Tensor:
         """Decode the same noise latents with the source (unguided) and the target prompts in one
-        batch, the target steered by Prompt-to-Prompt; returns the target branch's latents. ``source_cond``:
-        the sources' embeddings when the caller has them already."""
-        bb, n = self.backbone, x.shape[0]
-        if source_cond is None:
-            source_cond = bb.encode_prompt(sources)
-        cond = PromptEmbeds.cat([source_cond, bb.encode_prompt(targets)])
-        with prompt_to_prompt(bb, sources, targets, self.boundaries.steps, config, blend_words) as control:
-            out = self.decode(torch.cat([x, x]), cond, w, tau, callback=lambda i, s, z: control.after_step(z),
-                              branches=2, unguided_rows=n)
-        return out[n:]
+        batch, the target steered by Prompt-to-Prompt (`attention.p2p_decode`); returns the target
+        branch's latents. ``source_cond``: the sources' embeddings when the caller has them already."""
+        n = x.shape[0]
+
+        def sample(x2, cond, callback):
+            return self.decode(x2, cond, w, tau, callback=callback, branches=2, unguided_rows=n)
+
+        return p2p_decode(self.backbone, sample, x, sources, targets, self.boundaries.steps, config, blend_words,
+                          source_cond=source_cond)
 

@@ -17,9 +17,8 @@ import torch
 
 from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.diffusion import guided_noise
-from icd_bench.diffusion.ddim import Callback, apply_callback
-from icd_bench.diffusion.lcm import lcm_step, lcm_timesteps, next_alpha
-from icd_bench.diffusion.schedule import alpha_at
+from icd_bench.diffusion.lcm import lcm_sample, lcm_timesteps
+from icd_bench.diffusion.loop import Callback
 from icd_bench.icd.guidance import guidance_code, guidance_embedding
 from icd_bench.icd.model import load_adapter, load_guidance_distilled_unet
 from icd_bench.methods.base import EditingMethod
@@ -89,14 +88,10 @@ class ConsistencyMethod(EditingMethod):
     def sample(self, x: torch.Tensor, cond: PromptEmbeds, noises: list[torch.Tensor],
                uncond: PromptEmbeds | None = None, w: float = 1.0, *,
                callback: Callback | None = None) -> torch.Tensor:
-        """LCM multistep sampling from x at ``timesteps[0]`` with stored re-noisings; returns x̂_0."""
-        alphas = self.backbone.alphas_cumprod
-        for i, t in enumerate(self.timesteps):
-            a_next = next_alpha(alphas, self.timesteps, i)
-            x = lcm_step(x, self.eps(x, t, cond, uncond, w), alpha_at(alphas, t), a_next, noises[i])
-            if callback is not None:
-                x = apply_callback(callback, i, t, x)
-        return x
+        """LCM multistep sampling (`diffusion.lcm.lcm_sample`) from x at ``timesteps[0]`` with stored
+        re-noisings; returns x̂_0."""
+        return lcm_sample(lambda x, t, i: self.eps(x, t, cond, uncond, w), x, self.timesteps,
+                          self.backbone.alphas_cumprod, noises, callback=callback)
 
     def generate(self, prompts: list[str], generators) -> torch.Tensor:
         bb = self.backbone

@@ -84,8 +84,8 @@ class DDIM(EditingMethod):
         def eps_fn(x, t, i):
             return guided_noise(bb, x, t, cond, uncond, w)
 
-        def keep(i, t, x):
-            trajectory[i] = x
+        def keep(info):
+            trajectory[info.index] = info.x  # the latents at t_i, where undoing sampling step i lands
 
         xT = ddim_invert(eps_fn, x0, self._timesteps(), bb.alphas_cumprod, bb.final_alpha_cumprod, callback=keep)
         return Inversion(latents=xT, prompts=list(prompts), image_latents=x0,

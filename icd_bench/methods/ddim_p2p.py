@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import torch
 
-from icd_bench.attention.p2p import P2PParams, prompt_to_prompt
+from icd_bench.attention.p2p import P2PParams, p2p_decode
 from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.methods.ddim import DDIM, DDIMParams
 from icd_bench.registry import METHODS
@@ -44,10 +44,11 @@ class DDIMP2P(DDIM):
         sources, targets = [s.source_prompt for s in samples], [s.target_prompt for s in samples]
         inv = self.invert(images, sources, generators)
         uncond = self.unconditional(inv, n)
-        cond = PromptEmbeds.cat([inv.state["source_cond"], bb.encode_prompt(targets)])
-        with prompt_to_prompt(bb, sources, targets, len(self._timesteps()), p.p2p_config(),
-                              [s.blend_words for s in samples]) as control:
-            x0 = self._sample(torch.cat([inv.latents, inv.latents]), cond,
-                              lambda i: PromptEmbeds.cat([uncond(i), uncond(i)]), p.guidance_scale, branches=2,
-                              callback=lambda i, s, z: control.after_step(z))
-        return bb.decode(x0[n:])
+
+        def sample(x2, cond, callback):
+            return self._sample(x2, cond, lambda i: PromptEmbeds.cat([uncond(i), uncond(i)]), p.guidance_scale,
+                                branches=2, callback=callback)
+
+        x0 = p2p_decode(bb, sample, inv.latents, sources, targets, len(self._timesteps()), p,
+                        [s.blend_words for s in samples], source_cond=inv.state["source_cond"])
+        return bb.decode(x0)

@@ -18,14 +18,13 @@ reconstruction is not exact; ``zero_last_noise = true`` does the same (off by de
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
-from icd_bench.attention.p2p import P2PParams, prompt_to_prompt
+from icd_bench.attention.p2p import P2PParams, p2p_decode
 from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.diffusion import ddim_timesteps, ddpm_sample, edit_friendly_inversion, guided_noise
 from icd_bench.methods.base import EditingMethod
@@ -41,6 +40,7 @@ class EFDDPMParams(P2PParams):
     skip: int = 36  # sampling steps skipped: editing starts at the grid's step `skip`
     eta: float = 1.0
     p2p: bool = False  # the paper's setting: a plain prompt switch
+    self_max_tokens: int = 16 * 16  # the EF controllers' rule for self-attention injection
     zero_last_noise: bool = False  # the reference's zeroed noise map of the final step (inexact reconstruction)
 
     def __post_init__(self):
@@ -110,15 +110,18 @@ class EFDDPM(EditingMethod):
         bb, p, n = self.backbone, self.params, len(samples)
         sources, targets = [s.source_prompt for s in samples], [s.target_prompt for s in samples]
         inv = self.invert(images, sources, generators)
-        target_cond, uncond = bb.encode_prompt(targets), inv.state["uncond"]
+        uncond = inv.state["uncond"]
         if not p.p2p:
-            return bb.decode(self._sample(inv, inv.latents, target_cond, p.target_guidance_scale, uncond))
+            return bb.decode(self._sample(inv, inv.latents, bb.encode_prompt(targets), p.target_guidance_scale,
+                                          uncond))
         w = torch.tensor([p.source_guidance_scale] * n + [p.target_guidance_scale] * n)
-        cond = PromptEmbeds.cat([inv.state["source_cond"], target_cond])
-        cfg = dataclasses.replace(p.p2p_config(), self_max_tokens=16 * 16)  # the EF controllers' rule
-        # the windows are fractions of the whole grid (the reference's controller is built for all steps)
-        with prompt_to_prompt(bb, sources, targets, p.num_inference_steps, cfg,
-                              [s.blend_words for s in samples]) as control:
-            x0 = self._sample(inv, torch.cat([inv.latents] * 2), cond, w, PromptEmbeds.cat([uncond, uncond]),
-                              branches=2, callback=lambda i, s, z: control.after_step(z))
-        return bb.decode(x0[n:])
+
+        def sample(x2, cond, callback):
+            return self._sample(inv, x2, cond, w, PromptEmbeds.cat([uncond, uncond]), branches=2, callback=callback)
+
+        # the windows are fractions of the whole grid (the reference's controller is built for all
+        # steps), of which the sampler runs the last num_inference_steps − skip
+        x0 = p2p_decode(bb, sample, inv.latents, sources, targets, p.num_inference_steps, p,
+                        [s.blend_words for s in samples], source_cond=inv.state["source_cond"],
+                        steps_run=p.num_inference_steps - p.skip)
+        return bb.decode(x0)

@@ -92,7 +92,7 @@ class ICD(EditingMethod):
         sources, targets = [s.source_prompt for s in samples], [s.target_prompt for s in samples]
         inv = self.invert(images, sources, generators)
         if p.p2p:
-            x0 = self.pipe.decode_p2p(inv.latents, sources, targets, p.guidance_scale, p.tau, p.p2p_config(),
+            x0 = self.pipe.decode_p2p(inv.latents, sources, targets, p.guidance_scale, p.tau, p,
                                       blend_words=[s.blend_words for s in samples],
                                       source_cond=inv.state["source_cond"])
         else:

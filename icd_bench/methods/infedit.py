@@ -25,9 +25,9 @@ from typing import ClassVar, Literal
 
 import torch
 
-from icd_bench.attention.uac import UACConfig, unified_attention_control
+from icd_bench.attention.uac import UACParams, unified_attention_control
 from icd_bench.backbones.base import PromptEmbeds
-from icd_bench.diffusion.lcm import ddcm_step, next_alpha
+from icd_bench.diffusion.lcm import ddcm_sample
 from icd_bench.diffusion.schedule import alpha_at, q_sample
 from icd_bench.errors import ConfigError
 from icd_bench.methods.consistency import ConsistencyMethod, ConsistencyParams
@@ -36,31 +36,24 @@ from icd_bench.types import EditSample
 
 
 @dataclass
-class InfEditParams(ConsistencyParams):
+class InfEditParams(ConsistencyParams, UACParams):
+    # UACParams: the cross- and self-attention schedule (cross_replace, self_replace: fractions of the
+    # steps), local blend at the target's blend word and its mask threshold max(temperature / √ᾱ_t, threshold)
     num_steps: int = 12
     source_guidance: float = 1.0  # explicit CFG of the source and mutual branches
     target_guidance: float = 2.3  # explicit CFG of the target branch
     uac: bool = True  # unified attention control; false: DDCM with a plain prompt switch
-    cross_replace: float = 0.7  # UAC's cross- and self-attention schedule (fractions of the steps)
-    self_replace: float = 0.7
-    local_blend: bool = True  # with the sample's target blend word, when it has one
-    blend_threshold: float = 0.55  # the blend mask's threshold: max(temperature / √ᾱ_t, this)
-    blend_temperature: float = 0.15
     noised_start: bool = False  # start from the noised source latent (the demo) instead of pure noise
     guidance: Literal["cfg", "embedded"] = "cfg"  # how the branch scales apply: explicit CFG (the
     # release on LCM-Dreamshaper), or as the guidance embedding of a w-conditioned model, one row each
 
     def __post_init__(self):
         ConsistencyParams.__post_init__(self)
-        self.uac_config()  # validates the UAC fields
+        UACParams.__post_init__(self)
         if self.source_guidance < 0 or self.target_guidance < 0:
             raise ValueError("guidance scales must be >= 0")
         if self.guidance not in ("cfg", "embedded"):
             raise ValueError(f"guidance must be cfg or embedded, got {self.guidance!r}")
-
-    def uac_config(self) -> UACConfig:
-        return UACConfig(cross_steps=self.cross_replace, self_steps=self.self_replace, blend=self.local_blend,
-                         blend_threshold=self.blend_threshold, blend_temperature=self.blend_temperature)
 
 
 @METHODS.register("infedit")
@@ -88,7 +81,6 @@ class InfEdit(ConsistencyMethod):
         noises = self.draw_noises(generators, len(steps) + 1)
         a0 = alpha_at(alphas, steps[0])
         start = q_sample(x0, noises[-1], a0) if p.noised_start else noises[-1]
-        x = [start] * branches
         src_embeds = bb.encode_prompt(sources)
         cond = PromptEmbeds.cat([src_embeds, bb.encode_prompt(targets), src_embeds][:branches])
         scales = torch.tensor([p.source_guidance] * n + [p.target_guidance] * n + [p.source_guidance] * n)[: branches * n]
@@ -96,17 +88,16 @@ class InfEdit(ConsistencyMethod):
         guided = not embedded and (p.source_guidance != 1.0 or p.target_guidance != 1.0)
         uncond = bb.null_embeds(branches * n) if guided else None
         blend_words = [s.blend_words[1] if s.blend_words else None for s in samples]
-        control_block = (unified_attention_control(bb, sources, targets, len(steps), p.uac_config(), blend_words)
+
+        def eps_fn(x, t, i):
+            return self.eps(x, t, cond, uncond, scales if guided else 1.0, branches=branches,
+                            embedded_w=scales if embedded else None)
+
+        control_block = (unified_attention_control(bb, sources, targets, len(steps), p, blend_words)
                          if p.uac else contextlib.nullcontext())
         with control_block as control:
-            for i, t in enumerate(steps):
-                eps = self.eps(torch.cat(x), t, cond, uncond, scales if guided else 1.0, branches=branches,
-                               embedded_w=scales if embedded else None).chunk(branches)
-                a_t, a_next = alpha_at(alphas, t), next_alpha(alphas, steps, i)
-                x_s, x_t, x0_t = ddcm_step(x[0], x[1], eps[0], eps[1], x0, a_t, a_next, noises[i])
-                if control is None:
-                    x = [x_s, x_t]
-                    continue
-                _, x_m, _ = ddcm_step(x[0], x[2], eps[0], eps[2], x0, a_t, a_next, noises[i])
-                x = [x_s, control.after_step(x_t, x_m, a_t, blend=i + 1 < len(steps)), x_m]
+            x0_t = ddcm_sample(eps_fn, torch.cat([start] * branches), x0, steps, alphas, noises, branches,
+                               callback=control.step_callback if control else None)
+        if control is not None:
+            control.check_finished()
         return bb.decode(x0_t)

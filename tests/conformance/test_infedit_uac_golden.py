@@ -21,6 +21,7 @@ from PIL import Image
 
 from icd_bench.attention.uac import UACControl
 from icd_bench.config import resolve_method
+from icd_bench.diffusion import lcm
 from icd_bench.methods import infedit
 from icd_bench.types import EditSample
 
@@ -50,7 +51,7 @@ def _run(backbone, case: int, monkeypatch, *overrides) -> dict:
     monkeypatch.setattr(backbone, "encode_image", lambda images: gi.uac_latent(case))
     monkeypatch.setattr(backbone, "decode", lambda latents: latents)
     seen: dict = {"ddcm": [], "steps": []}
-    real_step, real_after = infedit.ddcm_step, UACControl.after_step
+    real_step, real_after = lcm.ddcm_step, UACControl.after_step
 
     def ddcm(*a):
         out = real_step(*a)
@@ -64,7 +65,7 @@ def _run(backbone, case: int, monkeypatch, *overrides) -> dict:
                               "mask": self.last_masks.get(0)})
         return out
 
-    monkeypatch.setattr(infedit, "ddcm_step", ddcm)
+    monkeypatch.setattr(lcm, "ddcm_step", ddcm)  # the DDCM loop's step
     monkeypatch.setattr(UACControl, "after_step", after)
     blend = (ref["blend"], ref["blend"]) if ref["blend"] else None
     sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=ref["source"],

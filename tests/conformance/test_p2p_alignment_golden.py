@@ -58,7 +58,7 @@ def test_goldens_cover_every_published_pair():
 
 def test_icd_controller_choice_alignment_and_reweighting(clip_tokenizer):
     """``reference_compat`` for the replace matrix's tail (its default: the test below)."""
-    cfg = ICDParams(reference_compat=True).p2p_config()
+    cfg = ICDParams(reference_compat=True)
     for r in ICD:
         src, tgt = r["prompts"]
         blend = tuple(w[0] for w in r["blend_words"]) if r["blend_words"] else None
@@ -99,7 +99,7 @@ def test_refine_mapper_equals_the_reference(clip_tokenizer):
 def test_cross_and_self_windows_match_the_reference(clip_tokenizer):
     for r, params in ((ICD[0], ICDParams()), (PIE[0], resolve_method("ddim-p2p-sd15").params)):
         n = r["num_steps"] if "num_steps" in r else 50
-        control = _project_control(clip_tokenizer, r, params.p2p_config(), None, n)
+        control = _project_control(clip_tokenizer, r, params, None, n)
         cross = self_ = 0
         for step in range(n):
             control.step = step
@@ -116,7 +116,7 @@ def test_injection_windows_for_any_step_count(clip_tokenizer):
     for w in windows:
         n, f = w["num_steps"], w["fraction"]
         params = ICDParams(cross_replace=f, self_replace=f, local_blend=False)
-        control = P2PControl(clip_tokenizer, ["a cat"], ["a dog"], n, params.p2p_config())
+        control = P2PControl(clip_tokenizer, ["a cat"], ["a dog"], n, params)
         active = []
         for step in range(n):
             control.step = step
@@ -131,14 +131,14 @@ def test_pie_bench_presets_build_the_reference_controller(clip_tokenizer):
     ("pizza" in "pizza,"), where the reference amplifies nothing — the only difference."""
     for preset in ("ddim-p2p-sd15", "nti-sd15", "npi-sd15"):
         params = resolve_method(preset).params
-        compat = resolve_method(preset, ["reference_compat=true"]).params.p2p_config()
+        compat = resolve_method(preset, ["reference_compat=true"]).params
         differ = 0
         for r in PIE:
             blend = tuple(r["blend_words"]) if r["blend_words"] else None
             A, B = _effective(r)
             control = _project_control(clip_tokenizer, r, compat, blend, 50)
             assert torch.equal(control.A[0], A) and torch.equal(control.B[0], B), (preset, r["prompts"])
-            default = _project_control(clip_tokenizer, r, params.p2p_config(), blend, 50)
+            default = _project_control(clip_tokenizer, r, params, blend, 50)
             if not torch.equal(default.A[0], A):
                 differ += 1
                 assert r["equalizer"] == {} and blend[1] not in r["prompts"][1].split(), r["prompts"]

@@ -35,7 +35,7 @@ def test_processor_edits_as_the_reference_controller(clip_tokenizer, name):
     words = case["blend_words"]
     blend = tuple(w[0] for w in words) if name.startswith("icd") else tuple(words[:2])
     n = case["num_steps"]
-    control = P2PControl(clip_tokenizer, [src], [tgt], n, _params(name).p2p_config(), blend_words=[blend],
+    control = P2PControl(clip_tokenizer, [src], [tgt], n, _params(name), blend_words=[blend],
                          blend_resolution=gi.LATENT[-1])
     processor = P2PAttnProcessor(control)
     k = 0

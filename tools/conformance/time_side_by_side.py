@@ -178,7 +178,7 @@ def nti_side_by_side(pnp_repo: Path, repeats: int) -> dict:
 
         xT = ddim_invert(lambda x, t, i: guided_noise(backbone, x, t, cond, None, 1.0), x0, method._timesteps(),
                          backbone.alphas_cumprod, backbone.final_alpha_cumprod,
-                         callback=lambda i, t, x: trajectory.__setitem__(i, x))
+                         callback=lambda info: trajectory.__setitem__(info.index, info.x))
         inv.latents, inv.state = xT, {"source_cond": cond, "trajectory": trajectory}
         inv.state["null_embeds"], _ = method.optimise_null(inv)
         return method._sample(xT, cond, method.unconditional(inv, 1), cfg)
