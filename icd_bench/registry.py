@@ -1,6 +1,7 @@
 """One registry type for methods, datasets, metrics and backbones.
 
-Built-ins register by decorator (``@METHODS.register("ddim")``); third-party packages register
+Built-ins register by decorator (``@METHODS.register("ddim")``, which also sets a registered class's
+``name``, so the name is written once); third-party packages register
 through entry points (``[project.entry-points."icd_bench.methods"] my-method = "pkg.mod:MyMethod"``),
 loaded the first time a registry is read. An unknown name raises `UnknownNameError` listing the
 closest registered names.
@@ -14,9 +15,15 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from icd_bench.errors import UnknownNameError
+
+if TYPE_CHECKING:  # the registered types, for annotations only (no import at run time, none upward)
+    from icd_bench.backbones.base import Backbone
+    from icd_bench.data.base import Dataset
+    from icd_bench.methods.base import EditingMethod
+    from icd_bench.metrics.base import Metric
 
 T = TypeVar("T")
 
@@ -57,6 +64,12 @@ class Registry(Generic[T]):
         if name in self._entries and self._entries[name].obj is not obj:
             raise ValueError(f"{self.kind} {name!r} is registered twice "
                              f"({self._entries[name].origin} and {origin})")
+        if isinstance(obj, type):  # a plugin class knows its registered name
+            own = vars(obj).get("name")
+            if own not in (None, name):
+                raise ValueError(f"{self.kind} class {obj.__qualname__} says its name is {own!r} but is "
+                                 f"registered as {name!r}; drop its `name` (registering sets it)")
+            obj.name = name
         self._entries[name] = Entry(name, obj, origin, tuple(aliases))
         for alias in aliases:
             self._aliases[alias] = name
@@ -123,10 +136,12 @@ class Registry(Generic[T]):
                 f"`icd-bench list {self.kind}s` shows them with descriptions.")
 
 
-METHODS: Registry[Any] = Registry("method", "icd_bench.methods", ("icd_bench.methods",))
-DATASETS: Registry[Any] = Registry("dataset", "icd_bench.datasets", ("icd_bench.data",))
-METRICS: Registry[Any] = Registry("metric", "icd_bench.metrics", ("icd_bench.metrics",))
-BACKBONES: Registry[Any] = Registry("backbone", "icd_bench.backbones", ("icd_bench.backbones",))
+METHODS: Registry[type[EditingMethod]] = Registry("method", "icd_bench.methods", ("icd_bench.methods",))
+#: a dataset class (or factory) called with its options → a `Dataset`
+DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset", "icd_bench.datasets", ("icd_bench.data",))
+METRICS: Registry[type[Metric]] = Registry("metric", "icd_bench.metrics", ("icd_bench.metrics",))
+#: a backbone factory ``(device, dtype) -> Backbone``
+BACKBONES: Registry[Callable[..., Backbone]] = Registry("backbone", "icd_bench.backbones", ("icd_bench.backbones",))
 #: generated training data for the trainers' ``[data] source`` (the toy world's scenes): name → a class
 #: ``(seed, resolution)`` with ``batch(step, size, process) -> (images in [0, 1], captions)``
 TRAIN_SOURCES: Registry[Any] = Registry("training source", "icd_bench.training_sources", ("icd_bench.toy.teacher",))

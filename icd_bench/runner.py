@@ -246,6 +246,10 @@ class Runner:
             if fresh:  # nothing ran: leave no run directory behind to refuse the corrected command
                 store.discard_if_empty()
             raise
+        with method:  # the backbone given back as loaded when the run ends (or dies)
+            return self._run_batches(store, summary, method, todo)
+
+    def _run_batches(self, store: RunStore, summary: RunSummary, method, todo: list[str]) -> RunSummary:
         if self.on_method:
             self.on_method(method)
         done = 0

@@ -99,20 +99,44 @@ class Checkpoints:
         return json.loads((path / "meta.json").read_text())
 
 
-class CsvLog:
-    """Append rows to a CSV file (header written once); survives restarts."""
+class StepLog:
+    """Rows with a ``step`` appended to a file; a resumed run first drops the rows after the step it
+    resumes from (`truncate_after`), so it can log them again. `CsvLog` and `JsonlLog` are the formats."""
 
-    def __init__(self, path: Path, fields: list[str]):
+    def __init__(self, path: Path):
         self.path = Path(path)
-        self.fields = fields
 
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after ``step`` (a resumed run logs them again)."""
-        if not self.path.exists():
-            return
+        if self.path.exists():
+            self._rewrite([r for r in self._read() if int(r["step"]) <= step])
+
+
+class JsonlLog(StepLog):
+    """One JSON object per line."""
+
+    def _read(self) -> list[dict]:
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+class CsvLog(StepLog):
+    """A CSV file (header written once)."""
+
+    def __init__(self, path: Path, fields: list[str]):
+        super().__init__(path)
+        self.fields = fields
+
+    def _read(self) -> list[dict]:
         with open(self.path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-        self._rewrite(rows)
+            return list(csv.DictReader(f))
 
     def _rewrite(self, rows: list[dict]) -> None:
         with open(self.path, "w", newline="") as f:

@@ -1,6 +1,7 @@
 """Imports run downward only: each module of the package imports only from its own layer or the
 layers below it (docs/ARCHITECTURE.md, "Layers"). Read from the source with ``ast``, so an
-import inside a function counts as much as one at the top."""
+import inside a function counts as much as one at the top; imports under ``if TYPE_CHECKING:`` (for
+annotations only, never run) do not count."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import icd_bench
 
 #: lowest first; a module may import from its own layer and from any layer listed before it
 LAYERS: list[set[str]] = [
-    {"errors", "registry", "types", "words", "paths", "config", "provenance", "imaging", "gallery", "store",
+    {"errors", "registry", "types", "words", "paths", "config", "provenance", "imaging", "gallery", "store", "markdown",
      "training_utils"},                      # shared helpers with no knowledge of models or methods
     {"backbones", "diffusion", "attention"},  # the models and the math every method shares
     {"data"},                                # datasets and training data
@@ -32,8 +33,21 @@ def _unit(path: Path) -> str:
     return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
 
 
+def _type_checking_blocks(tree: ast.Module) -> set[int]:
+    """ids of the nodes under ``if TYPE_CHECKING:`` (imports for annotations only: no run-time dependency)."""
+    inside = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            inside |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return inside
+
+
 def _imports(path: Path):
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    annotation_only = _type_checking_blocks(tree)
+    for node in ast.walk(tree):
+        if id(node) in annotation_only:
+            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("icd_bench."):
             yield node.lineno, node.module
         elif isinstance(node, ast.Import):

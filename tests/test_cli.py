@@ -27,6 +27,15 @@ def test_help_and_version():
     assert icd("--version").stdout.startswith("icd-bench ")
 
 
+def test_no_command_and_bad_options_show_usage_without_traceback():
+    bare = icd()
+    assert bare.returncode == 2 and "Usage:" in bare.stdout and "reproduce" in bare.stdout
+    bad = icd("run", "--bogus")
+    assert bad.returncode == 2 and "No such option: --bogus" in bad.stderr
+    for res in (bare, bad):
+        assert "Traceback" not in res.stdout + res.stderr
+
+
 def test_list_everything():
     res = icd("list")
     assert res.returncode == 0, res.stderr

@@ -22,6 +22,21 @@ def test_register_and_get():
     assert "alpha" in reg and "beta" not in reg
 
 
+def test_a_registered_class_takes_its_name_from_the_registry():
+    reg = Registry("widget", group=None)
+
+    @reg.register("beta")
+    class Beta:
+        pass
+
+    assert Beta.name == "beta"
+    with pytest.raises(ValueError, match="says its name is 'gamma'"):
+        @reg.register("delta")
+        class Gamma:
+            name = "gamma"
+    assert [m.name for m in (METHODS.get("ddim-p2p"), METHODS.get("npi"))] == ["ddim-p2p", "npi"]
+
+
 def test_unknown_name_lists_close_matches():
     reg = Registry("widget", group=None)
     reg.add("null-text", object())

@@ -103,3 +103,10 @@ def test_figures_tradeoff_and_tau(tmp_path):
     assert (tmp_path / "fig" / "tau.svg").stat().st_size > 1000
     with pytest.raises(ConfigError, match="no tau parameter"):
         tau_points([a], "psnr", "clip_t")
+
+
+def test_the_markdown_writer_aligns_numbers_right_and_escapes_pipes():
+    from icd_bench.markdown import markdown_table
+
+    assert markdown_table(["", "setting", "NFE"], [["G", "a | b", 8]], left=2) == [
+        "| | setting | NFE |", "|---|---|---:|", "| G | a \\| b | 8 |"]

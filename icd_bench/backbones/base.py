@@ -170,6 +170,7 @@ class Backbone:
         self.nfe = NFECounter()
         self.device = torch.device("cpu")
         self.dtype = torch.float32
+        self._own: dict = {}  # what `replace_unet` / `cast` changed, for `restore`
         self.to(device, dtype)
 
     @classmethod
@@ -204,7 +205,26 @@ class Backbone:
         compiled module. The first calls of each new shape or adapter pay the compilation."""
         if mode not in COMPILE_MODES:
             raise ConfigError(f"unknown compile mode {mode!r}; use one of {', '.join(COMPILE_MODES)}")
-        self.unet = torch.compile(self.unet, mode=mode)
+        self.replace_unet(torch.compile(self.unet, mode=mode))
+
+    # -- what a method changes, and undoing it -------------------------------------------------
+    def replace_unet(self, unet) -> None:
+        """Run ``unet`` in place of this backbone's own (a method's equipped UNet: a guidance input,
+        adapters; a compiled one) until `restore`."""
+        self._own.setdefault("unet", self.unet)
+        self.unet = unet
+
+    def cast(self, dtype: torch.dtype) -> None:
+        """Move the models to ``dtype`` until `restore` (a method that needs fp32, as NTI)."""
+        self._own.setdefault("dtype", self.dtype)
+        self.to(dtype=dtype)
+
+    def restore(self) -> None:
+        """Undo `replace_unet`, `compile_unet` and `cast`: the backbone as it was loaded."""
+        if "unet" in self._own:
+            self.unet = self._own.pop("unet")
+        if "dtype" in self._own:
+            self.to(dtype=self._own.pop("dtype"))
 
     # -- schedule ----------------------------------------------------------------------------
     @property

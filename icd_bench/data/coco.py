@@ -18,7 +18,6 @@ from __future__ import annotations
 import ast
 import json
 from pathlib import Path
-from typing import ClassVar
 
 from icd_bench.data.base import checked_blend_words, data_file, load_rgb_image, read_csv_rows, unique_id
 from icd_bench.data.folder import sample_id_for
@@ -66,7 +65,6 @@ def coco_image_file(root: Path, file_name: str, sample_id: str) -> Path:
 class CocoEdit:
     """The iCD paper's COCO editing pairs (~140): editing_coco.csv over COCO 2014 val images."""
 
-    name: ClassVar[str] = "coco-edit"
 
     def __init__(self, data_dir: str | Path | None = None, csv_name: str = "editing_coco.csv"):
         self.root = Path(data_dir or "datasets/coco").expanduser()
@@ -106,7 +104,6 @@ class CocoEdit:
 class CocoCaptions:
     """COCO 2014 val image-caption pairs (5K by default) for generation, FID and inversion."""
 
-    name: ClassVar[str] = "coco-captions"
 
     def __init__(self, data_dir: str | Path | None = None, limit: int = 5000, task: str | None = None):
         self.root = Path(data_dir or "datasets/coco").expanduser()

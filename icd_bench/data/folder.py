@@ -11,7 +11,6 @@ import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 from icd_bench.data.base import checked_blend_words, data_file, load_rgb_image, unique_id
 from icd_bench.errors import ConfigError, SampleError
@@ -39,7 +38,6 @@ def sample_id_for(file_name: str) -> str:
 class FolderDataset:
     """Your own images: DATA_DIR/prompts.csv (file_name,source_prompt,target_prompt[,blend_words])."""
 
-    name: ClassVar[str] = "folder"
 
     def __init__(self, data_dir: str | Path | None = None, csv_name: str = "prompts.csv"):
         if data_dir is None:

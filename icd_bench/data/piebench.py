@@ -117,7 +117,6 @@ def in_split(sample_id: str, split: str) -> bool:
 class PieBench:
     """PIE-Bench (700 edits, 10 types) in its published layout; --split all|realistic|random or an id list file."""
 
-    name: ClassVar[str] = "piebench"
     default_dir: ClassVar[str] = "datasets/piebench"
 
     def __init__(self, data_dir: str | Path | None = None, split: str = "all"):
@@ -203,7 +202,6 @@ class PieBench:
 class Demo(PieBench):
     """The bundled demo set: 70 toy-scene edits (7 edit types) in the PIE-Bench layout."""
 
-    name: ClassVar[str] = "demo"
     default_dir: ClassVar[str] = str(Path(__file__).resolve().parents[1] / "assets" / "demo")
 
     def download_hint(self) -> str:

@@ -22,7 +22,6 @@ from icd_bench.types import EditSample
 class Prompts:
     """Prompts only (a CSV with a caption/prompt column, or one prompt per line): --task generate."""
 
-    name: ClassVar[str] = "prompts"
     tasks: ClassVar[tuple[str, ...]] = ("generate",)
 
     def __init__(self, data_dir: str | Path | None = None):

@@ -2,7 +2,8 @@
 
 The forward model fCDm and the reverse model CDm share the (guidance-distilled) UNet and differ
 only by a LoRA adapter, as in the public release. Both adapters are injected with peft into the
-one UNet in memory and switched per call (``unet.set_adapter``); nothing is deep-copied.
+one UNet in memory and switched per call (`active_adapter`, a block that puts the previous adapter
+back); nothing is deep-copied.
 
 File formats are the release's (REFERENCE.md): the guidance-distilled UNet is a plain state dict
 (``.pt``, read with ``weights_only=True``, or ``.safetensors``) of a `UNet2DConditionModel` with
@@ -13,6 +14,7 @@ trains are saved the same way, with rank / alpha / targets in the safetensors me
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from pathlib import Path
@@ -66,9 +68,19 @@ def _with_guidance_input(unet, dim: int, state: dict[str, torch.Tensor]):
 
     config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
     with torch.device("meta"):
-        new = UNet2DConditionModel.from_config({**config, "time_cond_proj_dim": int(dim)})
+        new = UNet2DConditionModel.from_config({**config, "time_cond_proj_dim": None if dim is None else int(dim)})
     missing, unexpected = new.load_state_dict(state, strict=False, assign=True)
     return new, missing, unexpected
+
+
+def shared_copy(unet):
+    """A second UNet module over ``unet``'s own tensors (no second set of weights): adapters attached
+    to it leave ``unet`` as it was."""
+    new, missing, unexpected = _with_guidance_input(unet, unet.config.time_cond_proj_dim,
+                                                    {k: v.detach() for k, v in unet.state_dict().items()})
+    if missing or unexpected:
+        raise RuntimeError(f"unexpected keys copying the UNet: {missing} {unexpected}")
+    return _placed_like(new, unet)
 
 
 def _placed_like(new, unet):
@@ -149,6 +161,28 @@ def read_lora(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     targets = sorted(k[: -len(".lora_A.weight")] for k in downs)
     alpha = float(meta["lora_alpha"]) if "lora_alpha" in meta else None
     return out, {"rank": ranks.pop(), "alpha": alpha, "targets": targets}
+
+
+@contextlib.contextmanager
+def active_adapter(unet, name: str):
+    """Run ``unet`` with adapter ``name`` inside this block; the adapters active before come back after."""
+    before = list(unet.active_adapters())
+    unet.set_adapter(name)
+    try:
+        yield unet
+    finally:
+        if before != [name]:
+            unet.set_adapter(before)
+
+
+@contextlib.contextmanager
+def adapters_off(unet):
+    """Run ``unet`` without its adapters inside this block (the guidance-distilled teacher)."""
+    unet.disable_adapters()
+    try:
+        yield unet
+    finally:
+        unet.enable_adapters()
 
 
 def attach_adapter(unet, name: str, *, rank: int, alpha: float, targets=DEFAULT_LORA_TARGETS) -> None:

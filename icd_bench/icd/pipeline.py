@@ -32,6 +32,7 @@ from icd_bench.icd.model import (
     RELEASE_GUIDANCE_DIM,
     RELEASE_LORA_ALPHA,
     REVERSE,
+    active_adapter,
     add_guidance_embedding,
     attach_adapter,
     load_adapter,
@@ -57,7 +58,7 @@ class ICDPipeline:
             raise ValueError("the backbone's UNet already carries adapters; give iCD a fresh backbone")
         unet = (load_guidance_distilled_unet(teacher, unet) if teacher
                 else add_guidance_embedding(unet, guidance_dim, share_weights=True))
-        backbone.unet = unet
+        backbone.replace_unet(unet)  # the backbone's own UNet stays as it was (`Backbone.restore`)
         self.adapters: dict[str, dict] = {}
         for name, path in ((FORWARD, forward_lora), (REVERSE, reverse_lora)):
             if path:
@@ -94,10 +95,10 @@ class ICDPipeline:
         """fCDm: latents x_0 → noise latents at T − 1, unguided (``noise`` noises x_0 to the first
         forward step)."""
         bb = self.backbone
-        self.unet.set_adapter(FORWARD)
         tc = self.guidance_cond(1.0, x0.shape[0])
-        return icd_encode(lambda x, t, i: bb.predict_noise(x, t, cond, tc), x0, noise, self.boundaries,
-                          bb.alphas_cumprod)
+        with active_adapter(self.unet, FORWARD):
+            return icd_encode(lambda x, t, i: bb.predict_noise(x, t, cond, tc), x0, noise, self.boundaries,
+                              bb.alphas_cumprod)
 
     @torch.no_grad()
     def decode(self, x: torch.Tensor, cond: PromptEmbeds, w: float, tau: float, *, callback=None,
@@ -105,7 +106,6 @@ class ICDPipeline:
         """CDm: noise latents → latents x_0 with step CFG (w while t/T ≤ τ, else unguided); the
         first ``unguided_rows`` rows always decode unguided (P2P's source branch)."""
         bb = self.backbone
-        self.unet.set_adapter(REVERSE)
         T = bb.num_train_timesteps
 
         def eps_fn(x, t, i):
@@ -113,7 +113,8 @@ class ICDPipeline:
             tc = torch.cat([self.guidance_cond(1.0, unguided_rows), guided]) if unguided_rows else guided
             return bb.predict_noise(x, t, cond, tc, branches=branches)
 
-        return icd_decode(eps_fn, x, self.boundaries, bb.alphas_cumprod, callback=callback)
+        with active_adapter(self.unet, REVERSE):
+            return icd_decode(eps_fn, x, self.boundaries, bb.alphas_cumprod, callback=callback)
 
     def decode_p2p(self, x: torch.Tensor, sources: Sequence[str], targets: Sequence[str], w: float, tau: float,
                    config: P2PParams, blend_words=None, source_cond: PromptEmbeds | None = None) -> torch.Tensor:

@@ -24,7 +24,6 @@ All from fixed seeds: the numbers of two trained model pairs are comparable run 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -32,19 +31,9 @@ import torch.nn.functional as F
 from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.diffusion.ddim import ddim_step
 from icd_bench.icd.losses import Solver
-from icd_bench.icd.model import FORWARD, REVERSE
+from icd_bench.icd.model import FORWARD, REVERSE, active_adapter, adapters_off
 from icd_bench.icd.pipeline import ICDPipeline
 from icd_bench.icd.sampling import boundary_alpha, noise_to_start
-
-
-@contextmanager
-def teacher_mode(pipe: ICDPipeline):
-    """The pipeline's UNet with both adapters off (the guidance-distilled teacher)."""
-    pipe.unet.disable_adapters()
-    try:
-        yield
-    finally:
-        pipe.unet.enable_adapters()
 
 
 def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -78,7 +67,7 @@ class Probe:
         """DDIM on the grid from x at T − 1 to the clean end: x at every grid point and at 0, and the
         teacher's ε at every grid point."""
         traj, eps = {self.grid[0]: x}, {}
-        with teacher_mode(self.pipe):
+        with adapters_off(self.pipe.unet):
             for i, t in enumerate(self.grid):
                 s = self.grid[i + 1] if i + 1 < len(self.grid) else 0
                 eps[t] = self._eps(x, t, cond, w)
@@ -91,7 +80,7 @@ class Probe:
         """Unguided DDIM inversion on the grid from x at its lowest point (k − 1) to T − 1."""
         up = self.grid[::-1]
         traj = {up[0]: x}
-        with teacher_mode(self.pipe):
+        with adapters_off(self.pipe.unet):
             for t, u in zip(up, up[1:], strict=False):
                 x = ddim_step(x, self._eps(x, t, cond, 1.0), self._a(t), self._a(u))
                 traj[u] = x
@@ -110,21 +99,21 @@ class Probe:
         # teacher's own DDIM jump over the segment (its ε at x_t, from the trajectory)
         for label, scale in (("", w), ("_w1", 1.0)):
             traj, teacher_eps = self.teacher_sample(x_T, cond, scale)
-            pipe.unet.set_adapter(REVERSE)
-            for t, s in b.reverse_steps():
-                jump = ddim_step(traj[t], self._eps(traj[t], t, cond, scale), self._a(t), self._a(s))
-                out[f"rev_rmse{label}_{t}_{s}"] = _rmse(jump, traj[s])
-                plain = ddim_step(traj[t], teacher_eps[t], self._a(t), self._a(s))
-                out[f"ddim_rmse{label}_{t}_{s}"] = _rmse(plain, traj[s])
+            with active_adapter(pipe.unet, REVERSE):
+                for t, s in b.reverse_steps():
+                    jump = ddim_step(traj[t], self._eps(traj[t], t, cond, scale), self._a(t), self._a(s))
+                    out[f"rev_rmse{label}_{t}_{s}"] = _rmse(jump, traj[s])
+                    plain = ddim_step(traj[t], teacher_eps[t], self._a(t), self._a(s))
+                    out[f"ddim_rmse{label}_{t}_{s}"] = _rmse(plain, traj[s])
         unguided_sample = traj[0]  # the last pass: w = 1
         # forward: one fCDm jump per segment from the teacher's inversion
         start = noise_to_start(x0, noise, b.start_timestep, self.alphas)
         inv = self.teacher_invert(start, cond) if b.start_timestep == self.grid[-1] else None
         if inv is not None:
-            pipe.unet.set_adapter(FORWARD)
-            for a, u in b.forward_steps():
-                jump = ddim_step(inv[a], self._eps(inv[a], a, cond, 1.0), self._a(a), self._a(u))
-                out[f"fwd_rmse_{a}_{u}"] = _rmse(jump, inv[u])
+            with active_adapter(pipe.unet, FORWARD):
+                for a, u in b.forward_steps():
+                    jump = ddim_step(inv[a], self._eps(inv[a], a, cond, 1.0), self._a(a), self._a(u))
+                    out[f"fwd_rmse_{a}_{u}"] = _rmse(jump, inv[u])
         encoded = pipe.encode(x0, cond, noise)
         out["enc_std"] = float(encoded.float().std())
         if inv is not None:

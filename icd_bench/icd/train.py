@@ -39,10 +39,17 @@ from icd_bench.icd.losses import (
     reverse_cd_loss,
     reverse_preservation_loss,
 )
-from icd_bench.icd.model import FORWARD, RELEASE_GUIDANCE_DIM, REVERSE, add_guidance_embedding, save_adapter
+from icd_bench.icd.model import (
+    FORWARD,
+    RELEASE_GUIDANCE_DIM,
+    REVERSE,
+    adapters_off,
+    add_guidance_embedding,
+    save_adapter,
+)
 from icd_bench.provenance import versions
 from icd_bench.registry import TRAIN_SOURCES
-from icd_bench.training_utils import TrainLoop, make_accelerator, recipe_to_dict, warmup_schedule
+from icd_bench.training_utils import JsonlLog, TrainLoop, make_accelerator, recipe_to_dict, warmup_schedule
 
 
 # -- recipes --------------------------------------------------------------------------------------
@@ -154,8 +161,9 @@ class TrainData:
     def __init__(self, cfg: DataConfig, seed: int, preprocess, resolution: int, process: int = 0,
                  processes: int = 1, out_dir: Path | None = None):
         self.cfg, self.seed, self.preprocess, self.resolution = cfg, seed, preprocess, resolution
+        self.process = process
         self.stream = None
-        self.sample_log = (Path(out_dir) / "samples" / f"process-{process}.jsonl"
+        self.sample_log = (JsonlLog(Path(out_dir) / "samples" / f"process-{process}.jsonl")
                            if cfg.log_samples and out_dir is not None else None)
         self._log_started = False
         if cfg.source in STREAM_SOURCES:
@@ -175,30 +183,25 @@ class TrainData:
 
                 raise ConfigError(f"dataset {cfg.source!r} has no samples to train on")
 
-    def batch(self, step: int, size: int, process: int = 0) -> tuple[torch.Tensor, list[str]]:
+    def batch(self, step: int, size: int) -> tuple[torch.Tensor, list[str]]:
+        """This process's batch of ``step``."""
         if self.stream is not None:
             batch = self.stream.batch(step, size)
             if self.sample_log is not None:
                 self._log(step, self.stream.last_keys)
             return batch
         if self.dataset is None:
-            return self.scenes.batch(step, size, process)
-        rng = random.Random(f"{self.seed}:{step}:{process}")
+            return self.scenes.batch(step, size, self.process)
+        rng = random.Random(f"{self.seed}:{step}:{self.process}")
         samples = [self.dataset.load(rng.choice(self.ids)) for _ in range(size)]
         return self.preprocess([s.image for s in samples]), [s.source_prompt for s in samples]
 
-
     def _log(self, step: int, keys: list[str]) -> None:
         """One JSON line per step; a resumed run first drops the lines of the steps it redoes."""
-        path = self.sample_log
         if not self._log_started:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            kept = [line for line in (path.read_text().splitlines() if path.is_file() else [])
-                    if line.strip() and json.loads(line)["step"] < step]
-            path.write_text("".join(line + "\n" for line in kept))
+            self.sample_log.truncate_after(step - 1)
             self._log_started = True
-        with open(path, "a") as f:
-            f.write(json.dumps({"step": step, "keys": keys}) + "\n")
+        self.sample_log.append({"step": step, "keys": keys})
 
 
 # -- shared machinery -------------------------------------------------------------------------------
@@ -215,6 +218,40 @@ def _micro_steps(step: int, accumulate: int) -> range:
 def _draw_scales(scales: tuple[float, ...], n: int, generator: torch.Generator) -> torch.Tensor:
     """n CFG scales drawn uniformly from the recipe's list."""
     return torch.tensor(scales)[torch.randint(0, len(scales), (n,), generator=generator)]
+
+
+class AdapterEps:
+    """The losses' ε-callables ``(x, t, w) -> ε`` on the one UNet of both iCD models: the teacher's
+    (adapters off), an adapter's (trained parameters kept trainable: peft's ``set_adapter`` turns
+    the inactive adapter's off), or an adapter's target (its EMA weights, when the recipe has them)."""
+
+    def __init__(self, unet, params: dict[str, torch.nn.Parameter], state: AdapterState):
+        self.unet, self.params, self.state = unet, params, state
+        self.dim = unet.config.time_cond_proj_dim
+
+    def _forward(self, x, t, w, cond):
+        return self.unet(x, t.to(x.device), timestep_cond=_w_embedding(w, self.dim, x), **cond.unet_kwargs()).sample
+
+    def eps(self, adapter: str | None, cond):
+        """ε of the teacher (``adapter`` None) or of ``adapter``."""
+        def f(x, t, w):
+            if adapter is None:
+                with adapters_off(self.unet):
+                    return self._forward(x, t, w, cond)
+            self.unet.set_adapter(adapter)  # the adapter trained by this term: left on for the next call
+            for p in self.params.values():
+                p.requires_grad_(True)
+            return self._forward(x, t, w, cond)
+        return f
+
+    def target(self, adapter: str, cond):
+        """ε of ``adapter`` under its target weights (the EMA copy, when there is one)."""
+        f = self.eps(adapter, cond)
+
+        def g(x, t, w):
+            with self.state.ema_weights():
+                return f(x, t, w)
+        return g
 
 
 def _w_embedding(w: torch.Tensor, dim: int, like: torch.Tensor) -> torch.Tensor:
@@ -258,7 +295,7 @@ def train_cfg_distill(recipe: dict, out_dir: Path, *, device: str = "auto", prog
     for step in range(loop.start, cfg.steps):
         total = 0.0
         for micro in _micro_steps(step, k):
-            images, captions = data.batch(micro, cfg.batch_size, acc.process_index)
+            images, captions = data.batch(micro, cfg.batch_size)
             g = _step_generator(cfg.seed, micro, acc.process_index)
             x0 = bb.encode_image(images)
             noise = torch.randn(x0.shape, generator=g).to(x0)
@@ -350,7 +387,6 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
     unet = pipe.unet
     if cfg.channels_last:
         unet.to(memory_format=torch.channels_last)
-    dim = unet.config.time_cond_proj_dim
     names = ([REVERSE] if cfg.train_reverse else []) + ([FORWARD] if cfg.train_forward else [])
     params = {n: p for name in names for n, p in adapter_parameters(unet, name).items()}
     for p in params.values():
@@ -391,35 +427,14 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
     loop = TrainLoop(acc, out_dir, recipe, cfg, fields, progress, log, "iCD", params=params.values())
     unet.train()
 
-    def eps(adapter: str | None, cond):
-        """ε of the teacher (adapters off), or of an adapter, as the losses' callable."""
-        def f(x, t, w):
-            tc = _w_embedding(w, dim, x)
-            if adapter is None:
-                unet.disable_adapters()
-                try:
-                    return unet(x, t.to(x.device), timestep_cond=tc, **cond.unet_kwargs()).sample
-                finally:
-                    unet.enable_adapters()
-            unet.set_adapter(adapter)
-            for p in params.values():  # set_adapter toggles requires_grad; keep every trained one on
-                p.requires_grad_(True)
-            return unet(x, t.to(x.device), timestep_cond=tc, **cond.unet_kwargs()).sample
-        return f
-
-    def target(adapter: str, cond):
-        f = eps(adapter, cond)
-
-        def g(x, t, w):
-            with state.ema_weights():
-                return f(x, t, w)
-        return g
+    models = AdapterEps(unet, params, state)
+    eps, target = models.eps, models.target
 
     n_grid, n_seg = cfg.solver_steps, boundaries.steps
 
     def batch_of(micro: int):
         """One micro-batch: x_0, the prompt embeddings, its generator and its noise draws."""
-        images, captions = data.batch(micro, cfg.batch_size, acc.process_index)
+        images, captions = data.batch(micro, cfg.batch_size)
         g = _step_generator(cfg.seed, micro, acc.process_index)
         x0 = bb.encode_image(images)
         if cfg.channels_last:

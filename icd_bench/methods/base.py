@@ -20,8 +20,10 @@ class NoParams:
 class EditingMethod:
     """An editing method: ``invert`` + ``reconstruct`` (inversion quality), ``edit``, ``generate``.
 
-    Subclasses set ``name``, ``Params`` (a dataclass: presets, ``--set``, the manifest and reports
-    all read its fields) and implement the tasks they support (listed in ``tasks``). Images in and
+    Subclasses set ``Params`` (a dataclass: presets, ``--set``, the manifest and reports all read its
+    fields; registering sets ``name``) and implement the tasks they support (listed in ``tasks``). A
+    method changes its backbone only through ``Backbone.replace_unet`` / ``cast``; `close` (or leaving
+    a ``with method:`` block) gives the backbone back as it was loaded. Images in and
     out are B×3×H×W float tensors in [0, 1]; randomness comes only from the per-sample generators
     the runner passes (one `torch.Generator` per sample, seeded from the run seed and sample id).
     """
@@ -33,6 +35,16 @@ class EditingMethod:
     def __init__(self, backbone: Backbone, params=None):
         self.backbone = backbone
         self.params = params if params is not None else self.Params()
+
+    def close(self) -> None:
+        """Give the backbone back as it was loaded (its own UNet, its dtype)."""
+        self.backbone.restore()
+
+    def __enter__(self) -> EditingMethod:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- the tasks ---------------------------------------------------------------------------
     def invert(self, images: torch.Tensor, prompts: list[str],

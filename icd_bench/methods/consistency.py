@@ -20,7 +20,7 @@ from icd_bench.diffusion import guided_noise
 from icd_bench.diffusion.lcm import lcm_sample, lcm_timesteps
 from icd_bench.diffusion.loop import Callback
 from icd_bench.icd.guidance import guidance_code, guidance_embedding
-from icd_bench.icd.model import load_adapter, load_guidance_distilled_unet
+from icd_bench.icd.model import load_adapter, load_guidance_distilled_unet, shared_copy
 from icd_bench.methods.base import EditingMethod
 
 LCM_ADAPTER = "lcm"
@@ -50,14 +50,13 @@ class ConsistencyMethod(EditingMethod):
     def __init__(self, backbone, params=None):
         super().__init__(backbone, params)
         p = self.params
-        unet = backbone.unet
-        if p.unet:
-            unet = load_guidance_distilled_unet(p.unet, unet)
-            backbone.unet = unet
-        if p.lora:
-            load_adapter(unet, LCM_ADAPTER, p.lora, alpha=p.lora_alpha)
-            unet.set_adapter(LCM_ADAPTER)
-        unet.requires_grad_(False)
+        if p.unet or p.lora:  # a UNet of the method's own: the backbone's stays as it was (`close`)
+            unet = load_guidance_distilled_unet(p.unet, backbone.unet) if p.unet else shared_copy(backbone.unet)
+            if p.lora:
+                load_adapter(unet, LCM_ADAPTER, p.lora, alpha=p.lora_alpha)
+                unet.set_adapter(LCM_ADAPTER)  # its only adapter
+            backbone.replace_unet(unet)
+        backbone.unet.requires_grad_(False)
         self.timesteps = lcm_timesteps(p.num_steps, backbone.num_train_timesteps)
 
     @property

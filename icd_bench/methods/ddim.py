@@ -45,7 +45,6 @@ class DDIMParams:
 class DDIM(EditingMethod):
     """DDIM inversion + DDIM decoding with (dynamic) CFG; edit = prompt switch."""
 
-    name: ClassVar[str] = "ddim"
     Params: ClassVar[type] = DDIMParams
 
     def _timesteps(self) -> list[int]:

@@ -32,7 +32,6 @@ class DDIMP2PParams(DDIMParams, P2PParams):
 class DDIMP2P(DDIM):
     """DDIM inversion (50 steps) + Prompt-to-Prompt editing; the PIE-Bench baseline."""
 
-    name: ClassVar[str] = "ddim-p2p"
     Params: ClassVar[type] = DDIMP2PParams
 
     def edit(self, images: torch.Tensor, samples: Sequence[EditSample],

@@ -59,7 +59,6 @@ class EFDDPMParams(P2PParams):
 class EFDDPM(EditingMethod):
     """Edit-friendly DDPM inversion (η = 1, stored per-step noise maps); prompt switch or P2P."""
 
-    name: ClassVar[str] = "ef-ddpm"
     Params: ClassVar[type] = EFDDPMParams
     tasks: ClassVar[tuple[str, ...]] = ("edit", "invert")
 

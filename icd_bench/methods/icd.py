@@ -64,7 +64,6 @@ class ICDParams(P2PParams):
 class ICD(EditingMethod):
     """iCD: forward (encoding) and reverse (decoding) multi-boundary consistency models."""
 
-    name: ClassVar[str] = "icd"
     Params: ClassVar[type] = ICDParams
 
     def __init__(self, backbone, params=None):

@@ -60,7 +60,6 @@ class InfEditParams(ConsistencyParams, UACParams):
 class InfEdit(ConsistencyMethod):
     """InfEdit: DDCM virtual inversion + attention control on an LCM-style model."""
 
-    name: ClassVar[str] = "infedit"
     Params: ClassVar[type] = InfEditParams
     tasks: ClassVar[tuple[str, ...]] = ("edit", "generate")
 

@@ -7,7 +7,6 @@ Prompt-to-Prompt (PIE-Bench's "NPI + P2P"). With identical source and target pro
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
 
 from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.methods.ddim_p2p import DDIMP2P
@@ -19,7 +18,6 @@ from icd_bench.types import Inversion
 class NPI(DDIMP2P):
     """Negative-prompt inversion: the source prompt replaces ∅ in CFG; P2P editing."""
 
-    name: ClassVar[str] = "npi"
 
     def unconditional(self, inversion: Inversion | None, n: int) -> Callable[[int], PromptEmbeds]:
         if inversion is None:  # generation has no source prompt: plain CFG

@@ -49,14 +49,13 @@ class NTIParams(DDIMP2PParams):
 class NTI(DDIMP2P):
     """Null-text inversion: per-step optimised null embeddings (10 Adam steps each); P2P editing."""
 
-    name: ClassVar[str] = "nti"
     Params: ClassVar[type] = NTIParams
 
     def __init__(self, backbone, params=None):
         if backbone.dtype in (torch.float16, torch.bfloat16):
             log.warning("nti: null-text optimisation needs fp32; running this method in fp32 instead of %s",
                         str(backbone.dtype).removeprefix("torch."))
-            backbone.to(dtype=torch.float32)
+            backbone.cast(torch.float32)  # until the method closes
         super().__init__(backbone, params)
 
     def invert(self, images: torch.Tensor, prompts: list[str],

@@ -43,7 +43,6 @@ class ReNoiseParams(ConsistencyParams, ReNoiseConfig):
 class ReNoise(ConsistencyMethod):
     """ReNoise inversion of an LCM-style few-step model; edit = prompt switch."""
 
-    name: ClassVar[str] = "renoise"
     Params: ClassVar[type] = ReNoiseParams
 
     def invert(self, images: torch.Tensor, prompts: list[str],

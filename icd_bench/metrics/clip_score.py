@@ -64,7 +64,7 @@ from icd_bench.metrics.preprocess import (
     resize_short_side,
     stack,
 )
-from icd_bench.metrics.weights import KNOWN, WeightSpec, require_extra, resolve
+from icd_bench.metrics.weights import KNOWN, WeightSpec, cached_model, require_extra, resolve
 from icd_bench.registry import METRICS
 
 DEFAULT_MODEL = "ViT-L-14"
@@ -77,10 +77,6 @@ class LoadedClip:
     model: torch.nn.Module
     tokenizer: Any
     preprocess: dict[str, Any]
-
-
-#: Loaded models, one per (checkpoint file, architecture, pretrained tag, device): clip_t and clip_i share it.
-_MODELS: dict[tuple[str, str, str, str], LoadedClip] = {}
 
 
 def clip_weight_spec(model_name: str, pretrained: str) -> WeightSpec:
@@ -108,9 +104,10 @@ def clip_weight_spec(model_name: str, pretrained: str) -> WeightSpec:
 
 def load_clip(model_name: str, pretrained: str, path: Path, device: torch.device) -> LoadedClip:
     """open_clip's ``model_name`` with the checkpoint at ``path``, built as open_clip builds it for
-    the tag ``pretrained`` (QuickGELU, preprocessing), in eval mode on ``device``; cached."""
-    key = (str(path), model_name, pretrained, str(device))
-    if key not in _MODELS:
+    the tag ``pretrained`` (QuickGELU, preprocessing), in eval mode on ``device``; cached per
+    (file, architecture, tag, device): clip_t and clip_i share it."""
+
+    def load():
         import open_clip
 
         if open_clip.get_model_config(model_name) is None:
@@ -126,9 +123,9 @@ def load_clip(model_name: str, pretrained: str, path: Path, device: torch.device
         except Exception as exc:  # noqa: BLE001 - unreadable file, or weights of another architecture
             raise ConfigError(f"cannot load {path} into open_clip's {model_name}: {exc}") from None
         model.eval().requires_grad_(False)
-        _MODELS[key] = LoadedClip(model, open_clip.get_tokenizer(model_name),
-                                  dict(open_clip.get_model_preprocess_cfg(model)))
-    return _MODELS[key]
+        return LoadedClip(model, open_clip.get_tokenizer(model_name), dict(open_clip.get_model_preprocess_cfg(model)))
+
+    return cached_model("clip", (path, model_name, pretrained, device), load)
 
 
 def _resize(x: torch.Tensor, h: int, w: int, mode: str) -> torch.Tensor:

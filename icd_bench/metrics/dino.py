@@ -78,11 +78,8 @@ from icd_bench.metrics.preprocess import (
     stack,
     torchvision_size,
 )
-from icd_bench.metrics.weights import DINO_VITB8, DINOV2_BASE, require_extra, resolve
+from icd_bench.metrics.weights import DINO_VITB8, DINOV2_BASE, cached_model, require_extra, resolve
 from icd_bench.registry import METRICS
-
-#: Loaded models, one per (weight folder, device): metrics of one process share them.
-_MODELS: dict[tuple[str, str, str], Any] = {}
 
 
 # -- shared helpers ------------------------------------------------------------------------------
@@ -107,10 +104,16 @@ def _by_size(images: Sequence[torch.Tensor], fn: Callable[[torch.Tensor], torch.
 
 
 def _cached(kind: str, folder: Path, device: torch.device, load: Callable[[], Any]) -> Any:
-    key = (kind, str(folder), str(device))
-    if key not in _MODELS:
-        _MODELS[key] = load().to(device).eval().requires_grad_(False)
-    return _MODELS[key]
+    return cached_model(kind, (folder, device), lambda: load().to(device).eval().requires_grad_(False))
+
+
+def _ready(metric: Metric, items: Sequence[ScoreItem]) -> bool:
+    """At the top of a DINO metric's `score`: the items carry what it needs, its weights are found
+    (``check``, once); False when there is nothing to score."""
+    metric.require(items)
+    if getattr(metric, "_folder", None) is None:
+        metric.check()
+    return bool(items)
 
 
 # -- DINOv2 --------------------------------------------------------------------------------------
@@ -212,10 +215,7 @@ class DINOv2Similarity(Metric):
         self._preprocess = Dinov2Preprocess.from_folder(self._folder)
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
-        self.require(items)
-        if getattr(self, "_folder", None) is None:
-            self.check()
-        if not items:
+        if not _ready(self, items):
             return []
         sources = [_image(it.source, "source") for it in items]
         outputs = [_image(it.output, "output") for it in items]
@@ -356,10 +356,7 @@ class StructureDistance(Metric):
         self._folder = folder
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
-        self.require(items)
-        if getattr(self, "_folder", None) is None:
-            self.check()
-        if not items:
+        if not _ready(self, items):
             return []
         pairs = []
         for it in items:

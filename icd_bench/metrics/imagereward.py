@@ -84,7 +84,7 @@ from torch import nn
 from icd_bench.errors import ConfigError
 from icd_bench.metrics.base import Metric, ScoreItem
 from icd_bench.metrics.preprocess import CLIP_MEAN, CLIP_STD, center_crop, normalize, torchvision_size
-from icd_bench.metrics.weights import BERT_BASE_UNCASED, IMAGEREWARD_V1, require_extra, resolve
+from icd_bench.metrics.weights import BERT_BASE_UNCASED, IMAGEREWARD_V1, cached_model, require_extra, resolve
 from icd_bench.registry import METRICS
 
 #: ``ImageReward.mean`` / ``ImageReward.std`` of the package: the reward's published normalisation.
@@ -414,16 +414,14 @@ def build_model(weights_dir: Path, tokenizer_dir: Path) -> tuple[ImageRewardMode
     return model.float().eval(), tokenizer
 
 
-#: (weights folder, tokenizer folder, device) → (model, tokenizer): loaded once per process.
-_MODELS: dict[tuple[str, str, str], tuple[ImageRewardModel, Any]] = {}
-
-
 def load(weights_dir: Path, tokenizer_dir: Path, device: torch.device | str = "cpu") -> tuple[ImageRewardModel, Any]:
-    key = (str(Path(weights_dir).resolve()), str(Path(tokenizer_dir).resolve()), str(torch.device(device)))
-    if key not in _MODELS:
+    """(model, tokenizer), loaded once per (weights folder, tokenizer folder, device)."""
+    def build():
         model, tokenizer = build_model(Path(weights_dir), Path(tokenizer_dir))
-        _MODELS[key] = (model.to(device), tokenizer)
-    return _MODELS[key]
+        return model.to(device), tokenizer
+
+    key = (Path(weights_dir).resolve(), Path(tokenizer_dir).resolve(), torch.device(device))
+    return cached_model("imagereward", key, build)
 
 
 @METRICS.register("imagereward")

@@ -47,15 +47,21 @@ import torch
 from icd_bench.errors import ConfigError
 from icd_bench.metrics.base import FLAVOURS, REGIONS, Metric, ScoreItem
 from icd_bench.metrics.preprocess import apply_mask, stack
-from icd_bench.metrics.weights import LPIPS_ALEX, LPIPS_SQUEEZE, LPIPS_VGG, WeightSpec, require_extra, resolve
+from icd_bench.metrics.weights import (
+    LPIPS_ALEX,
+    LPIPS_SQUEEZE,
+    LPIPS_VGG,
+    WeightSpec,
+    cached_model,
+    require_extra,
+    resolve,
+)
 from icd_bench.registry import METRICS
 
 #: ``lpips_net`` value → the torchvision trunk weight it needs.
 NETS: dict[str, WeightSpec] = {"alex": LPIPS_ALEX, "vgg": LPIPS_VGG, "squeeze": LPIPS_SQUEEZE}
 DEFAULT_NET = "alex"
 
-#: Loaded models, one per (trunk file, net, device).
-_MODELS: dict[tuple[str, str, str], torch.nn.Module] = {}
 
 
 def load_trunk(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
@@ -82,9 +88,9 @@ def load_trunk(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> N
 
 def load_lpips(net: str, path: Path, device: torch.device) -> torch.nn.Module:
     """``lpips.LPIPS(net=net)`` with its lin layers from the wheel and the trunk from ``path``
-    (a torchvision state dict), in eval mode on ``device``; cached per process."""
-    key = (str(path), net, str(device))
-    if key not in _MODELS:
+    (a torchvision state dict), in eval mode on ``device``; cached per (file, net, device)."""
+
+    def load():
         import lpips
 
         with warnings.catch_warnings():  # lpips builds its random trunk with torchvision's deprecated `pretrained=`
@@ -97,8 +103,9 @@ def load_lpips(net: str, path: Path, device: torch.device) -> torch.nn.Module:
         if not isinstance(state, dict):
             raise ConfigError(f"{path} holds a {type(state).__name__}, not a torchvision state dict")
         load_trunk(model, state)
-        _MODELS[key] = model.eval().requires_grad_(False).to(device)
-    return _MODELS[key]
+        return model.eval().requires_grad_(False).to(device)
+
+    return cached_model("lpips", (path, net, device), load)
 
 
 def lpips_distance(model: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, *, spatial: bool = False) -> torch.Tensor:

@@ -125,6 +125,7 @@ def score_run(run_dir: str | Path, metrics: Sequence[str] | None = None, *, devi
             continue
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
+            failures: dict[str, str] = {}  # item id → why the metric failed on it
             try:
                 results = runner.score(chunk)
             except Exception:  # noqa: BLE001 - retry one by one to attribute the failure
@@ -133,10 +134,11 @@ def score_run(run_dir: str | Path, metrics: Sequence[str] | None = None, *, devi
                     try:
                         results += runner.score([item])
                     except Exception as exc:  # noqa: BLE001 - a per-sample failure becomes a row
-                        results.append({spec.key: (math.nan, f"{type(exc).__name__}: {exc}")})
+                        results.append({spec.key: math.nan})
+                        failures[item.id] = f"{type(exc).__name__}: {exc}"
             for item, res in zip(chunk, results, strict=True):
-                for key, value in res.items():
-                    value, error = value if isinstance(value, tuple) else (value, None)
+                for key, value in res.items():  # a metric's values are floats, NaN where undefined
+                    error = failures.get(item.id)
                     if error is None and not math.isfinite(value):
                         error = "not defined for this sample (e.g. an empty region)"
                     rows.append({"id": item.id, "metric": key, "value": float(value), "error": error})

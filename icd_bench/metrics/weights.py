@@ -9,15 +9,20 @@
 
 With nothing found, `WeightsNotFoundError` names the weight, the layout expected and the variable
 to set; metrics call `resolve` in their ``check()``, so this happens before any sample is scored.
+Loaded models are kept in one per-process cache, `cached_model`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from icd_bench.errors import ConfigError
+
+T = TypeVar("T")
 
 ENV = "ICD_BENCH_WEIGHTS"
 
@@ -193,3 +198,16 @@ FID_INCEPTION = register(WeightSpec(
     ("inception-2015-12-05.pt",),
     url="https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",
     single_file=True))
+
+
+#: the metric models this process has loaded, by (kind, key): every metric and every run scored reuses them
+_LOADED: dict[tuple, Any] = {}
+
+
+def cached_model(kind: str, key: tuple, load: Callable[[], T]) -> T:
+    """``load()`` once per (``kind``, ``key``) in this process — the one cache of the metrics' models
+    (clip_t and clip_i share a CLIP, structure and dinov2 their DINO weights)."""
+    k = (kind, *(str(v) for v in key))
+    if k not in _LOADED:
+        _LOADED[k] = load()
+    return _LOADED[k]

@@ -30,6 +30,11 @@ class RunData:
         return [r for r in self.records if r.get("status") == "ok"]
 
     @property
+    def nfe(self) -> list[float]:
+        """UNet evaluations per sample, of the records that count them."""
+        return [r["nfe"] for r in self.records if r.get("nfe") is not None]
+
+    @property
     def failed(self) -> int:
         """Samples that ended as error records (counted in reports, never averaged)."""
         return len(self.records) - len(self.ok)

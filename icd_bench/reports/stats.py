@@ -186,3 +186,14 @@ def forest_plot(rates: pd.DataFrame, path: Path) -> list[Path]:
     from icd_bench.reports.figures import save_figure
 
     return save_figure(fig, path)
+
+
+def write_outputs(rates: pd.DataFrame, ranking: pd.DataFrame | None, out_dir: Path) -> list[Path]:
+    """`stats --out`: win-rates.csv, ranking.csv (when there is a ranking) and the forest plot; the paths written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rates.to_csv(out_dir / "win-rates.csv", index=False)
+    written = [out_dir / "win-rates.csv"]
+    if ranking is not None:
+        ranking.to_csv(out_dir / "ranking.csv", index=False)
+        written.append(out_dir / "ranking.csv")
+    return written + forest_plot(rates, out_dir / "win-rates")

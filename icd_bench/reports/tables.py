@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from icd_bench.errors import ConfigError
+from icd_bench.markdown import markdown_table
 from icd_bench.reports.runs import load_run
 
 DASH = "—"
@@ -222,13 +223,11 @@ def render(spec: TableSpec, long: pd.DataFrame, notes: list[str], fmt: str, comm
     if fmt == "csv":
         return long.to_csv(index=False)
     if fmt == "md":
-        head = "| " + " | ".join(table.columns) + " |\n|" + "|".join(
-            "---" if k < 3 else "---:" for k in range(len(table.columns))) + "|\n"
-        body = "".join("| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |\n" for r in table.to_numpy())
+        body = "".join(line + "\n" for line in markdown_table(list(table.columns), table.to_numpy(), left=3))
         return (f"# {spec.title}\n\nThis run: mean over samples [95 % bootstrap CI]; paper: the number printed in the "
                 f"paper for the matching setting — from the paper's own models and data, so beside runs of another "
                 f"backbone or dataset it shows the published ordering, not a target value. "
-                f"Regenerate with `{command}`.\n\n" + head + body
+                f"Regenerate with `{command}`.\n\n" + body
                 + ("\n" + "\n".join(f"{f}  " for f in foot) + "\n" if foot else ""))
     if fmt == "tex":
         return table.to_latex(index=False, caption=spec.title, label=f"tab:{spec.name}") + "".join(

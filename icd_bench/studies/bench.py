@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from icd_bench.errors import ConfigError
+from icd_bench.markdown import markdown_table
 
 #: What ``--methods all`` means per backbone family: every method on the toy world; the paper's
 #: Table 6 methods and the other baselines at SD1.5 size; Table 6's SDXL rows (iCD-XL, ReNoise on
@@ -88,16 +89,16 @@ def _fastest_seconds(fn, repeats: int, device: torch.device) -> float:
 
 
 @torch.no_grad()
-def bare_unet_seconds(backbone, rows: int, repeats: int) -> float:
-    """Seconds of one bare UNet forward on ``rows`` rows (random latents, the null prompt), fastest of
-    ``repeats``."""
+def bare_unet_seconds(backbone, rows: int, repeats: int, unet=None) -> float:
+    """Seconds of one bare forward of ``unet`` (default: the backbone's current one) on ``rows`` rows
+    (random latents, the null prompt), fastest of ``repeats``."""
+    unet = backbone.unet if unet is None else unet
     x = torch.randn(backbone.latent_shape(rows), device=backbone.device, dtype=backbone.dtype)
     cond = backbone.null_embeds(rows)
-    dim = getattr(backbone.unet.config, "time_cond_proj_dim", None)
+    dim = getattr(unet.config, "time_cond_proj_dim", None)
     tc = torch.zeros(rows, dim, device=backbone.device, dtype=backbone.dtype) if dim else None
     t = torch.full((rows,), 500, device=backbone.device)
-    return _fastest_seconds(lambda: backbone.unet(x, t, timestep_cond=tc, **cond.unet_kwargs()), repeats,
-                           backbone.device)
+    return _fastest_seconds(lambda: unet(x, t, timestep_cond=tc, **cond.unet_kwargs()), repeats, backbone.device)
 
 
 @torch.no_grad()
@@ -121,6 +122,7 @@ class CallCounter:
 
     def modules(self) -> dict[str, torch.nn.Module]:
         bb = self.backbone
+        self.unet = bb.unet  # the UNet counted (and timed by `bound`: the method's, also after it closes)
         parts = {"unet": bb.unet}
         if bb.vae is not None:
             parts |= {"encoder": bb.vae.encoder, "decoder": bb.vae.decoder}
@@ -148,7 +150,7 @@ class CallCounter:
         for part, table in self.calls.items():
             bare[part] = {}
             for rows, n in table.items():
-                sec = (bare_unet_seconds(self.backbone, rows, repeats) if part == "unet"
+                sec = (bare_unet_seconds(self.backbone, rows, repeats, self.unet) if part == "unet"
                        else bare_vae_seconds(self.backbone, part, rows, repeats))
                 bare[part][rows] = sec
                 total += n * sec
@@ -263,16 +265,15 @@ def run_bench(presets: list[str], *, backbone: str | None, batch_sizes: list[int
              "Seconds per edit: median over the repeats (IQR). Bound = the method's UNet and VAE calls (by rows) × "
              "the bare forward at those rows (fastest of 5 or more) / batch size; overhead = the rest (text encoding, sampler "
              "arithmetic, attention control, NTI's backward passes). Prompt-to-Prompt's self-attention injection "
-             "computes one attention map for both branches, so a P2P method can run below the bound.", "",
-             "| method | backbone | res. | batch | s / edit (IQR) | NFE | s / UNet eval | bound s / edit | overhead "
-             "| ratio to iCD | peak memory (MB) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        ratio = "—" if r["ratio_to_icd"] is None else f"{r['ratio_to_icd']:.1f}×"
-        lines.append(f"| {r['method']} | {r['backbone']} | {r['resolution']} | {r['batch_size']} | "
-                     f"{r['seconds_per_edit']:.3f} ({r['iqr'][0]:.3f}–{r['iqr'][1]:.3f}) | {r['nfe']} | "
-                     f"{r['seconds_per_unet_eval']:.4f} | {r['bound_seconds_per_edit']:.3f} | "
-                     f"{100 * r['overhead_fraction']:.0f} % | {ratio} | {r['peak_memory_mb']:.0f} |")
+             "computes one attention map for both branches, so a P2P method can run below the bound.", ""]
+    lines += markdown_table(
+        ["method", "backbone", "res.", "batch", "s / edit (IQR)", "NFE", "s / UNet eval", "bound s / edit", "overhead",
+         "ratio to iCD", "peak memory (MB)"],
+        ([r["method"], r["backbone"], r["resolution"], r["batch_size"],
+          f"{r['seconds_per_edit']:.3f} ({r['iqr'][0]:.3f}–{r['iqr'][1]:.3f})", r["nfe"],
+          f"{r['seconds_per_unet_eval']:.4f}", f"{r['bound_seconds_per_edit']:.3f}",
+          f"{100 * r['overhead_fraction']:.0f} %", "—" if r["ratio_to_icd"] is None else f"{r['ratio_to_icd']:.1f}×",
+          f"{r['peak_memory_mb']:.0f}"] for r in rows), left=2)
     return _write_report(out / f"bench-{(backbone or 'preset-backbones').replace('/', '_')}-{device.split(':')[0]}",
                          data, lines)
 
@@ -330,14 +331,13 @@ def run_demo_bench(presets: list[str] | None, *, device: str, out: Path, command
              f"--task edit --limit {DEMO_SAMPLES} --batch-size 16`, then `icd-bench score` (default metrics) and the "
              "gallery page, in one process. Start-up = resolving the run and loading the models; method = time "
              "inside the method (its UNet / VAE bound beside it); harness = the rest of the run (loading samples, "
-             "writing images and records).", "",
-             "| method | samples | total s | start-up s | method s | model bound s | harness s | harness / bound "
-             "| score s | report s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in results:
-        frac = "—" if r["harness_fraction_of_bound"] is None else f"{100 * r['harness_fraction_of_bound']:.1f} %"
-        lines.append(f"| {r['method']} | {r['samples']} | {r['total_seconds']:.1f} | {r['startup_seconds']:.1f} | "
-                     f"{r['method_seconds']:.1f} | {r['model_bound_seconds']:.1f} | {r['harness_seconds']:.2f} | {frac} | "
-                     f"{r['score_seconds']:.1f} | {r['report_seconds']:.2f} |")
+             "writing images and records).", ""]
+    lines += markdown_table(
+        ["method", "samples", "total s", "start-up s", "method s", "model bound s", "harness s", "harness / bound",
+         "score s", "report s"],
+        ([r["method"], r["samples"], f"{r['total_seconds']:.1f}", f"{r['startup_seconds']:.1f}",
+          f"{r['method_seconds']:.1f}", f"{r['model_bound_seconds']:.1f}", f"{r['harness_seconds']:.2f}",
+          "—" if r["harness_fraction_of_bound"] is None else f"{100 * r['harness_fraction_of_bound']:.1f} %",
+          f"{r['score_seconds']:.1f}", f"{r['report_seconds']:.2f}"] for r in results))
     return _write_report(out / f"demo-{device.split(':')[0]}", {"command": command, "device": dev, "results": results},
                          lines)

@@ -17,14 +17,16 @@ to DDIM-50 without running DDIM-50 again.
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import pandas as pd
 from PIL import Image
 
 from icd_bench.gallery import image_grid
+from icd_bench.markdown import markdown_table
 from icd_bench.paths import ASSETS
-from icd_bench.store import RunStore
+from icd_bench.reports.runs import load_run
 
 #: The stored whole-demo-set comparison (see the module docstring).
 REFERENCE = ASSETS / "toy" / "demo-edits.json"
@@ -34,7 +36,7 @@ MEASURES = {"toy_edit:success": "edit success", "toy_edit:background_psnr": "bac
 
 
 def _records(run_dir: Path) -> pd.DataFrame:
-    return pd.DataFrame([r for r in RunStore(run_dir).records() if r["status"] == "ok"])
+    return pd.DataFrame(load_run(run_dir).ok)
 
 
 def guidance_override(method: str, guidance: float) -> str:
@@ -121,17 +123,16 @@ def compare_edits(methods: list[str], guidance: float, work: Path, out: Path, *,
              "(batch time / batch size), so they compare methods only against each other.", ""]
     if command:
         lines += [f"Regenerate with `{command}`.", ""]
-    lines += ["| method | edits | UNet evaluations per edit | seconds per edit | edit success | "
-              "background PSNR (dB) | kept attributes |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for _, r in overall.iterrows():
-        lines.append(f"| {r['method']} | {int(r['n'])} | {r['nfe']:.0f} | {r['seconds per edit']:.2f} | "
-                     f"{r['edit success']:.0%} | {r['background PSNR (dB)']:.1f} | {r['kept attributes']:.0%} |")
-    lines += ["", "Edit success by edit type:", "",
-              "| edit type | n | " + " | ".join(methods) + " |", "|---|---:|" + "---:|" * len(methods)]
+    lines += markdown_table(
+        ["method", "edits", "UNet evaluations per edit", "seconds per edit", "edit success", "background PSNR (dB)",
+         "kept attributes"],
+        ([r["method"], int(r["n"]), f"{r['nfe']:.0f}", f"{r['seconds per edit']:.2f}", f"{r['edit success']:.0%}",
+          f"{r['background PSNR (dB)']:.1f}", f"{r['kept attributes']:.0%}"] for _, r in overall.iterrows()))
+    by_type = []
     for group in table.loc[table["edit type"] != "all", "edit type"].drop_duplicates():
         part = table[table["edit type"] == group].set_index("method")
-        lines.append(f"| {group} | {int(part['n'].iloc[0])} | "
-                     + " | ".join(f"{part.loc[m, 'edit success']:.0%}" for m in methods) + " |")
+        by_type.append([group, int(part["n"].iloc[0]), *(f"{part.loc[m, 'edit success']:.0%}" for m in methods)])
+    lines += ["", "Edit success by edit type:", "", *markdown_table(["edit type", "n", *methods], by_type)]
     lines += ["", f"![before and after]({name}.png)", ""]
     (out / f"{name}.md").write_text("\n".join(lines), encoding="utf-8")
 
@@ -154,3 +155,20 @@ def compare_edits(methods: list[str], guidance: float, work: Path, out: Path, *,
     header = (["source"] if demo else []) + [f"{m}, CFG {guidance:g}" for m in methods]
     image_grid(rows, cell=128, text_lines=4, header=header).save(out / f"{name}.png")
     return out / f"{name}.md"
+
+
+def demo_comparison(run_dir: Path, label: str, means: dict[str, float]) -> dict | None:
+    """A scored demo edit run beside the stored whole-demo-set figures of DDIM-50 (``ddim-toy``), as
+    ``{"rows": [...], "reference": the stored entry}``; None without a stored reference or oracle scores."""
+    reference = load_reference()
+    if reference is None or "ddim-toy" not in reference["methods"] or "toy_edit:success" not in means:
+        return None
+    ok = load_run(run_dir).ok
+    ddim = reference["methods"]["ddim-toy"]
+    rows = [{"method": f"this run ({label})", "edits": len(ok), "success": means["toy_edit:success"],
+             "background_psnr": means["toy_edit:background_psnr"], "nfe": statistics.mean(r["nfe"] for r in ok),
+             "seconds_per_edit": statistics.mean(r["seconds"] for r in ok)},
+            {"method": "DDIM-50 (ddim-toy)", "edits": ddim["edits"], "success": ddim["toy_edit:success"],
+             "background_psnr": ddim["toy_edit:background_psnr"], "nfe": ddim["nfe"],
+             "seconds_per_edit": ddim["seconds_per_edit"]}]
+    return {"rows": rows, "reference": reference}

@@ -53,8 +53,8 @@ def measure(*, dataset: str = "demo", limit: int | None = None, device: str = "c
     if unknown:
         raise ConfigError(f"unknown regression case(s) {unknown}; cases: {', '.join(CASES)}")
     from icd_bench.metrics.score import score_run
+    from icd_bench.reports.runs import load_run
     from icd_bench.runner import RunConfig, Runner
-    from icd_bench.store import RunStore
 
     if work is not None and work.exists() and any(work.iterdir()):
         raise ConfigError(f"--work {work} is not empty: regression runs must start fresh (a cached run would "
@@ -71,7 +71,7 @@ def measure(*, dataset: str = "demo", limit: int | None = None, device: str = "c
                 raise ConfigError(f"{case}: {summary.failed} samples failed (see {summary.out}/errors.log)")
             _, means = score_run(summary.out, list(METRICS), device=device)
             values = {m: float(v) for m, v in zip(means["metric"], means["mean"], strict=True)}
-            nfe = [r["nfe"] for r in RunStore(summary.out).records() if r.get("nfe") is not None]
+            nfe = load_run(summary.out).nfe
             values["nfe"] = sum(nfe) / len(nfe)
             values["n"] = len(nfe)
             results[case] = values
@@ -133,3 +133,33 @@ def write_baseline(path: Path, current: dict, *, dataset: str, limit: int | None
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def case_settings(items: list[str] | None) -> dict[str, list[str]]:
+    """``CASE:KEY=VALUE`` items (``regress --set``) as case → [KEY=VALUE, ...]."""
+    extra: dict[str, list[str]] = {}
+    for item in items or []:
+        case, sep, setting = item.partition(":")
+        if not sep or "=" not in setting:
+            raise ConfigError(f"--set expects CASE:KEY=VALUE, got {item!r}")
+        extra.setdefault(case, []).append(setting)
+    return extra
+
+
+def check(*, update: bool, baseline: Path, limit: int | None, device: str, work: Path | None,
+          extra: dict[str, list[str]], log=print) -> tuple[dict, list[dict] | None]:
+    """`regress`: refuse a baseline of another sample limit, measure, then write the baseline
+    (``update``) or compare with it. Returns (the measured values, the comparison rows — None after
+    an update)."""
+    base = None if update else read_baseline(baseline)
+    if base is not None and base.get("limit") != limit:
+        raise ConfigError(f"{baseline} was measured with limit {base.get('limit')}, this check with {limit}: "
+                          "compare like with like (or write a baseline for this limit with --update --baseline FILE)")
+    if update and extra and baseline == BASELINE:
+        raise ConfigError("--update with --set would store a baseline of other weights than the bundled ones; "
+                          "write such a baseline to another file with --baseline")
+    current = measure(limit=limit, device=device, work=work, extra=extra, log=log)
+    if update:
+        write_baseline(baseline, current, dataset="demo", limit=limit)
+        return current, None
+    return current, compare(base, current)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from icd_bench.errors import ConfigError
+from icd_bench.markdown import markdown_table
 
 DECODES = ("unguided", "guided", "guided-dcfg")
 #: How each metric's mean is shown: (column title, format, higher is better).
@@ -204,9 +205,9 @@ def _slug(name: str) -> str:
 
 
 def _nfe(run_dir: Path) -> float:
-    from icd_bench.store import RunStore
+    from icd_bench.reports.runs import load_run
 
-    values = [r["nfe"] for r in RunStore(run_dir).records() if r.get("nfe") is not None]
+    values = load_run(run_dir).nfe
     return sum(values) / len(values) if values else math.nan
 
 
@@ -234,8 +235,7 @@ def write_table(plan: StudyPlan, results: list[dict], out: Path, *, teacher: str
             continue
         lines += [f"## {title}", ""]
         titles = [COLUMNS.get(m, (m, "{:.4g}", True))[0] for m in metrics]
-        lines += ["| | configuration | NFE | " + " | ".join(titles) + " |",
-                  "|---|---|---:|" + "---:|" * len(metrics)]
+        body = []
         trained_part = part[part["config"] != "ddim"]
         best = {}
         for m in metrics:
@@ -244,14 +244,14 @@ def write_table(plan: StudyPlan, results: list[dict], out: Path, *, teacher: str
                 best[m] = trained_part[m].max() if higher else trained_part[m].min()
         for _, r in part.iterrows():
             name = "" if r["config"] == "ddim" else r["row"]
-            config = (r["configuration"] + (" + d.CFG" if r["decode"] == "guided-dcfg" else "")).replace("|", "\\|")
+            config = r["configuration"] + (" + d.CFG" if r["decode"] == "guided-dcfg" else "")
             cells = []
             for m in metrics:
                 fmt = COLUMNS.get(m, (m, "{:.4g}", True))[1]
                 text = fmt.format(r[m]) if pd.notna(r[m]) else "—"
                 is_best = m in best and r["config"] != "ddim" and r[m] == best[m]
                 cells.append(f"**{text}**" if is_best else text)
-            lines.append(f"| {name} | {config} | {r['nfe']:.0f} | " + " | ".join(cells) + " |")
-        lines.append("")
+            body.append([name, config, f"{r['nfe']:.0f}", *cells])
+        lines += [*markdown_table(["", "configuration", "NFE", *titles], body, left=2), ""]
     (out / "table2.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return out / "table2.md"

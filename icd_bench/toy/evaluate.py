@@ -98,6 +98,16 @@ def pick_guidance(backbone: Backbone, scales: list[float], *, steps: int = 25, t
     return rows
 
 
+def write_guidance_pick(rows: list[dict], out_file: Path):
+    """`pick_guidance`'s rows as a CSV; returns them as a data frame and the chosen (best bar_mean) scale."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out_file, index=False, float_format="%.4f")
+    return frame, float(frame.loc[frame["bar_mean"].idxmax(), "guidance"])
+
+
 def inversion_psnr(backbone: Backbone, *, steps: int = 50, limit: int | None = None) -> dict[str, float]:
     """DDIM inversion (unguided) → reconstruction (unguided) of the demo images; mean PSNR in dB."""
     from icd_bench.data.piebench import Demo

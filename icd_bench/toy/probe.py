@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from icd_bench.markdown import markdown_table
+
 BUNDLED = {"teacher": "bundled:toy/icd/cfg_distill.safetensors", "forward_lora": "bundled:toy/icd/fcdm.safetensors",
            "reverse_lora": "bundled:toy/icd/cdm.safetensors"}
 
@@ -72,14 +74,11 @@ def write_markdown(csv_path: Path, md_path: Path) -> None:
              "pixel-space latents ([-1, 1]) to the teacher (the guidance-distilled student with its adapters "
              "off, DDIM on its 50-step grid) from the same inputs, on 16 fixed toy scenes; see "
              "`icd_bench/icd/probe.py`. Teacher row: a plain DDIM jump over the same segment, the teacher's "
-             "50-step inversion std, DDIM-50 samples' high-frequency energy.", "",
-             "| model pair | " + " | ".join(h for _, h in SUMMARY) + " |",
-             "|---|" + "---:|" * len(SUMMARY)]
+             "50-step inversion std, DDIM-50 samples' high-frequency energy.", ""]
     first = rows[0]
-    lines.append("| teacher (DDIM) | " + " | ".join(first.get(REFERENCE[c], "") if c in REFERENCE else "—"
-                                               for c, _ in SUMMARY) + " |")
-    for r in rows:
-        lines.append(f"| {r['label']} | " + " | ".join(r.get(c, "") for c, _ in SUMMARY) + " |")
+    teacher = ["teacher (DDIM)", *(first.get(REFERENCE[c], "") if c in REFERENCE else "—" for c, _ in SUMMARY)]
+    lines += markdown_table(["model pair", *(h for _, h in SUMMARY)],
+                            [teacher, *([r["label"], *(r.get(c, "") for c, _ in SUMMARY)] for r in rows)])
     lines += ["", "Each variant of `training/probe/`: `icd-bench train icd --recipe training/probe/NAME.toml --out "
               "runs/train/probe-NAME`, then `icd-bench toy probe --label ... --forward-lora "
               "runs/train/probe-NAME/fcdm.safetensors --reverse-lora runs/train/probe-NAME/cdm.safetensors` (the "
