@@ -188,45 +188,46 @@ def bench_method(preset: str, *, backbone: str | None, batch_sizes: list[int], r
     ds = open_dataset(dataset)
     ids = list(ds.ids())
     results = []
-    for bs in batch_sizes:
-        if bs > len(ids):
-            raise ConfigError(f"batch size {bs} exceeds the {len(ids)} samples of {dataset}")
-        samples = [ds.load(i) for i in ids[:bs]]
+    with method:  # the backbone given back as loaded afterwards
+        for bs in batch_sizes:
+            if bs > len(ids):
+                raise ConfigError(f"batch size {bs} exceeds the {len(ids)} samples of {dataset}")
+            samples = [ds.load(i) for i in ids[:bs]]
 
-        def once(samples=samples):
-            gens = [torch.Generator().manual_seed(sample_seed(0, s.id)) for s in samples]
-            _sync(dev)
-            start = time.perf_counter()
-            _, outs = method.run("edit", samples, gens)
-            _sync(dev)
-            return time.perf_counter() - start, outs[0].nfe
+            def once(samples=samples):
+                gens = [torch.Generator().manual_seed(sample_seed(0, s.id)) for s in samples]
+                _sync(dev)
+                start = time.perf_counter()
+                _, outs = method.run("edit", samples, gens)
+                _sync(dev)
+                return time.perf_counter() - start, outs[0].nfe
 
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(dev)
-        counter = CallCounter(bb)
-        with counter.counting():
-            once()  # warm-up, counting the model calls by rows
-        timed = [once() for _ in range(repeats)]
-        per_edit = [t / bs for t, _ in timed]
-        nfe = timed[0][1]
-        bound, bare = counter.bound(repeats=max(5, repeats))
-        bound /= bs
-        med = statistics.median(per_edit)
-        q1, q3 = _quantiles(per_edit)
-        unet_calls = counter.calls["unet"]
-        row = {"method": preset, "backbone": name, "resolution": bb.resolution, "batch_size": bs,
-               "seconds_per_edit": med, "iqr": [q1, q3], "nfe": nfe,
-               "seconds_per_unet_eval": med / nfe if nfe else None,
-               "unet_calls_by_rows": {str(k): v for k, v in sorted(unet_calls.items())},
-               "bare_seconds_by_rows": {part: {str(k): v for k, v in sorted(t.items())} for part, t in bare.items()},
-               "vae_calls_by_rows": {part: {str(k): v for k, v in sorted(counter.calls[part].items())}
-                                     for part in ("encoder", "decoder")},
-               "bound_seconds_per_edit": bound,
-               "overhead_seconds_per_edit": med - bound, "overhead_fraction": (med - bound) / med if med else None,
-               "peak_memory_mb": _peak_memory_mb(dev)}
-        log(f"{preset:>16} batch {bs:>2}: {med:.3f} s/edit, {nfe} NFE, bound {bound:.3f} s, "
-            f"overhead {100 * row['overhead_fraction']:.0f} %")
-        results.append(row)
+            if dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(dev)
+            counter = CallCounter(bb)
+            with counter.counting():
+                once()  # warm-up, counting the model calls by rows
+            timed = [once() for _ in range(repeats)]
+            per_edit = [t / bs for t, _ in timed]
+            nfe = timed[0][1]
+            bound, bare = counter.bound(repeats=max(5, repeats))
+            bound /= bs
+            med = statistics.median(per_edit)
+            q1, q3 = _quantiles(per_edit)
+            unet_calls = counter.calls["unet"]
+            row = {"method": preset, "backbone": name, "resolution": bb.resolution, "batch_size": bs,
+                   "seconds_per_edit": med, "iqr": [q1, q3], "nfe": nfe,
+                   "seconds_per_unet_eval": med / nfe if nfe else None,
+                   "unet_calls_by_rows": {str(k): v for k, v in sorted(unet_calls.items())},
+                   "bare_seconds_by_rows": {part: {str(k): v for k, v in sorted(t.items())} for part, t in bare.items()},
+                   "vae_calls_by_rows": {part: {str(k): v for k, v in sorted(counter.calls[part].items())}
+                                         for part in ("encoder", "decoder")},
+                   "bound_seconds_per_edit": bound,
+                   "overhead_seconds_per_edit": med - bound, "overhead_fraction": (med - bound) / med if med else None,
+                   "peak_memory_mb": _peak_memory_mb(dev)}
+            log(f"{preset:>16} batch {bs:>2}: {med:.3f} s/edit, {nfe} NFE, bound {bound:.3f} s, "
+                f"overhead {100 * row['overhead_fraction']:.0f} %")
+            results.append(row)
     return results
 
 
