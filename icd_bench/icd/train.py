@@ -220,6 +220,46 @@ def _draw_scales(scales: tuple[float, ...], n: int, generator: torch.Generator) 
     return torch.tensor(scales)[torch.randint(0, len(scales), (n,), generator=generator)]
 
 
+class AdapterOptimisers:
+    """AdamW with warm-up over the trained adapters: one optimiser over both (``optimizer_steps =
+    "summed"``: one step per batch) or one per adapter (``"per_term"``: a step after each term, the
+    official trainer's schedule); before each step the gradients are averaged over processes and clipped."""
+
+    def __init__(self, acc, unet, names: list[str], params: dict[str, torch.nn.Parameter], cfg: ICDTrainConfig):
+        self.acc, self.cfg = acc, cfg
+        self.groups = ({"all": list(params.values())} if cfg.optimizer_steps == "summed" else
+                       {name: list(adapter_parameters(unet, name).values()) for name in names})
+        self.optimizers = {}
+        for key, group in self.groups.items():
+            optimizer = torch.optim.AdamW(group, lr=cfg.lr, weight_decay=0.0)
+            self.optimizers[key] = acc.prepare(optimizer, warmup_schedule(optimizer, cfg.warmup))
+
+    def step(self, key: str) -> None:
+        """Average over processes, clip, step the optimiser ``key`` (and its schedule), zero its grads."""
+        group, (optimizer, schedule) = self.groups[key], self.optimizers[key]
+        if self.acc.num_processes > 1:
+            for p in group:
+                if p.grad is not None:
+                    p.grad = self.acc.reduce(p.grad, reduction="mean")
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(group, self.cfg.grad_clip)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def after_term(self, adapter: str) -> None:
+        if self.cfg.optimizer_steps == "per_term":
+            self.step(adapter)
+
+    def after_batch(self) -> None:
+        if self.cfg.optimizer_steps == "summed":
+            self.step("all")
+
+    @property
+    def lr(self) -> float:
+        return next(iter(self.optimizers.values()))[1].get_last_lr()[0]
+
+
 class AdapterEps:
     """The losses' ε-callables ``(x, t, w) -> ε`` on the one UNet of both iCD models: the teacher's
     (adapters off), an adapter's (trained parameters kept trainable: peft's ``set_adapter`` turns
@@ -393,31 +433,8 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
         p.requires_grad_(True)
     ema = {k: p.detach().clone() for k, p in params.items()} if cfg.target == "ema" else None
     state = AdapterState(params, ema)
-    # one optimiser over both adapters (summed terms), or one per adapter (a step after each term)
-    groups = ({"all": list(params.values())} if cfg.optimizer_steps == "summed" else
-              {name: list(adapter_parameters(unet, name).values()) for name in names})
-    optimizers = {}
-    for key, group in groups.items():
-        optimizer = torch.optim.AdamW(group, lr=cfg.lr, weight_decay=0.0)
-        optimizers[key] = acc.prepare(optimizer, warmup_schedule(optimizer, cfg.warmup))
+    optimisers = AdapterOptimisers(acc, unet, names, params, cfg)
     acc.register_for_checkpointing(state)
-
-    def take_step(key: str) -> None:
-        """Average over processes, clip, step the optimiser ``key`` (and its schedule), zero its grads."""
-        group, (optimizer, schedule) = groups[key], optimizers[key]
-        if acc.num_processes > 1:
-            for p in group:
-                if p.grad is not None:
-                    p.grad = acc.reduce(p.grad, reduction="mean")
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(group, cfg.grad_clip)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    def after_term(adapter: str) -> None:
-        if cfg.optimizer_steps == "per_term":
-            take_step(adapter)
     data = TrainData(recipe["data"], cfg.seed, bb.preprocess, bb.resolution, acc.process_index, acc.num_processes,
                      out_dir)
     solver = Solver(bb.alphas_cumprod.float(), cfg.solver_steps)
@@ -485,11 +502,10 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
                     loss = term(x0, cond, g, draw)
                     acc.backward(coef * loss / k)
                     values[field] += loss.item() / k
-                after_term(adapter)
-        if cfg.optimizer_steps == "summed":
-            take_step("all")
+                optimisers.after_term(adapter)
+        optimisers.after_batch()
         state.update_ema(cfg.target_ema_decay)
-        loop.after_step(step, values, next(iter(optimizers.values()))[1].get_last_lr()[0])
+        loop.after_step(step, values, optimisers.lr)
     loop.close()
     unet.eval()
     out = Path(out_dir)
