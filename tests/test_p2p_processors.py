@@ -116,3 +116,32 @@ def test_self_attention_injection_only_on_small_maps(bb):
     assert torch.allclose(injected(0), plain, atol=1e-5)  # no map small enough: nothing injected
     assert not torch.allclose(injected(32 * 32)[1], plain[1], atol=1e-4)  # the target takes the source's pattern
     assert torch.allclose(injected(32 * 32)[0], plain[0], atol=1e-5)  # the source branch is untouched
+
+
+def test_p2p_decode_refuses_a_sampler_that_skips_a_step_or_changes_the_layout(bb):
+    from icd_bench.attention.p2p import p2p_decode
+    from icd_bench.diffusion.loop import StepInfo
+
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    src, tgt = ["a red circle"], ["a blue circle"]
+
+    def sampler(steps, rows=None):
+        def sample(latents, cond, callback):
+            for i in range(steps):
+                latents = callback(StepInfo(i, 900 - 100 * i, 800 - 100 * i, 0.1, 0.2, latents))
+            return latents if rows is None else latents[:rows]
+        return sample
+
+    out = p2p_decode(bb, sampler(4), x, src, tgt, 4, P2PParams())
+    assert out.shape == x.shape
+    with pytest.raises(RuntimeError, match="saw 3 steps, the sampler should have reported 4"):
+        p2p_decode(bb, sampler(3), x, src, tgt, 4, P2PParams())
+    assert p2p_decode(bb, sampler(3), x, src, tgt, 4, P2PParams(), steps_run=3).shape == x.shape
+    with pytest.raises(RuntimeError, match=r"\[sources; targets\] layout of 2 rows, got 1"):
+        p2p_decode(bb, sampler(4, rows=1), x, src, tgt, 4, P2PParams())
+
+    def dropping(latents, cond, callback):  # a sampler that loses the source rows on the way
+        return callback(StepInfo(0, 900, 800, 0.1, 0.2, latents[1:]))
+
+    with pytest.raises(RuntimeError, match="layout of 2 rows, got 1"):
+        p2p_decode(bb, dropping, x, src, tgt, 1, P2PParams())

@@ -85,6 +85,8 @@ def edited_target_words(source: str, target: str) -> list[str]:
 class P2PControl:
     """The edit state of one batch of n (source, target) prompt pairs over ``num_steps`` steps."""
 
+    layout: tuple[str, ...] = ("sources", "targets")  # the row blocks of the batch it steers, n rows each
+
     def __init__(self, tokenizer, sources: Sequence[str], targets: Sequence[str], num_steps: int,
                  config: P2PParams | None = None, blend_words: Sequence[tuple[str, str] | None] | None = None,
                  blend_resolution: int | None = None, store_maps: bool = False):
@@ -171,10 +173,29 @@ class P2PControl:
             unet.set_attn_processor(original)
 
     def after_step(self, x: torch.Tensor) -> torch.Tensor:
-        """Call after every decoding step (as a sampler callback): local blend, then advance."""
+        """Call after every decoding step: local blend, then advance."""
         x = self.blend_latents(x)
         self.step += 1
         return x
+
+    def check_layout(self, x: torch.Tensor) -> None:
+        """Raise unless ``x`` holds the batch's row blocks (`layout`, n rows each)."""
+        if x.shape[0] != len(self.layout) * self.n:
+            raise RuntimeError(f"the sampler must keep the [{'; '.join(self.layout)}] layout of "
+                               f"{len(self.layout) * self.n} rows, got {x.shape[0]}")
+
+    def step_callback(self, info: StepInfo) -> torch.Tensor:
+        """`after_step` as a sampler callback, the batch layout checked."""
+        self.check_layout(info.x)
+        return self.after_step(info.x)
+
+    def check_finished(self, steps: int | None = None) -> None:
+        """Raise unless the sampler reported ``steps`` steps (default ``num_steps``): the schedule
+        advances only through the callback."""
+        expected = self.num_steps if steps is None else steps
+        if self.step != expected:
+            raise RuntimeError(f"the attention control's schedule saw {self.step} steps, the sampler should "
+                               f"have reported {expected}")
 
     # -- local blend ---------------------------------------------------------------------------
     def record(self, probs: torch.Tensor) -> None:
@@ -337,16 +358,7 @@ def p2p_decode(backbone, sample: Sampler, x: torch.Tensor, sources: Sequence[str
     cond = PromptEmbeds.cat([source_cond, backbone.encode_prompt(targets)])
 
     with prompt_to_prompt(backbone, sources, targets, num_steps, config, blend_words) as control:
-        def after_step(info: StepInfo) -> torch.Tensor:
-            if info.x.shape[0] != 2 * n:
-                raise RuntimeError(f"P2P's sampler must keep the [sources; targets] layout of {2 * n} rows, "
-                                   f"got {info.x.shape[0]}")
-            return control.after_step(info.x)
-
-        out = sample(torch.cat([x, x]), cond, after_step)
-    expected = num_steps if steps_run is None else steps_run
-    if control.step != expected:
-        raise RuntimeError(f"P2P's schedule saw {control.step} steps, the sampler should have reported {expected}")
-    if out.shape[0] != 2 * n:
-        raise RuntimeError(f"P2P's sampler returned {out.shape[0]} rows, expected [sources; targets] = {2 * n}")
+        out = sample(torch.cat([x, x]), cond, control.step_callback)
+    control.check_finished(steps_run)
+    control.check_layout(out)
     return out[n:]

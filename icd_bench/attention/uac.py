@@ -62,6 +62,8 @@ class UACParams:
 class UACControl(P2PControl):
     """The state of one batch of n (source, target) prompt pairs over ``num_steps`` steps."""
 
+    layout = ("source", "target", "mutual")
+
     def __init__(self, tokenizer, sources: Sequence[str], targets: Sequence[str], num_steps: int,
                  source_states: torch.Tensor, target_states: torch.Tensor, config: UACParams | None = None,
                  blend_words: Sequence[str | None] | None = None, blend_resolution: int | None = None):
@@ -116,17 +118,10 @@ class UACControl(P2PControl):
     def step_callback(self, info: StepInfo) -> torch.Tensor:
         """The sampler callback of a ``[source; target; mutual]`` batch (InfEdit's DDCM loop): `after_step`
         on its blocks, no blend after the last step (its output is x̂_0, not the landed latents)."""
-        if info.x.shape[0] != 3 * self.n:
-            raise RuntimeError(f"UAC's sampler must keep the [source; target; mutual] layout of {3 * self.n} rows, "
-                               f"got {info.x.shape[0]}")
+        self.check_layout(info.x)
         x_src, x_tgt, x_mut = info.x.chunk(3)
         return torch.cat([x_src, self.after_step(x_tgt, x_mut, info.alpha_from, blend=info.index + 1 < self.num_steps),
                           x_mut])
-
-    def check_finished(self) -> None:
-        """Raise unless the sampler reported all ``num_steps`` steps (UAC's schedule advances only then)."""
-        if self.step != self.num_steps:
-            raise RuntimeError(f"UAC's schedule saw {self.step} steps, the sampler should have reported {self.num_steps}")
 
     def after_step(self, x_tgt: torch.Tensor, x_mut: torch.Tensor, alpha_t: float, blend: bool = True) -> torch.Tensor:
         """Call after every step with the new target and mutual latents: local blend (``blend``), then advance."""

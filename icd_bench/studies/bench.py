@@ -181,10 +181,9 @@ def _load_method(preset: str, backbone: str | None, device: str, dtype: str, res
 def bench_method(preset: str, *, backbone: str | None, batch_sizes: list[int], repeats: int, device: str,
                  dtype: str, dataset: str = "demo", resolution: int | None = None, compile_mode: str | None = None,
                  log=print) -> list[dict]:
-    from icd_bench.runner import open_dataset, sample_seed
+    from icd_bench.runner import open_dataset
 
     name, dev, method = _load_method(preset, backbone, device, dtype, resolution, compile_mode)
-    bb = method.backbone
     ds = open_dataset(dataset)
     ids = list(ds.ids())
     results = []
@@ -192,43 +191,49 @@ def bench_method(preset: str, *, backbone: str | None, batch_sizes: list[int], r
         for bs in batch_sizes:
             if bs > len(ids):
                 raise ConfigError(f"batch size {bs} exceeds the {len(ids)} samples of {dataset}")
-            samples = [ds.load(i) for i in ids[:bs]]
-
-            def once(samples=samples):
-                gens = [torch.Generator().manual_seed(sample_seed(0, s.id)) for s in samples]
-                _sync(dev)
-                start = time.perf_counter()
-                _, outs = method.run("edit", samples, gens)
-                _sync(dev)
-                return time.perf_counter() - start, outs[0].nfe
-
-            if dev.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(dev)
-            counter = CallCounter(bb)
-            with counter.counting():
-                once()  # warm-up, counting the model calls by rows
-            timed = [once() for _ in range(repeats)]
-            per_edit = [t / bs for t, _ in timed]
-            nfe = timed[0][1]
-            bound, bare = counter.bound(repeats=max(5, repeats))
-            bound /= bs
-            med = statistics.median(per_edit)
-            q1, q3 = _quantiles(per_edit)
-            unet_calls = counter.calls["unet"]
-            row = {"method": preset, "backbone": name, "resolution": bb.resolution, "batch_size": bs,
-                   "seconds_per_edit": med, "iqr": [q1, q3], "nfe": nfe,
-                   "seconds_per_unet_eval": med / nfe if nfe else None,
-                   "unet_calls_by_rows": {str(k): v for k, v in sorted(unet_calls.items())},
-                   "bare_seconds_by_rows": {part: {str(k): v for k, v in sorted(t.items())} for part, t in bare.items()},
-                   "vae_calls_by_rows": {part: {str(k): v for k, v in sorted(counter.calls[part].items())}
-                                         for part in ("encoder", "decoder")},
-                   "bound_seconds_per_edit": bound,
-                   "overhead_seconds_per_edit": med - bound, "overhead_fraction": (med - bound) / med if med else None,
-                   "peak_memory_mb": _peak_memory_mb(dev)}
-            log(f"{preset:>16} batch {bs:>2}: {med:.3f} s/edit, {nfe} NFE, bound {bound:.3f} s, "
-                f"overhead {100 * row['overhead_fraction']:.0f} %")
+            row = _time_batch(method, [ds.load(i) for i in ids[:bs]], repeats, dev)
+            row = {"method": preset, "backbone": name, **row}
+            log(f"{preset:>16} batch {bs:>2}: {row['seconds_per_edit']:.3f} s/edit, {row['nfe']} NFE, bound "
+                f"{row['bound_seconds_per_edit']:.3f} s, overhead {100 * row['overhead_fraction']:.0f} %")
             results.append(row)
     return results
+
+
+def _time_batch(method, samples: list, repeats: int, dev: torch.device) -> dict:
+    """One warm-up edit of ``samples`` (counting the model calls by rows), then ``repeats`` timed ones."""
+    from icd_bench.runner import sample_seed
+
+    bb, bs = method.backbone, len(samples)
+
+    def once():
+        gens = [torch.Generator().manual_seed(sample_seed(0, s.id)) for s in samples]
+        _sync(dev)
+        start = time.perf_counter()
+        _, outs = method.run("edit", samples, gens)
+        _sync(dev)
+        return time.perf_counter() - start, outs[0].nfe
+
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    counter = CallCounter(bb)
+    with counter.counting():
+        once()  # warm-up, counting the model calls by rows
+    timed = [once() for _ in range(repeats)]
+    per_edit = [t / bs for t, _ in timed]
+    nfe = timed[0][1]
+    bound, bare = counter.bound(repeats=max(5, repeats))
+    bound /= bs
+    med = statistics.median(per_edit)
+    q1, q3 = _quantiles(per_edit)
+    return {"resolution": bb.resolution, "batch_size": bs, "seconds_per_edit": med, "iqr": [q1, q3], "nfe": nfe,
+            "seconds_per_unet_eval": med / nfe if nfe else None,
+            "unet_calls_by_rows": {str(k): v for k, v in sorted(counter.calls["unet"].items())},
+            "bare_seconds_by_rows": {part: {str(k): v for k, v in sorted(t.items())} for part, t in bare.items()},
+            "vae_calls_by_rows": {part: {str(k): v for k, v in sorted(counter.calls[part].items())}
+                                  for part in ("encoder", "decoder")},
+            "bound_seconds_per_edit": bound,
+            "overhead_seconds_per_edit": med - bound, "overhead_fraction": (med - bound) / med if med else None,
+            "peak_memory_mb": _peak_memory_mb(dev)}
 
 
 def _write_report(stem: Path, data: dict, lines: list[str]) -> Path:
