@@ -49,7 +49,7 @@ def records_name(shard: tuple[int, int]) -> str:
     return "records.jsonl" if n == 1 else f"records.shard-{i}-of-{n}.jsonl"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -60,6 +60,25 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def append_line(path: Path, line: bytes) -> None:
+    """Append ``line`` (one or more whole lines) with one ``write`` on an ``O_APPEND`` descriptor, then
+    fsync; a line torn by an earlier crash is closed first, so the new one starts fresh."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            with open(path, "rb") as f:  # a crash may have left a line without its newline
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    line = b"\n" + line
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(f"short write to {path} ({written} of {len(line)} bytes)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -167,7 +186,7 @@ class RunStore:
         buf = io.BytesIO()
         pil.save(buf, format="PNG")
         try:
-            _atomic_write_bytes(path, buf.getvalue())
+            atomic_write_bytes(path, buf.getvalue())
         except OSError as exc:
             raise _write_error(path, exc) from None
         return rel
@@ -176,26 +195,9 @@ class RunStore:
         line = (json.dumps(record, sort_keys=True, default=_json_default) + "\n").encode()
         path = self.root / records_name(self.shard)
         try:
-            self._append_line(path, line)
+            append_line(path, line)
         except OSError as exc:  # a partly written line is torn: readers skip it, the next append starts fresh
             raise _write_error(path, exc) from None
-
-    @staticmethod
-    def _append_line(path: Path, line: bytes) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            size = os.fstat(fd).st_size
-            if size:
-                with open(path, "rb") as f:  # a crash may have left a line without its newline
-                    f.seek(size - 1)
-                    if f.read(1) != b"\n":
-                        line = b"\n" + line
-            written = os.write(fd, line)
-            if written != len(line):
-                raise OSError(f"short write to {path} ({written} of {len(line)} bytes)")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def discard_if_empty(self) -> None:
         """Remove a run directory that holds nothing but its manifest (a run that could not start), so

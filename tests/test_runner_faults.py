@@ -90,7 +90,7 @@ def test_disk_full_stops_the_run_clearly_and_resuming_completes_it(images_dir, t
                                                                  monkeypatch):
     ref = tmp_path / "ref"
     Runner(cfg(images_dir, tiny_sd15_dir, ref)).run()
-    real_write = store_module._atomic_write_bytes
+    real_write = store_module.atomic_write_bytes
     writes = []
 
     def fills_up(path, data):
@@ -99,7 +99,7 @@ def test_disk_full_stops_the_run_clearly_and_resuming_completes_it(images_dir, t
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(path, data)
 
-    monkeypatch.setattr(store_module, "_atomic_write_bytes", fills_up)
+    monkeypatch.setattr(store_module, "atomic_write_bytes", fills_up)
     out = tmp_path / "run"
     with pytest.raises(RunStoreError, match="No space left on device.*re-run the same command"):
         Runner(cfg(images_dir, tiny_sd15_dir, out, batch_size=2)).run()
@@ -107,7 +107,7 @@ def test_disk_full_stops_the_run_clearly_and_resuming_completes_it(images_dir, t
     assert 0 < len(partial) < 5 and all((out / r["outputs"]["image"]).is_file() for r in partial)
     assert not list(out.rglob("*.tmp"))  # no temporary files left behind
 
-    monkeypatch.setattr(store_module, "_atomic_write_bytes", real_write)
+    monkeypatch.setattr(store_module, "atomic_write_bytes", real_write)
     resumed = Runner(cfg(images_dir, tiny_sd15_dir, out, batch_size=2)).run()
     assert resumed.skipped == len(partial) and resumed.ok == 5 - len(partial)
     got, want = images(out), images(ref)

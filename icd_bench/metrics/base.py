@@ -1,20 +1,22 @@
 """The metric API: a spec names a metric, a region and a flavour; a metric scores batches of items.
 
 Spelling: ``name[:region[:flavour]]`` — ``psnr`` (whole image), ``psnr:background:pie``,
-``ssim:background:clean``, ``toy_edit``. Regions: ``whole``, ``background`` (outside the edit
-mask), ``edited`` (inside it). Flavours of masked pixel metrics: ``pie`` reproduces PIE-Bench's
-published computation (both images multiplied by the region mask, scored over the whole frame,
-zeros included) so numbers compare with published tables; ``clean`` averages over the region's
-pixels only.
+``ssim:background:clean``, ``lpips:whole:icd``, ``toy_edit``. Regions: ``whole``, ``background``
+(outside the edit mask), ``edited`` (inside it). Flavours are measurement protocols: ``clean`` (the
+default) is the project's own definition; ``pie`` reproduces PIE-Bench's published computation (for
+masked pixel metrics: both images multiplied by the region mask, scored over the whole frame, zeros
+included); ``icd`` reproduces the iCD paper's ``utils/metrics.py`` (`icd_protocol`, whole images only).
 
-A metric returns, per item, a dict of named values (one for most metrics, several for the toy
-oracle); a value that cannot be computed is NaN with a reason, and aggregation counts it as
-failed instead of averaging it.
+A per-sample metric returns, per item, a dict of named values (one for most metrics, several for the
+toy oracle); a value that cannot be computed is NaN (or infinite) with a reason, and aggregation counts
+it as failed instead of averaging it. A set metric (FID) turns each item into a row of features
+(`Metric.features`) and reduces all rows to one value (`Metric.compute`), so a scorer can stream the
+items, keep the rows on disk and resume.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -25,7 +27,12 @@ from icd_bench.errors import ConfigError
 from icd_bench.registry import METRICS
 
 REGIONS = ("whole", "background", "edited")
+#: The flavours of the masked metrics (every region).
 FLAVOURS = ("clean", "pie")
+#: The iCD paper's protocol (`icd_protocol`); defined for whole images only.
+ICD = "icd"
+#: A set metric's rows, chunk by chunk, in a fixed order: ``compute`` may call it more than once (two passes).
+Chunks = Callable[[], Iterator[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,9 @@ class MetricSpec:
             raise ConfigError(f"metric {parts[0]!r} has regions {', '.join(cls.regions)}, not {region!r}")
         if flavour not in cls.flavours:
             raise ConfigError(f"metric {parts[0]!r} has flavours {', '.join(cls.flavours)}, not {flavour!r}")
+        if flavour == ICD and region != "whole":
+            raise ConfigError(f"the icd flavour of {parts[0]!r} scores whole images (the iCD paper's metrics "
+                              f"have no regions), not {region!r}: write {parts[0]}:whole:icd")
         return MetricSpec(parts[0], region, flavour)
 
     @property
@@ -78,8 +88,12 @@ class Metric:
 
     ``options``: metric settings given as ``icd-bench score --option KEY=VALUE`` (e.g.
     ``lpips_net=vgg``, ``clip_model=ViT-B-16``); each metric reads the keys it knows (listed in
-    ``option_keys``) and ignores the others. A per-sample metric implements `score`; a set metric
-    (``per_sample = False``, e.g. FID) implements `score_set` and yields one value per run.
+    ``option_keys``) and ignores the others. ``task``: the task of the run being scored (``edit``,
+    ``invert``, ``generate``; None when unknown), for protocols that read images differently per task.
+
+    A per-sample metric implements `score`; a set metric (``per_sample = False``, e.g. FID) implements
+    `features` (one row per item) and `compute` (the rows → one value per run); `score_set` chains them
+    over items held in memory.
     """
 
     name: ClassVar[str] = ""
@@ -90,10 +104,12 @@ class Metric:
     per_sample: ClassVar[bool] = True
     option_keys: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, spec: MetricSpec, device: torch.device | str = "cpu", options: dict[str, str] | None = None):
+    def __init__(self, spec: MetricSpec, device: torch.device | str = "cpu", options: dict[str, str] | None = None,
+                 task: str | None = None):
         self.spec = spec
         self.device = torch.device(device)
         self.options = dict(options or {})
+        self.task = task
 
     def check(self) -> None:
         """Raise a `ConfigError` now (before any sample) when the metric cannot run, e.g. weights missing."""
@@ -101,9 +117,22 @@ class Metric:
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         raise NotImplementedError
 
-    def score_set(self, items: Sequence[ScoreItem]) -> dict[str, float]:
-        """The value of a set metric over all items (``per_sample = False``)."""
+    def features(self, items: Sequence[ScoreItem]) -> np.ndarray:
+        """A set metric's rows: one float row per item (B×D), all that `compute` needs of it."""
         raise NotImplementedError
+
+    def compute(self, chunks: Chunks, n: int) -> dict[str, float]:
+        """A set metric's value from the ``n`` rows of every item, read through ``chunks()``."""
+        raise NotImplementedError
+
+    def score_set(self, items: Sequence[ScoreItem]) -> dict[str, float]:
+        """The value of a set metric over items held in memory: `compute` over their `features`."""
+        rows = self.features(items)
+        return self.compute(lambda: iter([rows]), len(rows))
+
+    def undefined(self, key: str, value: float) -> str:
+        """Why a per-sample value that is not finite is not averaged (the reason stored with it)."""
+        return "not defined for this sample (e.g. an empty region)"
 
     # helpers
     def require(self, items: Sequence[ScoreItem]) -> None:

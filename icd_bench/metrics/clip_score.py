@@ -35,6 +35,16 @@ for OpenAI weights). ``pie``: as torchmetrics' ``CLIPScore`` does it for PIE-Ben
 transformers' ``CLIPImageProcessor`` (PIL bicubic resize of the shorter side, central crop, then
 mean/std: `clip_pixels_pie`); the two differ by up to ~0.1 in normalised pixel values.
 
+``icd`` (``clip_t:whole:icd``, ``clip_i:whole:icd``): exactly ``calc_clip_score_images_prompts`` /
+``calc_clip_score_images_images`` of the iCD code (`icd_protocol`): transformers' ``CLIPModel`` from
+a folder laid out as the hub's ``openai/clip-vit-large-patch14`` (weight ``clip-vit-large-patch14``,
+float32), images as the official code reads them through the folder's PIL image processor, prompts
+through its tokenizer with ``padding=True, truncation=True, max_length=77`` (ids only, no attention
+mask: CLIP's causal text model pools at the end-of-text token, so padding never changes a value),
+``get_image_features`` / ``get_text_features`` under the official autocast, each divided by its norm,
+the raw cosine (the iCD paper's CLIP score). The ``clip_model`` / ``clip_pretrained`` options do not
+apply to it.
+
 Text: open_clip's tokenizer for the architecture (`open_clip.get_tokenizer`): 77 positions, a
 longer prompt cut to 76 tokens plus the end-of-text token. torchmetrics instead cuts the ids at 77
 with no end-of-text token, so prompts over 75 tokens are encoded differently there (PIE-Bench's
@@ -54,7 +64,8 @@ import torch
 import torch.nn.functional as F
 
 from icd_bench.errors import ConfigError
-from icd_bench.metrics.base import FLAVOURS, Metric, ScoreItem
+from icd_bench.metrics import icd_protocol
+from icd_bench.metrics.base import FLAVOURS, ICD, Metric, ScoreItem
 from icd_bench.metrics.preprocess import (
     CLIP_MEAN,
     CLIP_STD,
@@ -64,7 +75,14 @@ from icd_bench.metrics.preprocess import (
     resize_short_side,
     stack,
 )
-from icd_bench.metrics.weights import KNOWN, WeightSpec, cached_model, require_extra, resolve
+from icd_bench.metrics.weights import (
+    CLIP_HF_VIT_L_14,
+    KNOWN,
+    WeightSpec,
+    cached_model,
+    require_extra,
+    resolve,
+)
 from icd_bench.registry import METRICS
 
 DEFAULT_MODEL = "ViT-L-14"
@@ -181,10 +199,35 @@ def clip_pixels_pie(x: torch.Tensor, cfg: dict[str, Any]) -> torch.Tensor:
     return out.to(x.device)
 
 
+@dataclass
+class IcdClip:
+    """CLIP as the iCD code loads it: ``AutoProcessor`` (PIL image processor + tokenizer) and ``AutoModel``."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    image_processor: Any
+
+
+def load_icd_clip(folder: Path, device: torch.device) -> IcdClip:
+    """The transformers CLIP of ``folder`` (float32, eval) with its tokenizer and PIL image processor;
+    cached per (folder, device)."""
+    from transformers import AutoTokenizer, CLIPModel
+
+    def load():
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        except Exception as exc:  # noqa: BLE001 - no tokenizer files in the folder: name it
+            raise ConfigError(f"cannot read the CLIP tokenizer of {folder}: {exc}") from None
+        return IcdClip(icd_protocol.float32_model(CLIPModel, folder).to(device), tokenizer,
+                       icd_protocol.pil_image_processor(folder))
+
+    return cached_model("clip-icd", (folder, device), load)
+
+
 class _ClipMetric(Metric):
     regions = ("whole", "edited")
-    flavours = FLAVOURS
-    option_keys = ("clip_model", "clip_pretrained")
+    flavours = (*FLAVOURS, ICD)
+    option_keys = ("clip_model", "clip_pretrained", *icd_protocol.OPTION_KEYS)
 
     @property
     def model_name(self) -> str:
@@ -201,8 +244,39 @@ class _ClipMetric(Metric):
         return load_clip(self.model_name, self.pretrained, path, self.device)
 
     def check(self) -> None:
+        if self.spec.flavour == ICD:
+            require_extra("transformers", self.name)
+            icd_protocol.images_mode(self.options, self.task)
+            with icd_protocol.autocast(self.options, self.device):  # a bad autocast value fails now
+                pass
+            self._icd_clip()
+            return
         require_extra("open_clip", self.name)
         self._clip()  # resolves the checkpoint (WeightsNotFoundError) and checks that it loads
+
+    def _icd_clip(self) -> IcdClip:
+        return load_icd_clip(resolve(CLIP_HF_VIT_L_14, needed_by=f"metric '{self.name}:whole:icd'"), self.device)
+
+    def _icd_views(self, images: Sequence[torch.Tensor], role: str) -> list:
+        mode = icd_protocol.images_mode(self.options, self.task)
+        return [icd_protocol.view(x, role=role, mode=mode, task=self.task) for x in images]
+
+    def _icd_image_embeds(self, clip: IcdClip, images: list) -> torch.Tensor:
+        """``get_image_features`` of the processed images under the official autocast, divided by its norm."""
+        pixels = clip.image_processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
+        with icd_protocol.autocast(self.options, self.device):
+            embs = icd_protocol.features_tensor(clip.model.get_image_features(pixel_values=pixels))
+        return embs / torch.norm(embs, dim=-1, keepdim=True)
+
+    def _icd_text_embeds(self, clip: IcdClip, texts: Sequence[str]) -> torch.Tensor:
+        ids = clip.tokenizer(list(texts), padding=True, truncation=True, max_length=77,
+                             return_tensors="pt")["input_ids"].to(self.device)
+        with icd_protocol.autocast(self.options, self.device):
+            embs = icd_protocol.features_tensor(clip.model.get_text_features(ids))
+        return embs / torch.norm(embs, dim=-1, keepdim=True)
+
+    def _icd_scores(self, clip: IcdClip, items: Sequence[ScoreItem]) -> torch.Tensor:
+        raise NotImplementedError
 
     def _images(self, clip: LoadedClip, images: Sequence[torch.Tensor], regions: Sequence[np.ndarray | None]) -> torch.Tensor:
         x = stack(images, self.device)
@@ -231,6 +305,11 @@ class _ClipMetric(Metric):
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         self.require(items)
+        if self.spec.flavour == ICD:
+            with torch.inference_mode():
+                scores = torch.zeros(len(items))  # the official float32 `scores` tensor
+                scores[:] = self._icd_scores(self._icd_clip(), items)
+            return [{self.spec.key: float(v)} for v in scores]
         regions = self._regions(items)
         clip = self._clip()
         with torch.inference_mode():
@@ -255,6 +334,12 @@ class ClipT(_ClipMetric):
         text = self._texts(clip, [item.target_prompt for item in items])
         return (image * text).sum(-1)
 
+    def _icd_scores(self, clip, items):
+        """``calc_clip_score_images_prompts(edited or generated images, target prompts)``."""
+        image = self._icd_image_embeds(clip, self._icd_views([item.output for item in items], "output"))
+        text = self._icd_text_embeds(clip, [item.target_prompt for item in items])
+        return (text * image).sum(-1)
+
 
 @METRICS.register("clip_i")
 class ClipI(_ClipMetric):
@@ -266,4 +351,10 @@ class ClipI(_ClipMetric):
     def _cosines(self, clip, items, regions):
         out = self._images(clip, [item.output for item in items], regions)
         src = self._images(clip, [item.source for item in items], regions)
+        return (out * src).sum(-1)
+
+    def _icd_scores(self, clip, items):
+        """``calc_clip_score_images_images(source images, edited images)``."""
+        src = self._icd_image_embeds(clip, self._icd_views([item.source for item in items], "source"))
+        out = self._icd_image_embeds(clip, self._icd_views([item.output for item in items], "output"))
         return (out * src).sum(-1)

@@ -12,6 +12,12 @@ tensors (`icd_bench.metrics.preprocess`: antialiased bicubic, clamped to [0, 1])
 to, not bit-identical with, the PIL resize of the Hugging Face processor; iCD also ran the model
 under fp16 autocast, here it runs in float32. Whole image only.
 
+``dinov2:whole:icd`` is exactly ``calc_dinov2_images_images``: both images as the official code reads
+them (`icd_protocol.view`), transformers' PIL image processor of the weight folder
+(``AutoImageProcessor``), ``AutoModel`` (``Dinov2Model``, float32) under the official autocast
+(`icd_protocol.autocast`), each ``pooler_output`` divided by its norm in the dtype autocast leaves it,
+the dot product of the two.
+
 ``structure_distance`` — PIE-Bench's structure distance (cure-lab/PnPInversion,
 ``evaluation/matrics_calculator.py``: ``MetricsCalculator.calculate_structure_distance`` →
 ``LossG.calculate_global_ssim_loss`` → ``VitExtractor.get_keys_self_sim_from_input``, the
@@ -68,7 +74,8 @@ import torch
 import torch.nn.functional as F
 
 from icd_bench.errors import ConfigError
-from icd_bench.metrics.base import Metric, ScoreItem
+from icd_bench.metrics import icd_protocol
+from icd_bench.metrics.base import ICD, Metric, ScoreItem
 from icd_bench.metrics.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -201,22 +208,67 @@ def load_dinov2(folder: Path, device: torch.device | str = "cpu"):
     return _cached("dinov2", folder, torch.device(device), lambda: Dinov2Model.from_pretrained(str(folder)))
 
 
+def load_dinov2_icd(folder: Path, device: torch.device | str = "cpu"):
+    """(PIL image processor, float32 ``Dinov2Model``) of a transformers folder, as ``calc_dinov2_images_images``
+    loads them; cached per (folder, device)."""
+    from transformers import Dinov2Model
+
+    def load():
+        return icd_protocol.pil_image_processor(folder), icd_protocol.float32_model(Dinov2Model, folder).to(device)
+
+    return cached_model("dinov2-icd", (folder, torch.device(device)), load)
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """``x / torch.norm(x, dim=-1, keepdim=True)`` in x's dtype (the iCD code's normalisation)."""
+    return x / torch.norm(x, dim=-1, keepdim=True)
+
+
 @METRICS.register("dinov2")
 class DINOv2Similarity(Metric):
-    """Cosine similarity of the DINOv2 ViT-B/14 pooled embeddings of source and output (iCD)."""
+    """Cosine similarity of the DINOv2 ViT-B/14 pooled embeddings of source and output (iCD);
+    ``dinov2:whole:icd`` exactly as the iCD code computes it."""
 
     name = "dinov2"
+    flavours = ("clean", ICD)
     needs = ("source",)
     higher_is_better = True
+    option_keys = icd_protocol.OPTION_KEYS
 
     def check(self) -> None:
         require_extra("transformers", self.name)
         self._folder = resolve(DINOV2_BASE, needed_by=f"metric {self.name!r}")
-        self._preprocess = Dinov2Preprocess.from_folder(self._folder)
+        if self.spec.flavour == ICD:
+            icd_protocol.images_mode(self.options, self.task)
+            with icd_protocol.autocast(self.options, self.device):  # a bad autocast value fails now
+                pass
+            load_dinov2_icd(self._folder, self.device)
+        else:
+            self._preprocess = Dinov2Preprocess.from_folder(self._folder)
+
+    def _score_icd(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
+        processor, model = load_dinov2_icd(self._folder, self.device)
+        mode = icd_protocol.images_mode(self.options, self.task)
+        sources = [icd_protocol.view(it.source, role="source", mode=mode, task=self.task) for it in items]
+        outputs = [icd_protocol.view(it.output, role="output", mode=mode, task=self.task) for it in items]
+        with torch.inference_mode():
+            pix_src = processor(images=sources, return_tensors="pt")["pixel_values"].to(self.device)
+            pix_out = processor(images=outputs, return_tensors="pt")["pixel_values"].to(self.device)
+            with icd_protocol.autocast(self.options, self.device):
+                emb_src = model(pixel_values=pix_src).pooler_output
+            emb_src = unit(emb_src)
+            with icd_protocol.autocast(self.options, self.device):
+                emb_out = model(pixel_values=pix_out).pooler_output
+            emb_out = unit(emb_out)
+            scores = torch.zeros(len(items))
+            scores[:] = (emb_out * emb_src).sum(-1)  # stored in float32, as the official `scores` tensor
+        return [{self.spec.key: float(v)} for v in scores]
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         if not _ready(self, items):
             return []
+        if self.spec.flavour == ICD:
+            return self._score_icd(items)
         sources = [_image(it.source, "source") for it in items]
         outputs = [_image(it.output, "output") for it in items]
         model = load_dinov2(self._folder, self.device)

@@ -61,6 +61,12 @@ Rust (``tokenizers``) WordPiece, where the package used the Python one (identica
 ordinary text); masked attention adds the dtype's minimum instead of −10000 (the same softmax in
 float32). Computation is in float32, like the package.
 
+``imagereward:whole:icd`` is the iCD code's ``calc_ir`` (Tables 3 and 4):
+``ImageReward.load("ImageReward-v1.0").score(prompt, [image])`` for each image — the same model and
+computation — on the image as the official code reads it (`icd_protocol.view`: for edits, the saved
+JPEG resized to 512 × 512). ``tests/conformance`` compares both flavours with the ``image-reward``
+package itself.
+
 Weights (resolved like every other weight: ``--weights-dir`` / ``ICD_BENCH_WEIGHTS``, the
 Hugging Face cache, download when online): ``imagereward-v1`` = a folder with ``ImageReward.pt``
 and ``med_config.json`` (hub ``THUDM/ImageReward``); ``bert-base-uncased`` = a folder with
@@ -82,7 +88,8 @@ import torch
 from torch import nn
 
 from icd_bench.errors import ConfigError
-from icd_bench.metrics.base import Metric, ScoreItem
+from icd_bench.metrics import icd_protocol
+from icd_bench.metrics.base import ICD, Metric, ScoreItem
 from icd_bench.metrics.preprocess import CLIP_MEAN, CLIP_STD, center_crop, normalize, torchvision_size
 from icd_bench.metrics.weights import BERT_BASE_UNCASED, IMAGEREWARD_V1, cached_model, require_extra, resolve
 from icd_bench.registry import METRICS
@@ -356,17 +363,20 @@ def tokenize(tokenizer, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Ten
     return enc["input_ids"], enc["attention_mask"]
 
 
-def preprocess(image: torch.Tensor, size: int) -> torch.Tensor:
-    """One 3×H×W image in [0, 1] → 3×size×size as ``_transform(size)`` of the package makes it:
-    uint8, PIL bicubic ``Resize(size)`` (torchvision's output size), ``CenterCrop(size)``,
-    ``ToTensor``, ``Normalize(CLIP mean, std)``."""
+def preprocess(image, size: int) -> torch.Tensor:
+    """One image (3×H×W tensor in [0, 1], or a PIL image) → 3×size×size as ``_transform(size)`` of the
+    package makes it: uint8, PIL bicubic ``Resize(size)`` (torchvision's output size),
+    ``CenterCrop(size)``, ``ToTensor``, ``Normalize(CLIP mean, std)``."""
     from PIL import Image
 
     from icd_bench.imaging import tensor_to_pil
 
-    if image.ndim != 3 or image.shape[0] != 3:
+    if isinstance(image, Image.Image):
+        pil = image.convert("RGB")
+    elif image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected a 3×H×W image, got shape {tuple(image.shape)}")
-    pil = tensor_to_pil(image)
+    else:
+        pil = tensor_to_pil(image)
     w, h = pil.size
     new_h, new_w = torchvision_size(h, w, size)
     if (new_w, new_h) != (w, h):
@@ -429,8 +439,10 @@ class ImageReward(Metric):
     """ImageReward-v1.0 of the output for its target prompt (whole image; higher is better)."""
 
     name = "imagereward"
+    flavours = ("clean", ICD)
     needs = ("target_prompt",)
     higher_is_better = True
+    option_keys = ("icd_images",)
 
     def _model(self) -> tuple[ImageRewardModel, Any]:
         if getattr(self, "_loaded", None) is None:
@@ -441,12 +453,18 @@ class ImageReward(Metric):
 
     def check(self) -> None:
         require_extra("transformers", "imagereward")
+        if self.spec.flavour == ICD:
+            icd_protocol.images_mode(self.options, self.task)  # a bad icd_images value fails now
         self._model()  # missing weights or a foreign layout fail here, before any sample
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         self.require(items)
         model, tokenizer = self._model()
-        pixels = torch.stack([preprocess(item.output, model.image_size) for item in items]).to(self.device)
+        images = [item.output for item in items]
+        if self.spec.flavour == ICD:
+            mode = icd_protocol.images_mode(self.options, self.task)
+            images = [icd_protocol.view(x, role="output", mode=mode, task=self.task) for x in images]
+        pixels = torch.stack([preprocess(x, model.image_size) for x in images]).to(self.device)
         ids, mask = tokenize(tokenizer, [item.target_prompt for item in items])
         with torch.inference_mode():
             rewards = model(pixels, ids.to(self.device), mask.to(self.device))

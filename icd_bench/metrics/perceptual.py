@@ -33,6 +33,15 @@ Regions and flavours:
   pixel: near the mask's border, changes on the other side of it do move a ``clean`` value.
 
 An empty region gives NaN (counted as failed, as the pixel metrics do).
+
+``lpips:whole:icd`` is the iCD paper's (Table 2; ``utils/metrics.py`` ``calculate_lpips``):
+``piq.LPIPS(reduction='none')`` — piq's VGG-16 LPIPS: ImageNet mean/std on [0, 1] inputs (the same
+affine map as lpips' scaling layer on [-1, 1]), unit-normalised relu1_2 … relu5_3 features, squared
+differences weighted by piq's lin weights (``lpips_weights.pt``, weight ``lpips-piq``), averaged over
+space, summed — on both images as the official code reads them (`icd_protocol.view`) resized to
+224 × 224 with PIL's default filter, in [0, 1], float32. It is built here from piq's own
+``ContentLoss`` with the layers, weights and settings ``piq.LPIPS`` passes it, the VGG-16 trunk loaded
+from the resolved ``lpips-vgg`` file (``piq.LPIPS`` itself downloads both files).
 """
 
 from __future__ import annotations
@@ -45,10 +54,12 @@ import numpy as np
 import torch
 
 from icd_bench.errors import ConfigError
-from icd_bench.metrics.base import FLAVOURS, REGIONS, Metric, ScoreItem
-from icd_bench.metrics.preprocess import apply_mask, stack
+from icd_bench.metrics import icd_protocol
+from icd_bench.metrics.base import FLAVOURS, ICD, REGIONS, Metric, ScoreItem
+from icd_bench.metrics.preprocess import IMAGENET_MEAN, IMAGENET_STD, apply_mask, stack
 from icd_bench.metrics.weights import (
     LPIPS_ALEX,
+    LPIPS_PIQ,
     LPIPS_SQUEEZE,
     LPIPS_VGG,
     WeightSpec,
@@ -108,6 +119,64 @@ def load_lpips(net: str, path: Path, device: torch.device) -> torch.nn.Module:
     return cached_model("lpips", (path, net, device), load)
 
 
+#: ``piq.LPIPS``: its layers (relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 = torchvision's vgg16.features
+#: children 3, 8, 15, 22, 29) and the channels of each, which its lin weights scale.
+PIQ_LAYERS = ("3", "8", "15", "22", "29")
+PIQ_CHANNELS = (64, 128, 256, 512, 512)
+#: ``calculate_lpips`` resizes both images to this side (PIL's default filter) before LPIPS.
+ICD_LPIPS_SIDE = 224
+
+
+def piq_lin_weights(path: Path) -> list[torch.Tensor]:
+    """piq's ``lpips_weights.pt``: five per-channel weights (one per layer), each as a 1×C×1×1 tensor."""
+    try:
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unreadable: say which file
+        raise ConfigError(f"cannot read piq's LPIPS weights {path}: {exc}") from None
+    if isinstance(weights, dict):
+        weights = list(weights.values())
+    sizes = [int(w.numel()) if torch.is_tensor(w) else -1 for w in weights] if isinstance(weights, list | tuple) else []
+    if sizes != list(PIQ_CHANNELS):
+        raise ConfigError(f"{path} is not piq's lpips_weights.pt: expected 5 per-channel weights of "
+                          f"{', '.join(map(str, PIQ_CHANNELS))} values, got sizes {sizes or type(weights).__name__}")
+    return [w.float().reshape(1, -1, 1, 1) for w in weights]
+
+
+def load_piq_lpips(trunk: Path, lin: Path, device: torch.device) -> torch.nn.Module:
+    """``piq.LPIPS(reduction='none')`` without its downloads: piq's ``ContentLoss`` over torchvision's
+    VGG-16 features loaded from ``trunk``, with piq's lin weights from ``lin``; cached per files and device."""
+
+    def load():
+        import piq
+        import torchvision
+
+        features = torchvision.models.vgg16(weights=None).features
+        try:
+            state = torch.load(trunk, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - unreadable / not a state dict: say which file
+            raise ConfigError(f"cannot read the VGG-16 weights {trunk}: {exc}") from None
+        state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")} \
+            if isinstance(state, dict) else {}
+        try:
+            features.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ConfigError(f"{trunk} is not torchvision's VGG-16 state dict: {exc}") from None
+        model = piq.ContentLoss(feature_extractor=features, layers=PIQ_LAYERS, weights=piq_lin_weights(lin),
+                                replace_pooling=False, distance="mse", reduction="none", mean=IMAGENET_MEAN,
+                                std=IMAGENET_STD, normalize_features=True)
+        return model.eval().requires_grad_(False).to(device)
+
+    return cached_model("lpips-piq", (trunk, lin, device), load)
+
+
+def icd_lpips_input(images) -> torch.Tensor:
+    """``calculate_lpips``'s batch: each PIL image resized to 224 × 224 (PIL's default filter), uint8 →
+    B×3×224×224 float in [0, 1]."""
+    side = ICD_LPIPS_SIDE
+    batch = np.concatenate([np.array(im.resize((side, side))).reshape(1, side, side, 3) for im in images])
+    return torch.tensor(batch).permute(0, 3, 1, 2) / 255.0
+
+
 def lpips_distance(model: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, *, spatial: bool = False) -> torch.Tensor:
     """LPIPS of B×3×H×W images in [0, 1] (lpips' ``normalize=True``): B values, or B×H×W maps
     with ``spatial`` (lpips' ``spatial=True``)."""
@@ -122,14 +191,15 @@ def lpips_distance(model: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, *, 
 
 @METRICS.register("lpips")
 class LPIPS(Metric):
-    """LPIPS (lpips 0.1; ``--option lpips_net=alex|vgg|squeeze``) between output and source."""
+    """LPIPS (lpips 0.1; ``--option lpips_net=alex|vgg|squeeze``) between output and source;
+    ``lpips:whole:icd`` the iCD paper's (piq's VGG-16 LPIPS at 224 × 224)."""
 
     name = "lpips"
     regions = REGIONS
-    flavours = FLAVOURS
+    flavours = (*FLAVOURS, ICD)
     needs = ("source",)
     higher_is_better = False
-    option_keys = ("lpips_net",)
+    option_keys = ("lpips_net", *icd_protocol.OPTION_KEYS)
 
     @property
     def net(self) -> str:
@@ -139,16 +209,33 @@ class LPIPS(Metric):
         return net
 
     def _model(self) -> torch.nn.Module:
+        if self.spec.flavour == ICD:
+            return load_piq_lpips(resolve(LPIPS_VGG, needed_by="metric 'lpips:whole:icd'"),
+                                  resolve(LPIPS_PIQ, needed_by="metric 'lpips:whole:icd'"), self.device)
         path = resolve(NETS[self.net], needed_by=f"metric 'lpips' (lpips_net={self.net})")
         return load_lpips(self.net, path, self.device)
 
     def check(self) -> None:
-        require_extra("lpips", self.name)
+        if self.spec.flavour == ICD:
+            require_extra("piq", "lpips:whole:icd")
+            icd_protocol.images_mode(self.options, self.task)  # a bad icd_images value fails now
+        else:
+            require_extra("lpips", self.name)
         require_extra("torchvision", self.name)
         self._model()  # resolves the trunk (WeightsNotFoundError) and checks that it loads
 
+    def _score_icd(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
+        mode = icd_protocol.images_mode(self.options, self.task)
+        outputs = [icd_protocol.view(it.output, role="output", mode=mode, task=self.task) for it in items]
+        sources = [icd_protocol.view(it.source, role="source", mode=mode, task=self.task) for it in items]
+        with torch.inference_mode():  # calculate_lpips(generated or edited, real or source)
+            values = self._model()(icd_lpips_input(outputs).to(self.device), icd_lpips_input(sources).to(self.device))
+        return [{self.spec.key: float(v)} for v in values.float().cpu()]
+
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         self.require(items)
+        if self.spec.flavour == ICD:
+            return self._score_icd(items)
         model = self._model()
         for item in items:
             if item.output.shape != item.source.shape:

@@ -8,16 +8,28 @@
   torchmetrics' SSIM map over the region's pixels.
 
 PSNR of identical images is capped at 100 dB (`psnr_from_mse`) so averages stay finite.
+
+``psnr:whole:icd`` is the iCD paper's (``utils/metrics.py`` ``calculate_psnr``, Table 2): both images
+as the official code reads them (`icd_protocol.view`), as uint8 arrays in float64,
+``20·log10(255/√mse)`` per pair, no cap. Identical images give ``inf``, kept as that pair's value and
+not averaged. The official function instead returns a single ``inf`` for the whole list as soon as one
+pair is identical (a defect: a run's mean becomes ``inf``, and ``calc_inversion`` then fails writing it);
+``--option icd_psnr=list`` reproduces that, turning the metric into one value per run (the mean of
+the per-pair values, or ``inf``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
+from icd_bench.errors import ConfigError
 from icd_bench.imaging import psnr_from_mse
-from icd_bench.metrics.base import FLAVOURS, REGIONS, Metric, ScoreItem
+from icd_bench.metrics import icd_protocol
+from icd_bench.metrics.base import FLAVOURS, ICD, REGIONS, Chunks, Metric, ScoreItem
 from icd_bench.registry import METRICS
 
 
@@ -76,11 +88,61 @@ class MSE(_PixelMetric):
         return float((a - b).pow(2)[:, m].mean())
 
 
+def icd_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """``calculate_psnr``'s value for one pair of uint8 images: float64, ``20·log10(255/√mse)``, inf when equal."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return math.inf if mse == 0 else 20 * math.log10(255.0 / math.sqrt(mse))
+
+
 @METRICS.register("psnr")
 class PSNR(_PixelMetric):
-    """PSNR in dB of [0, 1] images, capped at 100 dB (whole, background, edited; pie and clean)."""
+    """PSNR in dB of [0, 1] images, capped at 100 dB (whole, background, edited; pie and clean);
+    ``psnr:whole:icd`` the iCD paper's, uncapped."""
 
     name = "psnr"
+    flavours = (*FLAVOURS, ICD)
+    option_keys = (*icd_protocol.OPTION_KEYS, "icd_psnr")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        mode = self.options.get("icd_psnr", "pairs").strip().lower() if self.spec.flavour == ICD else "pairs"
+        if mode not in ("pairs", "list"):
+            raise ConfigError(f"icd_psnr={mode!r}: choose pairs (one value per pair, the default) or list "
+                              "(the official function's one value per run, inf if any pair is identical)")
+        self.per_sample = mode == "pairs"
+
+    def _icd_values(self, items: Sequence[ScoreItem]) -> list[float]:
+        self.require(items)
+        mode = icd_protocol.images_mode(self.options, self.task)
+        values = []
+        for item in items:
+            a = np.asarray(icd_protocol.view(item.output, role="output", mode=mode, task=self.task))
+            b = np.asarray(icd_protocol.view(item.source, role="source", mode=mode, task=self.task))
+            if a.shape != b.shape:
+                raise ValueError(f"output {a.shape} and source {b.shape} differ in size")
+            values.append(icd_psnr(a, b))
+        return values
+
+    def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
+        if self.spec.flavour != ICD:
+            return super().score(items)
+        return [{self.spec.key: v} for v in self._icd_values(items)]
+
+    def features(self, items: Sequence[ScoreItem]) -> np.ndarray:
+        return np.array(self._icd_values(items), dtype=np.float64).reshape(-1, 1)
+
+    def compute(self, chunks: Chunks, n: int) -> dict[str, float]:
+        """``np.mean(calculate_psnr(...))``: inf when any pair is identical (the function returned inf)."""
+        values = np.concatenate([c[:, 0] for c in chunks()]) if n else np.zeros(0)
+        if not len(values):
+            raise ValueError("no pairs to average")
+        return {self.spec.key: math.inf if np.isinf(values).any() else float(np.mean(values))}
+
+    def undefined(self, key: str, value: float) -> str:
+        if self.spec.flavour == ICD and math.isinf(value):
+            return ("identical images: PSNR is infinite (the official calculate_psnr then returns inf for the "
+                    "whole run; --option icd_psnr=list reproduces that)")
+        return super().undefined(key, value)
 
     def whole(self, a, b):
         return psnr_from_mse(float((a - b).pow(2).mean()))  # = torchmetrics' PSNR(data_range=1), capped

@@ -3,15 +3,36 @@
 The dataset named in the run's manifest is reopened for what the images alone do not say (edit
 mask, prompts, metadata); the mask is carried through the same resize-and-crop the source image
 went through (`fit_mask`), so it lines up with ``sources/ID.png`` and ``images/ID.png``.
-Rows: ``id, metric, value, error``; a failed computation is a row with NaN and the reason.
-The summary counts n_ok and n_failed per metric and averages only the finite values.
+
+**Streaming and resuming.** The samples are read in batches of ``batch_size``, in the order of their
+ids, and nothing of a batch outlives it: a per-sample metric's values are appended to
+``RUN/scoring/<metric>-<digest>/rows.jsonl`` as each batch finishes, a set metric's rows of features
+(FID's Inception features) to one ``.npz`` per batch beside them, and the set value is computed at
+the end by streaming those rows back in fixed chunks (`Metric.compute`). Memory does not grow with the
+number of images. A killed ``score`` resumes: a metric's finished ids are read back from its folder
+and only the rest are computed; the folder's digest covers the metric key, the options it reads and the
+device type, so another setting starts its own folder (``restart=True`` / ``--restart`` discards them).
+
+**Several processes.** Under ``accelerate launch`` (or ``process=(i, n)``) process i scores the ids
+``i::n`` into its own ``rows.shard-i-of-n.jsonl`` / ``features.shard-i-of-n/``; process 0 waits for the
+others, then merges everything into one ``metrics.parquet``. The value does not depend on the number
+of processes (a set metric reads its rows back in id order).
+
+Rows of ``metrics.parquet``: ``id, metric, value, error``; a failed computation is a row with NaN and
+the reason. The summary counts n_ok and n_failed per metric and averages only the finite values.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import math
+import re
+import shutil
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +40,7 @@ import torch
 from PIL import Image
 
 from icd_bench.errors import ConfigError, IcdBenchError, SampleWarning
-from icd_bench.metrics.base import MetricSpec, ScoreItem
+from icd_bench.metrics.base import Metric, MetricSpec, ScoreItem
 from icd_bench.registry import METRICS
 
 #: What ``icd-bench score`` computes when --metrics is not given (offline, no weights needed); the
@@ -27,78 +48,282 @@ from icd_bench.registry import METRICS
 DEFAULT_METRICS = ("psnr", "mse", "ssim", "psnr:background:pie", "psnr:background:clean", "ssim:background:pie",
                    "mse:background:pie")
 TOY_METRICS = ("toy_edit", "toy_match")
+#: The row id of a set metric's value (FID): one per run, not per sample.
+SET_ID = "(set)"
+#: Where a run's scoring state lives.
+SCORING = "scoring"
+#: A set metric's rows are read back in chunks of this many (fixed, so a resumed scoring reduces them
+#: in the same order as an uninterrupted one).
+CHUNK = 1024
 
 
 def _image(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), np.float32) / 255.0).permute(2, 0, 1)
 
 
-def load_items(run_dir: Path) -> tuple[list[ScoreItem], list[tuple[str, str]], dict]:
-    """The finished samples of a run as `ScoreItem`s (+ the ids that could not be loaded, why)."""
-    from icd_bench.backbones.base import fit_mask
-    from icd_bench.data.base import open_dataset
-    from icd_bench.store import RunStore
+class RunItems:
+    """A run's finished samples, loaded as `ScoreItem`s one batch at a time."""
 
-    store = RunStore(run_dir)
-    manifest = store.manifest()  # a missing or corrupt manifest is one RunStoreError
-    cfg = manifest["config"]
-    ds_cfg = cfg["dataset"]
-    dataset = None
-    try:
-        data_dir = ds_cfg.get("data_dir")
-        dataset = open_dataset(ds_cfg["name"], data_dir=Path(data_dir) if data_dir else None, split=ds_cfg.get("split"),
-                               task=cfg.get("task"))
-    except IcdBenchError:
-        pass  # scoring what the images alone allow (whole-image metrics)
-    items, failed = [], []
-    for rec in store.records():
-        if rec.get("status") != "ok":
-            continue
+    def __init__(self, run_dir: Path):
+        from icd_bench.data.base import open_dataset
+        from icd_bench.store import RunStore
+
+        self.run_dir = Path(run_dir)
+        store = RunStore(self.run_dir)
+        self.manifest = store.manifest()  # a missing or corrupt manifest is one RunStoreError
+        cfg = self.manifest["config"]
+        self.task = cfg.get("task")
+        self.records = {rec["id"]: rec for rec in store.records() if rec.get("status") == "ok"}
+        self.ids = sorted(self.records)
+        ds_cfg = cfg["dataset"]
+        self.dataset = None
         try:
-            out = _image(run_dir / rec["outputs"]["image"])
-            src_rel = rec["outputs"].get("source")
-            src = _image(run_dir / src_rel) if src_rel else None
-            mask, meta = None, {}
-            if dataset is not None:
-                with warnings.catch_warnings():  # its caveats were warned about, and recorded, by the run
-                    warnings.simplefilter("ignore", SampleWarning)
-                    sample = dataset.load(rec["id"])
-                meta = dict(sample.meta)
-                if sample.edit_mask is not None:
-                    mask = fit_mask(sample.edit_mask, out.shape[-1])
-            items.append(ScoreItem(id=rec["id"], output=out, source=src, mask=mask,
-                                   source_prompt=rec.get("source_prompt", ""), target_prompt=rec.get("target_prompt", ""),
-                                   meta=meta))
-        except (OSError, KeyError, IcdBenchError) as exc:
-            failed.append((rec["id"], f"cannot load: {exc}"))
-    return items, failed, manifest
+            data_dir = ds_cfg.get("data_dir")
+            self.dataset = open_dataset(ds_cfg["name"], data_dir=Path(data_dir) if data_dir else None,
+                                        split=ds_cfg.get("split"), task=self.task)
+        except IcdBenchError:
+            pass  # scoring what the images alone allow (whole-image metrics)
+
+    def load(self, ids: Sequence[str]) -> tuple[list[ScoreItem], list[tuple[str, str]]]:
+        """The items of ``ids`` (+ the ids that could not be loaded, why)."""
+        from icd_bench.backbones.base import fit_mask
+
+        items, failed = [], []
+        for sample_id in ids:
+            rec = self.records[sample_id]
+            try:
+                out = _image(self.run_dir / rec["outputs"]["image"])
+                src_rel = rec["outputs"].get("source")
+                src = _image(self.run_dir / src_rel) if src_rel else None
+                mask, meta = None, {}
+                if self.dataset is not None:
+                    with warnings.catch_warnings():  # its caveats were warned about, and recorded, by the run
+                        warnings.simplefilter("ignore", SampleWarning)
+                        sample = self.dataset.load(sample_id)
+                    meta = dict(sample.meta)
+                    if sample.edit_mask is not None:
+                        mask = fit_mask(sample.edit_mask, out.shape[-1])
+                items.append(ScoreItem(id=sample_id, output=out, source=src, mask=mask,
+                                       source_prompt=rec.get("source_prompt", ""),
+                                       target_prompt=rec.get("target_prompt", ""), meta=meta))
+            except (OSError, KeyError, IcdBenchError) as exc:
+                failed.append((sample_id, f"cannot load: {exc}"))
+        return items, failed
 
 
-#: The row id of a set metric's value (FID): one per run, not per sample.
-SET_ID = "(set)"
+def load_items(run_dir: Path) -> tuple[list[ScoreItem], list[tuple[str, str]], dict]:
+    """Every finished sample of a run as `ScoreItem`s at once (+ the ids that could not be loaded, why).
+    For a few samples (tests, studies); `score_run` streams instead."""
+    run = RunItems(run_dir)
+    items, failed = run.load(run.ids)
+    return items, failed, run.manifest
+
+
+def _shard_suffix(process: tuple[int, int]) -> str:
+    i, n = process
+    return "" if n == 1 else f".shard-{i}-of-{n}"
+
+
+@dataclass
+class MetricState:
+    """One metric's scoring folder: its rows (per-sample values, and failures) and, for a set metric,
+    its feature files; what is in them is finished."""
+
+    spec: MetricSpec
+    metric: Metric
+    folder: Path
+    process: tuple[int, int] = (0, 1)
+    done: set[str] = field(default_factory=set)
+    _next_file: int = 0
+
+    @classmethod
+    def open(cls, run_dir: Path, spec: MetricSpec, metric: Metric, process: tuple[int, int]) -> MetricState:
+        relevant = {k: metric.options[k] for k in sorted(metric.option_keys) if k in metric.options}
+        what = {"metric": spec.key, "options": relevant, "per_sample": metric.per_sample,
+                "device": metric.device.type}
+        digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
+        folder = Path(run_dir) / SCORING / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', spec.key)}-{digest}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "metric.json").write_text(json.dumps(what, indent=1, sort_keys=True) + "\n")
+        state = cls(spec, metric, folder, process)
+        state.done = {row["id"] for row in state.rows()}
+        for ids, _ in state.feature_files():
+            state.done.update(ids)
+        mine = sorted(state.feature_dir().glob("*.npz"))
+        state._next_file = int(mine[-1].stem) + 1 if mine else 0
+        return state
+
+    # -- files ---------------------------------------------------------------------------------
+    def rows_path(self) -> Path:
+        return self.folder / f"rows{_shard_suffix(self.process)}.jsonl"
+
+    def feature_dir(self) -> Path:
+        return self.folder / f"features{_shard_suffix(self.process)}"
+
+    def rows(self) -> list[dict]:
+        """Every process's rows (a torn last line, from a killed process, is skipped)."""
+        from icd_bench.store import read_jsonl
+
+        out = []
+        for path in sorted(self.folder.glob("rows*.jsonl")):
+            with warnings.catch_warnings():  # a torn line is the sample in flight when scoring was killed
+                warnings.simplefilter("ignore")
+                out += read_jsonl(path)
+        return out
+
+    def feature_files(self) -> Iterator[tuple[list[str], Path]]:
+        """(ids, file) of every process's feature files."""
+        for path in sorted(self.folder.glob("features*/*.npz")):
+            with np.load(path) as data:
+                yield [str(i) for i in data["ids"]], path
+
+    # -- writing -------------------------------------------------------------------------------
+    def append_rows(self, rows: list[dict]) -> None:
+        from icd_bench.store import append_line
+
+        if rows:
+            append_line(self.rows_path(), "".join(json.dumps(r) + "\n" for r in rows).encode())
+            self.done.update(r["id"] for r in rows)
+
+    def append_features(self, ids: list[str], rows: np.ndarray) -> None:
+        from icd_bench.store import atomic_write_bytes
+
+        if not ids:
+            return
+        if rows.shape[0] != len(ids):
+            raise ValueError(f"{self.spec.key}: {rows.shape[0]} feature rows for {len(ids)} images")
+        buf = io.BytesIO()
+        np.savez(buf, ids=np.array(ids), rows=np.asarray(rows))
+        self.feature_dir().mkdir(exist_ok=True)
+        atomic_write_bytes(self.feature_dir() / f"{self._next_file:06d}.npz", buf.getvalue())
+        self._next_file += 1
+        self.done.update(ids)
+
+    # -- scoring one batch ---------------------------------------------------------------------
+    def score(self, items: list[ScoreItem]) -> None:
+        items = [it for it in items if it.id not in self.done]
+        if not items:
+            return
+        if self.metric.per_sample:
+            self.append_rows(self._per_sample(items))
+        else:
+            self._features(items)
+
+    def _per_sample(self, items: list[ScoreItem]) -> list[dict]:
+        key, metric = self.spec.key, self.metric
+        failures: dict[str, str] = {}  # item id → why the metric failed on it
+        try:
+            results = metric.score(items)
+        except Exception:  # noqa: BLE001 - retry one by one to attribute the failure
+            results = []
+            for item in items:
+                try:
+                    results += metric.score([item])
+                except Exception as exc:  # noqa: BLE001 - a per-sample failure becomes a row
+                    results.append({key: math.nan})
+                    failures[item.id] = f"{type(exc).__name__}: {exc}"
+        rows = []
+        for item, res in zip(items, results, strict=True):
+            for k, value in res.items():  # a metric's values are floats, NaN where undefined
+                error = failures.get(item.id)
+                if error is None and not math.isfinite(value):
+                    error = metric.undefined(k, value)
+                rows.append({"id": item.id, "metric": k, "value": float(value), "error": error})
+        return rows
+
+    def _features(self, items: list[ScoreItem]) -> None:
+        try:
+            self.append_features([it.id for it in items], self.metric.features(items))
+            return
+        except Exception:  # noqa: BLE001 - one by one, to keep the others and name the failures
+            pass
+        kept_ids, kept, failed = [], [], []
+        for item in items:
+            try:
+                kept.append(self.metric.features([item]))
+                kept_ids.append(item.id)
+            except Exception as exc:  # noqa: BLE001 - left out of the set, with the reason
+                failed.append({"id": item.id, "metric": self.spec.key, "value": math.nan,
+                               "error": f"left out of the set: {type(exc).__name__}: {exc}"})
+        if kept:
+            self.append_features(kept_ids, np.concatenate(kept))
+        self.append_rows(failed)
+
+    # -- the result ----------------------------------------------------------------------------
+    def result_rows(self, ids: set[str]) -> list[dict]:
+        """Rows of ``metrics.parquet`` for the run's ids: per-sample values (the last row of an (id, key)
+        wins), or a set metric's failures and its one value over every stored row, in id order."""
+        latest = {(r["id"], r["metric"]): r for r in self.rows() if r["id"] in ids}
+        rows = list(latest.values())
+        if self.metric.per_sample:
+            return rows
+        where: dict[str, tuple[Path, int]] = {}
+        for file_ids, path in self.feature_files():
+            for k, sample_id in enumerate(file_ids):
+                if sample_id in ids:
+                    where[sample_id] = (path, k)
+        order = sorted(where)
+
+        def chunks() -> Iterator[np.ndarray]:
+            cache: dict[Path, np.ndarray] = {}
+            for start in range(0, len(order), CHUNK):
+                block = order[start:start + CHUNK]
+                wanted = {where[i][0] for i in block}
+                cache = {p: cache[p] if p in cache else np.load(p)["rows"] for p in wanted}  # only this block's files
+                yield np.stack([cache[where[i][0]][where[i][1]] for i in block])
+
+        try:
+            value, error = self.metric.compute(chunks, len(order))[self.spec.key], None
+        except Exception as exc:  # noqa: BLE001 - the set metric fails; the others go on
+            value, error = math.nan, f"{type(exc).__name__}: {exc}"
+        if error is None and not math.isfinite(value):
+            error = self.metric.undefined(self.spec.key, value)
+        return rows + [{"id": SET_ID, "metric": self.spec.key, "value": float(value), "error": error}]
+
+
+def _process(process: tuple[int, int] | None) -> tuple[int, int]:
+    """``process``, else this process's rank under ``accelerate launch`` / torchrun, else (0, 1)."""
+    from icd_bench.runner import resolve_shard
+
+    return resolve_shard(process)
+
+
+def _wait_for_everyone(process: tuple[int, int]) -> None:
+    if process[1] > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
 
 
 def score_run(run_dir: str | Path, metrics: Sequence[str] | None = None, *, device: str = "cpu",
               batch_size: int = 16, options: dict[str, str] | None = None,
-              progress: Callable[[int, int], None] | None = None):
+              progress: Callable[[int, int], None] | None = None, restart: bool = False,
+              process: tuple[int, int] | None = None):
     """Score a run; writes ``RUN/metrics.parquet`` and returns (rows DataFrame, summary DataFrame).
-    ``options``: metric settings (``lpips_net``, ``clip_model``, ``fid_ref``, ...; see each metric)."""
+
+    ``options``: metric settings (``lpips_net``, ``clip_model``, ``fid_ref``, ...; see each metric).
+    ``batch_size``: samples per batch (what each metric sees at once on the device). ``restart``:
+    discard the run's scoring state first. ``process``: (index, count) of this process among several
+    scoring one run (default: from ``accelerate launch``); every process returns the merged result."""
     import pandas as pd
 
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     run_dir = Path(run_dir)
-    items, failed, manifest = load_items(run_dir)
+    process = _process(process)
+    run = RunItems(run_dir)
     if metrics is None:
-        with_masks = any(item.mask is not None for item in items)
-        metrics = [m for m in DEFAULT_METRICS if with_masks or ":" not in m]
-        if items and "toy_source_scene" in items[0].meta:
-            metrics += ["toy_edit"] if manifest["config"].get("task") == "edit" else ["toy_match"]
+        first = run.load(run.ids[:8])[0][:1]  # the dataset's kind, read off its first loadable sample
+        metrics = [m for m in DEFAULT_METRICS if (first and first[0].mask is not None) or ":" not in m]
+        if first and "toy_source_scene" in first[0].meta:
+            metrics += ["toy_edit"] if run.task == "edit" else ["toy_match"]
     specs = [MetricSpec.parse(m) for m in metrics]
     known = {k for s in specs for k in METRICS.get(s.name).option_keys}
     unknown = sorted(set(options or {}) - known)
     if unknown:
         raise ConfigError(f"option(s) {', '.join(unknown)} are not read by the metrics asked for "
                           f"({', '.join(sorted(known)) or 'they take no options'})")
-    runners = [METRICS.get(s.name)(s, device, options) for s in specs]
+    runners = [METRICS.get(s.name)(s, device, options, task=run.task) for s in specs]
     problems = []
     for r in runners:  # fail before any sample is processed (missing weights, ...), naming every problem
         try:
@@ -109,46 +334,45 @@ def score_run(run_dir: str | Path, metrics: Sequence[str] | None = None, *, devi
         raise ConfigError(problems[0])
     if problems:
         raise ConfigError(f"{len(problems)} metrics cannot run:\n" + "\n".join(f"  - {p}" for p in problems))
-    rows = [{"id": i, "metric": "*", "value": math.nan, "error": why} for i, why in failed]
-    total = len(runners) * len(items)
-    done = 0
-    for spec, runner in zip(specs, runners, strict=True):
-        if not runner.per_sample:
-            try:
-                value, error = runner.score_set(items)[spec.key], None
-            except Exception as exc:  # noqa: BLE001 - the set metric fails; the others go on
-                value, error = math.nan, f"{type(exc).__name__}: {exc}"
-            rows.append({"id": SET_ID, "metric": spec.key, "value": float(value), "error": error})
-            done += len(items)
-            if progress:
-                progress(done, total)
-            continue
-        for start in range(0, len(items), batch_size):
-            chunk = items[start:start + batch_size]
-            failures: dict[str, str] = {}  # item id → why the metric failed on it
-            try:
-                results = runner.score(chunk)
-            except Exception:  # noqa: BLE001 - retry one by one to attribute the failure
-                results = []
-                for item in chunk:
-                    try:
-                        results += runner.score([item])
-                    except Exception as exc:  # noqa: BLE001 - a per-sample failure becomes a row
-                        results.append({spec.key: math.nan})
-                        failures[item.id] = f"{type(exc).__name__}: {exc}"
-            for item, res in zip(chunk, results, strict=True):
-                for key, value in res.items():  # a metric's values are floats, NaN where undefined
-                    error = failures.get(item.id)
-                    if error is None and not math.isfinite(value):
-                        error = "not defined for this sample (e.g. an empty region)"
-                    rows.append({"id": item.id, "metric": key, "value": float(value), "error": error})
-            done += len(chunk)
-            if progress:
-                progress(done, total)
-    frame = pd.DataFrame(rows, columns=["id", "metric", "value", "error"])
-    tmp = run_dir / ".metrics.parquet.tmp"
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(run_dir / "metrics.parquet")
+    if restart and process[0] == 0:
+        shutil.rmtree(run_dir / SCORING, ignore_errors=True)
+    _wait_for_everyone(process)
+    states = [MetricState.open(run_dir, s, r, process) for s, r in zip(specs, runners, strict=True)]
+    mine = run.ids[process[0]::process[1]]
+    total = len(mine) * len(states)
+    done = sum(1 for st in states for i in mine if i in st.done)
+    if progress:
+        progress(done, total)
+    todo = [i for i in mine if any(i not in st.done for st in states)]
+    unreadable: list[tuple[str, str]] = []
+    for start in range(0, len(todo), batch_size):
+        batch_ids = todo[start:start + batch_size]
+        items, failed = run.load(batch_ids)
+        unreadable += failed
+        for st in states:
+            before = len(st.done)
+            st.score(items)
+            done += len(st.done) - before
+        done += len(failed) * len(states)
+        if progress:
+            progress(min(done, total), total)
+    # samples whose images cannot be read are never finished: found again by every call, each process its own
+    (run_dir / SCORING / f"unreadable{_shard_suffix(process)}.json").write_text(json.dumps(unreadable))
+    _wait_for_everyone(process)
+    target = run_dir / "metrics.parquet"
+    if process[0] == 0:
+        unreadable = [tuple(u) for k in range(process[1]) for u in json.loads(
+            (run_dir / SCORING / f"unreadable{_shard_suffix((k, process[1]))}.json").read_text())]
+        rows = [{"id": i, "metric": "*", "value": math.nan, "error": why} for i, why in sorted(unreadable)]
+        ids = set(run.ids)
+        for st in states:
+            rows += st.result_rows(ids)
+        frame = pd.DataFrame(rows, columns=["id", "metric", "value", "error"])
+        tmp = run_dir / ".metrics.parquet.tmp"
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(target)
+    _wait_for_everyone(process)
+    frame = pd.read_parquet(target) if process[0] != 0 else frame
     return frame, summarize(frame)
 
 

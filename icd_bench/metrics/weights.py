@@ -172,6 +172,10 @@ CLIP_VIT_L_14 = register(WeightSpec(
     "clip-vit-l-14-openai", "CLIP ViT-L/14 with OpenAI weights (open_clip)",
     ("open_clip_pytorch_model.bin", "open_clip_model.safetensors"),
     hub="timm/vit_large_patch14_clip_224.openai", single_file=True))
+CLIP_HF_VIT_L_14 = register(WeightSpec(
+    "clip-vit-large-patch14", "CLIP ViT-L/14 in transformers' layout (openai/clip-vit-large-patch14: "
+    "config, weights, image processor, tokenizer)",
+    ("config.json", "preprocessor_config.json", "vocab.json", "merges.txt"), hub="openai/clip-vit-large-patch14"))
 DINOV2_BASE = register(WeightSpec(
     "dinov2-base", "DINOv2 ViT-B/14 (facebook/dinov2-base, transformers layout)",
     ("config.json",), hub="facebook/dinov2-base"))
@@ -187,6 +191,10 @@ LPIPS_VGG = register(WeightSpec(
 LPIPS_SQUEEZE = register(WeightSpec(
     "lpips-squeeze", "the SqueezeNet 1.1 trunk of LPIPS (torchvision ImageNet weights)", ("squeezenet1_1-b8a52dc0.pth",),
     url="https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth", single_file=True))
+LPIPS_PIQ = register(WeightSpec(
+    "lpips-piq", "piq's LPIPS lin weights (lpips_weights.pt, the file piq.LPIPS downloads)", ("lpips_weights.pt",),
+    url="https://github.com/photosynthesis-team/photosynthesis.metrics/releases/download/v0.4.0/lpips_weights.pt",
+    single_file=True))
 IMAGEREWARD_V1 = register(WeightSpec(
     "imagereward-v1", "ImageReward-v1.0 (THUDM/ImageReward: ImageReward.pt and med_config.json)",
     ("ImageReward.pt", "med_config.json"), hub="THUDM/ImageReward"))
@@ -198,6 +206,17 @@ FID_INCEPTION = register(WeightSpec(
     ("inception-2015-12-05.pt",),
     url="https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",
     single_file=True))
+
+FID_INCEPTION_PYTORCH = register(WeightSpec(
+    "fid-inception-pytorch", "pytorch-fid's FID Inception weights (pt_inception-2015-12-05-6726825d.pth), the "
+    "iCD code's utils/inception.py weights", ("pt_inception-2015-12-05-6726825d.pth",),
+    url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
+    single_file=True))
+FID_STATS_COCO512 = register(WeightSpec(
+    "fid-stats-mscoco512-val", "the iCD release's FID reference statistics of COCO 2014 val at 512 px "
+    "(fid_stats_mscoco512_val.npz, in https://storage.yandexcloud.net/yandex-research/invertible-cd/"
+    "fid-files.tar.gz, which the release's training/stats/download_fid_files.sh unpacks)",
+    ("fid_stats_mscoco512_val.npz",), single_file=True))
 
 
 #: the metric models this process has loaded, by (kind, key): every metric and every run scored reuses them
