@@ -63,6 +63,15 @@ def list_cmd(
             for e in REGISTRIES[k].entries():
                 table.add_row(e.name, e.origin, e.summary,
                               ", ".join(sorted(p.name for p in presets if p.method == e.name)) or "—")
+        elif k == "metrics":
+            table.add_column("name")
+            table.add_column("origin")
+            table.add_column("regions")
+            table.add_column("flavours")
+            table.add_column("description")
+            for e in REGISTRIES[k].entries():
+                cls = e.obj
+                table.add_row(e.name, e.origin, ", ".join(cls.regions), ", ".join(cls.flavours), e.summary)
         else:
             table.add_column("name")
             table.add_column("origin")

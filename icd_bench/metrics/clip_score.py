@@ -324,7 +324,7 @@ class _ClipMetric(Metric):
 
 @METRICS.register("clip_t")
 class ClipT(_ClipMetric):
-    """CLIP text-image similarity of the output and the target prompt (open_clip; default ViT-L/14 OpenAI)."""
+    """CLIP text-image similarity of the output and the target prompt (open_clip ViT-L/14; icd: transformers')."""
 
     name = "clip_t"
     needs = ("target_prompt",)
@@ -343,7 +343,7 @@ class ClipT(_ClipMetric):
 
 @METRICS.register("clip_i")
 class ClipI(_ClipMetric):
-    """CLIP image-image similarity of the output and the source (open_clip; default ViT-L/14 OpenAI)."""
+    """CLIP image-image similarity of the output and the source (open_clip ViT-L/14; icd: transformers')."""
 
     name = "clip_i"
     needs = ("source",)

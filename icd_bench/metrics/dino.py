@@ -226,8 +226,7 @@ def unit(x: torch.Tensor) -> torch.Tensor:
 
 @METRICS.register("dinov2")
 class DINOv2Similarity(Metric):
-    """Cosine similarity of the DINOv2 ViT-B/14 pooled embeddings of source and output (iCD);
-    ``dinov2:whole:icd`` exactly as the iCD code computes it."""
+    """Cosine similarity of the DINOv2 ViT-B/14 pooled embeddings of source and output (iCD's metric)."""
 
     name = "dinov2"
     flavours = ("clean", ICD)

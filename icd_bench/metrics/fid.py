@@ -284,9 +284,10 @@ def save_reference_stats(folder: str | Path, out: str | Path, *, extractor: str 
 
 @METRICS.register("fid")
 class FID(Metric):
-    """FID of the run's outputs against a reference; one value per run. ``fid`` is clean-fid's
-    (``--option fid_ref=FOLDER_OR_NPZ``), ``fid:whole:icd`` the iCD paper's (pytorch-fid's Inception at
-    256², against the release's COCO statistics unless ``fid_ref`` names others)."""
+    """FID of the outputs against a reference, one value per run (clean-fid; icd: pytorch-fid's Inception).
+
+    ``fid`` is clean-fid's (``--option fid_ref=FOLDER_OR_NPZ``), ``fid:whole:icd`` the iCD paper's
+    (pytorch-fid's Inception at 256², against the release's COCO statistics unless ``fid_ref`` names others)."""
 
     name = "fid"
     flavours = ("clean", ICD)

@@ -191,8 +191,7 @@ def lpips_distance(model: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, *, 
 
 @METRICS.register("lpips")
 class LPIPS(Metric):
-    """LPIPS (lpips 0.1; ``--option lpips_net=alex|vgg|squeeze``) between output and source;
-    ``lpips:whole:icd`` the iCD paper's (piq's VGG-16 LPIPS at 224 × 224)."""
+    """LPIPS between output and source (lpips 0.1, ``lpips_net=alex|vgg|squeeze``; icd: piq's VGG at 224²)."""
 
     name = "lpips"
     regions = REGIONS

@@ -96,8 +96,7 @@ def icd_psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 @METRICS.register("psnr")
 class PSNR(_PixelMetric):
-    """PSNR in dB of [0, 1] images, capped at 100 dB (whole, background, edited; pie and clean);
-    ``psnr:whole:icd`` the iCD paper's, uncapped."""
+    """PSNR in dB of [0, 1] images, capped at 100 dB (pie and clean; icd: the iCD paper's, uncapped)."""
 
     name = "psnr"
     flavours = (*FLAVOURS, ICD)

@@ -591,3 +591,345 @@ def renoise_loop_draws(steps: int = 4) -> tuple[list[torch.Tensor], torch.Tensor
     noises = [torch.randn(shape, generator=g) for _ in range(steps)]
     torch.randn(shape, generator=g)
     return noises, torch.randn(shape, generator=g), g
+
+
+# -- the iCD paper's metrics (invertible-cd utils/metrics.py) ---------------------------------------------
+ICD_METRICS_SEED = 31
+#: Target prompts of the metric cases, of growing length: the longest passes ImageReward's 35 BERT tokens
+#: and CLIP's 77 tokens, so both truncations are exercised.
+ICD_METRIC_PROMPTS = (
+    "a cat",
+    "a photo of a red car parked in front of a small wooden house",
+    "a dog sitting on the grass next to a blue ball, a tree and a bench in a sunny park, painted in the style "
+    "of an old photograph with soft light",
+    " ".join(["a red car and a blue house with a wooden bench on the grass under a tree in a park"] * 6),
+    "an oil painting of a house",
+)
+#: (height, width) of each case's source and output: SD1.5's 512², a non-square odd size (load_512 squashes
+#: it), SDXL's 1024², an identical pair (output = source) and a small image.
+ICD_METRIC_SIZES = ((512, 512), (200, 300), (1024, 1024), (512, 512), (96, 160))
+ICD_IDENTICAL = 3  # the case whose output is its source
+
+
+def _scene(h: int, w: int, g: torch.Generator) -> torch.Tensor:
+    """A 3×H×W image in [0, 255] with structure for a resize or JPEG to act on: gradients, a disc, noise."""
+    y = torch.linspace(0, 1, h).view(h, 1)
+    x = torch.linspace(0, 1, w).view(1, w)
+    base = torch.stack([180 * x + 40 * y, 120 + 80 * torch.sin(6 * x + 3 * y), 200 - 150 * y + 0 * x])
+    cy, cx, r = torch.rand(3, generator=g)
+    disc = ((y - cy) ** 2 + (x - cx) ** 2 < (0.1 + 0.2 * r) ** 2).float()
+    base = base * (1 - disc) + disc * torch.tensor([230.0, 40.0, 60.0]).view(3, 1, 1)
+    return (base + 12 * torch.randn(3, h, w, generator=g)).clamp(0, 255)
+
+
+def icd_metric_cases() -> list[dict]:
+    """Source/output uint8 H×W×3 pairs with their target prompt: the output is the source with its colours
+    shifted in a band and some noise (the identical case excepted)."""
+    cases = []
+    for k, ((h, w), prompt) in enumerate(zip(ICD_METRIC_SIZES, ICD_METRIC_PROMPTS, strict=True)):
+        g = _gen(ICD_METRICS_SEED, k)
+        src = _scene(h, w, g)
+        out = src.clone()
+        if k != ICD_IDENTICAL:
+            band = slice(h // 4, h // 2)
+            out[:, band] = (out[:, band].roll(1, dims=0) + 20 * torch.randn(3, len(range(h)[band]), w, generator=g))
+            out = (out + 4 * torch.randn(out.shape, generator=g)).clamp(0, 255)
+        as_u8 = lambda t: t.round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()  # noqa: E731
+        cases.append({"source": as_u8(src), "output": as_u8(out), "prompt": prompt})
+    return cases
+
+
+ICD_FID_SIZES = ((512, 512), (1024, 1024), (300, 200), (256, 256)) * 3  # 12 generated images
+
+
+def icd_fid_images() -> list:
+    """The generated images of the FID case (uint8 H×W×3): sizes the LANCZOS resize and crop act on."""
+    return [_scene(h, w, _gen(ICD_METRICS_SEED, 100 + k)).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            for k, (h, w) in enumerate(ICD_FID_SIZES)]
+
+
+def icd_fid_reference(dims: int = 2048) -> dict:
+    """Reference statistics as in ``fid_stats_mscoco512_val.npz`` (``mu``, ``sigma``), well conditioned."""
+    import numpy as np
+
+    g = _gen(ICD_METRICS_SEED, 200)
+    mu = 0.3 * torch.rand(dims, generator=g, dtype=torch.float64)
+    b = torch.randn(dims, 64, generator=g, dtype=torch.float64) * 0.05
+    sigma = b @ b.T + 0.01 * torch.eye(dims, dtype=torch.float64)
+    return {"mu": np.asarray(mu), "sigma": np.asarray(sigma)}
+
+
+ICD_FID_PROJECTION = 16  # each image's 2048 features are stored as 16 fixed random projections
+
+
+def icd_fid_projection(dims: int = 2048) -> torch.Tensor:
+    return torch.randn(dims, ICD_FID_PROJECTION, generator=_gen(ICD_METRICS_SEED, 300), dtype=torch.float64)
+
+
+#: facebook/dinov2-base's preprocessor_config.json (BitImageProcessor: shorter side 256 bicubic, crop 224).
+DINOV2_PREPROCESSOR = {
+    "crop_size": {"height": 224, "width": 224}, "do_center_crop": True, "do_convert_rgb": True, "do_normalize": True,
+    "do_rescale": True, "do_resize": True, "image_mean": [0.485, 0.456, 0.406], "image_processor_type": "BitImageProcessor",
+    "image_std": [0.229, 0.224, 0.225], "resample": 3, "rescale_factor": 0.00392156862745098,
+    "size": {"shortest_edge": 256}}
+#: openai/clip-vit-large-patch14's preprocessor_config.json, tokenizer_config.json and special_tokens_map.json.
+CLIP_HF_PREPROCESSOR = {
+    "crop_size": 224, "do_center_crop": True, "do_normalize": True, "do_resize": True,
+    "feature_extractor_type": "CLIPFeatureExtractor", "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3, "size": 224}
+_CLIP_SPECIAL = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+                 "unk_token": "<|endoftext|>"}
+CLIP_HF_TOKENIZER_CONFIG = {"add_prefix_space": False, "do_lower_case": True, "errors": "replace",
+                            "model_max_length": 77, "tokenizer_class": "CLIPTokenizer", **_CLIP_SPECIAL}
+
+
+def _fill_rule(shapes: dict[str, tuple[int, ...]], seed: int, rule) -> dict[str, torch.Tensor]:
+    """Random weights in a fixed key order: ``rule(key, shape, N(0, 1) draw)`` → the tensor."""
+    g = _gen(seed)
+    return {key: rule(key, shape, torch.randn(shape, generator=g)) for key, shape in shapes.items()}
+
+
+def write_dinov2_folder(folder: Path) -> Path:
+    """A tiny random ``Dinov2Model`` (patch 14 at 224 px, the processor's crop) in the layout of the hub's
+    ``facebook/dinov2-base``: config.json, model.safetensors, the hub's preprocessor_config.json."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    config = Dinov2Config(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, mlp_ratio=4, patch_size=14,
+                          image_size=224, layerscale_value=1.0)
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in Dinov2Model(config).state_dict().items()}
+
+    def rule(key, shape, t):
+        if key.endswith("lambda1") or key.endswith("lambda2") or ("norm" in key and key.endswith("weight")):
+            return 1 + 0.1 * t
+        return (0.5 if "embeddings" in key else 0.05) * t
+
+    model = Dinov2Model(config)
+    model.load_state_dict(_fill_rule(dict(sorted(shapes.items())), ICD_METRICS_SEED + 1, rule), strict=True)
+    model.save_pretrained(folder)
+    (Path(folder) / "preprocessor_config.json").write_text(json.dumps(DINOV2_PREPROCESSOR, indent=1))
+    return Path(folder)
+
+
+def write_clip_hf_folder(folder: Path) -> Path:
+    """A tiny random ``CLIPModel`` (224 px, patch 14, 77 text positions, the full CLIP vocabulary; text
+    config with the hub's legacy ``eos_token_id`` 2, so the pooled token is the largest id) in the layout
+    of the hub's ``openai/clip-vit-large-patch14``: its tokenizer files (built offline from open_clip's
+    vocabulary) and its processor and tokenizer configurations."""
+    from transformers import CLIPConfig, CLIPModel
+
+    from icd_bench.toy.tokenizer import build_clip_tokenizer
+
+    config = CLIPConfig(
+        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=77, hidden_act="quick_gelu",
+                         bos_token_id=0, eos_token_id=2, pad_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=224, patch_size=14, hidden_act="quick_gelu"),
+        projection_dim=16)
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in CLIPModel(config).state_dict().items() if k != "logit_scale"}
+
+    def rule(key, shape, t):
+        if ("norm" in key or "layrnorm" in key) and key.endswith("weight"):
+            return 1 + 0.1 * t
+        return (0.5 if "embedding" in key else 0.05) * t
+
+    weights = _fill_rule(dict(sorted(shapes.items())), ICD_METRICS_SEED + 2, rule)
+    weights["logit_scale"] = torch.tensor(4.6052)
+    model = CLIPModel(config)
+    model.load_state_dict(weights, strict=False)
+    model.save_pretrained(folder)
+    tok = build_clip_tokenizer(Path(folder) / ".tokenizer")
+    for name in ("vocab.json", "merges.txt"):
+        (Path(tok) / name).replace(Path(folder) / name)
+    (Path(folder) / "preprocessor_config.json").write_text(json.dumps(CLIP_HF_PREPROCESSOR, indent=1))
+    (Path(folder) / "tokenizer_config.json").write_text(json.dumps(CLIP_HF_TOKENIZER_CONFIG, indent=1))
+    (Path(folder) / "special_tokens_map.json").write_text(json.dumps(_CLIP_SPECIAL, indent=1))
+    import shutil
+
+    shutil.rmtree(Path(folder) / ".tokenizer")
+    return Path(folder)
+
+
+def vgg16_state_dict(classifier: bool = False) -> dict[str, torch.Tensor]:
+    """A random torchvision VGG-16 (He-normal convolutions): ``features.*`` only, or with a zero
+    ``classifier.*`` as torchvision's file holds it (what piq's ``vgg16(pretrained=True)`` loads)."""
+    import torchvision
+
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in torchvision.models.vgg16(weights=None).state_dict().items()}
+
+    def rule(key, shape, t):
+        if key.endswith("bias"):
+            return 0.01 * t
+        return t * (2.0 / (shape[0] * shape[2] * shape[3])) ** 0.5  # kaiming_normal_(fan_out), torchvision's init
+
+    out = _fill_rule({k: s for k, s in shapes.items() if k.startswith("features.")}, ICD_METRICS_SEED + 3, rule)
+    if classifier:
+        out.update({k: torch.zeros(s) for k, s in shapes.items() if k.startswith("classifier.")})
+    return out
+
+
+def piq_lpips_weights() -> list[torch.Tensor]:
+    """Random non-negative per-channel LPIPS weights, five 1×C×1×1 tensors (piq's lpips_weights.pt)."""
+    g = _gen(ICD_METRICS_SEED, 4)
+    return [torch.randn(1, c, 1, 1, generator=g).abs() * 0.1 for c in (64, 128, 256, 512, 512)]
+
+
+def fid_inception_state_dict() -> dict[str, torch.Tensor]:
+    """Random weights of pytorch-fid's FID Inception (``fid_inception_v3``'s layout: torchvision's
+    Inception-v3 with 1008 classes and the FID blocks): He-normal convolutions, BatchNorm as identity
+    statistics with a small random affine part."""
+    import torchvision
+    from pytorch_fid import inception as pf
+
+    with torch.device("meta"):
+        net = torchvision.models.inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
+        net.Mixed_5b = pf.FIDInceptionA(192, pool_features=32)
+        net.Mixed_5c = pf.FIDInceptionA(256, pool_features=64)
+        net.Mixed_5d = pf.FIDInceptionA(288, pool_features=64)
+        net.Mixed_6b = pf.FIDInceptionC(768, channels_7x7=128)
+        net.Mixed_6c = pf.FIDInceptionC(768, channels_7x7=160)
+        net.Mixed_6d = pf.FIDInceptionC(768, channels_7x7=160)
+        net.Mixed_6e = pf.FIDInceptionC(768, channels_7x7=192)
+        net.Mixed_7b = pf.FIDInceptionE_1(1280)
+        net.Mixed_7c = pf.FIDInceptionE_2(2048)
+        shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+    def rule(key, shape, t):
+        if key.endswith("num_batches_tracked"):
+            return torch.zeros((), dtype=torch.long)
+        if key.endswith("running_mean"):
+            return torch.zeros(shape)
+        if key.endswith("running_var"):
+            return torch.ones(shape)
+        if ".bn." in key:
+            return (1 + 0.1 * t) if key.endswith("weight") else 0.1 * t
+        if key.startswith("fc."):
+            return 0.01 * t
+        return t * (2.0 / (shape[1] * shape[2] * shape[3])) ** 0.5
+
+    return _fill_rule(shapes, ICD_METRICS_SEED + 5, rule)
+
+
+def imagereward_layout(seed: int, *, v_width: int, v_depth: int, patch: int, image: int, v_mlp: int, t_width: int,
+                       t_depth: int, t_inter: int, t_pos: int, t_vocab: int,
+                       device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Random tensors under the key names and shapes of ImageReward.pt (BLIP_Pretrain + MLP, as saved:
+    timm ViT names, med.py BERT names with cross-attention, the unused projections and position_ids)."""
+    g = torch.Generator().manual_seed(seed) if device == "cpu" else None
+    sd: dict[str, torch.Tensor] = {}
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g, device=device)
+
+    def lin(name, out_f, in_f):
+        sd[f"{name}.weight"] = randn(out_f, in_f) * in_f ** -0.5
+        sd[f"{name}.bias"] = randn(out_f) * 0.1
+
+    def ln(name, n):
+        sd[f"{name}.weight"] = 1 + 0.1 * randn(n)
+        sd[f"{name}.bias"] = 0.1 * randn(n)
+
+    v = "blip.visual_encoder."
+    sd[v + "cls_token"] = randn(1, 1, v_width) * 0.5
+    sd[v + "pos_embed"] = randn(1, (image // patch) ** 2 + 1, v_width) * 0.5
+    sd[v + "patch_embed.proj.weight"] = randn(v_width, 3, patch, patch) * (3 * patch ** 2) ** -0.5
+    sd[v + "patch_embed.proj.bias"] = randn(v_width) * 0.1
+    for i in range(v_depth):
+        b = f"{v}blocks.{i}."
+        ln(b + "norm1", v_width)
+        lin(b + "attn.qkv", 3 * v_width, v_width)
+        lin(b + "attn.proj", v_width, v_width)
+        ln(b + "norm2", v_width)
+        lin(b + "mlp.fc1", v_mlp, v_width)
+        lin(b + "mlp.fc2", v_width, v_mlp)
+    ln(v + "norm", v_width)
+    t = "blip.text_encoder."
+    sd[t + "embeddings.position_ids"] = torch.arange(t_pos, device=device).expand(1, -1).clone()
+    sd[t + "embeddings.word_embeddings.weight"] = randn(t_vocab, t_width)
+    sd[t + "embeddings.position_embeddings.weight"] = randn(t_pos, t_width) * 0.5
+    ln(t + "embeddings.LayerNorm", t_width)
+    for i in range(t_depth):
+        b = f"{t}encoder.layer.{i}."
+        for att, kv_width in (("attention", t_width), ("crossattention", v_width)):
+            lin(f"{b}{att}.self.query", t_width, t_width)
+            lin(f"{b}{att}.self.key", t_width, kv_width)
+            lin(f"{b}{att}.self.value", t_width, kv_width)
+            lin(f"{b}{att}.output.dense", t_width, t_width)
+            ln(f"{b}{att}.output.LayerNorm", t_width)
+        lin(b + "intermediate.dense", t_inter, t_width)
+        lin(b + "output.dense", t_width, t_inter)
+        ln(b + "output.LayerNorm", t_width)
+    lin("blip.vision_proj", 256, v_width)  # in the published file, unused by ImageReward.score
+    lin("blip.text_proj", 256, t_width)
+    widths = (t_width, 1024, 128, 64, 16, 1)
+    for idx, (i, o) in zip((0, 2, 4, 6, 7), zip(widths[:-1], widths[1:], strict=True), strict=True):
+        lin(f"mlp.layers.{idx}", o, i)
+    return sd
+
+
+def _bert_vocab() -> list[str]:
+    """A WordPiece vocabulary for ICD_METRIC_PROMPTS (BERT's special tokens first): every lower-case word
+    and punctuation mark, except a few split into pieces (``sit ##ting``) or left out ([UNK])."""
+    import re
+
+    words = sorted({w for p in ICD_METRIC_PROMPTS for w in re.findall(r"\w+|[^\w\s]", p.lower())})
+    pieces = {"sitting": ["sit", "##ting"], "photograph": ["photo", "##graph"], "painted": ["paint", "##ed"]}
+    vocab = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    for w in words:
+        if w == "sunny":
+            continue  # an unknown word: [UNK]
+        for tok in pieces.get(w, [w]):
+            if tok not in vocab:
+                vocab.append(tok)
+    return vocab
+
+
+#: ImageReward.pt in the published layout at its real vision size (the package builds BLIP's ViT-L/16 at
+#: 224 px whatever the checkpoint holds) and a one-layer text encoder of BERT-base width (the package's
+#: reward head is ``MLP(768)``); THUDM/ImageReward's med_config.json with those sizes.
+IMAGEREWARD_SIZES = dict(v_width=1024, v_depth=24, patch=16, image=224, v_mlp=4096, t_width=768, t_depth=1,
+                         t_inter=256, t_pos=40)
+
+
+def imagereward_med_config() -> dict:
+    return {"architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.1, "hidden_size": 768, "initializer_range": 0.02,
+            "intermediate_size": IMAGEREWARD_SIZES["t_inter"], "layer_norm_eps": 1e-12,
+            "max_position_embeddings": IMAGEREWARD_SIZES["t_pos"], "model_type": "bert", "num_attention_heads": 12,
+            "num_hidden_layers": IMAGEREWARD_SIZES["t_depth"], "pad_token_id": 0, "type_vocab_size": 2,
+            "vocab_size": len(_bert_vocab()) + 2, "encoder_width": 768, "add_cross_attention": True}
+
+
+def write_imagereward(weights: Path, bert: Path) -> None:
+    """``weights``/ImageReward.pt + med_config.json and ``bert``/vocab.txt (+ the hub's tokenizer_config.json)."""
+    weights.mkdir(parents=True, exist_ok=True)
+    bert.mkdir(parents=True, exist_ok=True)
+    sd = imagereward_layout(ICD_METRICS_SEED + 6, t_vocab=len(_bert_vocab()) + 2, **IMAGEREWARD_SIZES)
+    torch.save(sd, weights / "ImageReward.pt")
+    (weights / "med_config.json").write_text(json.dumps(imagereward_med_config(), indent=1))
+    (bert / "vocab.txt").write_text("\n".join(_bert_vocab()) + "\n")
+    (bert / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "model_max_length": 512}))
+
+
+def write_icd_metric_weights(root: Path, *, vgg_classifier: bool = False) -> Path:
+    """Every weight of the icd flavour under ``root``, laid out as the project's weight keys
+    (``ICD_BENCH_WEIGHTS=root``): dinov2-base, clip-vit-large-patch14, lpips-vgg, lpips-piq,
+    fid-inception-pytorch, fid-stats-mscoco512-val, imagereward-v1, bert-base-uncased."""
+    import numpy as np
+
+    root = Path(root)
+    write_dinov2_folder(root / "dinov2-base")
+    write_clip_hf_folder(root / "clip-vit-large-patch14")
+    for key, name, value in (("lpips-vgg", "vgg16-397923af.pth", vgg16_state_dict(classifier=vgg_classifier)),
+                             ("lpips-piq", "lpips_weights.pt", piq_lpips_weights()),
+                             ("fid-inception-pytorch", "pt_inception-2015-12-05-6726825d.pth",
+                              fid_inception_state_dict())):
+        (root / key).mkdir(parents=True, exist_ok=True)
+        torch.save(value, root / key / name)
+    (root / "fid-stats-mscoco512-val").mkdir(parents=True, exist_ok=True)
+    np.savez(root / "fid-stats-mscoco512-val" / "fid_stats_mscoco512_val.npz", **icd_fid_reference())
+    write_imagereward(root / "imagereward-v1", root / "bert-base-uncased")
+    return root
