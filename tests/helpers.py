@@ -49,3 +49,21 @@ def check_run_store(out: Path) -> list[dict]:
         json.loads((out / "manifest.json").read_text())
     return records
 
+
+
+def write_image_run(root: Path, images, *, task: str = "generate", prompts=None, sources=None) -> Path:
+    """A run directory holding ``images`` (3×H×W tensors in [0, 1] or PIL images) as finished samples
+    ``s00000``, … of a dataset nobody can reopen: what `score` sees of a run made elsewhere (images,
+    sources, prompts)."""
+    from icd_bench.store import RunStore, config_hash
+
+    config = {"method": "external", "task": task, "dataset": {"name": "unavailable-dataset"}}
+    store = RunStore.create_or_resume(root, {"config": config, "config_hash": config_hash(config)})
+    for k, image in enumerate(images):
+        sample_id = f"s{k:05d}"
+        outputs = {"image": store.write_image("images", sample_id, image)}
+        if sources is not None:
+            outputs["source"] = store.write_image("sources", sample_id, sources[k])
+        store.append({"id": sample_id, "status": "ok", "outputs": outputs,
+                      "target_prompt": prompts[k] if prompts else ""})
+    return root

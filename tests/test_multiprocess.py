@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -125,3 +126,32 @@ def test_two_process_run_fills_one_store_with_each_sample_once(tmp_path):
     score = subprocess.run([sys.executable, "-m", "icd_bench", "score", str(out), "--metrics", "psnr", "-q"],
                            capture_output=True, text=True, env=ENV, timeout=600, cwd=REPO)
     assert score.returncode == 0, score.stderr
+
+
+def test_two_process_score_splits_the_samples_and_merges_one_result(tmp_path):
+    """``accelerate launch -m icd_bench score``: each process scores its share of the samples into its own
+    files, process 0 merges them; the per-sample values and the set value equal one process's."""
+    import pandas as pd
+    from helpers import write_image_run
+    from test_score_streaming import images, options, reference
+
+    from icd_bench.metrics.score import SCORING, score_run
+
+    run = write_image_run(tmp_path / "run", images(14), sources=images(14, seed=1))
+    ref = reference(tmp_path)
+    shutil.copytree(run, tmp_path / "single")
+    opts = [a for k, v in options(ref).items() for a in ("--option", f"{k}={v}")]
+    res = subprocess.run(launch("score", str(run), "--metrics", "psnr,fid", "--device", "cpu", "--batch-size", "3",
+                                "-q", *opts),
+                         capture_output=True, text=True, env={**ENV, "PYTHONPATH": str(REPO / "tests")}, timeout=600,
+                         cwd=REPO)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    shards = sorted(p.name for p in (run / SCORING).glob("*/rows*.jsonl"))
+    assert shards == ["rows.shard-0-of-2.jsonl", "rows.shard-1-of-2.jsonl"]  # psnr, one file per process
+    assert len(list((run / SCORING).glob("*/features.shard-*/*.npz"))) == 2 * 3  # 7 images each, batches of 3
+    merged = pd.read_parquet(run / "metrics.parquet")
+    single, _ = score_run(tmp_path / "single", ["psnr", "fid"], batch_size=3, options=options(ref))
+    got = {(r.id, r.metric): r.value for r in merged.itertuples()}
+    want = {(r.id, r.metric): r.value for r in single.itertuples()}
+    assert got.keys() == want.keys() and len(got) == 14 + 1
+    assert got == pytest.approx(want, rel=1e-12)

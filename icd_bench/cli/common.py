@@ -132,15 +132,21 @@ def _use_weights_dir(weights_dir: Path | None) -> None:
         os.environ[ENV] = ",".join(filter(None, [str(weights_dir), os.environ.get(ENV, "")]))
 
 
-def _score_and_show(run_dir: Path, names, device: str, batch_size: int = 16, options=None, quiet: bool = False) -> None:
-    """Score a run (default metrics when ``names`` is None) and print the means table."""
+def _score_and_show(run_dir: Path, names, device: str, batch_size: int = 16, options=None, quiet: bool = False,
+                    restart: bool = False) -> None:
+    """Score a run (default metrics when ``names`` is None) and print the means table (process 0 of several)."""
     from icd_bench.metrics.score import score_run
-    from icd_bench.runner import resolve_device
+    from icd_bench.runner import resolve_device, resolve_shard
 
-    with _progress(quiet) as bar:
-        task = bar.add_task("scoring", total=None)
-        frame, summary = score_run(run_dir, names, device=str(resolve_device(device, (0, 1))), batch_size=batch_size,
-                                   options=options or {}, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    process = resolve_shard(None)  # under accelerate launch: this process's rank
+    with _progress(quiet or process[0] != 0) as bar:
+        task = bar.add_task("scoring" if process[1] == 1 else f"scoring (process {process[0]} of {process[1]})",
+                            total=None)
+        frame, summary = score_run(run_dir, names, device=str(resolve_device(device, process)), batch_size=batch_size,
+                                   options=options or {}, restart=restart, process=process,
+                                   progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if process[0] != 0:
+        return summary
     table = Table(title=f"scores of {run_dir}", title_justify="left", show_edge=False)
     for col, justify in (("metric", "left"), ("mean", "right"), ("std", "right"), ("n ok", "right"),
                          ("n failed", "right")):

@@ -143,10 +143,11 @@ def score(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `icd-bench run`.")],
     metrics: Annotated[str | None, typer.Option(help="Comma-separated metrics, spelled name[:region[:flavour]], e.g. psnr,ssim:background:pie,lpips,clip_t:edited:pie,toy_edit. Default: PSNR/MSE/SSIM (whole and background) + the toy oracle on toy runs. `icd-bench list metrics` shows them.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Samples per metric batch.")] = 16,
-    option: Annotated[list[str] | None, typer.Option("--option", help="Metric setting KEY=VALUE, repeatable: lpips_net=alex|vgg|squeeze, clip_model=ViT-L-14, clip_pretrained=openai, fid_ref=FOLDER_OR_NPZ, fid_extractor=module:factory, structure_layer=11.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Samples per batch: what each metric sees at once on the device, and how often values are saved.")] = 16,
+    option: Annotated[list[str] | None, typer.Option("--option", help="Metric setting KEY=VALUE, repeatable: lpips_net=alex|vgg|squeeze, clip_model=ViT-L-14, clip_pretrained=openai, fid_ref=FOLDER_OR_NPZ, fid_extractor=module:factory, structure_layer=11; for the icd flavour icd_images=auto|files|memory, autocast=auto|off|fp16|bf16, icd_psnr=pairs|list.")] = None,
     weights_dir: Annotated[Path | None, typer.Option(help="Folder of metric weights laid out as DIR/<weight key>/... (sets ICD_BENCH_WEIGHTS; a missing weight's error names its key and layout).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Discard the values saved by earlier (or killed) scorings of this run and compute everything again.")] = False,
 ) -> None:
     """Score a run: every finished sample × metric into RUN_DIR/metrics.parquet, with a summary table.
 
@@ -154,10 +155,14 @@ def score(
     the metrics extra (pip install 'icd-bench[metrics]') and their weights: --weights-dir, then the
     local Hugging Face / torch caches, then a download when online; missing weights stop the
     command before any sample is scored.
+
+    Values are saved batch by batch under RUN_DIR/scoring/: a killed score resumes where it stopped.
+    Under `accelerate launch -m icd_bench score ...` the processes split the samples and process 0
+    writes the merged metrics.parquet.
     """
     if not run_dir.is_dir():
         raise ConfigError(f"run directory not found: {run_dir}")
     options = _pairs(option, "--option", empty_value=True)
     _use_weights_dir(weights_dir)
     names = _items(metrics, "--metrics") or None
-    _score_and_show(run_dir, names, device, batch_size, options, quiet)
+    _score_and_show(run_dir, names, device, batch_size, options, quiet, restart=restart)

@@ -288,11 +288,12 @@ def _process(process: tuple[int, int] | None) -> tuple[int, int]:
     return resolve_shard(process)
 
 
-def _wait_for_everyone(process: tuple[int, int]) -> None:
+def _wait_for_everyone(process: tuple[int, int], device: str) -> None:
+    """A barrier of the processes scoring one run (accelerate's; gloo on CPUs)."""
     if process[1] > 1:
         from accelerate import PartialState
 
-        PartialState().wait_for_everyone()
+        PartialState(cpu=torch.device(device).type == "cpu").wait_for_everyone()
 
 
 def score_run(run_dir: str | Path, metrics: Sequence[str] | None = None, *, device: str = "cpu",
@@ -311,6 +312,7 @@ def score_run(run_dir: str | Path, metrics: Sequence[str] | None = None, *, devi
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     run_dir = Path(run_dir)
     process = _process(process)
+    _wait_for_everyone(process, device)  # every process sees the same finished samples (after `run --score`)
     run = RunItems(run_dir)
     if metrics is None:
         first = run.load(run.ids[:8])[0][:1]  # the dataset's kind, read off its first loadable sample
@@ -336,7 +338,7 @@ def score_run(run_dir: str | Path, metrics: Sequence[str] | None = None, *, devi
         raise ConfigError(f"{len(problems)} metrics cannot run:\n" + "\n".join(f"  - {p}" for p in problems))
     if restart and process[0] == 0:
         shutil.rmtree(run_dir / SCORING, ignore_errors=True)
-    _wait_for_everyone(process)
+    _wait_for_everyone(process, device)
     states = [MetricState.open(run_dir, s, r, process) for s, r in zip(specs, runners, strict=True)]
     mine = run.ids[process[0]::process[1]]
     total = len(mine) * len(states)
@@ -358,7 +360,7 @@ def score_run(run_dir: str | Path, metrics: Sequence[str] | None = None, *, devi
             progress(min(done, total), total)
     # samples whose images cannot be read are never finished: found again by every call, each process its own
     (run_dir / SCORING / f"unreadable{_shard_suffix(process)}.json").write_text(json.dumps(unreadable))
-    _wait_for_everyone(process)
+    _wait_for_everyone(process, device)
     target = run_dir / "metrics.parquet"
     if process[0] == 0:
         unreadable = [tuple(u) for k in range(process[1]) for u in json.loads(
@@ -371,7 +373,7 @@ def score_run(run_dir: str | Path, metrics: Sequence[str] | None = None, *, devi
         tmp = run_dir / ".metrics.parquet.tmp"
         frame.to_parquet(tmp, index=False)
         tmp.replace(target)
-    _wait_for_everyone(process)
+    _wait_for_everyone(process, device)
     frame = pd.read_parquet(target) if process[0] != 0 else frame
     return frame, summarize(frame)
 
