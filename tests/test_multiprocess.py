@@ -132,10 +132,11 @@ def test_two_process_score_splits_the_samples_and_merges_one_result(tmp_path):
     """``accelerate launch -m icd_bench score``: each process scores its share of the samples into its own
     files, process 0 merges them; the per-sample values and the set value equal one process's."""
     import pandas as pd
-    from helpers import write_image_run
     from test_score_streaming import images, options, reference
 
     from icd_bench.metrics.score import SCORING, score_run
+
+    from helpers import write_image_run
 
     run = write_image_run(tmp_path / "run", images(14), sources=images(14, seed=1))
     ref = reference(tmp_path)

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import write_image_run
 
 from icd_bench.metrics.score import SCORING, SET_ID, score_run
 
 from conftest import REPO
+from helpers import write_image_run
 
 CALLS: list[int] = []
 
