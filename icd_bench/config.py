@@ -198,6 +198,20 @@ def _parse_scalar(raw: str) -> Any:
         return raw
 
 
+def official_switches(params_cls: type) -> dict[str, Any]:
+    """The parameter values that reproduce a method's official implementation where this project's
+    defaults deliberately differ (the README's deviations table): each class of ``params_cls``'s bases
+    may state its own in ``OFFICIAL_SWITCHES``; a subclass's win. Empty when nothing differs."""
+    merged: dict[str, Any] = {}
+    for cls in reversed(params_cls.__mro__):
+        merged.update(vars(cls).get("OFFICIAL_SWITCHES", {}))
+    fields = {f.name for f in dataclasses.fields(params_cls)} if dataclasses.is_dataclass(params_cls) else set()
+    unknown = sorted(set(merged) - fields)
+    if unknown:
+        raise ConfigError(f"{params_cls.__name__}.OFFICIAL_SWITCHES names unknown parameter(s) {', '.join(unknown)}")
+    return merged
+
+
 def build_params(params_cls: type, values: dict[str, Any], *, where: str) -> Any:
     hints = typing.get_type_hints(params_cls)
     fields = {f.name for f in dataclasses.fields(params_cls)}

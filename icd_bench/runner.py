@@ -43,7 +43,7 @@ from icd_bench.errors import ConfigError, IcdBenchError, SampleError, SampleWarn
 from icd_bench.imaging import psnr
 from icd_bench.provenance import git_commit, versions
 from icd_bench.registry import METHODS
-from icd_bench.store import MANIFEST, RunStore, config_hash
+from icd_bench.store import MANIFEST, RunStore, config_hash, resolve_shard
 from icd_bench.types import TASK_PROMPTS, TASKS, EditSample
 from icd_bench.words import normalize_word
 
@@ -100,18 +100,6 @@ def sample_seed(seed: int, sample_id: str) -> int:
     """A 63-bit seed from (run seed, sample id): independent of batching and order."""
     digest = hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-def resolve_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
-    """``--shard i/n``, else the process rank under ``accelerate launch`` / torchrun, else 0/1."""
-    if shard is None:
-        n = int(os.environ.get("WORLD_SIZE", "1"))
-        i = int(os.environ.get("RANK", "0"))
-        shard = (i, n)
-    i, n = shard
-    if n < 1 or not 0 <= i < n:
-        raise ConfigError(f"shard {i}/{n} is not valid: need 0 <= i < n")
-    return shard
 
 
 def resolve_device(device: str, shard: tuple[int, int]) -> torch.device:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from icd_bench.errors import RunStoreError
+from icd_bench.errors import ConfigError, RunStoreError
 from icd_bench.imaging import tensor_to_pil
 
 FORMAT_VERSION = 1
@@ -42,6 +42,19 @@ MANIFEST = "manifest.json"
 def config_hash(config: dict[str, Any]) -> str:
     blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def resolve_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
+    """``--shard i/n``, else the process rank under ``accelerate launch`` / torchrun, else 0/1: which share of
+    a run (or of its scoring) this process writes."""
+    if shard is None:
+        n = int(os.environ.get("WORLD_SIZE", "1"))
+        i = int(os.environ.get("RANK", "0"))
+        shard = (i, n)
+    i, n = shard
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"shard {i}/{n} is not valid: need 0 <= i < n")
+    return shard
 
 
 def records_name(shard: tuple[int, int]) -> str:

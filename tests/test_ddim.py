@@ -132,3 +132,39 @@ def test_guided_noise_costs_one_row_unguided_and_two_guided():
     with bb.nfe.measure() as m:
         guided_noise(bb, torch.zeros(4, 1, 2, 2), 10, pair, PromptEmbeds(torch.zeros(4, 2, 2)), 7.5, branches=2)
     assert m[0] == 4  # 2 samples × 2 (guided)
+
+
+def test_invert_records_the_encoded_latents_nll_and_inversion_tau_guides_only_low_noise_steps():
+    """The runner's record of an invert run carries each sample's latent NLL under N(0, I) (Table 1);
+    DDIM's ``inversion_tau`` is encoding-side dynamic CFG: 1.0 guides every step, 0.0 none."""
+    from icd_bench.backbones import load_backbone
+    from icd_bench.config import resolve_method
+    from icd_bench.diffusion.schedule import latent_nll
+    from icd_bench.registry import METHODS
+    from icd_bench.runner import open_dataset
+
+    ds = open_dataset("demo")
+    samples = [ds.load(i) for i in ds.ids()[:2]]
+    gens = [torch.Generator().manual_seed(0) for _ in samples]
+
+    def method(*sets):
+        spec = resolve_method("ddim-toy", ["num_inference_steps=4", *sets])
+        return METHODS.get("ddim")(load_backbone(spec.backbone), spec.params)
+
+    m = method()
+    _, outs = m.run("invert", samples, gens)
+    inv = m.invert(m.backbone.preprocess([s.image for s in samples]), [s.source_prompt for s in samples], gens)
+    assert [o.extras["latent_nll"] for o in outs] == pytest.approx(latent_nll(inv.latents).tolist(), abs=1e-6)
+    assert latent_nll(torch.randn(1, 4096, generator=torch.Generator().manual_seed(0))).item() == pytest.approx(
+        0.5 + 0.5 * math.log(2 * math.pi), abs=0.02)
+
+    def encoded(*sets):
+        mm = method("inversion_guidance_scale=5", *sets)
+        return mm.invert(mm.backbone.preprocess([s.image for s in samples]), [s.source_prompt for s in samples],
+                         gens).latents
+
+    unguided = method().invert(m.backbone.preprocess([s.image for s in samples]), [s.source_prompt for s in samples],
+                               gens).latents
+    assert torch.equal(encoded("inversion_tau=0.0"), unguided)
+    guided, half = encoded(), encoded("inversion_tau=0.5")
+    assert not torch.allclose(guided, unguided) and not torch.allclose(half, guided) and not torch.allclose(half, unguided)

@@ -14,7 +14,8 @@ import pytest
 from icd_bench.reports.tables import TABLES, bootstrap_mean, build_table, render, wide
 
 
-def fake_run(root, name, preset, metrics: dict[str, list[float]], dataset="coco-captions", seconds=0.5):
+def fake_run(root, name, preset, metrics: dict[str, list[float]], dataset="coco-captions", seconds=0.5,
+             extras: list[dict] | None = None):
     run = root / name
     run.mkdir()
     (run / "manifest.json").write_text(json.dumps({"format": 1, "config": {
@@ -22,7 +23,8 @@ def fake_run(root, name, preset, metrics: dict[str, list[float]], dataset="coco-
     n = len(next(iter(metrics.values())))
     with (run / "records.jsonl").open("w") as f:
         for k in range(n):
-            f.write(json.dumps({"id": f"s{k}", "status": "ok", "nfe": 100, "seconds": seconds}) + "\n")
+            f.write(json.dumps({"id": f"s{k}", "status": "ok", "nfe": 100, "seconds": seconds,
+                                "extras": extras[k] if extras else {}}) + "\n")
     pd.DataFrame([{"id": f"s{k}", "metric": m, "value": v[k], "error": None}
                   for m, v in metrics.items() for k in range(n)]).to_parquet(run / "metrics.parquet")
     return run
@@ -46,11 +48,30 @@ def test_matched_preset_gets_the_paper_number_and_missing_metrics_a_footnote(tmp
     assert row["mean"] == pytest.approx(23.0) and row.n == 3 and row.paper == pytest.approx(22.98)
     assert long[(long.run == "ddim") & (long.column == "LPIPS")].iloc[0].paper == pytest.approx(0.167)
     assert np.isnan(long[(long.run == "mine") & (long.column == "PSNR")].iloc[0].paper)
-    assert any("not scored with dinov2: ddim, mine" in n and "icd-bench score" in n for n in notes)
+    assert any("not scored with dinov2:whole:icd: ddim, mine" in n and "icd-bench score" in n for n in notes)  # the paper's protocol
     table = wide(TABLES["table2"], long)
     assert table.loc[table.run == "ddim", "DINOv2 ↑ · this run"].iloc[0] == "—"
     assert table.loc[table.run == "ddim", "PSNR ↑ · paper"].iloc[0] == "22.98"
     assert "nan" not in render(TABLES["table2"], long, notes, "md", "cmd").lower()
+
+
+def test_the_icd_flavour_is_read_first_and_each_column_names_its_protocol(tmp_path):
+    run = fake_run(tmp_path, "ddim", "ddim-sd15-inversion", {"psnr": [20.0, 21.0], "psnr:whole:icd": [23.0, 23.0]})
+    long, notes = build_table(TABLES["table2"], [run], resamples=50)
+    assert long[long.column == "PSNR"].iloc[0]["mean"] == pytest.approx(23.0)
+    assert long[long.column == "PSNR"].iloc[0]["metric"] == "psnr:whole:icd"
+    assert any("PSNR ← psnr:whole:icd (the iCD code's utils/metrics.py" in n for n in notes)
+
+
+def test_table1_reads_the_latents_nll_from_the_records_beside_the_paper_s_encoding_row(tmp_path):
+    run = fake_run(tmp_path, "enc-cfg-dec-none", "ddim-sd15-inversion", {"fid:whole:icd": [30.0]},
+                   extras=[{"latent_nll": 1.43}])
+    long, _ = build_table(TABLES["table1"], [run], resamples=50,
+                          matches={"enc-cfg-dec-none": "FID-5k/Enc, CFG | Dec. No CFG"})
+    fid = long[long.column == "FID-5k"].iloc[0]
+    nll = long[long.column == "latent NLL"].iloc[0]
+    assert fid["mean"] == 30.0 and fid["paper"] == pytest.approx(100.5)
+    assert nll["mean"] == pytest.approx(1.43) and nll["paper"] == pytest.approx(1.428)  # section "Latent NLL"
 
 
 def test_scales_follow_the_paper_and_sections_follow_the_dataset(tmp_path):

@@ -42,7 +42,8 @@ def test_every_shipped_suite_loads_and_names_real_presets_and_paper_rows():
     from icd_bench.config import resolve_method
 
     suites = list_suites()
-    assert {"toy-table3", "table3-piebench", "table3-coco", "table2-coco", "table4-generation"} <= set(suites)
+    assert {"toy-table3", "table3-piebench", "table3-coco", "table2-coco", "table4-generation", "table1-generation",
+            "piebench-p2p"} <= set(suites)
     for name in suites:
         suite = load_suite(name)
         assert suite.table in TABLES and suite.description
@@ -52,6 +53,46 @@ def test_every_shipped_suite_loads_and_names_real_presets_and_paper_rows():
             if run.match:
                 section, row = resolve_match(paper, run.match)  # raises for a row the paper does not print
                 assert row
+
+
+def test_the_icd_suites_score_with_the_icd_code_s_metrics():
+    for name in ("table1-generation", "table2-coco", "table3-coco", "table3-piebench", "table4-generation"):
+        for run in load_suite(name).runs:
+            assert run.metrics and all(m.endswith(":whole:icd") for m in run.metrics), (name, run.metrics)
+    assert all(m.endswith(":pie") for run in load_suite("piebench-p2p").runs for m in run.metrics)
+    assert len(load_suite("table1-generation").runs) == 16  # four encodings × four decodings
+
+
+def test_suites_run_the_official_behaviour_unless_asked_for_the_corrections(tmp_path):
+    from icd_bench.config import resolve_method
+
+    path = write_suite(tmp_path, """
+description = "switches"
+table = "table3"
+[defaults]
+dataset = "demo"
+[[runs]]
+name = "ef"
+method = "ef-ddpm-toy"
+[[runs]]
+name = "p2p"
+method = "ddim-p2p-toy"
+set = {reference_compat = false}
+[[runs]]
+name = "plain"
+method = "ddim-toy"
+""")
+    suite = load_suite(str(path))
+    official = {p.run.name: p for p in plan(suite, Options(out=tmp_path / "out"))}
+    assert official["ef"].switches == ("reference_compat=true", "zero_last_noise=true")
+    assert official["plain"].switches == ()
+    ef = resolve_method("ef-ddpm-toy", official["ef"].config.overrides).params
+    assert ef.zero_last_noise and ef.reference_compat
+    # the suite's own set (and the command line's) come after the switches, and win
+    assert not resolve_method("ddim-p2p-toy", official["p2p"].config.overrides).params.reference_compat
+    corrected = {p.run.name: p for p in plan(suite, Options(out=tmp_path / "out", corrections=True))}
+    assert corrected["ef"].switches == () and corrected["ef"].out == tmp_path / "out" / "corrections" / "ef"
+    assert not resolve_method("ef-ddpm-toy", corrected["ef"].config.overrides).params.zero_last_noise
 
 
 def test_suite_file_errors_name_the_file_and_the_run(tmp_path):
@@ -143,6 +184,8 @@ def test_toy_suite_runs_scores_and_tabulates_then_resumes(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     table = (out / "table3.md").read_text()
     assert "| icd | icd-toy |" in table and "| ddim | ddim-toy |" in table and "oracle edit success" in table
+    assert "**Method behaviour**: the official implementations'" in table and "icd: reference_compat=true" in table
+    assert "**Metric protocol** per column: `toy_edit` — this project's definition" in table
     assert "--only icd --only ddim --limit 2" in table  # the command that regenerates it, as run
     long = pd.read_csv(out / "table3.csv")
     nfe = long[long["column"] == "UNet evaluations"].set_index("run")["mean"]

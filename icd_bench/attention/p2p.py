@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +62,9 @@ class P2PParams:
     # the original's replace matrix after the last swapped word, and its reweighting of only the exact
     # occurrences of a word (align.word_token_positions): the official code where the project differs
     reference_compat: bool = False
+    #: the values that reproduce the official implementations where the defaults correct them (README's
+    #: deviations table); `config.official_switches` merges them over a Params class's bases
+    OFFICIAL_SWITCHES: ClassVar[dict[str, Any]] = {"reference_compat": True}
 
     def __post_init__(self):
         if self.p2p_mode not in ("replace", "refine", "auto"):

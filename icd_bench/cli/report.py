@@ -103,12 +103,16 @@ def reproduce(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would run, what is already done, and every missing weight, data file or folder; run nothing.")] = False,
     weights_dir: Annotated[Path | None, typer.Option(help="Folder of metric weights laid out as DIR/<weight key>/... (as `icd-bench score --weights-dir`).")] = None,
+    corrections: Annotated[bool, typer.Option("--corrections", help="Run the project's corrections of the official implementations (the README's deviations table) instead of the official behaviour, into OUT/corrections/.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Reproduce a paper table: run every entry of a suite through the runner (resumable: finished
     samples and up-to-date scores are skipped), score it, and write TABLE.md / TABLE.csv with the
     paper's numbers beside (and the figure where the suite names one). Every missing weight and data
-    file is named at once, before any work."""
+    file is named at once, before any work.
+
+    The runs reproduce the official implementations: where a method's defaults correct them, the
+    official switches are set (the table names them); --corrections runs the corrections instead."""
     from icd_bench.studies import reproduce as rep
 
     _use_weights_dir(weights_dir)
@@ -116,18 +120,19 @@ def reproduce(
     options = rep.Options(out=out_dir or Path("runs") / "suites" / suite.name,
                           data_dirs=rep.parse_data_dirs(list(data_dir or [])), lists=lists,
                           sets=rep.parse_sets(list(overrides or []), suite), limit=limit, only=tuple(only or ()),
-                          device=device, batch_size=batch_size)
+                          device=device, batch_size=batch_size, corrections=corrections)
     if dry_run:
         planned = rep.plan(suite, options)
-        table = Table(title=f"suite {suite.name} → {suite.table} in {options.out}", title_justify="left", show_edge=False)
-        for col in ("run", "method", "backbone", "dataset", "task", "metrics", "done"):
+        table = Table(title=f"suite {suite.name} → {suite.table} in {options.root}", title_justify="left", show_edge=False)
+        for col in ("run", "method", "backbone", "dataset", "task", "metrics", "official switches", "done"):
             table.add_column(col)
         for p in planned:
             finished, current = rep.status(p)
             done = "not started" if current is None else f"{finished} samples" + (", scored" if current else "")
             split = f" ({Path(p.config.split).name})" if p.config.split else ""
             table.add_row(p.run.name, p.run.method, p.config.backbone or "preset's", p.run.dataset + split, p.run.task,
-                          ", ".join(p.run.metrics) if p.run.metrics is not None else "defaults", done)
+                          ", ".join(p.run.metrics) if p.run.metrics is not None else "defaults",
+                          ", ".join(p.switches) or ("corrections" if corrections else "—"), done)
         out.print(table)
         problems = rep.group_problems(rep.preflight(planned))
         if not problems:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,8 @@ class ReNoiseConfig:
     ac_rolls: int = 5
     noise_correction: bool = True
     kl_reference: str = "noised"  # where the KL's reference ε is predicted: "noised" x0 at t, or "clean" x0
+    #: the official code's behaviour where the defaults correct it (README's deviations table)
+    OFFICIAL_SWITCHES: ClassVar[dict[str, object]] = {"kl_reference": "clean", "noise_correction": False}
 
     def __post_init__(self):
         if self.kl_reference not in KL_REFERENCES:

@@ -9,6 +9,7 @@ from typing import ClassVar
 import torch
 
 from icd_bench.backbones.base import Backbone
+from icd_bench.diffusion.schedule import latent_nll
 from icd_bench.types import TASKS, EditSample, Inversion, TaskOutput
 
 
@@ -74,6 +75,7 @@ class EditingMethod:
                              f"(supports: {', '.join(self.tasks)})")
         n = len(samples)
         sources = None
+        extras: list[dict] = [{} for _ in range(n)]
         with self.backbone.nfe.measure() as spent:
             if task == "generate":
                 out = self.generate([s.target_prompt for s in samples], generators)
@@ -81,12 +83,14 @@ class EditingMethod:
                 sources = self.backbone.preprocess([s.image for s in samples])
                 if task == "invert":
                     inv = self.invert(sources, [s.source_prompt for s in samples], generators)
+                    # the encoded noise's likelihood under the prior (the paper's Table 1, bottom row)
+                    extras = [{"latent_nll": round(float(v), 6)} for v in latent_nll(inv.latents)]
                     out = self.reconstruct(inv)
                 else:
                     out = self.edit(sources, samples, generators)
         nfe = spent[0] // n
         out = out.float().cpu()  # one transfer (and sync) per batch
-        return sources, [TaskOutput(image=out[i], nfe=nfe) for i in range(n)]
+        return sources, [TaskOutput(image=out[i], nfe=nfe, extras=extras[i]) for i in range(n)]
 
     # -- helpers for subclasses --------------------------------------------------------------
     def initial_noise(self, generators: Sequence[torch.Generator]) -> torch.Tensor:

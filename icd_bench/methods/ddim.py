@@ -27,6 +27,7 @@ class DDIMParams:
     guidance_scale: float = 7.5  # w when decoding (reconstruction, editing, generation)
     inversion_guidance_scale: float = 1.0  # w when inverting; 1 = unguided (paper, Table 1)
     tau: float = 1.0  # dynamic CFG: guided only where t/T <= tau; 1.0 = guided at every step
+    inversion_tau: float = 1.0  # the same for inverting (Table 1's "Enc, d.CFG"); 1.0 = guided at every step
     # the grid's offset; None: the checkpoint's scheduler config (SD: 1, grid 981…1, also PIE-Bench's runs); 0: 980…0
     steps_offset: int | None = None
 
@@ -37,8 +38,9 @@ class DDIMParams:
             raise ValueError(f"num_inference_steps must be in 1..1000, got {self.num_inference_steps}")
         if self.guidance_scale < 0 or self.inversion_guidance_scale < 0:
             raise ValueError("guidance scales must be >= 0")
-        if not 0.0 <= self.tau <= 1.0:
-            raise ValueError(f"tau must be in [0, 1], got {self.tau}")
+        for name in ("tau", "inversion_tau"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 @METHODS.register("ddim")
@@ -74,14 +76,15 @@ class DDIM(EditingMethod):
                generators: Sequence[torch.Generator]) -> Inversion:
         """DDIM inversion; ``state`` keeps the source embeddings and the trajectory (``trajectory[i]``
         = the latents at grid timestep t_i; NTI fits its null embeddings to it)."""
-        bb, w = self.backbone, self.params.inversion_guidance_scale
+        bb, w, tau = self.backbone, self.params.inversion_guidance_scale, self.params.inversion_tau
         x0 = bb.encode_image(images)
         cond = bb.encode_prompt(prompts)
         uncond = bb.null_embeds(len(prompts)) if w != 1.0 else None
         trajectory: dict[int, torch.Tensor] = {}
 
         def eps_fn(x, t, i):
-            return guided_noise(bb, x, t, cond, uncond, w)
+            wt = dynamic_guidance_scale(t, bb.num_train_timesteps, w, tau)
+            return guided_noise(bb, x, t, cond, uncond if wt != 1.0 else None, wt)
 
         def keep(info):
             trajectory[info.index] = info.x  # the latents at t_i, where undoing sampling step i lands

@@ -42,6 +42,7 @@ class EFDDPMParams(P2PParams):
     p2p: bool = False  # the paper's setting: a plain prompt switch
     self_max_tokens: int = 16 * 16  # the EF controllers' rule for self-attention injection
     zero_last_noise: bool = False  # the reference's zeroed noise map of the final step (inexact reconstruction)
+    OFFICIAL_SWITCHES: ClassVar[dict[str, object]] = {"zero_last_noise": True}
 
     def __post_init__(self):
         super().__post_init__()

@@ -31,6 +31,10 @@ REGIONS = ("whole", "background", "edited")
 FLAVOURS = ("clean", "pie")
 #: The iCD paper's protocol (`icd_protocol`); defined for whole images only.
 ICD = "icd"
+#: What each flavour reproduces, in words (tables say which protocol made each column).
+PROTOCOLS = {"icd": "the iCD code's utils/metrics.py (yandex-research/invertible-cd)",
+             "pie": "PIE-Bench's evaluation/evaluate.py (cure-lab/PnPInversion)",
+             "clean": "this project's definition"}
 #: A set metric's rows, chunk by chunk, in a fixed order: ``compute`` may call it more than once (two passes).
 Chunks = Callable[[], Iterator[np.ndarray]]
 

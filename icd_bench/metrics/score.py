@@ -283,7 +283,7 @@ class MetricState:
 
 def _process(process: tuple[int, int] | None) -> tuple[int, int]:
     """``process``, else this process's rank under ``accelerate launch`` / torchrun, else (0, 1)."""
-    from icd_bench.runner import resolve_shard
+    from icd_bench.store import resolve_shard
 
     return resolve_shard(process)
 

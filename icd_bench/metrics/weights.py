@@ -150,8 +150,9 @@ def resolve(key: str | WeightSpec, *, needed_by: str = "") -> Path:
     if found is not None:
         return found
     where = f"looked in {', '.join(looked)} and the local caches" if looked else "looked in the local caches"
-    source = f"hub repository {spec.hub}" if spec.hub else (spec.url or "its publisher")
-    why = "offline (HF_HUB_OFFLINE=1)" if offline() else "download failed"
+    source = f"hub repository {spec.hub}" if spec.hub else (spec.url or "where its description says")
+    why = ("offline (HF_HUB_OFFLINE=1)" if offline() else
+           "download failed" if spec.hub or spec.url else "it has no address to download from automatically")
     raise WeightsNotFoundError(
         f"{needed_by + ' needs ' if needed_by else ''}{spec.description} ({spec.key!r}) and none was found; "
         f"{where}; {why}. Get it from {source} and lay it out as {spec.layout()}, "

@@ -20,19 +20,33 @@ import pandas as pd
 
 from icd_bench.errors import ConfigError
 from icd_bench.markdown import markdown_table
+from icd_bench.metrics.base import PROTOCOLS
 from icd_bench.reports.runs import load_run
 
 DASH = "—"
 
 
+#: Column keys read from the run's records, not from metrics.parquet: per-sample bookkeeping of the runner
+#: and the methods (``latent_nll``: the encoded noise's NLL, a record's ``extras`` of an ``invert`` run).
+RECORD_KEYS = ("seconds", "nfe", "latent_nll")
+
+
+def record_value(record: dict, key: str):
+    return record.get(key) if key in ("seconds", "nfe") else record.get("extras", {}).get(key)
+
+
 @dataclass(frozen=True)
 class Column:
     label: str
-    keys: tuple[str, ...]  # metric keys in metrics.parquet, first found wins; "seconds" / "nfe": from records
+    keys: tuple[str, ...]  # metric keys in metrics.parquet, first found wins; RECORD_KEYS: from the records
     paper: str | None  # the paper CSV's metric name
     higher_is_better: bool
     scale: float = 1.0  # ours × scale = the paper's printed scale
     digits: int = 3
+    #: the paper prints this column in another section, per part of the row's configuration (Table 1's NLL:
+    #: section "Latent NLL", configuration = the encoding, the part before " | ")
+    paper_section: str | None = None
+    configuration_part: int | None = None
 
 
 @dataclass(frozen=True)
@@ -44,28 +58,37 @@ class TableSpec:
     matches: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
-_INVERSION = (Column("LPIPS", ("lpips",), "lpips", False), Column("DINOv2", ("dinov2",), "dinov2", True),
-              Column("PSNR", ("psnr",), "psnr", True, digits=2), Column("MSE", ("mse",), None, False, digits=5),
+# the iCD paper's own metric code (the icd flavour) first: a run scored with it is read with it
+_INVERSION = (Column("LPIPS", ("lpips:whole:icd", "lpips"), "lpips", False),
+              Column("DINOv2", ("dinov2:whole:icd", "dinov2"), "dinov2", True),
+              Column("PSNR", ("psnr:whole:icd", "psnr"), "psnr", True, digits=2), Column("MSE", ("mse",), None, False, digits=5),
               Column("oracle preservation", ("toy_match",), None, True),  # toy-world runs
               Column("UNet evaluations", ("nfe",), None, False, digits=0))
 _DDIM_ROWS = {"ddim-sd15-inversion": ("unguided", "fDDIM50 | DDIM50"),
               "ddim-sd15-w8": ("guided", "fDDIM50 | DDIM50"),
               "ddim-sd15-w8-dcfg": ("guided", "fDDIM50 | DDIM50 + d.CFG")}
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
+    TableSpec("table1", "Table 1: FID-5k of generations from encoded latents, and the latents' NLL",
+              (Column("FID-5k", ("fid:whole:icd", "fid"), "fid_5k", False, digits=1),
+               Column("latent NLL", ("latent_nll",), "latent_nll", False, paper_section="Latent NLL",
+                      configuration_part=0),
+               Column("UNet evaluations", ("nfe",), None, False, digits=0))),
     TableSpec("table2", "Table 2: image inversion (SD1.5 configurations)", _INVERSION, _DDIM_ROWS),
     TableSpec("table5", "Table 5: more image inversion results", _INVERSION, _DDIM_ROWS),
     TableSpec("table3", "Table 3: editing, automatic metrics",
-              (Column("CLIP-T", ("clip_t",), "clip_t", True), Column("DINOv2", ("dinov2",), "dinov2", True),
-               Column("CLIP-I", ("clip_i",), "clip_i", True),
-               Column("ImageReward", ("imagereward",), "imagereward", True),
+              (Column("CLIP-T", ("clip_t:whole:icd", "clip_t"), "clip_t", True),
+               Column("DINOv2", ("dinov2:whole:icd", "dinov2"), "dinov2", True),
+               Column("CLIP-I", ("clip_i:whole:icd", "clip_i"), "clip_i", True),
+               Column("ImageReward", ("imagereward:whole:icd", "imagereward"), "imagereward", True),
                Column("oracle edit success", ("toy_edit:success",), None, True),  # toy-world runs
                Column("toy bg PSNR", ("toy_edit:background_psnr",), None, True, digits=2),
                Column("UNet evaluations", ("nfe",), None, False, digits=0),
                Column("seconds per edit", ("seconds",), None, False)),
               {"icd-sdxl": ("{dataset}", "Ours, 8")}),
     TableSpec("table4", "Table 4: text-to-image generation at w = 8",
-              (Column("FID-5k", ("fid",), "fid_5k", False, digits=2), Column("CLIP score", ("clip_t",), "clip_score", True),
-               Column("ImageReward", ("imagereward",), "imagereward", True))),
+              (Column("FID-5k", ("fid:whole:icd", "fid"), "fid_5k", False, digits=2),
+               Column("CLIP score", ("clip_t:whole:icd", "clip_t"), "clip_score", True),
+               Column("ImageReward", ("imagereward:whole:icd", "imagereward"), "imagereward", True))),
     TableSpec("table6", "Table 6: editing time",
               (Column("seconds per edit", ("seconds",), "seconds_per_edit", False, digits=3),
                Column("UNet evaluations", ("nfe",), None, False, digits=1)),
@@ -138,6 +161,7 @@ def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, see
     if paper.empty:
         notes.append(f"the paper's numbers were not found ({paper_dir() / (spec.name + '.csv')}): run from the "
                      "repository, where reports/paper/ holds them")
+    used: dict[str, set[str]] = {}  # column → the metric keys its values came from
     for run in runs:
         data = load_run(run)
         config, metrics, records = data.config, data.metrics, data.ok
@@ -154,21 +178,24 @@ def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, see
             section = match[0].replace("{dataset}", PAPER_SECTIONS.get(dataset, dataset))
             configuration = match[1]
         for col in spec.columns:
-            if col.keys[0] in ("seconds", "nfe"):
-                values = np.array([r[col.keys[0]] for r in records if r.get(col.keys[0]) is not None], dtype=float)
+            if col.keys[0] in RECORD_KEYS:
                 key = col.keys[0]
+                values = np.array([v for r in records if (v := record_value(r, key)) is not None], dtype=float)
             else:
                 key = next((k for k in col.keys if k in set(metrics["metric"])), None)
                 values = metrics.loc[metrics["metric"] == key, "value"].to_numpy(dtype=float) if key else np.array([])
             mean, lo, hi = bootstrap_mean(values * col.scale, resamples, seed)
             theirs = math.nan
             if configuration is not None and col.paper:
-                hit = paper[(paper["section"] == section) & (paper["configuration"] == configuration)
+                conf = configuration if col.configuration_part is None else \
+                    configuration.split(" | ")[col.configuration_part]
+                hit = paper[(paper["section"] == (col.paper_section or section)) & (paper["configuration"] == conf)
                             & (paper["metric"] == col.paper)]
                 if len(hit):
                     theirs = float(hit["value"].iloc[0])
+            used.setdefault(col.label, set()).update([key] if key and key not in RECORD_KEYS else [])
             rows.append({"run": run.name, "dir": str(run), "preset": preset, "dataset": dataset, "task": config.get("task"),
-                         "paper_configuration": configuration or "", "column": col.label,
+                         "paper_configuration": configuration or "", "column": col.label, "metric": key or "",
                          "n": int(np.isfinite(values).sum()), "mean": mean, "ci_low": lo, "ci_high": hi,
                          "paper": theirs})
     frame = pd.DataFrame(rows)
@@ -182,14 +209,25 @@ def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, see
             missing.setdefault(col.keys[0], []).append(r["run"])
     for key, names in missing.items():
         notes.append(f"not scored with {key}: {', '.join(names)} — run `icd-bench score RUN_DIR --metrics {key}`"
-                     if key not in ("seconds", "nfe") else f"no {key} in the records of {', '.join(names)}")
+                     if key not in RECORD_KEYS else f"no {key} in the records of {', '.join(names)}")
     if hidden:
         notes.append(f"not shown (no run has them and no paper number applies): {', '.join(hidden)}")
+    protocol = [f"{label} ← {', '.join(f'{k} ({PROTOCOLS.get(_flavour(k), _flavour(k))})' for k in sorted(keys))}"
+                for label, keys in used.items() if keys and label in shown]
+    if protocol:
+        notes.append("metric protocol per column: " + "; ".join(protocol))
     if not any(r["paper_configuration"] for r in rows):
         notes.append("no run's preset is the setting of a paper row, so the paper columns are empty "
                      f"(matched presets: {', '.join(spec.matches) or 'none for this table'})")
     frame = frame[frame["column"].isin(shown)].reset_index(drop=True)
     return frame, notes
+
+
+def _flavour(key: str) -> str:
+    """The flavour a metrics.parquet key was computed in (``name:region:flavour``; shorter keys — ``psnr``,
+    ``toy_edit:success`` — are the default flavour)."""
+    parts = key.split(":")
+    return parts[2] if len(parts) == 3 else "clean"
 
 
 def _fmt(x: float, digits: int) -> str:

@@ -18,6 +18,14 @@ preset × dataset/split × task × metrics, with the paper row it stands beside:
     match = "PIE-Bench/Ours, 8"            # the paper row beside it (optional)
     set = {guidance_scale = 8.0}           # method parameters (optional)
 
+**Official behaviour by default.** Where a method's defaults deliberately correct its official
+implementation (the README's deviations table: P2P's ``reference_compat``, EF-DDPM's
+``zero_last_noise``, ReNoise's ``kl_reference`` and ``noise_correction``), every run of a suite sets the
+official values (`config.official_switches`) before the suite's own ``set`` and the command line's, so a
+reproduced number is the published computation; ``Options.corrections`` (``--corrections``) runs the
+project's corrections instead, into ``OUT/corrections/``. Each table says which behaviour and which
+metric protocol (flavour) made its columns.
+
 Every run goes through the runner (`Runner`, resumable: finished samples are skipped) and the
 scorer (skipped when ``metrics.parquet`` is newer than the records and holds the metrics asked
 for); the table is `reports.tables.build_table` over the runs. Before any work, `preflight` checks
@@ -172,6 +180,12 @@ class Options:
     only: tuple[str, ...] = ()
     device: str = "auto"
     batch_size: int | None = None
+    corrections: bool = False  # the project's corrections instead of the official behaviour
+
+    @property
+    def root(self) -> Path:
+        """Where the runs and the table go: ``out``, or ``out/corrections`` for the project's corrections."""
+        return self.out / "corrections" if self.corrections else self.out
 
 
 def parse_sets(items: list[str], suite: Suite) -> dict[str, list[str]]:
@@ -204,10 +218,25 @@ class Planned:
     config: Any  # runner.RunConfig
     out: Path
     metric_options: dict[str, str] = field(default_factory=dict)
+    switches: tuple[str, ...] = ()  # KEY=VALUE: the official behaviour set on this run (empty with corrections)
 
     @property
     def metrics(self) -> list[str] | None:
         return list(self.run.metrics) if self.run.metrics is not None else None
+
+
+def behaviour_switches(method: str) -> tuple[str, ...]:
+    """``KEY=VALUE`` for every official switch of a preset's or method's parameters (none: nothing differs,
+    or the name is unknown — preflight reports that)."""
+    from icd_bench.config import list_presets, official_switches
+    from icd_bench.registry import METHODS
+
+    presets = list_presets()
+    name = presets[method].method if method in presets else method
+    if name not in METHODS:
+        return ()
+    return tuple(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                 for k, v in official_switches(METHODS.get(name).Params).items())
 
 
 def plan(suite: Suite, options: Options) -> list[Planned]:
@@ -226,15 +255,16 @@ def plan(suite: Suite, options: Options) -> list[Planned]:
             data_dir = Path(run.data_dir)
         limits = [x for x in (run.limit, options.limit) if x is not None]
         limit = min(limits) if limits else None
+        switches = () if options.corrections else behaviour_switches(run.method)
         cfg = RunConfig(method=run.method, dataset=run.dataset, data_dir=data_dir, split=split,
-                        backbone=run.backbone, task=run.task, out=options.out / run.name, limit=limit,
+                        backbone=run.backbone, task=run.task, out=options.root / run.name, limit=limit,
                         batch_size=options.batch_size or run.batch_size, seed=run.seed,
-                        overrides=[*run.overrides, *options.sets.get(run.name, [])], device=options.device,
+                        overrides=[*switches, *run.overrides, *options.sets.get(run.name, [])], device=options.device,
                         dtype=run.dtype)
         folder = str(data_dir) if data_dir is not None else "."
         metric_options = {k: v.replace("{data_dir}", folder).replace("{lists}", str(options.lists))
                           for k, v in run.options}
-        out.append(Planned(run, cfg, options.out / run.name, metric_options))
+        out.append(Planned(run, cfg, options.root / run.name, metric_options, switches))
     return out
 
 
@@ -355,7 +385,31 @@ def command_line(suite: Suite, options: Options) -> str:
         parts.append(f"--limit {options.limit}")
     if options.batch_size is not None:
         parts.append(f"--batch-size {options.batch_size}")
+    if options.corrections:
+        parts.append("--corrections")
     return " ".join(parts)
+
+
+def provenance_lines(planned: list[Planned], corrections: bool) -> list[str]:
+    """Two lines for a table: which method behaviour ran, and which protocol made each metric column."""
+    from icd_bench.metrics.base import PROTOCOLS, MetricSpec
+
+    if corrections:
+        behaviour = ("**Method behaviour**: the project's corrections of the official implementations "
+                     "(`--corrections`; the README's deviations table).")
+    else:
+        switched = sorted({f"{p.run.name}: {', '.join(p.switches)}" for p in planned if p.switches})
+        behaviour = ("**Method behaviour**: the official implementations' (the suite sets their switches: "
+                     + ("; ".join(switched) if switched else "none differ for these methods")
+                     + "; `--corrections` runs the project's corrections instead).")
+    columns: dict[str, set[str]] = {}
+    for p in planned:
+        for text in p.run.metrics or ():
+            spec = MetricSpec.parse(text)
+            columns.setdefault(spec.flavour, set()).add(spec.key)
+    protocol = "; ".join(f"{', '.join(f'`{k}`' for k in sorted(keys))} — {PROTOCOLS.get(flavour, flavour)}"
+                         for flavour, keys in sorted(columns.items()))
+    return [behaviour, f"**Metric protocol** per column: {protocol or 'the scorer defaults'}."]
 
 
 @dataclass
@@ -381,7 +435,7 @@ def reproduce(suite: Suite, options: Options, *, run_one: Callable[[Any], Any] |
         lines = "\n".join(f"  - [{', '.join(runs)}] {msg}" for msg, runs in group_problems(problems))
         raise ConfigError(f"suite {suite.name}: {len(problems)} problem(s); nothing was run:\n{lines}\n"
                           f"(`icd-bench reproduce {suite.name} --dry-run` lists them with the plan)")
-    options.out.mkdir(parents=True, exist_ok=True)
+    options.root.mkdir(parents=True, exist_ok=True)
     summaries = {}
     for k, p in enumerate(planned, 1):
         log(f"[{k}/{len(planned)}] {p.run.name}: {p.run.method} on {p.run.dataset}"
@@ -401,16 +455,17 @@ def reproduce(suite: Suite, options: Options, *, run_one: Callable[[Any], Any] |
     command = command_line(suite, options)
     written = []
     for fmt in ("md", "csv"):
-        path = options.out / f"{suite.table}.{fmt}"
+        path = options.root / f"{suite.table}.{fmt}"
         text = render(spec, long, notes, fmt, command)
-        if fmt == "md" and suite.description:
-            text = f"{suite.description}\n\n{text}"
+        if fmt == "md":
+            head = ([suite.description] if suite.description else []) + provenance_lines(planned, options.corrections)
+            text = "\n\n".join([*head, text])
         path.write_text(text, encoding="utf-8")
         written.append(path)
     if suite.figure:
         from icd_bench.reports.figures import tradeoff_figure
 
-        written += tradeoff_figure(runs, suite.figure["metric"], options.out / "figure" / suite.figure["kind"])
+        written += tradeoff_figure(runs, suite.figure["metric"], options.root / "figure" / suite.figure["kind"])
     return Result(runs=runs, written=written, summaries=summaries)
 
 
