@@ -8,7 +8,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+# the conformance inputs (golden_inputs) are shared by tests outside tests/conformance too
+sys.path.insert(0, str(Path(__file__).resolve().parent / "conformance"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -17,6 +17,8 @@ from icd_bench.metrics import imagereward as ir
 from icd_bench.metrics.base import MetricSpec, ScoreItem
 from icd_bench.metrics.weights import WeightsNotFoundError
 
+import golden_inputs as gi
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 # tiny ViT: width 128 (2 heads of 64), 2 blocks, patch 16 at 32 px (2×2 patches + class token)
@@ -44,58 +46,11 @@ MED_CONFIG = {  # the published med_config.json, shrunk (encoder_width is overri
 def published_layout(seed=0, *, v_width=V_WIDTH, v_depth=V_DEPTH, patch=V_PATCH, image=V_IMAGE, v_mlp=V_MLP,
                      t_width=T_WIDTH, t_depth=T_DEPTH, t_inter=T_INTER, t_pos=T_POS, t_vocab=T_VOCAB,
                      device="cpu") -> dict[str, torch.Tensor]:
-    """Random tensors under the key names and shapes of ImageReward.pt (BLIP_Pretrain + MLP, as saved:
-    timm ViT names, med.py BERT names with cross-attention, the unused projections and position_ids)."""
-    g = torch.Generator().manual_seed(seed) if device == "cpu" else None
-    sd: dict[str, torch.Tensor] = {}
-
-    def randn(*shape):
-        return torch.randn(*shape, generator=g, device=device)
-
-    def lin(name, out_f, in_f):
-        sd[f"{name}.weight"] = randn(out_f, in_f) * in_f ** -0.5
-        sd[f"{name}.bias"] = randn(out_f) * 0.1
-
-    def ln(name, n):
-        sd[f"{name}.weight"] = 1 + 0.1 * randn(n)
-        sd[f"{name}.bias"] = 0.1 * randn(n)
-
-    v = "blip.visual_encoder."
-    sd[v + "cls_token"] = randn(1, 1, v_width) * 0.5
-    sd[v + "pos_embed"] = randn(1, (image // patch) ** 2 + 1, v_width) * 0.5
-    sd[v + "patch_embed.proj.weight"] = randn(v_width, 3, patch, patch) * (3 * patch ** 2) ** -0.5
-    sd[v + "patch_embed.proj.bias"] = randn(v_width) * 0.1
-    for i in range(v_depth):
-        b = f"{v}blocks.{i}."
-        ln(b + "norm1", v_width)
-        lin(b + "attn.qkv", 3 * v_width, v_width)
-        lin(b + "attn.proj", v_width, v_width)
-        ln(b + "norm2", v_width)
-        lin(b + "mlp.fc1", v_mlp, v_width)
-        lin(b + "mlp.fc2", v_width, v_mlp)
-    ln(v + "norm", v_width)
-    t = "blip.text_encoder."
-    sd[t + "embeddings.position_ids"] = torch.arange(t_pos, device=device).expand(1, -1).clone()
-    sd[t + "embeddings.word_embeddings.weight"] = randn(t_vocab, t_width)
-    sd[t + "embeddings.position_embeddings.weight"] = randn(t_pos, t_width) * 0.5
-    ln(t + "embeddings.LayerNorm", t_width)
-    for i in range(t_depth):
-        b = f"{t}encoder.layer.{i}."
-        for att, kv_width in (("attention", t_width), ("crossattention", v_width)):
-            lin(f"{b}{att}.self.query", t_width, t_width)
-            lin(f"{b}{att}.self.key", t_width, kv_width)
-            lin(f"{b}{att}.self.value", t_width, kv_width)
-            lin(f"{b}{att}.output.dense", t_width, t_width)
-            ln(f"{b}{att}.output.LayerNorm", t_width)
-        lin(b + "intermediate.dense", t_inter, t_width)
-        lin(b + "output.dense", t_width, t_inter)
-        ln(b + "output.LayerNorm", t_width)
-    lin("blip.vision_proj", 256, v_width)  # in the published file, unused by ImageReward.score
-    lin("blip.text_proj", 256, t_width)
-    widths = (t_width, 1024, 128, 64, 16, 1)
-    for idx, (i, o) in zip((0, 2, 4, 6, 7), zip(widths[:-1], widths[1:], strict=True), strict=True):
-        lin(f"mlp.layers.{idx}", o, i)
-    return sd
+    """Random tensors under the key names and shapes of ImageReward.pt (golden_inputs.imagereward_layout),
+    by default at this module's tiny sizes."""
+    return gi.imagereward_layout(seed, v_width=v_width, v_depth=v_depth, patch=patch, image=image, v_mlp=v_mlp,
+                                 t_width=t_width, t_depth=t_depth, t_inter=t_inter, t_pos=t_pos, t_vocab=t_vocab,
+                                 device=device)
 
 
 def write_weights(root, sd, med=MED_CONFIG):
