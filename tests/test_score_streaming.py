@@ -141,3 +141,13 @@ def test_a_killed_score_resumes_to_the_uninterrupted_value(tmp_path):
 
     assert pd.read_parquet(run / "metrics.parquet").value.iloc[0] == whole.value.iloc[0]
     assert np.isfinite(whole.value.iloc[0])
+
+
+def test_a_wrong_setting_stops_before_any_sample_instead_of_failing_every_one(tmp_path):
+    from icd_bench.errors import ConfigError
+
+    ref = reference(tmp_path)
+    run = write_image_run(tmp_path / "run", images(3))
+    with pytest.raises(ConfigError, match="fid_extractor"):
+        score_run(run, ["fid"], options={"fid_ref": str(ref), "fid_extractor": "no_such_module:factory"})
+    assert not (run / SCORING).exists() and not (run / "metrics.parquet").exists()

@@ -246,9 +246,7 @@ class _ClipMetric(Metric):
     def check(self) -> None:
         if self.spec.flavour == ICD:
             require_extra("transformers", self.name)
-            icd_protocol.images_mode(self.options, self.task)
-            with icd_protocol.autocast(self.options, self.device):  # a bad autocast value fails now
-                pass
+            icd_protocol.check_options(self.options)
             self._icd_clip()
             return
         require_extra("open_clip", self.name)
@@ -258,8 +256,7 @@ class _ClipMetric(Metric):
         return load_icd_clip(resolve(CLIP_HF_VIT_L_14, needed_by=f"metric '{self.name}:whole:icd'"), self.device)
 
     def _icd_views(self, images: Sequence[torch.Tensor], role: str) -> list:
-        mode = icd_protocol.images_mode(self.options, self.task)
-        return [icd_protocol.view(x, role=role, mode=mode, task=self.task) for x in images]
+        return icd_protocol.views(images, role=role, options=self.options, task=self.task)
 
     def _icd_image_embeds(self, clip: IcdClip, images: list) -> torch.Tensor:
         """``get_image_features`` of the processed images under the official autocast, divided by its norm."""

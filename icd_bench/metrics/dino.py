@@ -238,18 +238,15 @@ class DINOv2Similarity(Metric):
         require_extra("transformers", self.name)
         self._folder = resolve(DINOV2_BASE, needed_by=f"metric {self.name!r}")
         if self.spec.flavour == ICD:
-            icd_protocol.images_mode(self.options, self.task)
-            with icd_protocol.autocast(self.options, self.device):  # a bad autocast value fails now
-                pass
+            icd_protocol.check_options(self.options)
             load_dinov2_icd(self._folder, self.device)
         else:
             self._preprocess = Dinov2Preprocess.from_folder(self._folder)
 
     def _score_icd(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         processor, model = load_dinov2_icd(self._folder, self.device)
-        mode = icd_protocol.images_mode(self.options, self.task)
-        sources = [icd_protocol.view(it.source, role="source", mode=mode, task=self.task) for it in items]
-        outputs = [icd_protocol.view(it.output, role="output", mode=mode, task=self.task) for it in items]
+        sources = icd_protocol.views([it.source for it in items], role="source", options=self.options, task=self.task)
+        outputs = icd_protocol.views([it.output for it in items], role="output", options=self.options, task=self.task)
         with torch.inference_mode():
             pix_src = processor(images=sources, return_tensors="pt")["pixel_values"].to(self.device)
             pix_out = processor(images=outputs, return_tensors="pt")["pixel_values"].to(self.device)

@@ -308,7 +308,7 @@ class FID(Metric):
         require_extra("pytorch_fid" if flavour == ICD else "cleanfid", self.spec.key)
         if flavour == ICD:
             require_extra("torchvision", self.spec.key)
-            icd_protocol.images_mode(self.options, self.task)
+            icd_protocol.check_options(self.options)
         ref = self.options.get("fid_ref")
         if not ref and flavour != ICD:
             raise ConfigError("metric 'fid' needs a reference: --option fid_ref=FOLDER (images) or "
@@ -316,20 +316,20 @@ class FID(Metric):
         if ref and not Path(ref).expanduser().exists():
             raise ConfigError(f"fid_ref {ref} does not exist")
         check_reference(self._reference())
-        if not self.options.get("fid_extractor"):
-            if flavour == ICD:
-                pytorch_fid_inception(self.device)  # resolves and loads the weights now
-            else:
-                resolve(FID_INCEPTION, needed_by="metric 'fid'")
+        if not self.options.get("fid_extractor") and flavour != ICD:
+            resolve(FID_INCEPTION, needed_by="metric 'fid'")
+        self._extractor()  # imports a fid_extractor, or resolves and loads Inception, now
 
     def _extractor(self) -> Extractor:
-        return load_extractor(self.options.get("fid_extractor"), self.device, self.spec.flavour)
+        """The feature extractor, loaded once per metric (a factory that cannot be imported fails in `check`)."""
+        if getattr(self, "_loaded_extractor", None) is None:
+            self._loaded_extractor = load_extractor(self.options.get("fid_extractor"), self.device, self.spec.flavour)
+        return self._loaded_extractor
 
     def features(self, items: Sequence[ScoreItem]) -> np.ndarray:
         """One row of features per output: clean-fid's resize and extractor, or (``icd``) ``get_activations``'."""
         if self.spec.flavour == ICD:
-            mode = icd_protocol.images_mode(self.options, self.task)
-            images = [icd_protocol.view(i.output, role="output", mode=mode, task=self.task) for i in items]
+            images = icd_protocol.views([i.output for i in items], role="output", options=self.options, task=self.task)
         else:
             images = [tensor_to_pil(i.output) for i in items]
         return image_features(images, self._extractor(), self.device, self.spec.flavour)

@@ -100,6 +100,18 @@ def view(image: torch.Tensor, *, role: str, mode: str, task: str | None) -> Imag
     return load_512(pil)
 
 
+def views(images, *, role: str, options: dict[str, str], task: str | None) -> list[Image.Image]:
+    """`view` of each image, in the mode the options (and the run's task) ask for."""
+    mode = images_mode(options, task)
+    return [view(x, role=role, mode=mode, task=task) for x in images]
+
+
+def check_options(options: dict[str, str]) -> None:
+    """A `ConfigError` now (before any sample) for a bad ``icd_images`` or ``autocast`` value."""
+    _choice(options, "icd_images", IMAGES_MODES)
+    _choice(options, "autocast", AUTOCAST_MODES)
+
+
 @contextlib.contextmanager
 def autocast(options: dict[str, str], device: torch.device) -> Iterator[None]:
     """The precision of ``with torch.cuda.amp.autocast():`` on ``device`` (``auto``), or the one asked for."""

@@ -454,7 +454,7 @@ class ImageReward(Metric):
     def check(self) -> None:
         require_extra("transformers", "imagereward")
         if self.spec.flavour == ICD:
-            icd_protocol.images_mode(self.options, self.task)  # a bad icd_images value fails now
+            icd_protocol.check_options(self.options)
         self._model()  # missing weights or a foreign layout fail here, before any sample
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
@@ -462,8 +462,7 @@ class ImageReward(Metric):
         model, tokenizer = self._model()
         images = [item.output for item in items]
         if self.spec.flavour == ICD:
-            mode = icd_protocol.images_mode(self.options, self.task)
-            images = [icd_protocol.view(x, role="output", mode=mode, task=self.task) for x in images]
+            images = icd_protocol.views(images, role="output", options=self.options, task=self.task)
         pixels = torch.stack([preprocess(x, model.image_size) for x in images]).to(self.device)
         ids, mask = tokenize(tokenizer, [item.target_prompt for item in items])
         with torch.inference_mode():

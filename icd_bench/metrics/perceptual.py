@@ -217,16 +217,15 @@ class LPIPS(Metric):
     def check(self) -> None:
         if self.spec.flavour == ICD:
             require_extra("piq", "lpips:whole:icd")
-            icd_protocol.images_mode(self.options, self.task)  # a bad icd_images value fails now
+            icd_protocol.check_options(self.options)
         else:
             require_extra("lpips", self.name)
         require_extra("torchvision", self.name)
         self._model()  # resolves the trunk (WeightsNotFoundError) and checks that it loads
 
     def _score_icd(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
-        mode = icd_protocol.images_mode(self.options, self.task)
-        outputs = [icd_protocol.view(it.output, role="output", mode=mode, task=self.task) for it in items]
-        sources = [icd_protocol.view(it.source, role="source", mode=mode, task=self.task) for it in items]
+        outputs = icd_protocol.views([it.output for it in items], role="output", options=self.options, task=self.task)
+        sources = icd_protocol.views([it.source for it in items], role="source", options=self.options, task=self.task)
         with torch.inference_mode():  # calculate_lpips(generated or edited, real or source)
             values = self._model()(icd_lpips_input(outputs).to(self.device), icd_lpips_input(sources).to(self.device))
         return [{self.spec.key: float(v)} for v in values.float().cpu()]

@@ -110,13 +110,17 @@ class PSNR(_PixelMetric):
                               "(the official function's one value per run, inf if any pair is identical)")
         self.per_sample = mode == "pairs"
 
+    def check(self) -> None:
+        if self.spec.flavour == ICD:
+            icd_protocol.check_options(self.options)
+
     def _icd_values(self, items: Sequence[ScoreItem]) -> list[float]:
         self.require(items)
-        mode = icd_protocol.images_mode(self.options, self.task)
+        outputs = icd_protocol.views([it.output for it in items], role="output", options=self.options, task=self.task)
+        sources = icd_protocol.views([it.source for it in items], role="source", options=self.options, task=self.task)
         values = []
-        for item in items:
-            a = np.asarray(icd_protocol.view(item.output, role="output", mode=mode, task=self.task))
-            b = np.asarray(icd_protocol.view(item.source, role="source", mode=mode, task=self.task))
+        for out, src in zip(outputs, sources, strict=True):
+            a, b = np.asarray(out), np.asarray(src)
             if a.shape != b.shape:
                 raise ValueError(f"output {a.shape} and source {b.shape} differ in size")
             values.append(icd_psnr(a, b))

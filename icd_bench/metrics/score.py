@@ -214,11 +214,15 @@ class MetricState:
         failures: dict[str, str] = {}  # item id → why the metric failed on it
         try:
             results = metric.score(items)
+        except ConfigError:
+            raise  # the setting is wrong, not the samples: stop
         except Exception:  # noqa: BLE001 - retry one by one to attribute the failure
             results = []
             for item in items:
                 try:
                     results += metric.score([item])
+                except ConfigError:
+                    raise
                 except Exception as exc:  # noqa: BLE001 - a per-sample failure becomes a row
                     results.append({key: math.nan})
                     failures[item.id] = f"{type(exc).__name__}: {exc}"
@@ -235,6 +239,8 @@ class MetricState:
         try:
             self.append_features([it.id for it in items], self.metric.features(items))
             return
+        except ConfigError:
+            raise  # the setting is wrong, not the samples: stop
         except Exception:  # noqa: BLE001 - one by one, to keep the others and name the failures
             pass
         kept_ids, kept, failed = [], [], []
@@ -242,6 +248,8 @@ class MetricState:
             try:
                 kept.append(self.metric.features([item]))
                 kept_ids.append(item.id)
+            except ConfigError:
+                raise
             except Exception as exc:  # noqa: BLE001 - left out of the set, with the reason
                 failed.append({"id": item.id, "metric": self.spec.key, "value": math.nan,
                                "error": f"left out of the set: {type(exc).__name__}: {exc}"})
@@ -269,7 +277,7 @@ class MetricState:
             for start in range(0, len(order), CHUNK):
                 block = order[start:start + CHUNK]
                 wanted = {where[i][0] for i in block}
-                cache = {p: cache[p] if p in cache else np.load(p)["rows"] for p in wanted}  # only this block's files
+                cache = {p: cache[p] if p in cache else _stored_rows(p) for p in wanted}  # only this block's files
                 yield np.stack([cache[where[i][0]][where[i][1]] for i in block])
 
         try:
@@ -279,6 +287,11 @@ class MetricState:
         if error is None and not math.isfinite(value):
             error = self.metric.undefined(self.spec.key, value)
         return rows + [{"id": SET_ID, "metric": self.spec.key, "value": float(value), "error": error}]
+
+
+def _stored_rows(path: Path) -> np.ndarray:
+    with np.load(path) as data:
+        return data["rows"]
 
 
 def _process(process: tuple[int, int] | None) -> tuple[int, int]:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -30,12 +31,6 @@ SIDE = 512
 SIZES = tuple(int(n) for n in os.environ.get("ICD_SCORE_BENCH_SIZES", "500,5000").split(","))
 METRICS = "psnr,ssim,lpips,fid"
 REPORT = REPO / "reports" / "perf" / "score-memory"
-
-
-def tiny_fid_extractor(device):
-    """A fixed random projection of 8×8-pooled pixels (64 features): an offline stand-in for Inception."""
-    proj = torch.randn(3 * 8 * 8, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(device)
-    return lambda x: torch.nn.functional.adaptive_avg_pool2d(x.double() / 255.0, 8).flatten(1) @ proj
 
 
 def _image(k: int, shift: float) -> Image.Image:
@@ -94,8 +89,10 @@ def test_peak_memory_does_not_grow_with_the_number_of_images(tmp_path_factory):
     for n in SIZES:
         run = write_run(root / f"run-{n}", n)
         cmd = [sys.executable, "-m", "icd_bench", "score", str(run), "--metrics", METRICS, "--device", "cpu",
-               "--batch-size", "16", "--restart", "-q", "--option", f"fid_ref={ref_dir}", "--option", "fid_extractor=test_score_memory:tiny_fid_extractor"]
+               "--batch-size", "16", "--restart", "-q", "--option", f"fid_ref={ref_dir}", "--option", "fid_extractor=score_bench_extractor:tiny_fid_extractor"]
         peak, seconds = peak_rss_of(cmd, env)
+        frame = pd.read_parquet(run / "metrics.parquet")
+        assert frame.error.isna().all() and set(frame.metric) == {"psnr", "ssim", "lpips", "fid"}, frame.error.dropna()[:3]
         rows.append({"images": n, "peak_rss_mib": round(peak, 1), "seconds": round(seconds, 1),
                      "images_per_second": round(n / seconds, 2)})
         print(rows[-1])
