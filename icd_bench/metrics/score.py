@@ -309,6 +309,61 @@ def _wait_for_everyone(process: tuple[int, int], device: str) -> None:
         PartialState(cpu=torch.device(device).type == "cpu").wait_for_everyone()
 
 
+def default_metrics(run: RunItems) -> list[str]:
+    """What ``score`` computes when no metrics are named: the pixel metrics (with the background ones when
+    the dataset has edit masks) and, on toy runs, the oracle."""
+    first = run.load(run.ids[:8])[0][:1]  # the dataset's kind, read off its first loadable sample
+    metrics = [m for m in DEFAULT_METRICS if (first and first[0].mask is not None) or ":" not in m]
+    if first and "toy_source_scene" in first[0].meta:
+        metrics += ["toy_edit"] if run.task == "edit" else ["toy_match"]
+    return metrics
+
+
+def checked_metrics(specs: Sequence[MetricSpec], device: str, options: dict[str, str] | None,
+                    task: str | None) -> list[Metric]:
+    """The metrics, each `check`ed before any sample (missing weights, bad options): every problem at once."""
+    known = {k for s in specs for k in METRICS.get(s.name).option_keys}
+    unknown = sorted(set(options or {}) - known)
+    if unknown:
+        raise ConfigError(f"option(s) {', '.join(unknown)} are not read by the metrics asked for "
+                          f"({', '.join(sorted(known)) or 'they take no options'})")
+    metrics = [METRICS.get(s.name)(s, device, options, task=task) for s in specs]
+    problems = []
+    for m in metrics:
+        try:
+            m.check()
+        except IcdBenchError as exc:
+            problems.append(str(exc))
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} metrics cannot run:\n" + "\n".join(f"  - {p}" for p in problems))
+    return metrics
+
+
+def _score_share(run: RunItems, states: list[MetricState], ids: list[str], batch_size: int,
+                 progress: Callable[[int, int], None] | None) -> list[tuple[str, str]]:
+    """Score this process's ``ids`` batch by batch, each metric only where it has no value yet; returns the
+    samples whose images could not be read (never finished: found again by every call)."""
+    total = len(ids) * len(states)
+    done = sum(1 for st in states for i in ids if i in st.done)
+    if progress:
+        progress(done, total)
+    todo = [i for i in ids if any(i not in st.done for st in states)]
+    unreadable: list[tuple[str, str]] = []
+    for start in range(0, len(todo), batch_size):
+        items, failed = run.load(todo[start:start + batch_size])
+        unreadable += failed
+        for st in states:
+            before = len(st.done)
+            st.score(items)
+            done += len(st.done) - before
+        done += len(failed) * len(states)
+        if progress:
+            progress(min(done, total), total)
+    return unreadable
+
+
 def score_run(run_dir: str | Path, metrics: Sequence[str] | None = None, *, device: str = "cpu",
               batch_size: int = 16, options: dict[str, str] | None = None,
               progress: Callable[[int, int], None] | None = None, restart: bool = False,
@@ -327,61 +382,23 @@ def score_run(run_dir: str | Path, metrics: Sequence[str] | None = None, *, devi
     process = _process(process)
     _wait_for_everyone(process, device)  # every process sees the same finished samples (after `run --score`)
     run = RunItems(run_dir)
-    if metrics is None:
-        first = run.load(run.ids[:8])[0][:1]  # the dataset's kind, read off its first loadable sample
-        metrics = [m for m in DEFAULT_METRICS if (first and first[0].mask is not None) or ":" not in m]
-        if first and "toy_source_scene" in first[0].meta:
-            metrics += ["toy_edit"] if run.task == "edit" else ["toy_match"]
-    specs = [MetricSpec.parse(m) for m in metrics]
-    known = {k for s in specs for k in METRICS.get(s.name).option_keys}
-    unknown = sorted(set(options or {}) - known)
-    if unknown:
-        raise ConfigError(f"option(s) {', '.join(unknown)} are not read by the metrics asked for "
-                          f"({', '.join(sorted(known)) or 'they take no options'})")
-    runners = [METRICS.get(s.name)(s, device, options, task=run.task) for s in specs]
-    problems = []
-    for r in runners:  # fail before any sample is processed (missing weights, ...), naming every problem
-        try:
-            r.check()
-        except IcdBenchError as exc:
-            problems.append(str(exc))
-    if len(problems) == 1:
-        raise ConfigError(problems[0])
-    if problems:
-        raise ConfigError(f"{len(problems)} metrics cannot run:\n" + "\n".join(f"  - {p}" for p in problems))
+    specs = [MetricSpec.parse(m) for m in (default_metrics(run) if metrics is None else metrics)]
+    runners = checked_metrics(specs, device, options, run.task)
     if restart and process[0] == 0:
         shutil.rmtree(run_dir / SCORING, ignore_errors=True)
     _wait_for_everyone(process, device)
+    (run_dir / SCORING).mkdir(parents=True, exist_ok=True)
     states = [MetricState.open(run_dir, s, r, process) for s, r in zip(specs, runners, strict=True)]
-    mine = run.ids[process[0]::process[1]]
-    total = len(mine) * len(states)
-    done = sum(1 for st in states for i in mine if i in st.done)
-    if progress:
-        progress(done, total)
-    todo = [i for i in mine if any(i not in st.done for st in states)]
-    unreadable: list[tuple[str, str]] = []
-    for start in range(0, len(todo), batch_size):
-        batch_ids = todo[start:start + batch_size]
-        items, failed = run.load(batch_ids)
-        unreadable += failed
-        for st in states:
-            before = len(st.done)
-            st.score(items)
-            done += len(st.done) - before
-        done += len(failed) * len(states)
-        if progress:
-            progress(min(done, total), total)
-    # samples whose images cannot be read are never finished: found again by every call, each process its own
+    unreadable = _score_share(run, states, run.ids[process[0]::process[1]], batch_size, progress)
     (run_dir / SCORING / f"unreadable{_shard_suffix(process)}.json").write_text(json.dumps(unreadable))
     _wait_for_everyone(process, device)
     target = run_dir / "metrics.parquet"
-    if process[0] == 0:
+    if process[0] == 0:  # merge every process's values into one table
         unreadable = [tuple(u) for k in range(process[1]) for u in json.loads(
             (run_dir / SCORING / f"unreadable{_shard_suffix((k, process[1]))}.json").read_text())]
         rows = [{"id": i, "metric": "*", "value": math.nan, "error": why} for i, why in sorted(unreadable)]
-        ids = set(run.ids)
         for st in states:
-            rows += st.result_rows(ids)
+            rows += st.result_rows(set(run.ids))
         frame = pd.DataFrame(rows, columns=["id", "metric", "value", "error"])
         tmp = run_dir / ".metrics.parquet.tmp"
         frame.to_parquet(tmp, index=False)
