@@ -7,8 +7,9 @@ of the output image and the source image.
 
 Flavours:
 
-- ``clean``: the raw cosine in [-1, 1], the convention of the iCD paper (Starodubcev et al.,
-  "Invertible Consistency Distillation", 2024) for CLIP score and image similarity.
+- ``clean``: the raw cosine in [-1, 1] (the iCD paper's convention for CLIP score and image
+  similarity) on open_clip's own preprocessing and precision; ``icd`` below is the iCD code's exact
+  computation.
 - ``pie``: ``100 · max(cos, 0)``, the CLIPScore of torchmetrics (``CLIPScore``), which PIE-Bench
   (Ju et al., "Direct Inversion", ICLR 2024; `evaluation/matrics_calculator.py`,
   ``CLIPScore(model_name_or_path="openai/clip-vit-large-patch14")``) reports. Its key spells the

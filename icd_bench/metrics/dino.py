@@ -10,7 +10,8 @@ follows the weight folder's ``preprocessor_config.json`` when present (``shortes
 processor's values: shorter side to 256 (bicubic), centre crop 224, ImageNet mean/std. It runs on
 tensors (`icd_bench.metrics.preprocess`: antialiased bicubic, clamped to [0, 1]), so it is close
 to, not bit-identical with, the PIL resize of the Hugging Face processor; iCD also ran the model
-under fp16 autocast, here it runs in float32. Whole image only.
+under fp16 autocast, here it runs in float32. Whole image only. For the iCD code's exact numbers use
+the ``icd`` flavour below.
 
 ``dinov2:whole:icd`` is exactly ``calc_dinov2_images_images``: both images as the official code reads
 them (`icd_protocol.view`), transformers' PIL image processor of the weight folder

@@ -9,7 +9,8 @@ in the ``lpips`` wheel, ``weights/v0.1/<net>.pth``) and is averaged over space; 
 over layers. Lower is more similar; LPIPS(x, x) = 0.
 
 Option ``lpips_net`` (``--option lpips_net=...``): ``alex`` (default, the lpips package's
-default and the usual "LPIPS" of editing papers), ``vgg`` or ``squeeze``. PIE-Bench
+default), ``vgg`` or ``squeeze``, at the images' own resolution. Papers differ: the iCD paper's
+(Table 2) is piq's VGG LPIPS at 224², ``lpips:whole:icd`` below; PIE-Bench
 (Ju et al., "Direct Inversion", ICLR 2024; `evaluation/matrics_calculator.py`) reports LPIPS
 from torchmetrics' ``LearnedPerceptualImagePatchSimilarity(net_type='squeeze')``, which is the
 same network and lin weights: ``--option lpips_net=squeeze`` with the ``pie`` flavour reproduces
