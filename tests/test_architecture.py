@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"toy"},                                 # the toy world (teacher, scenes, oracle) built on the above
     {"methods"},                             # editing-method plugins
     {"metrics"},
-    {"runner"},
+    {"runner", "interchange"},               # what writes run directories: the runner, the importer
     {"reports"},                             # tables, figures, statistics over finished runs
     {"studies"},                             # experiments composed of runs, scores and reports
     {"cli", "__main__"},

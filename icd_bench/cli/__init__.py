@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from icd_bench import __version__
-from icd_bench.cli import bench, report, run, toy, train
+from icd_bench.cli import bench, interchange, report, run, toy, train
 from icd_bench.cli.common import console, out
 from icd_bench.errors import IcdBenchError
 
@@ -44,6 +44,7 @@ def _main(
 app.command("list")(run.list_cmd)
 app.command("run")(run.run)
 app.command("score")(run.score)
+app.command("import")(interchange.import_cmd)
 app.add_typer(train.train_app, name="train")
 app.add_typer(toy.toy_app, name="toy")
 app.command("stats")(report.stats)

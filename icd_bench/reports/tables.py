@@ -170,6 +170,10 @@ def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, see
                          "(their reasons are in its records.jsonl)")
         preset = config.get("preset") or config.get("method")
         dataset = config.get("dataset", {}).get("name", "")
+        if config.get("method") == "imported":  # `icd-bench import`: made elsewhere
+            made = config.get("params", {})
+            notes.append(f"{run.name}: imported (made elsewhere) from {made.get('folder')}, {made.get('layout')} "
+                         "layout: its UNet evaluations and seconds are unknown")
         match = spec.matches.get(preset)
         section = configuration = None
         if run.name in explicit:
