@@ -15,7 +15,7 @@ from icd_bench.reports.tables import TABLES, bootstrap_mean, build_table, render
 
 
 def fake_run(root, name, preset, metrics: dict[str, list[float]], dataset="coco-captions", seconds=0.5,
-             extras: list[dict] | None = None):
+             extras: list[dict] | None = None, edit_types: list[str] | None = None):
     run = root / name
     run.mkdir()
     (run / "manifest.json").write_text(json.dumps({"format": 1, "config": {
@@ -24,7 +24,8 @@ def fake_run(root, name, preset, metrics: dict[str, list[float]], dataset="coco-
     with (run / "records.jsonl").open("w") as f:
         for k in range(n):
             f.write(json.dumps({"id": f"s{k}", "status": "ok", "nfe": 100, "seconds": seconds,
-                                "extras": extras[k] if extras else {}}) + "\n")
+                                "extras": extras[k] if extras else {},
+                                "edit_type": edit_types[k] if edit_types else None}) + "\n")
     pd.DataFrame([{"id": f"s{k}", "metric": m, "value": v[k], "error": None}
                   for m, v in metrics.items() for k in range(n)]).to_parquet(run / "metrics.parquet")
     return run
@@ -72,6 +73,18 @@ def test_table1_reads_the_latents_nll_from_the_records_beside_the_paper_s_encodi
     nll = long[long.column == "latent NLL"].iloc[0]
     assert fid["mean"] == 30.0 and fid["paper"] == pytest.approx(100.5)
     assert nll["mean"] == pytest.approx(1.43) and nll["paper"] == pytest.approx(1.428)  # section "Latent NLL"
+
+
+def test_per_edit_type_rows_in_piebench_order_after_all_with_the_paper_beside_all_only(tmp_path):
+    run = fake_run(tmp_path, "ddim-p2p", "ddim-p2p-sd15", {"psnr:background:pie": [20.0, 22.0, 30.0, 31.0]},
+                   dataset="piebench", edit_types=["change color", "random", "change color", "random"])
+    long, _ = build_table(TABLES["piebench"], [run], resamples=50, by_edit_type=True)
+    psnr = long[long.column == "bg PSNR"]
+    assert list(psnr.group) == ["all", "random", "change color"]  # editing_type_id 0 before 6
+    assert list(psnr["mean"]) == pytest.approx([25.75, 26.5, 25.0])
+    assert psnr.iloc[0]["paper"] == pytest.approx(17.87) and psnr.iloc[1:]["paper"].isna().all()
+    table = render(TABLES["piebench"], long, [], "md", "cmd")
+    assert "| ddim-p2p | random | ddim-p2p-sd15 |" in table and "edit type" in table
 
 
 def test_scales_follow_the_paper_and_sections_follow_the_dataset(tmp_path):

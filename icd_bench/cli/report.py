@@ -65,6 +65,7 @@ def report(
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Write TABLE.FORMAT here (default: print it).")] = None,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % intervals on means.")] = 1000,
     match: Annotated[list[str] | None, typer.Option("--match", help="RUN=SECTION/ROW: set this run (by folder name) beside a paper row, e.g. g=unguided/G or ddim50='unguided/fDDIM50 | DDIM50' (repeatable; presets of paper settings match by themselves).")] = None,
+    by_edit_type: Annotated[bool, typer.Option("--by-edit-type", help="Also one row per edit type of each run (PIE-Bench's ten, in its order), after its row over all samples.")] = False,
 ) -> None:
     """Scored runs as one of the paper's tables: per run and metric the mean with a 95 % bootstrap
     interval and sample count, and the paper's number beside it where the run's preset is the setting
@@ -78,9 +79,9 @@ def report(
     _check_run_dirs(runs)
     spec = TABLES[table]
     matches = _pairs(match, "--match", "RUN=SECTION/ROW")
-    long, notes = build_table(spec, list(runs), resamples=resamples, matches=matches)
+    long, notes = build_table(spec, list(runs), resamples=resamples, matches=matches, by_edit_type=by_edit_type)
     command = ("icd-bench report " + " ".join(str(r) for r in runs) + f" --table {table} --format {fmt}"
-               + "".join(f" --match '{k}={v}'" for k, v in matches.items()))
+               + "".join(f" --match '{k}={v}'" for k, v in matches.items()) + (" --by-edit-type" if by_edit_type else ""))
     text = render(spec, long, notes, fmt, command)
     if out_dir is None:
         typer.echo(text)

@@ -148,10 +148,29 @@ def resolve_match(paper: pd.DataFrame, row: str) -> tuple[str, str]:
     return section, hits[0]
 
 
+ALL = "all"
+
+
+def edit_type_groups(records: list[dict]) -> list[tuple[str, set[str] | None]]:
+    """("all", None), then each edit type of the records with the ids of its samples — PIE-Bench's types in
+    its order (``editing_type_id`` 0–9), any other in the order first seen."""
+    from icd_bench.data.piebench import EDIT_TYPES
+
+    order = {name: int(k) for k, name in EDIT_TYPES.items()}
+    seen: dict[str, int] = {}
+    for r in records:
+        if r.get("edit_type"):
+            seen.setdefault(r["edit_type"], len(seen))
+    types = sorted(seen, key=lambda t: (order.get(t, len(order)), seen[t]))
+    return [(ALL, None)] + [(t, {r["id"] for r in records if r.get("edit_type") == t}) for t in types]
+
+
 def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, seed: int = 0,
-                matches: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+                matches: dict[str, str] | None = None, by_edit_type: bool = False) -> tuple[pd.DataFrame, list[str]]:
     """Long result: one row per run × column (ours: mean, CI, n; the paper's value or NaN), plus the
-    footnotes. ``matches``: run folder name → paper row (``SECTION/ROW``), beside the presets' own."""
+    footnotes. ``matches``: run folder name → paper row (``SECTION/ROW``), beside the presets' own.
+    ``by_edit_type``: each run also per edit type of its samples (column ``group``; "all" first; the paper's
+    numbers stand beside "all" only)."""
     paper = paper_numbers(spec.name)
     explicit = {name: resolve_match(paper, row) for name, row in (matches or {}).items()}
     unknown = sorted(set(explicit) - {Path(r).name for r in runs})
@@ -181,27 +200,31 @@ def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, see
         elif match:
             section = match[0].replace("{dataset}", PAPER_SECTIONS.get(dataset, dataset))
             configuration = match[1]
-        for col in spec.columns:
-            if col.keys[0] in RECORD_KEYS:
-                key = col.keys[0]
-                values = np.array([v for r in records if (v := record_value(r, key)) is not None], dtype=float)
-            else:
-                key = next((k for k in col.keys if k in set(metrics["metric"])), None)
-                values = metrics.loc[metrics["metric"] == key, "value"].to_numpy(dtype=float) if key else np.array([])
-            mean, lo, hi = bootstrap_mean(values * col.scale, resamples, seed)
-            theirs = math.nan
-            if configuration is not None and col.paper:
-                conf = configuration if col.configuration_part is None else \
-                    configuration.split(" | ")[col.configuration_part]
-                hit = paper[(paper["section"] == (col.paper_section or section)) & (paper["configuration"] == conf)
-                            & (paper["metric"] == col.paper)]
-                if len(hit):
-                    theirs = float(hit["value"].iloc[0])
-            used.setdefault(col.label, set()).update([key] if key and key not in RECORD_KEYS else [])
-            rows.append({"run": run.name, "dir": str(run), "preset": preset, "dataset": dataset, "task": config.get("task"),
-                         "paper_configuration": configuration or "", "column": col.label, "metric": key or "",
-                         "n": int(np.isfinite(values).sum()), "mean": mean, "ci_low": lo, "ci_high": hi,
-                         "paper": theirs})
+        groups = edit_type_groups(records) if by_edit_type else [(ALL, None)]
+        for group, ids in groups:
+            recs = records if ids is None else [r for r in records if r["id"] in ids]
+            mets = metrics if ids is None else metrics[metrics["id"].isin(ids)]
+            for col in spec.columns:
+                if col.keys[0] in RECORD_KEYS:
+                    key = col.keys[0]
+                    values = np.array([v for r in recs if (v := record_value(r, key)) is not None], dtype=float)
+                else:
+                    key = next((k for k in col.keys if k in set(metrics["metric"])), None)
+                    values = mets.loc[mets["metric"] == key, "value"].to_numpy(dtype=float) if key else np.array([])
+                mean, lo, hi = bootstrap_mean(values * col.scale, resamples, seed)
+                theirs = math.nan
+                if configuration is not None and col.paper and group == ALL:
+                    conf = configuration if col.configuration_part is None else \
+                        configuration.split(" | ")[col.configuration_part]
+                    hit = paper[(paper["section"] == (col.paper_section or section)) & (paper["configuration"] == conf)
+                                & (paper["metric"] == col.paper)]
+                    if len(hit):
+                        theirs = float(hit["value"].iloc[0])
+                used.setdefault(col.label, set()).update([key] if key and key not in RECORD_KEYS else [])
+                rows.append({"run": run.name, "group": group, "dir": str(run), "preset": preset, "dataset": dataset,
+                             "task": config.get("task"), "paper_configuration": configuration or "",
+                             "column": col.label, "metric": key or "", "n": int(np.isfinite(values).sum()),
+                             "mean": mean, "ci_low": lo, "ci_high": hi, "paper": theirs})
     frame = pd.DataFrame(rows)
     shown = [c.label for c in spec.columns
              if (frame[frame["column"] == c.label]["n"] > 0).any() or frame[frame["column"] == c.label]["paper"].notna().any()]
@@ -209,7 +232,7 @@ def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, see
     missing: dict[str, list[str]] = {}
     for r in rows:
         col = next(c for c in spec.columns if c.label == r["column"])
-        if r["n"] == 0 and col.label in shown:
+        if r["n"] == 0 and col.label in shown and r["group"] == ALL:
             missing.setdefault(col.keys[0], []).append(r["run"])
     for key, names in missing.items():
         notes.append(f"not scored with {key}: {', '.join(names)} — run `icd-bench score RUN_DIR --metrics {key}`"
@@ -239,11 +262,14 @@ def _fmt(x: float, digits: int) -> str:
 
 
 def wide(spec: TableSpec, long: pd.DataFrame) -> pd.DataFrame:
-    """The table as people read it: one row per run; per column "this run" (mean [95 % CI]) and "paper"."""
+    """The table as people read it: one row per run (and edit type, when grouped); per column "this run"
+    (mean [95 % CI]) and "paper"."""
     out = []
-    for run, g in long.groupby("run", sort=False):
+    grouped = "group" in long and (long["group"] != ALL).any()
+    for (run, group), g in long.groupby(["run", "group"] if "group" in long else ["run", "run"], sort=False):
         first = g.iloc[0]
-        row = {"run": run, "preset": first["preset"], "paper row": first["paper_configuration"] or DASH}
+        row = {"run": run, **({"edit type": group} if grouped else {}), "preset": first["preset"],
+               "paper row": first["paper_configuration"] or DASH}
         for col in spec.columns:
             if not (g["column"] == col.label).any():
                 continue

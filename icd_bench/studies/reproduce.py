@@ -44,7 +44,7 @@ from icd_bench.config import repo_root
 from icd_bench.errors import ConfigError, IcdBenchError
 from icd_bench.training_utils import read_toml
 
-SUITE_KEYS = {"description", "table", "figure", "defaults", "runs", "source"}
+SUITE_KEYS = {"description", "table", "figure", "defaults", "runs", "source", "by_edit_type"}
 RUN_KEYS = {"name", "method", "dataset", "split", "task", "metrics", "set", "match", "backbone", "limit",
             "batch_size", "seed", "dtype", "data_dir", "options"}
 FIGURE_KINDS = ("tradeoff",)
@@ -77,6 +77,7 @@ class Suite:
     table: str
     runs: tuple[SuiteRun, ...]
     figure: dict[str, str] = field(default_factory=dict)
+    by_edit_type: bool = False  # the table also per edit type of each run (PIE-Bench's ten)
 
 
 def suite_dirs() -> list[Path]:
@@ -162,8 +163,11 @@ def load_suite(name_or_path: str) -> Suite:
             backbone=merged.get("backbone"), limit=merged.get("limit"), batch_size=int(merged.get("batch_size", 1)),
             seed=int(merged.get("seed", 0)), dtype=merged.get("dtype", "fp32"), data_dir=merged.get("data_dir"),
             options=tuple((str(k), str(v)) for k, v in options.items())))
+    by_edit_type = data.get("by_edit_type", False)
+    if not isinstance(by_edit_type, bool):
+        raise ConfigError(f"suite {path}: by_edit_type must be true or false")
     return Suite(name=path.stem, path=path, description=str(data.get("description", "")).strip(), table=table,
-                 runs=tuple(runs), figure=dict(figure))
+                 runs=tuple(runs), figure=dict(figure), by_edit_type=by_edit_type)
 
 
 # -- planning ---------------------------------------------------------------------------------------
@@ -451,7 +455,7 @@ def reproduce(suite: Suite, options: Options, *, run_one: Callable[[Any], Any] |
     runs = [p.out for p in planned]
     spec = TABLES[suite.table]
     matches = {p.run.name: p.run.match for p in planned if p.run.match}
-    long, notes = build_table(spec, runs, resamples=resamples, matches=matches)
+    long, notes = build_table(spec, runs, resamples=resamples, matches=matches, by_edit_type=suite.by_edit_type)
     command = command_line(suite, options)
     written = []
     for fmt in ("md", "csv"):
