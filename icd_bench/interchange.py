@@ -135,7 +135,8 @@ def import_outputs(layout: str, folder: str | Path, *, dataset: str, out: str | 
         root = _piebench_root(folder)
         if not hasattr(ds, "entries"):
             raise ConfigError(f"the piebench layout needs a PIE-Bench dataset (piebench, demo), not {dataset!r}")
-        wanted = {i: root / str(ds.entries[i].get("image_path", "")) for i in ids}
+        # a malformed entry (no image_path) points at the folder itself: its sample fails as the dataset says why
+        wanted = {i: root / str(e.get("image_path", "") if isinstance(e := ds.entries[i], dict) else "") for i in ids}
     elif layout == "icd":
         root = folder
         wanted = {i: root / f"{j}.jpg" for j, i in enumerate(ids)}
