@@ -264,14 +264,14 @@ class _ClipMetric(Metric):
         pixels = clip.image_processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
         with icd_protocol.autocast(self.options, self.device):
             embs = icd_protocol.features_tensor(clip.model.get_image_features(pixel_values=pixels))
-        return embs / torch.norm(embs, dim=-1, keepdim=True)
+        return icd_protocol.unit(embs)
 
     def _icd_text_embeds(self, clip: IcdClip, texts: Sequence[str]) -> torch.Tensor:
         ids = clip.tokenizer(list(texts), padding=True, truncation=True, max_length=77,
                              return_tensors="pt")["input_ids"].to(self.device)
         with icd_protocol.autocast(self.options, self.device):
             embs = icd_protocol.features_tensor(clip.model.get_text_features(ids))
-        return embs / torch.norm(embs, dim=-1, keepdim=True)
+        return icd_protocol.unit(embs)
 
     def _icd_scores(self, clip: IcdClip, items: Sequence[ScoreItem]) -> torch.Tensor:
         raise NotImplementedError
@@ -305,9 +305,8 @@ class _ClipMetric(Metric):
         self.require(items)
         if self.spec.flavour == ICD:
             with torch.inference_mode():
-                scores = torch.zeros(len(items))  # the official float32 `scores` tensor
-                scores[:] = self._icd_scores(self._icd_clip(), items)
-            return [{self.spec.key: float(v)} for v in scores]
+                scores = icd_protocol.official_scores(self._icd_scores(self._icd_clip(), items))
+            return [{self.spec.key: v} for v in scores]
         regions = self._regions(items)
         clip = self._clip()
         with torch.inference_mode():

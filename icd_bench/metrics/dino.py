@@ -220,11 +220,6 @@ def load_dinov2_icd(folder: Path, device: torch.device | str = "cpu"):
     return cached_model("dinov2-icd", (folder, torch.device(device)), load)
 
 
-def unit(x: torch.Tensor) -> torch.Tensor:
-    """``x / torch.norm(x, dim=-1, keepdim=True)`` in x's dtype (the iCD code's normalisation)."""
-    return x / torch.norm(x, dim=-1, keepdim=True)
-
-
 @METRICS.register("dinov2")
 class DINOv2Similarity(Metric):
     """Cosine similarity of the DINOv2 ViT-B/14 pooled embeddings of source and output (iCD's metric)."""
@@ -253,13 +248,12 @@ class DINOv2Similarity(Metric):
             pix_out = processor(images=outputs, return_tensors="pt")["pixel_values"].to(self.device)
             with icd_protocol.autocast(self.options, self.device):
                 emb_src = model(pixel_values=pix_src).pooler_output
-            emb_src = unit(emb_src)
+            emb_src = icd_protocol.unit(emb_src)
             with icd_protocol.autocast(self.options, self.device):
                 emb_out = model(pixel_values=pix_out).pooler_output
-            emb_out = unit(emb_out)
-            scores = torch.zeros(len(items))
-            scores[:] = (emb_out * emb_src).sum(-1)  # stored in float32, as the official `scores` tensor
-        return [{self.spec.key: float(v)} for v in scores]
+            emb_out = icd_protocol.unit(emb_out)
+            scores = icd_protocol.official_scores((emb_out * emb_src).sum(-1))
+        return [{self.spec.key: v} for v in scores]
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         if not _ready(self, items):

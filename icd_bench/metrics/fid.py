@@ -173,16 +173,10 @@ def image_features(images: Sequence[Image.Image], extractor: Extractor, device: 
     return clean_features([np.asarray(im) for im in images], extractor, device)
 
 
-def stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance, as clean-fid and pytorch-fid compute them (``np.cov(rowvar=False)``)."""
-    if len(feats) < 2:
-        raise ValueError(f"FID needs at least 2 images per set, got {len(feats)}")
-    return feats.mean(axis=0), np.cov(feats, rowvar=False)
-
-
 def streamed_stats(chunks: Chunks, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """`stats` of ``n`` rows read chunk by chunk, in two passes (the mean, then the centred scatter
-    ``Σ (x − μ)ᵀ(x − μ) / (n − 1)``, which is ``np.cov``'s formula), in float64; memory D² whatever n."""
+    """Mean and covariance of ``n`` rows read chunk by chunk, as clean-fid and pytorch-fid compute them
+    (``np.cov(rowvar=False)``), in two passes: the mean, then the centred scatter ``Σ (x − μ)ᵀ(x − μ) / (n − 1)``
+    (``np.cov``'s formula), in float64; memory D² whatever n."""
     if n < 2:
         raise ValueError(f"FID needs at least 2 images per set, got {n}")
     total, count = None, 0

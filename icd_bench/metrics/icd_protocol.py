@@ -126,6 +126,19 @@ def autocast(options: dict[str, str], device: torch.device) -> Iterator[None]:
         yield
 
 
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """``x / torch.norm(x, dim=-1, keepdim=True)``: the official normalisation of an embedding, in the dtype
+    autocast left it in."""
+    return x / torch.norm(x, dim=-1, keepdim=True)
+
+
+def official_scores(values: torch.Tensor) -> list[float]:
+    """The values as the official code stores them (``scores = torch.zeros(n); scores[i:j] = ...``: float32)."""
+    scores = torch.zeros(len(values))
+    scores[:] = values
+    return [float(v) for v in scores]
+
+
 def _transformers_major() -> int:
     import transformers
 

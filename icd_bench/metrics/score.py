@@ -210,52 +210,20 @@ class MetricState:
             self._features(items)
 
     def _per_sample(self, items: list[ScoreItem]) -> list[dict]:
-        key, metric = self.spec.key, self.metric
-        failures: dict[str, str] = {}  # item id → why the metric failed on it
-        try:
-            results = metric.score(items)
-        except ConfigError:
-            raise  # the setting is wrong, not the samples: stop
-        except Exception:  # noqa: BLE001 - retry one by one to attribute the failure
-            results = []
-            for item in items:
-                try:
-                    results += metric.score([item])
-                except ConfigError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - a per-sample failure becomes a row
-                    results.append({key: math.nan})
-                    failures[item.id] = f"{type(exc).__name__}: {exc}"
         rows = []
-        for item, res in zip(items, results, strict=True):
-            for k, value in res.items():  # a metric's values are floats, NaN where undefined
-                error = failures.get(item.id)
-                if error is None and not math.isfinite(value):
-                    error = metric.undefined(k, value)
-                rows.append({"id": item.id, "metric": k, "value": float(value), "error": error})
+        for item, res, error in _batch_or_each(self.metric.score, items):
+            for k, value in (res if error is None else {self.spec.key: math.nan}).items():
+                why = error if error is not None else (None if math.isfinite(value) else self.metric.undefined(k, value))
+                rows.append({"id": item.id, "metric": k, "value": float(value), "error": why})
         return rows
 
     def _features(self, items: list[ScoreItem]) -> None:
-        try:
-            self.append_features([it.id for it in items], self.metric.features(items))
-            return
-        except ConfigError:
-            raise  # the setting is wrong, not the samples: stop
-        except Exception:  # noqa: BLE001 - one by one, to keep the others and name the failures
-            pass
-        kept_ids, kept, failed = [], [], []
-        for item in items:
-            try:
-                kept.append(self.metric.features([item]))
-                kept_ids.append(item.id)
-            except ConfigError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - left out of the set, with the reason
-                failed.append({"id": item.id, "metric": self.spec.key, "value": math.nan,
-                               "error": f"left out of the set: {type(exc).__name__}: {exc}"})
+        done = _batch_or_each(self.metric.features, items)
+        kept = [(item, row) for item, row, error in done if error is None]
         if kept:
-            self.append_features(kept_ids, np.concatenate(kept))
-        self.append_rows(failed)
+            self.append_features([item.id for item, _ in kept], np.stack([row for _, row in kept]))
+        self.append_rows([{"id": item.id, "metric": self.spec.key, "value": math.nan,
+                           "error": f"left out of the set: {error}"} for item, _, error in done if error is not None])
 
     # -- the result ----------------------------------------------------------------------------
     def result_rows(self, ids: set[str]) -> list[dict]:
@@ -289,6 +257,28 @@ class MetricState:
         return rows + [{"id": SET_ID, "metric": self.spec.key, "value": float(value), "error": error}]
 
 
+def _batch_or_each(fn: Callable, items: list[ScoreItem]) -> list[tuple[ScoreItem, object, str | None]]:
+    """(item, its result, None) for each item of ``fn(items)`` — a metric's `score` or `features`, one
+    result per item —; when the batch fails, ``fn([item])`` item by item, so that a failure is its sample's
+    (item, None, why). A `ConfigError` stops: the setting is wrong, not the samples."""
+    try:
+        results = fn(items)
+        return [(item, results[k], None) for k, item in enumerate(items)]
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - retry one by one to attribute the failure
+        pass
+    out = []
+    for item in items:
+        try:
+            out.append((item, fn([item])[0], None))
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a per-sample failure, with its reason
+            out.append((item, None, f"{type(exc).__name__}: {exc}"))
+    return out
+
+
 def _stored_rows(path: Path) -> np.ndarray:
     with np.load(path) as data:
         return data["rows"]
@@ -312,7 +302,11 @@ def _wait_for_everyone(process: tuple[int, int], device: str) -> None:
 def default_metrics(run: RunItems) -> list[str]:
     """What ``score`` computes when no metrics are named: the pixel metrics (with the background ones when
     the dataset has edit masks) and, on toy runs, the oracle."""
-    first = run.load(run.ids[:8])[0][:1]  # the dataset's kind, read off its first loadable sample
+    first: list[ScoreItem] = []
+    for sample_id in run.ids:  # the dataset's kind, read off its first loadable sample
+        first = run.load([sample_id])[0]
+        if first:
+            break
     metrics = [m for m in DEFAULT_METRICS if (first and first[0].mask is not None) or ":" not in m]
     if first and "toy_source_scene" in first[0].meta:
         metrics += ["toy_edit"] if run.task == "edit" else ["toy_match"]
