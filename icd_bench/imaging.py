@@ -12,6 +12,10 @@ from PIL import Image
 PSNR_CAP_DB = 100.0
 
 
+#: The image files icd-bench reads from a folder it is pointed at (FID references, imported outputs).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     """3×H×W float tensor in [0, 1] → 8-bit RGB image (round half up, as torchvision does)."""
     arr = image.detach().float().clamp(0, 1).mul(255).add(0.5).floor().to(torch.uint8)

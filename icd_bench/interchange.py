@@ -41,11 +41,11 @@ from PIL import Image
 
 from icd_bench.data.base import load_rgb_image, open_dataset
 from icd_bench.errors import ConfigError, SampleError, SampleWarning
+from icd_bench.imaging import IMAGE_SUFFIXES
 from icd_bench.provenance import git_commit, versions
 from icd_bench.store import MANIFEST, RunStore, config_hash
 
 LAYOUTS = ("piebench", "icd", "folder")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 PIE_SIDE = 512  # PIE-Bench's images and panels
 CROPS = ("edit", "reconstruction")
 

@@ -47,7 +47,7 @@ import torch
 from PIL import Image
 
 from icd_bench.errors import ConfigError
-from icd_bench.imaging import tensor_to_pil
+from icd_bench.imaging import IMAGE_SUFFIXES, tensor_to_pil
 from icd_bench.metrics import icd_protocol
 from icd_bench.metrics.base import ICD, Chunks, Metric, ScoreItem
 from icd_bench.metrics.weights import (
@@ -60,7 +60,6 @@ from icd_bench.metrics.weights import (
 )
 from icd_bench.registry import METRICS
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 Extractor = Callable[[torch.Tensor], torch.Tensor]
 
 
