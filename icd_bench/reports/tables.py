@@ -265,8 +265,8 @@ def wide(spec: TableSpec, long: pd.DataFrame) -> pd.DataFrame:
     """The table as people read it: one row per run (and edit type, when grouped); per column "this run"
     (mean [95 % CI]) and "paper"."""
     out = []
-    grouped = "group" in long and (long["group"] != ALL).any()
-    for (run, group), g in long.groupby(["run", "group"] if "group" in long else ["run", "run"], sort=False):
+    grouped = (long["group"] != ALL).any()
+    for (run, group), g in long.groupby(["run", "group"], sort=False):
         first = g.iloc[0]
         row = {"run": run, **({"edit type": group} if grouped else {}), "preset": first["preset"],
                "paper row": first["paper_configuration"] or DASH}
