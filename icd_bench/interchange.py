@@ -1,4 +1,5 @@
-"""Outputs made elsewhere, imported as ordinary run directories (``icd-bench import``).
+"""Outputs made elsewhere, imported as ordinary run directories (``icd-bench import``), and a run's
+outputs written in the layouts the official evaluators read (``icd-bench export``).
 
 A run directory written here holds what ``icd-bench run`` would have written — ``images/ID.png``, the
 source as ``sources/ID.png``, one record per sample — so ``score``, ``report``, ``gallery``, ``stats`` and
@@ -24,11 +25,28 @@ A missing, unreadable or wrongly sized image fails its sample, with the file nam
 sample the runner could not finish); files that belong to no sample are listed in the manifest
 (``imported.extra_files``), never taken for one. Importing into an existing run directory is refused
 unless ``force`` (which replaces it).
+
+Export (`export_run`) writes a run's finished outputs back out:
+
+- ``piebench``: ``OUT/output/<name>/annotation_images/<image_path>``, the tree PIE-Bench's
+  ``evaluation/evaluate.py`` reads (run from ``OUT``, with ``"<name>": "output/<name>/annotation_images"``
+  among its ``all_tgt_image_folders``). Encoded as PNG by default — lossless, under the mapping's own
+  file name (PIL, and so ``evaluate.py``, reads a file by its content, not its suffix), so the evaluator
+  sees the run's pixels and its columns equal ``score``'s ``pie`` flavour; ``encoding="jpeg"`` encodes as
+  PnPInversion's scripts save (``Image.save`` to the ``.jpg`` name: PIL's JPEG, quality 75).
+- ``icd``: ``OUT/edited_images/<j>.jpg`` in the order of the run's dataset (row j of its list), JPEG as
+  ``running/sd1.5/edit.py`` saves them — what the ``icd`` flavour's ``files`` view models. A sample the run
+  did not finish leaves its ``j`` absent; ``calc_all`` pairs files by position, so every later pair
+  shifts there (the export lists those rows).
+
+Each export writes ``export.json`` (the run, its configuration hash, layout, encoding, what was skipped
+and why) beside the images: in ``output/<name>/``, or in ``OUT`` for the ``icd`` layout.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import shutil
 import sys
 import warnings
@@ -194,3 +212,97 @@ def _import_one(store: RunStore, ds, sample_id: str, path: Path | None, root: Pa
                   "target_prompt": sample.target_prompt, "edit_type": sample.edit_type,
                   "warnings": list(sample.notes), "extras": {"imported_from": where}})
     summary.ok += 1
+
+
+EXPORT_LAYOUTS = ("piebench", "icd")
+ENCODINGS = ("png", "jpeg")
+EXPORT_MANIFEST = "export.json"
+
+
+@dataclass
+class ExportSummary:
+    root: Path  # the folder the images were written to
+    written: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (sample id, why)
+    odd_sizes: list[str] = field(default_factory=list)
+
+
+def _safe_name(name: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ConfigError(f"--name {name!r} must be a plain folder name")
+    return name
+
+
+def export_run(run_dir: str | Path, layout: str, out: str | Path, *, name: str | None = None,
+               encoding: str | None = None, force: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> ExportSummary:
+    """Write ``run_dir``'s finished outputs under ``out`` in ``layout`` (see the module docstring)."""
+    import json
+
+    from icd_bench.store import atomic_write_bytes
+
+    if layout not in EXPORT_LAYOUTS:
+        raise ConfigError(f"unknown layout {layout!r}; choose one of {', '.join(EXPORT_LAYOUTS)}")
+    encoding = encoding or ("png" if layout == "piebench" else "jpeg")
+    if encoding not in ENCODINGS:
+        raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+    run_dir, out = Path(run_dir).expanduser(), Path(out).expanduser()
+    store = RunStore(run_dir)
+    manifest = store.manifest()
+    cfg = manifest["config"]
+    ds_cfg = cfg.get("dataset") or {}
+    try:
+        ds = open_dataset(ds_cfg.get("name", "?"), data_dir=Path(ds_cfg["data_dir"]) if ds_cfg.get("data_dir") else None,
+                          split=ds_cfg.get("split"), task=cfg.get("task"))
+    except ConfigError as exc:
+        raise ConfigError(f"exporting {run_dir} needs its dataset (for the file names and their order): {exc}") from None
+    ids = ds.ids()
+    if layout == "piebench":
+        if not hasattr(ds, "entries"):
+            raise ConfigError(f"the piebench layout needs a run on a PIE-Bench dataset, not {ds_cfg.get('name')!r}")
+        name = _safe_name(name or str(cfg.get("preset") or cfg.get("method") or run_dir.name))
+        root = out / "output" / name / "annotation_images"
+        target = out / "output" / name
+        files = {i: str(e.get("image_path", "")) if isinstance(e := ds.entries[i], dict) else "" for i in ids}
+    else:
+        root = target = out / "edited_images"
+        files = {i: f"{j}.jpg" for j, i in enumerate(ids)}
+    if target.exists() and any(target.iterdir()):
+        if not force:
+            raise ConfigError(f"{target} already holds images: choose another --out or --name, or pass --force "
+                              "to replace it")
+        shutil.rmtree(target)
+    records = {r["id"]: r for r in store.records()}
+    summary = ExportSummary(root=root)
+    for k, sample_id in enumerate(ids, 1):
+        rec = records.get(sample_id)
+        if rec is None or rec.get("status") != "ok":
+            why = "not run" if rec is None else f"failed in the run: {rec.get('error')}"
+            summary.skipped.append((sample_id, why))
+        elif not files[sample_id]:
+            summary.skipped.append((sample_id, "its mapping entry has no image_path"))
+        else:
+            try:
+                with Image.open(run_dir / rec["outputs"]["image"]) as im:
+                    image = im.convert("RGB")
+            except (OSError, KeyError) as exc:
+                summary.skipped.append((sample_id, f"cannot read its image: {exc}"))
+            else:
+                if layout == "piebench" and image.size != (PIE_SIDE, PIE_SIDE):
+                    summary.odd_sizes.append(sample_id)
+                buf = io.BytesIO()
+                image.save(buf, format="PNG" if encoding == "png" else "JPEG")
+                path = root / files[sample_id]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(path, buf.getvalue())
+                summary.written += 1
+        if progress:
+            progress(k, len(ids))
+    record = {"run": str(run_dir.resolve()), "config_hash": manifest.get("config_hash"), "layout": layout,
+              "name": name if layout == "piebench" else None, "encoding": encoding, "written": summary.written,
+              "skipped": dict(summary.skipped), "not_512": summary.odd_sizes,
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    # beside the images, never among them: calc_all lists edited_images/ and takes every name for a number
+    where = target / EXPORT_MANIFEST if layout == "piebench" else out / EXPORT_MANIFEST
+    atomic_write_bytes(where, (json.dumps(record, indent=1) + "\n").encode())
+    return summary

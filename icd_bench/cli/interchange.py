@@ -47,3 +47,38 @@ def import_cmd(
         shown = ", ".join(summary.extra_files[:10]) + (" …" if len(summary.extra_files) > 10 else "")
         out.print(f"{len(summary.extra_files)} file(s) belong to no sample and were not imported: {escape(shown)}")
     out.print(f"next: icd-bench score {summary.out}")
+
+
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (written by `icd-bench run` or `icd-bench import`).")],
+    layout: Annotated[str, typer.Option(help="piebench (output/<name>/annotation_images/<image_path>, for PIE-Bench's evaluation/evaluate.py) or icd (edited_images/<j>.jpg, for the iCD code's calc_all).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="The folder to write into (for piebench: the folder evaluate.py is run from; several runs can share it).")],
+    name: Annotated[str | None, typer.Option(help="piebench: the method folder's name, output/<name> (default: the run's preset).")] = None,
+    encoding: Annotated[str | None, typer.Option(help="png (lossless; the default for piebench: the evaluator sees the run's pixels) or jpeg (PIL's quality 75, as the producers' scripts save; the default for icd).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace images an earlier export left in that place.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Write a run's edits in a benchmark's own layout, so its official evaluator can run on them. Samples the
+    run did not finish are skipped and listed (in the icd layout their row numbers stay empty)."""
+    from icd_bench.interchange import export_run
+
+    with _progress(quiet) as bar:
+        task_bar = bar.add_task("exporting", total=None)
+        summary = export_run(run_dir, layout, out_dir, name=name, encoding=encoding, force=force,
+                             progress=lambda k, n: bar.update(task_bar, completed=k, total=n))
+    out.print(f"wrote {summary.written} image(s) under {summary.root}")
+    if summary.skipped:
+        out.print(f"[yellow]{len(summary.skipped)} sample(s) not exported[/]:")
+        for sample_id, reason in summary.skipped[:20]:
+            out.print(f"  - {sample_id}: {escape(reason)}")
+        if len(summary.skipped) > 20:
+            out.print(f"  … and {len(summary.skipped) - 20} more")
+        if layout == "icd":
+            out.print("  calc_all pairs edited_images/ by position: every file after a gap is paired with the wrong row")
+    if summary.odd_sizes:
+        out.print(f"[yellow]{len(summary.odd_sizes)} image(s) are not 512 × 512[/]: PIE-Bench's evaluate.py decodes "
+                  "its masks on a 512 × 512 grid")
+    if layout == "piebench":
+        method = summary.root.parent.name
+        out.print(f"next: from {out_dir}, PIE-Bench's evaluation/evaluate.py with \"{escape(method)}\": "
+                  f"\"output/{escape(method)}/annotation_images\" among its all_tgt_image_folders")

@@ -933,3 +933,104 @@ def write_icd_metric_weights(root: Path, *, vgg_classifier: bool = False) -> Pat
     np.savez(root / "fid-stats-mscoco512-val" / "fid_stats_mscoco512_val.npz", **icd_fid_reference())
     write_imagereward(root / "imagereward-v1", root / "bert-base-uncased")
     return root
+
+
+# -- a run exported for PIE-Bench's own evaluate.py --------------------------------------------------------
+PIE_EXPORT_SEED = 43
+PIE_EXPORT_METHOD = "ddim+p2p"  # exported under a name evaluate.py knows: its "1_ddim+p2p" entry
+#: (id, folder, original_prompt, editing_prompt, mask): a box edit, an edit whose mask covers the whole frame
+#: (the unedited part is empty: evaluate.py writes "nan"), an edit with only the forced border as its mask,
+#: a box over a run-length overrun; brackets as PIE-Bench marks its edited words.
+PIE_EXPORT_CASES = (
+    ("000000000000", "0_random_140", "a [cat] sitting on a wooden table", "a [dog] sitting on a wooden table", "box"),
+    ("211000000001", "2_add_object_80", "a red car parked in front of a house",
+     "a red car parked in front of a house [with a balloon]", "overrun"),
+    ("611000000002", "6_change_color_40", "a [red] ball on the grass", "a [blue] ball on the grass", "all"),
+    ("911000000003", "9_change_style_40", "a photo of a mountain lake", "[an oil painting] of a mountain lake",
+     "none"),
+)
+
+
+def _pie_export_mask(kind: str) -> list[int]:
+    side = 512
+    if kind == "all":
+        return [0, side * side]
+    if kind == "none":
+        return []
+    if kind == "overrun":
+        return [side * 300 + 100, 5000, side * side - 2000, 9000]
+    return [v for r in range(180, 330) for v in (r * side + 140, 200)]  # rows 180-329, columns 140-339
+
+
+def write_pie_export_data(root: Path) -> Path:
+    """A PIE-Bench data folder (``mapping_file.json``, ``annotation_images/<folder>/<id>.jpg``) of
+    PIE_EXPORT_CASES with 512² sources (_scene). The files hold PNG bytes under PIE-Bench's ``.jpg`` names
+    (PIL reads by content), so both sides read the same pixels whatever libjpeg decodes."""
+    import json
+
+    from PIL import Image
+
+    entries = {}
+    for k, (sample_id, folder, src, tgt, kind) in enumerate(PIE_EXPORT_CASES):
+        path = f"{folder}/{sample_id}.jpg"
+        image = _scene(512, 512, _gen(PIE_EXPORT_SEED, k)).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        (root / "annotation_images" / folder).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / "annotation_images" / path, format="PNG")
+        entries[sample_id] = {"image_path": path, "original_prompt": src, "editing_prompt": tgt,
+                              "editing_instruction": "", "editing_type_id": sample_id[0], "blended_word": "",
+                              "mask": _pie_export_mask(kind)}
+    (root / "mapping_file.json").write_text(json.dumps(entries, indent=1))
+    return root
+
+
+def write_pie_export_edits(root: Path, data: Path) -> Path:
+    """The edits, ``<id>.png`` (a folder the ``folder`` layout imports): each source with a recoloured band
+    and noise."""
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    for k, (sample_id, folder, *_rest) in enumerate(PIE_EXPORT_CASES):
+        with Image.open(data / "annotation_images" / folder / f"{sample_id}.jpg") as im:
+            src = torch.tensor(list(im.convert("RGB").getdata()), dtype=torch.float32).view(512, 512, 3).permute(2, 0, 1)
+        g = _gen(PIE_EXPORT_SEED, 100 + k)
+        out = src.clone()
+        out[:, 160:340] = out[:, 160:340].roll(1, dims=0) + 25 * torch.randn(3, 180, 512, generator=g)
+        out = (out + 6 * torch.randn(out.shape, generator=g)).clamp(0, 255).round().to(torch.uint8)
+        Image.fromarray(out.permute(1, 2, 0).numpy()).save(root / f"{sample_id}.png")
+    return root
+
+
+def pie_export_tree(root: Path) -> dict[str, Path]:
+    """The PIE-Bench data, a run of its edits (``icd-bench import``'s folder layout) and that run exported
+    with ``icd-bench export --layout piebench --name PIE_EXPORT_METHOD`` into ``root/eval``."""
+    from icd_bench.interchange import export_run, import_outputs
+
+    data = write_pie_export_data(root / "data")
+    edits = write_pie_export_edits(root / "edits", data)
+    run = root / "run"
+    summary = import_outputs("folder", edits, dataset="piebench", data_dir=data, out=run)
+    if summary.errors:
+        raise RuntimeError(f"import failed: {summary.errors}")
+    export_run(run, "piebench", root / "eval", name=PIE_EXPORT_METHOD)
+    return {"data": data, "run": run, "eval": root / "eval",
+            "images": root / "eval" / "output" / PIE_EXPORT_METHOD / "annotation_images"}
+
+
+def write_pie_weights(root: Path) -> Path:
+    """A weights folder (``ICD_BENCH_WEIGHTS``) with what the ``pie`` flavour loads, on the goldens' random
+    weights: ``dino-vitb8`` (dino_state_dict), the LPIPS SqueezeNet trunk (lpips_trunk) and the tiny CLIP as
+    an open_clip checkpoint (``clip-icd-golden-clip-openai``, its architecture registered with open_clip)."""
+    import open_clip
+
+    from icd_bench.metrics import perceptual
+
+    write_dino_vit(root / "dino-vitb8")
+    spec = perceptual.NETS["squeeze"]
+    (root / spec.key).mkdir(parents=True, exist_ok=True)
+    torch.save(lpips_trunk(), root / spec.key / spec.files[0])
+    config = root / f"{CLIP_NAME}.json"
+    config.write_text(json.dumps(CLIP_CONFIG))
+    open_clip.add_model_config(config)
+    (root / f"clip-{CLIP_NAME}-openai").mkdir(exist_ok=True)
+    torch.save(clip_open_clip_state_dict(), root / f"clip-{CLIP_NAME}-openai" / "open_clip_pytorch_model.bin")
+    return root

@@ -16,8 +16,6 @@ tools/conformance/pie_model_metrics.py with ``evaluation/evaluate.py``'s ``calcu
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -40,17 +38,9 @@ def _image(a: np.ndarray) -> torch.Tensor:
 def weights_dir(tmp_path_factory):
     """A weights folder holding the golden DINO ViT-B/8 (``dino-vitb8``) and the tiny CLIP as an open_clip
     checkpoint (``clip-icd-golden-clip-openai``), its architecture registered with open_clip."""
-    import open_clip
-
     from icd_bench.metrics import weights
 
-    root = tmp_path_factory.mktemp("weights")
-    gi.write_dino_vit(root / "dino-vitb8")
-    config = root / f"{gi.CLIP_NAME}.json"
-    config.write_text(json.dumps(gi.CLIP_CONFIG))
-    open_clip.add_model_config(config)
-    (root / f"clip-{gi.CLIP_NAME}-openai").mkdir()
-    torch.save(gi.clip_open_clip_state_dict(), root / f"clip-{gi.CLIP_NAME}-openai" / "open_clip_pytorch_model.bin")
+    root = gi.write_pie_weights(tmp_path_factory.mktemp("weights"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(weights.ENV, str(root))
         yield root
