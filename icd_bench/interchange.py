@@ -133,7 +133,7 @@ def _checked(image: Image.Image, path: Path, layout: str, size: int | None) -> I
 def import_outputs(layout: str, folder: str | Path, *, dataset: str, out: str | Path,
                    data_dir: str | Path | None = None, split: str | None = None, task: str = "edit",
                    name: str | None = None, mapping: str | Path | None = None, crop: str = "edit",
-                   size: int | None = None, force: bool = False,
+                   size: int | None = None, force: bool = False, saw_mask: bool | None = None,
                    progress: Callable[[int, int], None] | None = None) -> ImportSummary:
     """Write the run directory ``out`` from ``folder``'s images in ``layout`` for ``dataset``'s samples."""
     if layout not in LAYOUTS:
@@ -173,6 +173,7 @@ def import_outputs(layout: str, folder: str | Path, *, dataset: str, out: str | 
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "imported": {"from": str(folder.resolve()), "layout": layout, "nfe": "unknown", "seconds": "unknown",
                              "extra_files": extras},
+                "protocol": {"saw_mask": saw_mask},  # as declared by the importer; None: unknown
                 "runtime": {"versions": versions(), "git_commit": git_commit(), "command": " ".join(sys.argv)}}
     store = RunStore.create_or_resume(out, manifest)
     summary = ImportSummary(out=out, total=len(ids), extra_files=extras)

@@ -192,6 +192,8 @@ class Runner:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "runtime": {"device": str(self.device), "versions": versions(), "git_commit": git_commit(),
                         "command": " ".join(sys.argv)},
+            # PIE-Bench's protocol: did the method see the dataset's edit mask (icd_bench.metrics.pie_protocol)
+            "protocol": {"saw_mask": bool(self.cfg.task == "edit" and METHODS.get(self.spec.method).sees_edit_mask)},
         }
 
     def todo(self, store: RunStore) -> list[str]:

@@ -52,6 +52,7 @@ def test_invert_writes_records_and_images(images_dir, tiny_sd15_dir, tmp_path):
     assert manifest["config"]["params"]["num_inference_steps"] == STEPS
     assert manifest["config"]["backbone"] == str(tiny_sd15_dir)
     assert manifest["runtime"]["versions"]["torch"]
+    assert manifest["protocol"] == {"saw_mask": False}  # no method of the project is given the edit mask
     assert len(manifest["config_hash"]) == 16
 
 

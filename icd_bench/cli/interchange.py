@@ -24,6 +24,7 @@ def import_cmd(
     crop: Annotated[str, typer.Option(help="piebench strips: edit (the last 512 × 512, as PIE-Bench's evaluate.py) or reconstruction (the panel before it).")] = "edit",
     size: Annotated[int | None, typer.Option(help="icd and folder layouts: the side every image must have (a sample of another size fails).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a run directory that already exists.")] = False,
+    saw_mask: Annotated[bool | None, typer.Option("--saw-mask/--no-saw-mask", help="Whether the method was given the benchmark's edit mask (PIE-Bench's protocol; tables say so). Default: unknown.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Import outputs made elsewhere as a run directory that score, report, gallery, stats and reproduce read
@@ -35,7 +36,7 @@ def import_cmd(
         task_bar = bar.add_task("importing", total=None)
         summary = import_outputs(layout, folder, dataset=dataset, out=out_dir, data_dir=data_dir, split=split,
                                  task=task, name=name, mapping=mapping, crop=crop, size=size, force=force,
-                                 progress=lambda k, n: bar.update(task_bar, completed=k, total=n))
+                                 saw_mask=saw_mask, progress=lambda k, n: bar.update(task_bar, completed=k, total=n))
     out.print(f"imported {summary.ok} of {summary.total} samples into {summary.out}")
     if summary.errors:
         out.print(f"[red]{len(summary.errors)} failed[/] (error records in records.jsonl):")

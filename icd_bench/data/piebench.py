@@ -60,9 +60,15 @@ def decode_mask(pairs: list[int], shape: tuple[int, int] = MASK_GRID, border: bo
             raise ValueError(f"run-length mask has an invalid run ({start!r}, {length!r})")
         flat[start:min(start + length, total)] = True
     mask = flat.reshape(shape)
-    if border:
-        mask[0, :] = mask[-1, :] = True
-        mask[:, 0] = mask[:, -1] = True
+    return with_border(mask) if border else mask
+
+
+def with_border(mask: np.ndarray) -> np.ndarray:
+    """The mask with its 1-pixel frame set (PIE-Bench's ``mask_decode``: "to avoid annotation errors in
+    boundary"); a copy."""
+    mask = mask.copy()
+    mask[0, :] = mask[-1, :] = True
+    mask[:, 0] = mask[:, -1] = True
     return mask
 
 
@@ -184,17 +190,22 @@ class PieBench:
         image = load_rgb_image(data_file(self.root / "annotation_images", str(e["image_path"]), sample_id), sample_id)
         blend, notes = checked_blend_words(sample_id, source, target, blend)
         try:
-            mask = decode_mask(list(e["mask"]))
+            drawn = decode_mask(list(e["mask"]), border=False)
         except (TypeError, ValueError) as exc:
             raise SampleError(sample_id, f"malformed mask: {exc}") from None
+        mask = with_border(drawn)
         if image.size != (MASK_GRID[1], MASK_GRID[0]):
-            mask = np.asarray(Image.fromarray(mask).resize(image.size, Image.Resampling.NEAREST))
+            mask, drawn = (np.asarray(Image.fromarray(m).resize(image.size, Image.Resampling.NEAREST))
+                           for m in (mask, drawn))
         type_id = str(e.get("editing_type_id", sample_id[0]))
         return EditSample(
             id=sample_id, image=image, source_prompt=source, target_prompt=target, blend_words=blend, notes=notes,
             edit_mask=mask, edit_type=EDIT_TYPES.get(type_id, type_id),
             meta={"editing_type_id": type_id, "editing_instruction": e.get("editing_instruction", ""),
                   "source_words": src_words, "target_words": tgt_words, "image_path": e["image_path"],
+                  # as published, for the pie protocol's switches (icd_bench.metrics.pie_protocol)
+                  "original_prompt": str(e["original_prompt"]), "editing_prompt": str(e["editing_prompt"]),
+                  "mask_without_border": drawn,
                   **{k: v for k, v in e.items() if k.startswith("toy_")}})
 
 

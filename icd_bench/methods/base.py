@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
@@ -16,6 +16,12 @@ from icd_bench.types import TASKS, EditSample, Inversion, TaskOutput
 @dataclass
 class NoParams:
     """A method without parameters."""
+
+
+def without_mask(sample: EditSample) -> EditSample:
+    """The sample as a method that may not see the evaluation mask gets it (no ``edit_mask``, nor its copy
+    in ``meta``)."""
+    return replace(sample, edit_mask=None, meta={k: v for k, v in sample.meta.items() if k != "mask_without_border"})
 
 
 class EditingMethod:
@@ -32,6 +38,9 @@ class EditingMethod:
     name: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
     tasks: ClassVar[tuple[str, ...]] = TASKS
+    #: whether ``edit`` is given the dataset's edit mask (recorded in the run's manifest as ``protocol.saw_mask``);
+    #: otherwise its samples arrive without one, as PIE-Bench's methods get only the prompts
+    sees_edit_mask: ClassVar[bool] = False
 
     def __init__(self, backbone: Backbone, params=None):
         self.backbone = backbone
@@ -86,8 +95,9 @@ class EditingMethod:
                     # the encoded noise's likelihood under the prior (the paper's Table 1, bottom row)
                     extras = [{"latent_nll": round(float(v), 6)} for v in latent_nll(inv.latents)]
                     out = self.reconstruct(inv)
-                else:
-                    out = self.edit(sources, samples, generators)
+                else:  # PIE-Bench's protocol: a method sees the edit mask only if it declares it
+                    out = self.edit(sources, samples if self.sees_edit_mask else [without_mask(s) for s in samples],
+                                    generators)
         nfe = spent[0] // n
         out = out.float().cpu()  # one transfer (and sync) per batch
         return sources, [TaskOutput(image=out[i], nfe=nfe, extras=extras[i]) for i in range(n)]

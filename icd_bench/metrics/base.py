@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from icd_bench.errors import ConfigError
+from icd_bench.metrics import pie_protocol
 from icd_bench.registry import METRICS
 
 REGIONS = ("whole", "background", "edited")
@@ -114,6 +115,8 @@ class Metric:
         self.device = torch.device(device)
         self.options = dict(options or {})
         self.task = task
+        if spec.flavour == "pie":  # a misspelt protocol switch stops before any sample
+            pie_protocol.check_options(self.options)
 
     def check(self) -> None:
         """Raise a `ConfigError` now (before any sample) when the metric cannot run, e.g. weights missing."""
@@ -152,9 +155,16 @@ class Metric:
                                      f"({self.name} scores the image against it)")
 
     def region_mask(self, item: ScoreItem) -> np.ndarray | None:
-        """H×W bool of the pixels the metric looks at (None = all)."""
+        """H×W bool of the pixels the metric looks at (None = all); the ``pie`` flavour's mask follows its
+        ``pie_mask_border`` switch."""
         if self.spec.region == "whole":
             return None
         if item.mask is None:
             raise ValueError(f"region {self.spec.region!r} needs an edit mask, and the sample has none")
-        return ~item.mask if self.spec.region == "background" else item.mask
+        mask = pie_protocol.mask(item, self.options) if self.spec.flavour == "pie" else item.mask
+        return ~mask if self.spec.region == "background" else mask
+
+    def empty_region(self) -> float:
+        """The value of a region without pixels: NaN (undefined: not averaged, counted), or for the ``pie``
+        flavour what its ``pie_undefined`` switch says."""
+        return pie_protocol.empty_region_value(self.options) if self.spec.flavour == "pie" else float("nan")

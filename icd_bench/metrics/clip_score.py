@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 
 from icd_bench.errors import ConfigError
-from icd_bench.metrics import icd_protocol
+from icd_bench.metrics import icd_protocol, pie_protocol
 from icd_bench.metrics.base import FLAVOURS, ICD, Metric, ScoreItem
 from icd_bench.metrics.preprocess import (
     CLIP_MEAN,
@@ -228,7 +228,7 @@ def load_icd_clip(folder: Path, device: torch.device) -> IcdClip:
 class _ClipMetric(Metric):
     regions = ("whole", "edited")
     flavours = (*FLAVOURS, ICD)
-    option_keys = ("clip_model", "clip_pretrained", *icd_protocol.OPTION_KEYS)
+    option_keys = ("clip_model", "clip_pretrained", *pie_protocol.OPTION_KEYS, *icd_protocol.OPTION_KEYS)
 
     @property
     def model_name(self) -> str:
@@ -298,7 +298,7 @@ class _ClipMetric(Metric):
         cos = cos.double().cpu()
         if self.spec.flavour == "pie":
             cos = 100.0 * cos.clamp_min(0.0)
-        return [{self.spec.key: float("nan") if r is not None and not r.any() else float(c)}
+        return [{self.spec.key: self.empty_region() if r is not None and not r.any() else float(c)}
                 for c, r in zip(cos, regions, strict=True)]
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
@@ -328,7 +328,9 @@ class ClipT(_ClipMetric):
 
     def _cosines(self, clip, items, regions):
         image = self._images(clip, [item.output for item in items], regions)
-        text = self._texts(clip, [item.target_prompt for item in items])
+        prompts = [pie_protocol.prompt(item, "target", self.options) if self.spec.flavour == "pie"
+                   else item.target_prompt for item in items]
+        text = self._texts(clip, prompts)
         return (image * text).sum(-1)
 
     def _icd_scores(self, clip, items):

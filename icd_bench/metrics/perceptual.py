@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from icd_bench.errors import ConfigError
-from icd_bench.metrics import icd_protocol
+from icd_bench.metrics import icd_protocol, pie_protocol
 from icd_bench.metrics.base import FLAVOURS, ICD, REGIONS, Metric, ScoreItem
 from icd_bench.metrics.preprocess import IMAGENET_MEAN, IMAGENET_STD, apply_mask, stack
 from icd_bench.metrics.weights import (
@@ -199,7 +199,7 @@ class LPIPS(Metric):
     flavours = (*FLAVOURS, ICD)
     needs = ("source",)
     higher_is_better = False
-    option_keys = ("lpips_net", *icd_protocol.OPTION_KEYS)
+    option_keys = ("lpips_net", *pie_protocol.OPTION_KEYS, *icd_protocol.OPTION_KEYS)
 
     @property
     def net(self) -> str:
@@ -256,6 +256,6 @@ class LPIPS(Metric):
         out = []
         for value, region in zip(values, regions, strict=True):
             if region is not None and not region.any():
-                value = float("nan")  # an empty region: nothing to score
+                value = self.empty_region()  # nothing to score
             out.append({self.spec.key: float(value)})
         return out

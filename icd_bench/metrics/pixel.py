@@ -28,7 +28,7 @@ import torch
 
 from icd_bench.errors import ConfigError
 from icd_bench.imaging import psnr_from_mse
-from icd_bench.metrics import icd_protocol
+from icd_bench.metrics import icd_protocol, pie_protocol
 from icd_bench.metrics.base import FLAVOURS, ICD, REGIONS, Chunks, Metric, ScoreItem
 from icd_bench.registry import METRICS
 
@@ -43,6 +43,7 @@ def _pair(item: ScoreItem) -> tuple[torch.Tensor, torch.Tensor]:
 class _PixelMetric(Metric):
     regions = REGIONS
     flavours = FLAVOURS
+    option_keys = pie_protocol.OPTION_KEYS
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         self.require(items)
@@ -57,7 +58,7 @@ class _PixelMetric(Metric):
                 if m.shape != a.shape[-2:]:
                     raise ValueError(f"mask {tuple(m.shape)} does not match the image {tuple(a.shape[-2:])}")
                 if not bool(m.any()):
-                    value = float("nan")  # an empty region: nothing to score
+                    value = self.empty_region()  # nothing to score
                 elif self.spec.flavour == "pie":
                     value = self.whole(a * m, b * m)
                 else:
@@ -100,7 +101,7 @@ class PSNR(_PixelMetric):
 
     name = "psnr"
     flavours = (*FLAVOURS, ICD)
-    option_keys = (*icd_protocol.OPTION_KEYS, "icd_psnr")
+    option_keys = (*pie_protocol.OPTION_KEYS, *icd_protocol.OPTION_KEYS, "icd_psnr")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -42,6 +42,7 @@ from PIL import Image
 from icd_bench.errors import ConfigError, IcdBenchError, SampleWarning
 from icd_bench.metrics.base import Metric, MetricSpec, ScoreItem
 from icd_bench.registry import METRICS
+from icd_bench.store import atomic_write_bytes
 
 #: What ``icd-bench score`` computes when --metrics is not given (offline, no weights needed); the
 #: background ones only when the dataset has edit masks.
@@ -59,6 +60,14 @@ CHUNK = 1024
 
 def _image(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), np.float32) / 255.0).permute(2, 0, 1)
+
+
+METRIC_OPTIONS = "metrics.json"  # beside metrics.parquet: metric key → the options it read
+
+
+def metric_options(metric: Metric) -> dict[str, str]:
+    """The options given that ``metric`` reads (part of its scoring folder's identity)."""
+    return {k: metric.options[k] for k in sorted(metric.option_keys) if k in metric.options}
 
 
 class RunItems:
@@ -138,7 +147,7 @@ class MetricState:
 
     @classmethod
     def open(cls, run_dir: Path, spec: MetricSpec, metric: Metric, process: tuple[int, int]) -> MetricState:
-        relevant = {k: metric.options[k] for k in sorted(metric.option_keys) if k in metric.options}
+        relevant = metric_options(metric)
         what = {"metric": spec.key, "options": relevant, "per_sample": metric.per_sample,
                 "device": metric.device.type}
         digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
@@ -397,6 +406,9 @@ def score_run(run_dir: str | Path, metrics: Sequence[str] | None = None, *, devi
         tmp = run_dir / ".metrics.parquet.tmp"
         frame.to_parquet(tmp, index=False)
         tmp.replace(target)
+        # the settings each metric read (tables name a protocol switch set away from its default)
+        atomic_write_bytes(run_dir / METRIC_OPTIONS, json.dumps(
+            {st.spec.key: metric_options(st.metric) for st in states}, indent=1, sort_keys=True).encode())
     _wait_for_everyone(process, device)
     frame = pd.read_parquet(target) if process[0] != 0 else frame
     return frame, summarize(frame)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -14,12 +15,15 @@ from icd_bench.store import RunStore
 @dataclass(frozen=True)
 class RunData:
     """``config`` (the manifest's), ``records`` (each sample's last record, error records included)
-    and ``metrics`` (metrics.parquet, long: id, metric, value, error; empty when unscored)."""
+    and ``metrics`` (metrics.parquet, long: id, metric, value, error; empty when unscored); ``metric_options``:
+    the options each metric key was scored with (metrics.json; empty for scorings older than it)."""
 
     dir: Path
     config: dict
     records: list[dict]
     metrics: pd.DataFrame
+    metric_options: dict = field(default_factory=dict)
+    protocol: dict = field(default_factory=dict)  # the manifest's: {"saw_mask": true | false | null (unknown)}
 
     @property
     def name(self) -> str:
@@ -43,8 +47,16 @@ class RunData:
 def load_run(run: Path) -> RunData:
     run = Path(run)
     store = RunStore(run)
-    config = store.manifest()["config"]  # a missing or corrupt manifest is one RunStoreError
+    manifest = store.manifest()  # a missing or corrupt manifest is one RunStoreError
+    config = manifest["config"]
     metrics_file = run / "metrics.parquet"
     metrics = pd.read_parquet(metrics_file) if metrics_file.is_file() else pd.DataFrame(
         columns=["id", "metric", "value", "error"])
-    return RunData(dir=run, config=config, records=store.records(), metrics=metrics)
+    try:
+        options = json.loads((run / "metrics.json").read_text()) if metrics_file.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        options = {}
+    return RunData(dir=run, config=config, records=store.records(), metrics=metrics, metric_options=options,
+                   protocol=manifest.get("protocol")
+                   # runs from before the record: the runner's methods never read the mask; an import is unknown
+                   or {"saw_mask": None if config.get("method") == "imported" else False})

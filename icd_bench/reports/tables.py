@@ -165,6 +165,27 @@ def edit_type_groups(records: list[dict]) -> list[tuple[str, set[str] | None]]:
     return [(ALL, None)] + [(t, {r["id"] for r in records if r.get("edit_type") == t}) for t in types]
 
 
+def protocol_notes(data, spec: TableSpec) -> list[str]:
+    """What a table must say of a run read away from PIE-Bench's protocol: a ``pie`` metric scored with a
+    switch set off its default, a method that saw the edit mask (or, imported, one not known not to)."""
+    from icd_bench.metrics import pie_protocol
+
+    notes = []
+    keys = {k for col in spec.columns for k in col.keys}
+    for key, options in sorted(data.metric_options.items()):
+        if key in keys and key.endswith(":pie") and (away := pie_protocol.departures(options)):
+            notes.append(f"{data.dir.name}: {key} scored with {', '.join(away)} (PIE-Bench's evaluate.py: "
+                         + ", ".join(f"{a.split('=')[0]}={pie_protocol.OPTIONS[a.split('=')[0]][0]}" for a in away) + ")")
+    if any(k.endswith(":pie") for k in keys) and data.config.get("task") == "edit":
+        saw = data.protocol.get("saw_mask")
+        if saw:
+            notes.append(f"{data.dir.name}: the method was given the benchmark's edit mask")
+        elif saw is None:
+            notes.append(f"{data.dir.name}: whether the method saw the edit mask is unknown "
+                         "(icd-bench import --saw-mask / --no-saw-mask)")
+    return notes
+
+
 def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, seed: int = 0,
                 matches: dict[str, str] | None = None, by_edit_type: bool = False) -> tuple[pd.DataFrame, list[str]]:
     """Long result: one row per run × column (ours: mean, CI, n; the paper's value or NaN), plus the
@@ -193,6 +214,7 @@ def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, see
             made = config.get("params", {})
             notes.append(f"{run.name}: imported (made elsewhere) from {made.get('folder')}, {made.get('layout')} "
                          "layout: its UNet evaluations and seconds are unknown")
+        notes += protocol_notes(data, spec)
         match = spec.matches.get(preset)
         section = configuration = None
         if run.name in explicit:
