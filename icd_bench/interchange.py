@@ -161,8 +161,11 @@ def import_outputs(layout: str, folder: str | Path, *, dataset: str, out: str | 
     else:
         root = folder
         wanted = _by_csv(folder, Path(mapping)) if mapping else _by_name(folder, ids)
+    # PnPInversion names each method by its folder, output/<method>: tables match it to the paper's row
+    producer = (root.parent if root.name == "annotation_images" else root).name if layout == "piebench" else None
     config = {"method": "imported", "preset": name or f"imported-{layout}",
               "params": {"layout": layout, "folder": str(folder.resolve()), "crop": crop,
+                         **({"producer_method": producer} if producer else {}),
                          **({"mapping": str(Path(mapping).resolve())} if mapping else {})},
               "dataset": {k: v for k, v in ds.describe().items() if k != "size"},
               "backbone": None, "task": task, "seed": None, "dtype": None}

@@ -6,6 +6,7 @@ missing, unreadable and wrongly sized images of a download-shaped folder fail ex
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -55,10 +56,10 @@ def pixel(run, record) -> tuple[int, ...]:
     return Image.open(run / record["outputs"]["image"]).getpixel((256, 256))
 
 
-def pnp_output(root, entries, *, missing=(), narrow=(), strips=True):
+def pnp_output(root, entries, *, missing=(), narrow=(), strips=True, name="my-method"):
     """``output/<method>/annotation_images/<image_path>`` as PnPInversion's scripts write them: a strip
     [source | reconstruction | edit] for every other sample, the edit alone for the rest."""
-    method = root / "output" / "my-method"
+    method = root / "output" / name
     for k, (sample_id, e) in enumerate(entries.items()):
         if sample_id in missing:
             continue
@@ -184,3 +185,22 @@ def test_import_command_then_score_as_a_user_would(pie, tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
     assert "psnr:background:pie" in set(metrics.metric) and metrics.id.nunique() == 29
+
+
+def test_a_released_pnpinversion_method_stands_beside_its_published_row(pie, tmp_path):
+    """PnPInversion names each method by its output folder; an import of ``output/ddim+p2p`` finds the paper's
+    DDIM+P2P row by itself (no --match), a folder the table does not know finds none."""
+    root, entries = pie
+    runs = []
+    for name in ("ddim+p2p", "my-method"):
+        folder = pnp_output(root, entries, strips=False, name=name) / "annotation_images"
+        run = tmp_path / name
+        import_outputs("piebench", folder, dataset="piebench", data_dir=root, out=run)
+        score_run(run, metrics=["psnr:background:pie"])
+        runs.append(run)
+    assert RunStore(runs[0]).manifest()["config"]["params"]["producer_method"] == "ddim+p2p"
+    long, _ = build_table(TABLES["piebench"], runs)
+    psnr = long[long["column"] == "bg PSNR"].set_index("dir")
+    assert psnr.loc[str(runs[0]), "paper"] == pytest.approx(17.87)  # PIE-Bench Table 1, DDIM+P2P
+    assert psnr.loc[str(runs[0]), "paper_configuration"] == "DDIM+P2P"
+    assert math.isnan(psnr.loc[str(runs[1]), "paper"])

@@ -56,6 +56,8 @@ class TableSpec:
     columns: tuple[Column, ...]
     #: preset → (paper section, paper configuration); a section "{dataset}" takes the run's dataset
     matches: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: an imported run's producer method (PnPInversion's ``output/<method>`` folder name) → the paper's row
+    published: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 # the iCD paper's own metric code (the icd flavour) first: a run scored with it is read with it
@@ -102,7 +104,11 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (
                Column("bg SSIM ×10²", ("ssim:background:pie",), "background_ssim", True, 1e2, 2),
                Column("CLIP whole", ("clip_t:whole:pie", "clip_t"), "clip_whole", True, digits=2),
                Column("CLIP edited", ("clip_t:edited:pie",), "clip_edited", True, digits=2)),
-              {"ddim-p2p-sd15": ("", "DDIM+P2P"), "nti-sd15": ("", "NTI+P2P"), "npi-sd15": ("", "NPI+P2P")}),
+              {"ddim-p2p-sd15": ("", "DDIM+P2P"), "nti-sd15": ("", "NTI+P2P"), "npi-sd15": ("", "NPI+P2P")},
+              # the folders of PnPInversion's released outputs (its evaluate.py's all_tgt_image_folders)
+              {"ddim+p2p": ("", "DDIM+P2P"), "null-text-inversion+p2p_a800": ("", "NTI+P2P"),
+               "null-text-inversion+p2p_3090": ("", "NTI+P2P"), "negative-prompt-inversion+p2p": ("", "NPI+P2P"),
+               "directinversion+p2p": ("", "DirectInversion+P2P")}),
 )}
 PAPER_SECTIONS = {"coco-edit": "COCO", "piebench": "PIE-Bench"}
 
@@ -217,6 +223,8 @@ def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, see
         notes += protocol_notes(data, spec)
         match = spec.matches.get(preset)
         section = configuration = None
+        if config.get("method") == "imported":  # the producer's own name for it, when the table knows it
+            match = spec.published.get(config.get("params", {}).get("producer_method", "")) or match
         if run.name in explicit:
             section, configuration = explicit[run.name]
         elif match:
