@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from icd_bench import __version__
-from icd_bench.cli import bench, interchange, report, run, toy, train
+from icd_bench.cli import bench, interchange, report, run, sweep, toy, train
 from icd_bench.cli.common import console, out
 from icd_bench.errors import IcdBenchError
 
@@ -46,6 +46,7 @@ app.command("run")(run.run)
 app.command("score")(run.score)
 app.command("import")(interchange.import_cmd)
 app.command("export")(interchange.export_cmd)
+app.command("sweep")(sweep.sweep)
 app.add_typer(train.train_app, name="train")
 app.add_typer(toy.toy_app, name="toy")
 app.command("stats")(report.stats)

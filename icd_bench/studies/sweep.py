@@ -1,0 +1,267 @@
+"""Operating curves: each editing method run over the knob that trades edit strength for preservation,
+every point scored, drawn, and read at matched preservation (``icd-bench sweep``).
+
+One shared setting hides the trade-off: a method at a stronger guidance edits more and keeps less. A
+sweep runs every method over its knob (by default its guidance scale — the one `compare_edits` sets:
+``guidance_scale``, EF-DDPM's and InfEdit's target scale, the w a guidance-embedded consistency model is
+given — or any ``--set`` field), each point an ordinary run directory under ``WORK/<method>/<key>=<value>``
+(a killed sweep resumes: finished samples and scores are kept). From the per-sample scores it writes
+
+- ``NAME.csv``: one row per point — its knob value, the mean of the edit measure (y, e.g. edit success or
+  CLIP-T) and of the preservation measure (x, e.g. background PSNR, LPIPS, DINOv2) with 95 % bootstrap
+  intervals over the samples, UNet evaluations per edit, whether the point is on its method's Pareto front
+  and on the front of all methods together;
+- ``NAME.md``: those points per method, then each method **at matched preservation**: its curve (points in
+  knob order, joined by straight lines) read at given levels of x, with bootstrap intervals (the samples
+  resampled jointly across a method's points, so the interval covers the reading, not only the points);
+  "—" where the curve does not reach the level;
+- ``NAME.png``: y against x per method with both intervals, each point labelled with its knob value, each
+  method's Pareto points filled and the front of all methods drawn.
+
+Written by hand: no library draws Pareto fronts over bootstrapped operating curves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from icd_bench.errors import ConfigError
+from icd_bench.markdown import markdown_table
+from icd_bench.registry import METRICS
+
+GUIDANCE = "guidance"  # the knob name that means each method's own guidance field
+GUIDANCE_FIELDS = ("guidance_scale", "target_guidance_scale", "target_guidance", "model_guidance")
+
+
+def knob_field(method: str, knob: str) -> str:
+    """The ``--set`` field that ``knob`` moves for ``method``: for ``guidance`` its guidance scale (the
+    first of GUIDANCE_FIELDS it has), otherwise ``knob`` itself, which it must have."""
+    from icd_bench.config import resolve_method
+
+    fields = {f.name for f in dataclasses.fields(resolve_method(method, []).params)}
+    if knob == GUIDANCE:
+        key = next((k for k in GUIDANCE_FIELDS if k in fields), None)
+        if key is None:
+            raise ConfigError(f"{method} has no guidance scale ({', '.join(GUIDANCE_FIELDS)}); sweep another --knob")
+        return key
+    if knob not in fields:
+        raise ConfigError(f"{method} has no setting {knob!r} (its settings: {', '.join(sorted(fields))})")
+    return knob
+
+
+def higher_is_better(key: str) -> bool:
+    return bool(METRICS.get(key.split(":")[0]).higher_is_better)
+
+
+@dataclass
+class Point:
+    method: str
+    field: str
+    value: float
+    run_dir: Path
+
+
+def run_points(methods: Sequence[str], knob: str, values: dict[str, list[float]], *, metrics: list[str],
+               work: Path, dataset: str = "demo", data_dir: Path | None = None, split: str | None = None,
+               limit: int | None = None, device: str = "auto", batch_size: int = 16, score_options=None,
+               log: Callable[[str], None] = print) -> list[Point]:
+    """Run and score every (method, value); each point resumes what an earlier (killed) sweep finished."""
+    from icd_bench.metrics.score import score_run
+    from icd_bench.runner import RunConfig, Runner
+
+    plan = [(m, knob_field(m, knob), v) for m in methods for v in values[m]]  # every knob is checked first
+    points = []
+    for k, (method, key, value) in enumerate(plan, 1):
+        out = Path(work) / method / f"{key}={value:g}"
+        cfg = RunConfig(method=method, dataset=dataset, data_dir=data_dir, split=split, task="edit", limit=limit,
+                        batch_size=batch_size, overrides=[f"{key}={value}"], device=device, out=out)
+        summary = Runner(cfg).run()
+        score_run(out, metrics, device="cpu" if device == "auto" else device, options=score_options)
+        log(f"[{k}/{len(plan)}] {method} {key}={value:g}: {summary.skipped + summary.ok} edits "
+            f"({summary.skipped} from before), {summary.failed} failed")
+        points.append(Point(method, key, value, out))
+    return points
+
+
+def _values(run_dir: Path, keys: Sequence[str]) -> tuple[pd.DataFrame, float]:
+    """Per-sample values of ``keys`` (id × key) and the mean UNet evaluations per edit of a scored run."""
+    from icd_bench.reports.runs import load_run
+
+    data = load_run(run_dir)
+    m = data.metrics
+    m = m[m["metric"].isin(keys) & m["error"].isna()]
+    wide = m.pivot_table(index="id", columns="metric", values="value", aggfunc="last")
+    missing = [k for k in keys if k not in wide.columns]
+    if missing:
+        raise ConfigError(f"{run_dir} has no scores for {', '.join(missing)}: score it with metrics giving them")
+    nfe = [r["nfe"] for r in data.ok if r.get("nfe") is not None]
+    return wide[list(keys)], (float(np.mean(nfe)) if nfe else math.nan)
+
+
+def dominated(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """For points (higher x and y better), whether another point is at least as good in both and better in one."""
+    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+    out = np.zeros(len(xs), bool)
+    for i in range(len(xs)):
+        if not (np.isfinite(xs[i]) and np.isfinite(ys[i])):
+            out[i] = True
+            continue
+        better = (xs >= xs[i]) & (ys >= ys[i]) & ((xs > xs[i]) | (ys > ys[i]))
+        out[i] = bool(better.any())
+    return out
+
+
+def read_at(xs: np.ndarray, ys: np.ndarray, level: float) -> float:
+    """A curve (points in knob order, joined by straight lines) read at x = ``level``: the best y (higher is
+    better) over its crossings; NaN where it does not reach the level."""
+    best = math.nan
+    for i in range(len(xs)):
+        if xs[i] == level:
+            best = ys[i] if math.isnan(best) else max(best, ys[i])
+    for (x0, y0), (x1, y1) in zip(zip(xs[:-1], ys[:-1], strict=True), zip(xs[1:], ys[1:], strict=True), strict=True):
+        if min(x0, x1) < level < max(x0, x1):
+            y = y0 + (level - x0) * (y1 - y0) / (x1 - x0)
+            best = y if math.isnan(best) else max(best, y)
+    return best
+
+
+def analyse(points: Sequence[Point], x: str, y: str, *, levels: Sequence[float] | None = None,
+            resamples: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(points table, matched-preservation table) — see the module docstring. Values are oriented
+    internally so that higher is better; the tables keep the metrics' own signs."""
+    sx, sy = (1.0 if higher_is_better(x) else -1.0), (1.0 if higher_is_better(y) else -1.0)
+    rng = np.random.default_rng(seed)
+    rows, per_method = [], {}
+    for method in dict.fromkeys(p.method for p in points):
+        mine = sorted((p for p in points if p.method == method), key=lambda p: p.value)
+        tables = [(p, *_values(p.run_dir, [x, y])) for p in mine]
+        common = sorted(set.intersection(*(set(t.dropna().index) for _, t, _ in tables)))
+        idx = rng.integers(0, len(common), (resamples, len(common))) if common else np.zeros((resamples, 0), int)
+        boot_x, boot_y = [], []
+        for p, t, nfe in tables:
+            vx, vy = t[x].to_numpy(float), t[y].to_numpy(float)
+            row = {"method": method, "knob": p.field, "value": p.value, "n": int(np.isfinite(vx + vy).sum()),
+                   "nfe": nfe, "run": str(p.run_dir)}
+            for key, v in ((x, vx), (y, vy)):
+                v = v[np.isfinite(v)]
+                boots = v[rng.integers(0, len(v), (resamples, len(v)))].mean(1) if len(v) > 1 else np.full(resamples, v.mean() if len(v) else math.nan)
+                row[key] = float(v.mean()) if len(v) else math.nan
+                row[f"{key} low"], row[f"{key} high"] = (float(q) for q in np.percentile(boots, [2.5, 97.5]))
+            rows.append(row)
+            paired = t.loc[common]
+            boot_x.append(sx * paired[x].to_numpy(float)[idx].mean(1) if common else np.full(resamples, math.nan))
+            boot_y.append(sy * paired[y].to_numpy(float)[idx].mean(1) if common else np.full(resamples, math.nan))
+        per_method[method] = (np.array(boot_x), np.array(boot_y), len(common))
+    table = pd.DataFrame(rows)
+    ox, oy = sx * table[x].to_numpy(float), sy * table[y].to_numpy(float)
+    table["pareto (method)"] = False
+    for _method, part in table.groupby("method", sort=False):
+        table.loc[part.index, "pareto (method)"] = ~dominated(ox[part.index], oy[part.index])
+    table["pareto (all)"] = ~dominated(ox, oy)
+
+    if levels is None:  # the quartiles of the points' preservation, rounded
+        finite = table[x].dropna().to_numpy(float)
+        levels = sorted({round(float(q) * 2) / 2 for q in np.percentile(finite, [25, 50, 75])}) if len(finite) else []
+    matched = []
+    for method, part in table.groupby("method", sort=False):
+        bx, by, n_common = per_method[method]
+        px, py = sx * part[x].to_numpy(float), sy * part[y].to_numpy(float)
+        for level in levels:
+            value = read_at(px, py, sx * level)
+            reads = np.array([read_at(bx[:, b], by[:, b], sx * level) for b in range(bx.shape[1])])
+            reached = reads[np.isfinite(reads)]
+            lo, hi = (np.percentile(reached, [2.5, 97.5]) if len(reached) else (math.nan, math.nan))
+            matched.append({"method": method, f"{x} level": level, y: sy * value if np.isfinite(value) else math.nan,
+                            f"{y} low": sy * (lo if sy > 0 else hi), f"{y} high": sy * (hi if sy > 0 else lo),
+                            "resamples reaching it": len(reached) / max(bx.shape[1], 1), "n": n_common})
+    return table, pd.DataFrame(matched)
+
+
+def _fmt(v: float, digits: int = 3) -> str:
+    return "—" if v is None or not np.isfinite(v) else f"{v:.{digits}g}" if abs(v) < 1 else f"{v:.{digits + 1}g}"
+
+
+def write_report(table: pd.DataFrame, matched: pd.DataFrame, x: str, y: str, out: Path, name: str, *,
+                 title: str, command: str = "", notes: Sequence[str] = ()) -> Path:
+    """NAME.csv, NAME.md and NAME.png under ``out`` (see the module docstring)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / f"{name}.csv", index=False, float_format="%.5g")
+    arrow = lambda k: "↑" if higher_is_better(k) else "↓"  # noqa: E731
+    lines = [f"# {title}", "",
+             f"Each method is run over its knob; every point is scored: *{y}* {arrow(y)} (edit strength) against "
+             f"*{x}* {arrow(x)} (preservation), means with 95 % bootstrap intervals over the samples. A point on "
+             "its method's Pareto front (★) is not beaten on both by another setting of the same method; ◆ marks "
+             "the front of all methods together.", ""]
+    if command:
+        lines += [f"Regenerate with `{command}`.", ""]
+    lines += [*notes, ""] if notes else []
+    lines += [f"![operating curves]({name}.png)", "", "## Points", ""]
+    body = []
+    for _, r in table.iterrows():
+        mark = ("★" if r["pareto (method)"] else "") + ("◆" if r["pareto (all)"] else "")
+        body.append([r["method"], f"{r['knob']}={r['value']:g}", int(r["n"]), _fmt(r["nfe"], 2),
+                     f"{_fmt(r[y])} [{_fmt(r[f'{y} low'])}, {_fmt(r[f'{y} high'])}]",
+                     f"{_fmt(r[x])} [{_fmt(r[f'{x} low'])}, {_fmt(r[f'{x} high'])}]", mark])
+    lines += markdown_table(["method", "setting", "n", "UNet evaluations", f"{y} {arrow(y)}", f"{x} {arrow(x)}",
+                             "front"], body)
+    if not matched.empty:
+        levels = list(dict.fromkeys(matched[f"{x} level"]))
+        lines += ["", f"## At matched preservation ({x} = {', '.join(f'{v:g}' for v in levels)})", "",
+                  f"Each method's curve read at the level (linear between neighbouring settings; the best reading "
+                  f"where it crosses the level more than once), {y} with its 95 % bootstrap interval; — where the "
+                  "curve does not reach the level.", ""]
+        head = ["method", *(f"{y} at {x} = {v:g}" for v in levels)]
+        body = []
+        for method, part in matched.groupby("method", sort=False):
+            cells = []
+            for v in levels:
+                r = part[part[f"{x} level"] == v].iloc[0]
+                cells.append("—" if not np.isfinite(r[y]) else
+                             f"{_fmt(r[y])} [{_fmt(r[f'{y} low'])}, {_fmt(r[f'{y} high'])}]")
+            body.append([method, *cells])
+        lines += markdown_table(head, body)
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    draw(table, x, y, out / f"{name}.png", title=title)
+    return out / f"{name}.md"
+
+
+def draw(table: pd.DataFrame, x: str, y: str, path: Path, *, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.5, 6), dpi=120)
+    colours = plt.get_cmap("tab10")
+    for k, (method, part) in enumerate(table.groupby("method", sort=False)):
+        c = colours(k % 10)
+        ax.plot(part[x], part[y], "-", color=c, alpha=0.6, lw=1.2, label=method)
+        ax.errorbar(part[x], part[y], xerr=[part[x] - part[f"{x} low"], part[f"{x} high"] - part[x]],
+                    yerr=[part[y] - part[f"{y} low"], part[f"{y} high"] - part[y]], fmt="none", ecolor=c, alpha=0.35,
+                    lw=0.8)
+        front = part["pareto (method)"].to_numpy(bool)
+        ax.scatter(part[x][front], part[y][front], color=c, s=36, zorder=3)
+        ax.scatter(part[x][~front], part[y][~front], facecolor="white", edgecolor=c, s=36, zorder=3)
+        for _, r in part.iterrows():
+            ax.annotate(f"{r['value']:g}", (r[x], r[y]), textcoords="offset points", xytext=(4, 3), fontsize=7, color=c)
+    front = table[table["pareto (all)"]].sort_values(x)
+    if len(front):
+        ax.plot(front[x], front[y], "--", color="black", lw=1, alpha=0.7, label="front of all methods", zorder=2)
+    ax.set_xlabel(f"{x} ({'higher' if higher_is_better(x) else 'lower'} is better: preservation)")
+    ax.set_ylabel(f"{y} ({'higher' if higher_is_better(y) else 'lower'} is better: edit)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

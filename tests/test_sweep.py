@@ -1,0 +1,116 @@
+"""`icd-bench sweep`: every method over its knob, each point scored, Pareto fronts and each method read at
+matched preservation, with bootstrap intervals (`icd_bench.studies.sweep`)."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from icd_bench.errors import ConfigError
+from icd_bench.store import RunStore
+from icd_bench.studies.sweep import Point, analyse, dominated, knob_field, read_at
+
+from conftest import REPO
+
+X, Y = "toy_edit:background_psnr", "toy_edit:success"
+
+
+def test_dominated_points_are_the_ones_beaten_on_both():
+    xs, ys = np.array([1.0, 2.0, 2.0, 0.5, 3.0]), np.array([3.0, 2.0, 1.0, 3.0, 0.0])
+    assert dominated(xs, ys).tolist() == [False, False, True, True, False]
+    assert dominated(np.array([1.0, math.nan]), np.array([1.0, 1.0])).tolist() == [False, True]
+
+
+def test_a_curve_is_read_between_its_settings():
+    xs, ys = np.array([40.0, 35.0, 30.0]), np.array([0.2, 0.5, 0.8])
+    assert read_at(xs, ys, 37.5) == pytest.approx(0.35)
+    assert read_at(xs, ys, 35.0) == pytest.approx(0.5)
+    assert math.isnan(read_at(xs, ys, 41.0)) and math.isnan(read_at(xs, ys, 29.0))
+    # a curve that comes back across the level: its best reading
+    assert read_at(np.array([30.0, 40.0, 30.0]), np.array([0.1, 0.2, 0.9]), 35.0) == pytest.approx(0.55)
+
+
+def fake_run(root, method, value, x, y) -> Point:
+    """A scored run directory whose samples have the given per-sample preservation and edit values."""
+    out = root / method / f"guidance_scale={value:g}"
+    config = {"method": method, "preset": method, "params": {"guidance_scale": value}, "dataset": {"name": "demo"},
+              "task": "edit"}
+    store = RunStore.create_or_resume(out, {"format": 1, "config": config, "config_hash": f"{method}{value}"})
+    for i in range(len(x)):
+        store.append({"id": f"s{i}", "status": "ok", "task": "edit", "nfe": 8, "seconds": 0.1, "outputs": {}})
+    rows = [{"id": f"s{i}", "metric": k, "value": v, "error": None}
+            for i in range(len(x)) for k, v in ((X, x[i]), (Y, y[i]))]
+    pd.DataFrame(rows).to_parquet(out / "metrics.parquet")
+    return Point(method, "guidance_scale", value, out)
+
+
+def test_points_fronts_and_matched_preservation(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 40
+    points = []
+    # method a: stronger guidance edits more, keeps less; b: dominated everywhere by a
+    for value, (px, py) in zip((1, 3, 5), ((40, 0.2), (35, 0.5), (30, 0.8)), strict=True):
+        points.append(fake_run(tmp_path, "a", value, px + rng.normal(0, 1, n), (rng.random(n) < py).astype(float)))
+    for value, (px, py) in zip((1, 5), ((38, 0.1), (31, 0.4)), strict=True):
+        points.append(fake_run(tmp_path, "b", value, px + rng.normal(0, 1, n), (rng.random(n) < py).astype(float)))
+    table, matched = analyse(points, X, Y, levels=[36.0, 39.5], resamples=300)
+    a = table[table["method"] == "a"].set_index("value")
+    assert a.loc[3, "n"] == n and a.loc[3, X] == pytest.approx(35, abs=0.5)
+    assert (table[f"{Y} low"] <= table[Y]).all() and (table[Y] <= table[f"{Y} high"]).all()
+    assert a["pareto (method)"].all()  # each setting of a trades one for the other
+    assert not table.loc[table["method"] == "b", "pareto (all)"].any()
+    at = matched.set_index(["method", f"{X} level"])
+    # a at 36 dB: between its settings 1 and 3, read on the line joining them
+    (x1, y1), (x3, y3) = a.loc[1, [X, Y]], a.loc[3, [X, Y]]
+    want = y3 + (36 - x3) * (y1 - y3) / (x1 - x3)
+    assert at.loc[("a", 36.0), Y] == pytest.approx(want)
+    assert at.loc[("a", 36.0), f"{Y} low"] <= want <= at.loc[("a", 36.0), f"{Y} high"]
+    assert math.isnan(at.loc[("b", 39.5), Y])  # b's curve ends near 38 dB
+
+
+def test_lower_is_better_preservation_is_oriented(tmp_path):
+    """With LPIPS as the preservation measure (lower is better), the front and the reading turn with it."""
+    from icd_bench.studies import sweep
+
+    points = [fake_run(tmp_path, "a", v, np.full(5, lp), np.full(5, s))
+              for v, lp, s in ((1, 0.1, 0.2), (5, 0.3, 0.8), (7, 0.35, 0.7))]
+    real = sweep.higher_is_better
+    sweep.higher_is_better = lambda key: key != X  # read X as an LPIPS-like measure
+    try:
+        table, matched = analyse(points, X, Y, levels=[0.2], resamples=50)
+    finally:
+        sweep.higher_is_better = real
+    assert table["pareto (method)"].tolist() == [True, True, False]  # 7 keeps less and edits less than 5
+    assert matched[Y].iloc[0] == pytest.approx(0.5)
+
+
+def test_the_knob_resolves_per_method():
+    assert knob_field("ddim-toy", "guidance") == "guidance_scale"
+    assert knob_field("ef-ddpm-toy", "guidance") == "target_guidance_scale"
+    assert knob_field("icd-toy", "tau") == "tau"
+    with pytest.raises(ConfigError, match="has no setting 'nope'"):
+        knob_field("icd-toy", "nope")
+
+
+def test_sweep_command_as_a_user_would(tmp_path):
+    cmd = [sys.executable, "-m", "icd_bench", "sweep", "--methods", "icd-toy", "--values", "2,5", "--limit", "3",
+           "--work", str(tmp_path / "runs"), "--out", str(tmp_path / "report"), "--name", "c", "--resamples", "50",
+           "--device", "cpu"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    for suffix in ("md", "csv", "png"):
+        assert (tmp_path / "report" / f"c.{suffix}").stat().st_size > 0
+    points = pd.read_csv(tmp_path / "report" / "c.csv")
+    assert points["value"].tolist() == [2, 5] and (points["n"] == 3).all()
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert again.returncode == 0 and "3 edits (3 from before)" in again.stdout  # a re-run resumes
+    bad = subprocess.run(cmd[:5] + ["icd-toy,ddim-toy", "--knob", "skip"] + cmd[6:], capture_output=True, text=True,
+                         cwd=REPO)
+    assert bad.returncode != 0 and "has no setting 'skip'" in bad.stdout + bad.stderr
+    assert "Traceback" not in bad.stderr
