@@ -204,3 +204,32 @@ def test_a_released_pnpinversion_method_stands_beside_its_published_row(pie, tmp
     assert psnr.loc[str(runs[0]), "paper"] == pytest.approx(17.87)  # PIE-Bench Table 1, DDIM+P2P
     assert psnr.loc[str(runs[0]), "paper_configuration"] == "DDIM+P2P"
     assert math.isnan(psnr.loc[str(runs[1]), "paper"])
+
+
+def test_imported_and_produced_runs_in_one_table(tmp_path):
+    """A run made here and outputs handed over in the iCD code's layout (``edited_images/<j>.jpg``, 512² JPEGs as
+    its SD1.5 scripts save them; here the produced edits enlarged) sit in one report, the imported row saying so."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "250"}
+
+    def cli(*args):
+        res = subprocess.run([sys.executable, "-m", "icd_bench", *args], capture_output=True, text=True, env=env,
+                             cwd=REPO, timeout=600)
+        assert res.returncode == 0, res.stdout + res.stderr
+        return res.stdout
+
+    produced, handed, imported = tmp_path / "icd-toy", tmp_path / "icd-release", tmp_path / "imported"
+    cli("run", "--method", "icd-toy", "--dataset", "demo", "--batch-size", "16", "--out", str(produced))
+    cli("export", str(produced), "--layout", "icd", "--out", str(handed), "-q")  # edited_images/<j>.jpg
+    for path in (handed / "edited_images").iterdir():
+        with Image.open(path) as im:
+            im.convert("RGB").resize((512, 512)).save(path, format="JPEG")
+    cli("import", "icd", str(handed / "edited_images"), "--dataset", "demo", "--out", str(imported), "-q")
+    metrics = "psnr:background:pie,mse:background:pie,ssim:background:pie"
+    for run in (produced, imported):
+        cli("score", str(run), "--metrics", metrics, "-q")
+    table = cli("report", str(produced), str(imported), "--table", "piebench")
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()
+            if line.startswith("| icd-toy") or line.startswith("| imported")}
+    assert set(rows) == {"icd-toy", "imported"}, table
+    assert all("| 70 |" in row for row in rows.values())  # every edit scored in both
+    assert "imported: imported (made elsewhere)" in table and "failed" not in table
