@@ -86,6 +86,7 @@ class RunSummary:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (sample id, reason) of this invocation
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (sample id, note) of ok samples run now
     unknown_words: set[str] = field(default_factory=set)  # prompt words a toy backbone does not know (run-wide)
+    notes: list[str] = field(default_factory=list)  # the method's run-wide caveats (`EditingMethod.run_notes`)
 
 
 @functools.cache
@@ -230,6 +231,9 @@ class Runner:
         try:
             backbone = load_backbone(self.backbone_name, device=self.device, dtype=self.dtype)
             method = METHODS.get(self.spec.method)(backbone, self.spec.params)
+            summary.notes = method.run_notes(self.cfg.task)
+            if summary.notes:  # said once per run, kept with the run
+                store.annotate("notes", summary.notes)
             if self.cfg.compile:
                 method.backbone.compile_unet(self.cfg.compile)
         except BaseException:

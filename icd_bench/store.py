@@ -173,6 +173,17 @@ class RunStore:
         except json.JSONDecodeError as exc:
             raise RunStoreError(f"{path} is corrupt: {exc}") from None
 
+    def annotate(self, key: str, value: Any) -> None:
+        """Set ``key`` of the manifest (outside ``config``, so the run's identity is unchanged)."""
+        if key in ("config", "config_hash"):
+            raise ValueError(f"{key} is the run's identity, not an annotation")
+        manifest = self.manifest()
+        manifest[key] = value
+        try:
+            atomic_write_bytes(self.root / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True)).encode())
+        except OSError as exc:
+            raise _write_error(self.root / MANIFEST, exc) from None
+
     # -- reading -----------------------------------------------------------------------------
     def records_files(self) -> list[Path]:
         return sorted(self.root.glob("records*.jsonl"))

@@ -321,3 +321,23 @@ def test_icd_toy_uses_the_bundled_trained_models():
         values[label] = psnr(images[label], sources.float()).mean().item()
     assert values["trained"] > 28.0 and values["untrained"] > 28.0, values
     assert (images["trained"] - images["untrained"]).abs().mean() > 1e-3  # the adapters are applied
+
+
+def test_a_guidance_scale_outside_the_trained_ones_is_said_once_and_kept(tmp_path):
+    """The bundled toy adapters were trained at w in {1, 3, 5, 7} (their icd.json): w 9 is said once per run
+    (the summary's notes, the manifest's ``notes``); w 7 and 1 are not."""
+    import json
+
+    from icd_bench.icd.model import trained_guidance_scales
+    from icd_bench.runner import RunConfig, Runner
+
+    scales, where = trained_guidance_scales("bundled:toy/icd/cfg_distill.safetensors", "bundled:toy/icd/cdm.safetensors")
+    assert scales == [1.0, 3.0, 5.0, 7.0] and where.endswith("icd.json")
+    for w, said in ((9.0, True), (7.0, False)):
+        out = tmp_path / f"w{w:g}"
+        summary = Runner(RunConfig(method="icd-toy", dataset="demo", limit=1, overrides=[f"guidance_scale={w}"],
+                                   device="cpu", out=out)).run()
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert bool(summary.notes) == said and ("notes" in manifest) == said
+        if said:
+            assert "guidance_scale 9 is outside" in summary.notes[0] and manifest["notes"] == summary.notes

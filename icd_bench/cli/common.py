@@ -113,6 +113,8 @@ def _print_summary(summary) -> None:
         listed = ", ".join(words[:12]) + (f" … ({len(words)} in all)" if len(words) > 12 else "")
         table.add_row("[yellow]toy vocabulary[/]", escape(f"prompts use words the toy world does not know: {listed}; "
                                                           "its outputs show toy shapes, not those words"))
+    for k, note in enumerate(getattr(summary, "notes", [])):
+        table.add_row("[yellow]note[/]" if k == 0 else "", f"[yellow]{escape(note)}[/]")
     shown = 10
     for label, items, colour in (("failed", summary.errors, "red"), ("warnings", summary.warnings, "yellow")):
         for k, (sample_id, reason) in enumerate(items[:shown]):

@@ -253,3 +253,28 @@ def half_copy(src: str | Path, dst: str | Path) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(dst), metadata=meta)
     return dst
+
+
+def trained_guidance_scales(teacher: str | None, reverse_lora: str | None) -> tuple[list[float], str] | None:
+    """The guidance scales a decoding adapter was trained on, and where that is written: the ``icd.json``
+    beside the reverse adapter (``icd-bench train icd``'s output, the bundled toy models), else the
+    guidance-distilled teacher's recipe (its safetensors metadata); None when neither says (the release)."""
+    import json
+
+    if reverse_lora:
+        info = user_path(reverse_lora).parent / "icd.json"
+        try:
+            scales = json.loads(info.read_text())["recipe"]["train"]["guidance_scales"]
+            return [float(w) for w in scales], str(info)
+        except (OSError, KeyError, TypeError, ValueError):
+            pass
+    if teacher and str(teacher).endswith(".safetensors") and user_path(teacher).is_file():
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(user_path(teacher)), "pt") as f:
+                recipe = json.loads((f.metadata() or {}).get("recipe", "{}"))
+            return [float(w) for w in recipe["train"]["guidance_scales"]], str(teacher)
+        except (OSError, KeyError, TypeError, ValueError):
+            pass
+    return None

@@ -56,6 +56,11 @@ class EditingMethod:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def run_notes(self, task: str) -> list[str]:
+        """What a run of ``task`` with these settings should say once (printed, and kept in the manifest's
+        ``notes``), e.g. a setting outside what the method's weights were trained for."""
+        return []
+
     # -- the tasks ---------------------------------------------------------------------------
     def invert(self, images: torch.Tensor, prompts: list[str],
                generators: Sequence[torch.Generator]) -> Inversion:

@@ -72,6 +72,19 @@ class ICD(EditingMethod):
         self.pipe = ICDPipeline(backbone, p.boundary_set(), teacher=p.teacher, forward_lora=p.forward_lora,
                                 reverse_lora=p.reverse_lora, lora_rank=p.lora_rank, lora_alpha=p.lora_alpha)
 
+    def run_notes(self, task: str) -> list[str]:
+        from icd_bench.icd.model import trained_guidance_scales
+
+        p = self.params
+        trained = trained_guidance_scales(p.teacher, p.reverse_lora)
+        if trained is None or p.guidance_scale == 1.0:
+            return []
+        scales, where = trained
+        if min(scales) <= p.guidance_scale <= max(scales):
+            return []
+        return [f"guidance_scale {p.guidance_scale:g} is outside the scales the decoding adapter was trained on "
+                f"({', '.join(f'{w:g}' for w in scales)}; {where}): expect degraded outputs"]
+
     def invert(self, images: torch.Tensor, prompts: list[str],
                generators: Sequence[torch.Generator]) -> Inversion:
         bb = self.backbone
