@@ -11,7 +11,7 @@ given — or any ``--set`` field), each point an ordinary run directory under ``
   CLIP-T) and of the preservation measure (x, e.g. background PSNR, LPIPS, DINOv2) with 95 % bootstrap
   intervals over the samples, UNet evaluations per edit, whether the point is on its method's Pareto front
   and on the front of all methods together;
-- ``NAME.md``: those points per method, then each method **at matched preservation**: its curve (points in
+- ``NAME.md`` (and ``NAME-matched.csv``): those points per method, then each method **at matched preservation**: its curve (points in
   knob order, joined by straight lines) read at given levels of x, with bootstrap intervals (the samples
   resampled jointly across a method's points, so the interval covers the reading, not only the points);
   "—" where the curve does not reach the level;
@@ -217,18 +217,22 @@ def write_report(table: pd.DataFrame, matched: pd.DataFrame, x: str, y: str, out
         lines += ["", f"## At matched preservation ({x} = {', '.join(f'{v:g}' for v in levels)})", "",
                   f"Each method's curve read at the level (linear between neighbouring settings; the best reading "
                   f"where it crosses the level more than once), {y} with its 95 % bootstrap interval; — where the "
-                  "curve does not reach the level.", ""]
+                  "curve does not reach the level; † where under 95 % of the resampled curves reach it (the interval is "
+                  "then over those that do).", ""]
         head = ["method", *(f"{y} at {x} = {v:g}" for v in levels)]
         body = []
         for method, part in matched.groupby("method", sort=False):
             cells = []
             for v in levels:
                 r = part[part[f"{x} level"] == v].iloc[0]
+                partial = "†" if r["resamples reaching it"] < 0.95 else ""
                 cells.append("—" if not np.isfinite(r[y]) else
-                             f"{_fmt(r[y])} [{_fmt(r[f'{y} low'])}, {_fmt(r[f'{y} high'])}]")
+                             f"{_fmt(r[y])} [{_fmt(r[f'{y} low'])}, {_fmt(r[f'{y} high'])}]{partial}")
             body.append([method, *cells])
         lines += markdown_table(head, body)
     (out / f"{name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if not matched.empty:
+        matched.to_csv(out / f"{name}-matched.csv", index=False, float_format="%.5g")
     draw(table, x, y, out / f"{name}.png", title=title)
     return out / f"{name}.md"
 
