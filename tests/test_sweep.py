@@ -90,6 +90,15 @@ def test_lower_is_better_preservation_is_oriented(tmp_path):
     assert matched[Y].iloc[0] == pytest.approx(0.5)
 
 
+def test_toy_names_every_toy_editing_preset():
+    from icd_bench.studies.sweep import expand_methods
+
+    toy = expand_methods(["toy"])
+    assert {"icd-toy", "ddim-toy", "ddim-p2p-toy", "npi-toy", "nti-toy", "ef-ddpm-toy", "renoise-toy",
+            "infedit-toy"} <= set(toy)
+    assert "ddim-toy-inversion" not in toy and expand_methods(["icd-toy", "toy"])[0] == "icd-toy"
+
+
 def test_the_knob_resolves_per_method():
     assert knob_field("ddim-toy", "guidance") == "guidance_scale"
     assert knob_field("ef-ddpm-toy", "guidance") == "target_guidance_scale"

@@ -15,7 +15,7 @@ TOY_METRICS, TOY_X, TOY_Y = "toy_edit", "toy_edit:background_psnr", "toy_edit:su
 
 
 def sweep(
-    methods: Annotated[str, typer.Option(help="Comma-separated methods or presets.")],
+    methods: Annotated[str, typer.Option(help="Comma-separated methods or presets; 'toy': every *-toy preset (the toy world's editing setting of every method).")],
     values: Annotated[str, typer.Option(help="Comma-separated knob values every method is run at.")] = "1,2,3,5,7",
     values_for: Annotated[list[str] | None, typer.Option("--values-for", help="METHOD=v1,v2,... : other values for one method (repeatable).")] = None,
     knob: Annotated[str, typer.Option(help="What to move: 'guidance' (each method's own guidance scale: guidance_scale, EF-DDPM's / InfEdit's target scale, a consistency model's w) or any --set field, e.g. tau, cross_replace.")] = "guidance",
@@ -38,9 +38,9 @@ def sweep(
     """Run every method over its knob, score each point and draw edit strength against preservation with
     bootstrap intervals and Pareto fronts; a table reads each method at matched preservation. Each point is
     an ordinary run directory: a killed sweep resumes where it stopped."""
-    from icd_bench.studies.sweep import analyse, run_points, write_report
+    from icd_bench.studies.sweep import analyse, expand_methods, run_points, write_report
 
-    names = _items(methods, "--methods")
+    names = expand_methods(_items(methods, "--methods"))
     if not names:
         raise ConfigError("--methods names no method")
     if not name or "/" in name or name.startswith("."):

@@ -56,6 +56,20 @@ def knob_field(method: str, knob: str) -> str:
     return knob
 
 
+TOY_METHODS = "toy"  # --methods toy: every editing preset of the toy world
+
+
+def expand_methods(names: Sequence[str]) -> list[str]:
+    """``toy`` → every preset named ``*-toy`` (the toy world's editing setting of each method, so a method
+    added later joins the comparison by its preset), the others as given."""
+    from icd_bench.config import list_presets
+
+    out: list[str] = []
+    for name in names:
+        out += sorted(p for p in list_presets() if p.endswith("-toy")) if name == TOY_METHODS else [name]
+    return list(dict.fromkeys(out))
+
+
 def higher_is_better(key: str) -> bool:
     return bool(METRICS.get(key.split(":")[0]).higher_is_better)
 
