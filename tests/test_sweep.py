@@ -123,3 +123,5 @@ def test_sweep_command_as_a_user_would(tmp_path):
                          cwd=REPO)
     assert bad.returncode != 0 and "has no setting 'skip'" in bad.stdout + bad.stderr
     assert "Traceback" not in bad.stderr
+    unscored = subprocess.run(cmd + ["--x", "lpips:background:pie"], capture_output=True, text=True, cwd=REPO)
+    assert unscored.returncode != 0 and "is not among what --metrics scores" in unscored.stdout + unscored.stderr

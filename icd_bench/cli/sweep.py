@@ -60,6 +60,10 @@ def sweep(
     if not metrics_list or not x or not y:
         raise ConfigError("off the demo set, give --metrics (what to score), --x (preservation) and --y (edit), "
                           "e.g. --metrics psnr:background:pie,clip_t:whole:pie --x psnr:background:pie --y clip_t:whole:pie")
+    scored = {m.split(":")[0] for m in metrics_list}
+    for option_name, key in (("--x", x), ("--y", y)):  # checked before hours of runs, not after
+        if key.split(":")[0] not in scored:
+            raise ConfigError(f"{option_name} {key} is not among what --metrics scores ({', '.join(metrics_list)})")
     command = "icd-bench " + " ".join(sys.argv[1:])
     points = run_points(names, knob, per, metrics=metrics_list, work=work, dataset=dataset, data_dir=data_dir,
                         split=split, limit=limit, device=device, batch_size=batch_size,
