@@ -44,7 +44,7 @@ ROOT = HERE.parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "conformance"))
 sys.path.insert(0, str(HERE.parent))
 from make_goldens import commit, forget, random_lpips_trunk  # noqa: E402
-from pie_model_metrics import as_tensors, dino_from, write_clip_folder  # noqa: E402
+from pie_model_metrics import clip_score_on, dino_from, provenance, unantialiased, write_clip_folder  # noqa: E402
 
 import golden_inputs as gi  # noqa: E402
 
@@ -76,8 +76,6 @@ def sha256(path: Path) -> str:
 
 
 def pie_export_golden(pnp_repo: Path, dino_repo: Path) -> dict:
-    from transformers import CLIPImageProcessor
-
     torch.set_num_threads(2)
     forget("utils", "models", "evaluation")
     sys.path.insert(0, str(pnp_repo))
@@ -91,15 +89,10 @@ def pie_export_golden(pnp_repo: Path, dino_repo: Path) -> dict:
             def clip_score(model_name_or_path):
                 if model_name_or_path != "openai/clip-vit-large-patch14":
                     raise RuntimeError(f"unexpected CLIP {model_name_or_path}")
-                metric = real_clip(model_name_or_path=str(clip_folder))
-                if type(metric.processor.image_processor) is not CLIPImageProcessor:
-                    metric.processor.image_processor = CLIPImageProcessor.from_pretrained(clip_folder)
-                as_tensors(metric.model)
-                return metric
+                return clip_score_on(real_clip, clip_folder)
 
             stack.enter_context(patched(mc, "CLIPScore", clip_score))
-            stack.enter_context(patched(mc, "Resize", lambda size, max_size=None: real_resize(
-                size, max_size=max_size, antialias=False)))
+            stack.enter_context(patched(mc, "Resize", unantialiased(real_resize)))
             stack.enter_context(dino_from(dino_repo))
             stack.enter_context(random_lpips_trunk())
             stack.enter_context(chdir(tree["eval"]))
@@ -117,22 +110,11 @@ def pie_export_golden(pnp_repo: Path, dino_repo: Path) -> dict:
         sys.path.remove(str(pnp_repo))
 
 
-def provenance(pnp_commit: str, dino_commit: str) -> dict:
-    import torchmetrics
-    import torchvision
-    import transformers
-
-    return {"pie": {"repository": "cure-lab/PnPInversion", "commit": pnp_commit},
-            "dino": {"repository": "facebookresearch/dino", "commit": dino_commit},
-            "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
-                         "torchmetrics": torchmetrics.__version__, "transformers": transformers.__version__},
-            "what": "evaluation/evaluate.py run as a script (its default metrics, --tgt_methods 1_ddim+p2p, "
-                    "--device cpu) from the folder `icd-bench export --layout piebench --name ddim+p2p` wrote for "
-                    "golden_inputs.pie_export_tree's run; DINO ViT-B/8 = hubconf.dino_vitb8 on "
-                    "golden_inputs.dino_state_dict (Resize without antialiasing, as torchvision 0.13.1), CLIPScore "
-                    "on golden_inputs.clip_hf_state_dict (slow CLIPImageProcessor), LPIPS SqueezeNet trunk "
-                    "golden_inputs.lpips_trunk",
-            "command": COMMAND}
+WHAT = ("evaluation/evaluate.py run as a script (its default metrics, --tgt_methods 1_ddim+p2p, --device cpu) from "
+        "the folder `icd-bench export --layout piebench --name ddim+p2p` wrote for golden_inputs.pie_export_tree's run; "
+        "DINO ViT-B/8 = hubconf.dino_vitb8 on golden_inputs.dino_state_dict (Resize without antialiasing, as "
+        "torchvision 0.13.1), CLIPScore on golden_inputs.clip_hf_state_dict (slow CLIPImageProcessor), LPIPS "
+        "SqueezeNet trunk golden_inputs.lpips_trunk")
 
 
 def main() -> None:
@@ -144,7 +126,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=gi.GOLDENS)
     args = ap.parse_args()
     data = pie_export_golden(args.pnp_repo.resolve(), args.dino_repo.resolve())
-    prov = provenance(commit(args.pnp_repo, args.pnp_commit), commit(args.dino_repo, args.dino_commit))
+    prov = provenance(commit(args.pnp_repo, args.pnp_commit), commit(args.dino_repo, args.dino_commit), WHAT, COMMAND)
     (args.out / "pie_export.json").write_text(json.dumps({"provenance": prov, **data}, indent=1) + "\n")
     print(data["evaluation_result_csv"])
 

@@ -43,6 +43,10 @@ from make_goldens import commit, forget  # noqa: E402
 
 import golden_inputs as gi  # noqa: E402
 
+WHAT = ("evaluation/evaluate.py calculate_metric with MetricsCalculator's structure distance (LossG, dino_vitb8 = "
+        "hubconf.dino_vitb8 on golden_inputs.dino_state_dict, Resize without antialiasing as torchvision 0.13.1) and "
+        "CLIP similarity (torchmetrics CLIPScore on golden_inputs.clip_hf_state_dict, slow CLIPImageProcessor)")
+COMMAND = "python tools/conformance/pie_model_metrics.py --pnp-repo ... --dino-repo ..."
 STRUCTURE_METRICS = ("structure_distance",)
 CLIP_METRICS = ("clip_similarity_source_image", "clip_similarity_target_image",
                 "clip_similarity_target_image_edit_part")
@@ -102,10 +106,39 @@ def as_tensors(model) -> None:
         setattr(model, name, features)
 
 
+def clip_score_on(clip_score_cls, folder: Path):
+    """torchmetrics' ``CLIPScore`` (the class given: PIE-Bench's import of it) on the local CLIP ``folder``, with
+    transformers' slow image processor (PIE-Bench's transformers has no other; 5 defaults to the fast one) and
+    the feature methods returning tensors (`as_tensors`)."""
+    from transformers import CLIPImageProcessor
+
+    metric = clip_score_cls(model_name_or_path=str(folder))
+    if type(metric.processor.image_processor) is not CLIPImageProcessor:
+        metric.processor.image_processor = CLIPImageProcessor.from_pretrained(folder)
+    as_tensors(metric.model)
+    return metric
+
+
+def unantialiased(resize):
+    """torchvision's ``Resize`` as PIE-Bench's torchvision 0.13.1 applied it to tensors: without antialiasing."""
+    return lambda size, max_size=None: resize(size, max_size=max_size, antialias=False)
+
+
+def provenance(pnp_commit: str, dino_commit: str, what: str = "", command: str = "") -> dict:
+    import torchmetrics
+    import torchvision
+    import transformers
+
+    return {"pie": {"repository": "cure-lab/PnPInversion", "commit": pnp_commit},
+            "dino": {"repository": "facebookresearch/dino", "commit": dino_commit},
+            "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
+                         "torchmetrics": torchmetrics.__version__, "transformers": transformers.__version__},
+            "what": what or WHAT, "command": command or COMMAND}
+
+
 def pie_model_metric_goldens(pnp_repo: Path, dino_repo: Path) -> dict:
     from PIL import Image
     from torchmetrics.multimodal import CLIPScore
-    from transformers import CLIPImageProcessor
 
     torch.set_num_threads(2)
     forget("utils", "models", "evaluation")
@@ -115,7 +148,7 @@ def pie_model_metric_goldens(pnp_repo: Path, dino_repo: Path) -> dict:
         evaluate = importlib.import_module("evaluation.evaluate")
         mc = sys.modules["evaluation.matrics_calculator"]
         real_resize = mc.Resize
-        mc.Resize = lambda size, max_size=None: real_resize(size, max_size=max_size, antialias=False)
+        mc.Resize = unantialiased(real_resize)
         calc = evaluate.MetricsCalculator.__new__(evaluate.MetricsCalculator)
         calc.device = "cpu"
         with dino_from(dino_repo):
@@ -130,11 +163,7 @@ def pie_model_metric_goldens(pnp_repo: Path, dino_repo: Path) -> dict:
                               for m in STRUCTURE_METRICS})
         with tempfile.TemporaryDirectory() as d:
             folder = write_clip_folder(Path(d) / "openai-clip-golden")
-            calc.clip_metric_calculator = CLIPScore(model_name_or_path=str(folder))
-            processor = calc.clip_metric_calculator.processor
-            if type(processor.image_processor) is not CLIPImageProcessor:  # transformers 5 defaults to the fast one
-                processor.image_processor = CLIPImageProcessor.from_pretrained(folder)
-            as_tensors(calc.clip_metric_calculator.model)
+            calc.clip_metric_calculator = clip_score_on(CLIPScore, folder)
             clip = []
             for case, (src_prompt, tgt_prompt) in zip(gi.pie_metric_cases(), gi.CLIP_PROMPTS, strict=True):
                 mask = evaluate.mask_decode(case["runs"], [gi.PIE_SIDE, gi.PIE_SIDE])
@@ -147,22 +176,6 @@ def pie_model_metric_goldens(pnp_repo: Path, dino_repo: Path) -> dict:
         if real_resize is not None:
             mc.Resize = real_resize
         sys.path.remove(str(pnp_repo))
-
-
-def provenance(pnp_commit: str, dino_commit: str) -> dict:
-    import torchmetrics
-    import torchvision
-    import transformers
-
-    return {"pie": {"repository": "cure-lab/PnPInversion", "commit": pnp_commit},
-            "dino": {"repository": "facebookresearch/dino", "commit": dino_commit},
-            "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
-                         "torchmetrics": torchmetrics.__version__, "transformers": transformers.__version__},
-            "what": "evaluation/evaluate.py calculate_metric with MetricsCalculator's structure distance (LossG, "
-                    "dino_vitb8 = hubconf.dino_vitb8 on golden_inputs.dino_state_dict, Resize without "
-                    "antialiasing as torchvision 0.13.1) and CLIP similarity (torchmetrics CLIPScore on "
-                    "golden_inputs.clip_hf_state_dict, slow CLIPImageProcessor)",
-            "command": "python tools/conformance/pie_model_metrics.py --pnp-repo ... --dino-repo ..."}
 
 
 def main() -> None:
