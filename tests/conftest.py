@@ -85,3 +85,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if BENCH_DIR in Path(item.fspath).parents:
             item.add_marker(pytest.mark.bench)
+
+
+@pytest.fixture(scope="module")
+def pie_export_tree(tmp_path_factory):
+    """golden_inputs.pie_export_tree (PIE-Bench data, a run of its edits, the run exported), with the ``pie``
+    flavour's golden weights as ICD_BENCH_WEIGHTS for the module."""
+    from icd_bench.metrics import weights
+
+    import golden_inputs as gi
+
+    root = tmp_path_factory.mktemp("pie-export")
+    tree = gi.pie_export_tree(root)
+    weights_root = gi.write_pie_weights(root / "weights")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(weights.ENV, str(weights_root))
+        yield tree

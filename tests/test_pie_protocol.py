@@ -28,15 +28,8 @@ CLIP = {"clip_model": gi.CLIP_NAME, "clip_pretrained": "openai"}
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    from icd_bench.metrics import weights
-
-    root = tmp_path_factory.mktemp("pie-protocol")
-    tree = gi.pie_export_tree(root)
-    w = gi.write_pie_weights(root / "weights")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(weights.ENV, str(w))
-        yield tree
+def tree(pie_export_tree):
+    return pie_export_tree
 
 
 @pytest.fixture(scope="module")

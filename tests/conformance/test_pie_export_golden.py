@@ -49,15 +49,8 @@ def official() -> dict[str, dict[str, float]]:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    from icd_bench.metrics import weights
-
-    root = tmp_path_factory.mktemp("pie-export")
-    tree = gi.pie_export_tree(root)
-    weights_root = gi.write_pie_weights(root / "weights")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(weights.ENV, str(weights_root))
-        yield tree
+def exported(pie_export_tree):
+    return pie_export_tree
 
 
 def test_the_export_is_the_tree_the_official_evaluator_read(exported):
