@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 import sys
 import warnings
@@ -57,11 +58,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from icd_bench.data.base import load_rgb_image, open_dataset
+from icd_bench.data.base import load_rgb_image, open_dataset, open_run_dataset
 from icd_bench.errors import ConfigError, SampleError, SampleWarning
 from icd_bench.imaging import IMAGE_SUFFIXES
 from icd_bench.provenance import git_commit, versions
-from icd_bench.store import MANIFEST, RunStore, config_hash
+from icd_bench.store import MANIFEST, RunStore, atomic_write_bytes, config_hash
 
 LAYOUTS = ("piebench", "icd", "folder")
 PIE_SIDE = 512  # PIE-Bench's images and panels
@@ -84,6 +85,13 @@ def _images_under(folder: Path, recursive: bool) -> set[Path]:
 
 def _piebench_root(folder: Path) -> Path:
     return folder / "annotation_images" if (folder / "annotation_images").is_dir() else folder
+
+
+def _pie_image_paths(ds, ids: list[str], dataset: str | None) -> dict[str, str]:
+    """Each sample's ``image_path`` in a PIE-Bench mapping ("" where its entry has none)."""
+    if not hasattr(ds, "entries"):
+        raise ConfigError(f"the piebench layout needs a PIE-Bench dataset (piebench, demo), not {dataset!r}")
+    return {i: str(e.get("image_path", "")) if isinstance(e := ds.entries[i], dict) else "" for i in ids}
 
 
 def _by_csv(folder: Path, mapping: Path) -> dict[str, Path]:
@@ -151,10 +159,8 @@ def import_outputs(layout: str, folder: str | Path, *, dataset: str, out: str | 
     ids = ds.ids()
     if layout == "piebench":
         root = _piebench_root(folder)
-        if not hasattr(ds, "entries"):
-            raise ConfigError(f"the piebench layout needs a PIE-Bench dataset (piebench, demo), not {dataset!r}")
         # a malformed entry (no image_path) points at the folder itself: its sample fails as the dataset says why
-        wanted = {i: root / str(e.get("image_path", "") if isinstance(e := ds.entries[i], dict) else "") for i in ids}
+        wanted = {i: root / path for i, path in _pie_image_paths(ds, ids, dataset).items()}
     elif layout == "icd":
         root = folder
         wanted = {i: root / f"{j}.jpg" for j, i in enumerate(ids)}
@@ -241,10 +247,6 @@ def export_run(run_dir: str | Path, layout: str, out: str | Path, *, name: str |
                encoding: str | None = None, force: bool = False,
                progress: Callable[[int, int], None] | None = None) -> ExportSummary:
     """Write ``run_dir``'s finished outputs under ``out`` in ``layout`` (see the module docstring)."""
-    import json
-
-    from icd_bench.store import atomic_write_bytes
-
     if layout not in EXPORT_LAYOUTS:
         raise ConfigError(f"unknown layout {layout!r}; choose one of {', '.join(EXPORT_LAYOUTS)}")
     encoding = encoding or ("png" if layout == "piebench" else "jpeg")
@@ -254,20 +256,16 @@ def export_run(run_dir: str | Path, layout: str, out: str | Path, *, name: str |
     store = RunStore(run_dir)
     manifest = store.manifest()
     cfg = manifest["config"]
-    ds_cfg = cfg.get("dataset") or {}
     try:
-        ds = open_dataset(ds_cfg.get("name", "?"), data_dir=Path(ds_cfg["data_dir"]) if ds_cfg.get("data_dir") else None,
-                          split=ds_cfg.get("split"), task=cfg.get("task"))
+        ds = open_run_dataset(cfg)
     except ConfigError as exc:
         raise ConfigError(f"exporting {run_dir} needs its dataset (for the file names and their order): {exc}") from None
     ids = ds.ids()
     if layout == "piebench":
-        if not hasattr(ds, "entries"):
-            raise ConfigError(f"the piebench layout needs a run on a PIE-Bench dataset, not {ds_cfg.get('name')!r}")
+        files = _pie_image_paths(ds, ids, (cfg.get("dataset") or {}).get("name"))
         name = _safe_name(name or str(cfg.get("preset") or cfg.get("method") or run_dir.name))
         root = out / "output" / name / "annotation_images"
         target = out / "output" / name
-        files = {i: str(e.get("image_path", "")) if isinstance(e := ds.entries[i], dict) else "" for i in ids}
     else:
         root = target = out / "edited_images"
         files = {i: f"{j}.jpg" for j, i in enumerate(ids)}

@@ -1,4 +1,5 @@
-"""``icd-bench import``: outputs made elsewhere into an ordinary run directory (`icd_bench.interchange`)."""
+"""``icd-bench import`` / ``export``: outputs made elsewhere into an ordinary run directory, and a run's
+outputs into the layouts the official evaluators read (`icd_bench.interchange`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ import typer
 from rich.markup import escape
 
 from icd_bench.cli.common import _progress, out
+
+
+def _listed(heading: str, items: list[tuple[str, str]], shown: int = 20) -> None:
+    """A heading, then the first ``shown`` (sample id, reason) pairs and how many more."""
+    out.print(heading)
+    for sample_id, reason in items[:shown]:
+        out.print(f"  - {sample_id}: {escape(reason)}")
+    if len(items) > shown:
+        out.print(f"  … and {len(items) - shown} more")
 
 
 def import_cmd(
@@ -39,11 +49,7 @@ def import_cmd(
                                  saw_mask=saw_mask, progress=lambda k, n: bar.update(task_bar, completed=k, total=n))
     out.print(f"imported {summary.ok} of {summary.total} samples into {summary.out}")
     if summary.errors:
-        out.print(f"[red]{len(summary.errors)} failed[/] (error records in records.jsonl):")
-        for sample_id, reason in summary.errors[:20]:
-            out.print(f"  - {sample_id}: {escape(reason)}")
-        if len(summary.errors) > 20:
-            out.print(f"  … and {len(summary.errors) - 20} more")
+        _listed(f"[red]{len(summary.errors)} failed[/] (error records in records.jsonl):", summary.errors)
     if summary.extra_files:
         shown = ", ".join(summary.extra_files[:10]) + (" …" if len(summary.extra_files) > 10 else "")
         out.print(f"{len(summary.extra_files)} file(s) belong to no sample and were not imported: {escape(shown)}")
@@ -69,11 +75,7 @@ def export_cmd(
                              progress=lambda k, n: bar.update(task_bar, completed=k, total=n))
     out.print(f"wrote {summary.written} image(s) under {summary.root}")
     if summary.skipped:
-        out.print(f"[yellow]{len(summary.skipped)} sample(s) not exported[/]:")
-        for sample_id, reason in summary.skipped[:20]:
-            out.print(f"  - {sample_id}: {escape(reason)}")
-        if len(summary.skipped) > 20:
-            out.print(f"  … and {len(summary.skipped) - 20} more")
+        _listed(f"[yellow]{len(summary.skipped)} sample(s) not exported[/]:", summary.skipped)
         if layout == "icd":
             out.print("  calc_all pairs edited_images/ by position: every file after a gap is paired with the wrong row")
     if summary.odd_sizes:

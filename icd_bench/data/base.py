@@ -141,3 +141,10 @@ def open_dataset(name: str, *, data_dir: Path | None = None, split: str | None =
     if task is not None and "task" in accepted:
         options["task"] = task
     return cls(**options)
+
+
+def open_run_dataset(config: dict):
+    """The dataset a run was made on, reopened from its manifest's ``config`` (name, data folder, split, task)."""
+    ds = config.get("dataset") or {}
+    return open_dataset(ds.get("name", "?"), data_dir=Path(ds["data_dir"]) if ds.get("data_dir") else None,
+                        split=ds.get("split"), task=config.get("task"))

@@ -42,7 +42,7 @@ from PIL import Image
 from icd_bench.errors import ConfigError, IcdBenchError, SampleWarning
 from icd_bench.metrics.base import Metric, MetricSpec, ScoreItem
 from icd_bench.registry import METRICS
-from icd_bench.store import atomic_write_bytes
+from icd_bench.store import METRIC_OPTIONS, atomic_write_bytes
 
 #: What ``icd-bench score`` computes when --metrics is not given (offline, no weights needed); the
 #: background ones only when the dataset has edit masks.
@@ -62,9 +62,6 @@ def _image(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), np.float32) / 255.0).permute(2, 0, 1)
 
 
-METRIC_OPTIONS = "metrics.json"  # beside metrics.parquet: metric key → the options it read
-
-
 def metric_options(metric: Metric) -> dict[str, str]:
     """The options given that ``metric`` reads (part of its scoring folder's identity)."""
     return {k: metric.options[k] for k in sorted(metric.option_keys) if k in metric.options}
@@ -74,7 +71,7 @@ class RunItems:
     """A run's finished samples, loaded as `ScoreItem`s one batch at a time."""
 
     def __init__(self, run_dir: Path):
-        from icd_bench.data.base import open_dataset
+        from icd_bench.data.base import open_run_dataset
         from icd_bench.store import RunStore
 
         self.run_dir = Path(run_dir)
@@ -84,12 +81,9 @@ class RunItems:
         self.task = cfg.get("task")
         self.records = {rec["id"]: rec for rec in store.records() if rec.get("status") == "ok"}
         self.ids = sorted(self.records)
-        ds_cfg = cfg["dataset"]
         self.dataset = None
         try:
-            data_dir = ds_cfg.get("data_dir")
-            self.dataset = open_dataset(ds_cfg["name"], data_dir=Path(data_dir) if data_dir else None,
-                                        split=ds_cfg.get("split"), task=self.task)
+            self.dataset = open_run_dataset(cfg)
         except IcdBenchError:
             pass  # scoring what the images alone allow (whole-image metrics)
 
@@ -195,8 +189,6 @@ class MetricState:
             self.done.update(r["id"] for r in rows)
 
     def append_features(self, ids: list[str], rows: np.ndarray) -> None:
-        from icd_bench.store import atomic_write_bytes
-
         if not ids:
             return
         if rows.shape[0] != len(ids):
