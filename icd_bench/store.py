@@ -37,6 +37,7 @@ from icd_bench.imaging import tensor_to_pil
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+METRIC_OPTIONS = "metrics.json"  # beside metrics.parquet: metric key → the options it was scored with
 
 
 def config_hash(config: dict[str, Any]) -> str:

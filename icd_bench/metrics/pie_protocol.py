@@ -75,6 +75,6 @@ def mask(item, options: dict[str, str]) -> np.ndarray | None:
     return fit_mask(np.asarray(drawn, dtype=bool), item.mask.shape[-1])
 
 
-def departures(options: dict[str, str]) -> list[str]:
-    """The switches of ``options`` set away from PIE-Bench's own behaviour, spelled ``key=value``."""
-    return [f"{k}={options[k]}" for k in OPTION_KEYS if k in options and options[k] != OPTIONS[k][0]]
+def departures(options: dict[str, str]) -> dict[str, str]:
+    """The switches of ``options`` set away from PIE-Bench's own behaviour: key → value."""
+    return {k: options[k] for k in OPTION_KEYS if k in options and options[k] != OPTIONS[k][0]}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from icd_bench.store import RunStore
+from icd_bench.store import METRIC_OPTIONS, RunStore
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def load_run(run: Path) -> RunData:
     metrics = pd.read_parquet(metrics_file) if metrics_file.is_file() else pd.DataFrame(
         columns=["id", "metric", "value", "error"])
     try:
-        options = json.loads((run / "metrics.json").read_text()) if metrics_file.is_file() else {}
+        options = json.loads((run / METRIC_OPTIONS).read_text()) if metrics_file.is_file() else {}
     except (OSError, json.JSONDecodeError):
         options = {}
     return RunData(dir=run, config=config, records=store.records(), metrics=metrics, metric_options=options,

@@ -180,8 +180,9 @@ def protocol_notes(data, spec: TableSpec) -> list[str]:
     keys = {k for col in spec.columns for k in col.keys}
     for key, options in sorted(data.metric_options.items()):
         if key in keys and key.endswith(":pie") and (away := pie_protocol.departures(options)):
-            notes.append(f"{data.dir.name}: {key} scored with {', '.join(away)} (PIE-Bench's evaluate.py: "
-                         + ", ".join(f"{a.split('=')[0]}={pie_protocol.OPTIONS[a.split('=')[0]][0]}" for a in away) + ")")
+            ours = ", ".join(f"{k}={v}" for k, v in away.items())
+            official = ", ".join(f"{k}={pie_protocol.OPTIONS[k][0]}" for k in away)
+            notes.append(f"{data.dir.name}: {key} scored with {ours} (PIE-Bench's evaluate.py: {official})")
     if any(k.endswith(":pie") for k in keys) and data.config.get("task") == "edit":
         saw = data.protocol.get("saw_mask")
         if saw:

@@ -42,19 +42,10 @@ def _records(run_dir: Path) -> pd.DataFrame:
 def guidance_override(method: str, guidance: float) -> str:
     """The ``--set`` that makes ``method`` edit at CFG ``guidance``: its ``guidance_scale``, the
     target scale of methods with separate source and target scales (EF-DDPM, InfEdit), or the w a
-    guidance-embedded consistency model is given (ReNoise)."""
-    import dataclasses
+    guidance-embedded consistency model is given (ReNoise) — `sweep.knob_field`'s guidance field."""
+    from icd_bench.studies.sweep import GUIDANCE, knob_field
 
-    from icd_bench.config import resolve_method
-
-    fields = {f.name for f in dataclasses.fields(resolve_method(method, []).params)}
-    key = next((k for k in ("guidance_scale", "target_guidance_scale", "target_guidance", "model_guidance")
-                if k in fields), None)
-    if key is None:
-        from icd_bench.errors import ConfigError
-
-        raise ConfigError(f"{method} has no guidance scale to set; compare methods that take one")
-    return f"{key}={guidance}"
+    return f"{knob_field(method, GUIDANCE)}={guidance}"
 
 
 def write_reference(overall: pd.DataFrame, guidance: float, command: str, path: Path = REFERENCE) -> Path:

@@ -49,7 +49,7 @@ def knob_field(method: str, knob: str) -> str:
     if knob == GUIDANCE:
         key = next((k for k in GUIDANCE_FIELDS if k in fields), None)
         if key is None:
-            raise ConfigError(f"{method} has no guidance scale ({', '.join(GUIDANCE_FIELDS)}); sweep another --knob")
+            raise ConfigError(f"{method} has no guidance scale to set ({', '.join(GUIDANCE_FIELDS)})")
         return key
     if knob not in fields:
         raise ConfigError(f"{method} has no setting {knob!r} (its settings: {', '.join(sorted(fields))})")
@@ -150,6 +150,8 @@ def analyse(points: Sequence[Point], x: str, y: str, *, levels: Sequence[float] 
             resamples: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(points table, matched-preservation table) — see the module docstring. Values are oriented
     internally so that higher is better; the tables keep the metrics' own signs."""
+    from icd_bench.reports.tables import bootstrap_mean
+
     sx, sy = (1.0 if higher_is_better(x) else -1.0), (1.0 if higher_is_better(y) else -1.0)
     rng = np.random.default_rng(seed)
     rows, per_method = [], {}
@@ -164,10 +166,7 @@ def analyse(points: Sequence[Point], x: str, y: str, *, levels: Sequence[float] 
             row = {"method": method, "knob": p.field, "value": p.value, "n": int(np.isfinite(vx + vy).sum()),
                    "nfe": nfe, "run": str(p.run_dir)}
             for key, v in ((x, vx), (y, vy)):
-                v = v[np.isfinite(v)]
-                boots = v[rng.integers(0, len(v), (resamples, len(v)))].mean(1) if len(v) > 1 else np.full(resamples, v.mean() if len(v) else math.nan)
-                row[key] = float(v.mean()) if len(v) else math.nan
-                row[f"{key} low"], row[f"{key} high"] = (float(q) for q in np.percentile(boots, [2.5, 97.5]))
+                row[key], row[f"{key} low"], row[f"{key} high"] = bootstrap_mean(v, resamples, seed)
             rows.append(row)
             paired = t.loc[common]
             boot_x.append(sx * paired[x].to_numpy(float)[idx].mean(1) if common else np.full(resamples, math.nan))
