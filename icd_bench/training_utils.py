@@ -63,11 +63,27 @@ def make_accelerator(device: str, threads: int, mixed_precision: str = "no"):
                        mixed_precision=mixed_precision)
 
 
-def warmup_schedule(optimizer, warmup: int):
-    """Linear warm-up over ``warmup`` steps, then a constant learning rate."""
+LR_DECAYS = ("constant", "cosine")
+
+
+def warmup_schedule(optimizer, warmup: int, decay: str = "constant", steps: int | None = None):
+    """Linear warm-up over ``warmup`` steps, then a constant learning rate (``decay="constant"``) or a
+    half cosine from it down to 0 at ``steps`` (``"cosine"``)."""
+    import math
+
     import torch
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)))
+    if decay not in LR_DECAYS:
+        raise ValueError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {decay!r}")
+    if decay == "cosine" and (steps is None or steps <= warmup):
+        raise ValueError("a cosine decay needs more steps than warm-up steps")
+
+    def factor(s: int) -> float:
+        if s < warmup or decay == "constant":
+            return min(1.0, (s + 1) / max(1, warmup))
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warmup) / (steps - warmup))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class Checkpoints:

@@ -82,19 +82,20 @@ def test_quick_start_run_on_the_example_images(tmp_path):
 
 
 def test_main_job_edits_the_demo_with_icd_and_shows_ddim_50_beside_it(tmp_path):
-    from icd_bench.studies.compare_edits import load_reference
+    from icd_bench.studies.sweep import BASELINE, load_curves
 
     out = tmp_path / "icd"
     res = icd("run", "--method", "icd-toy", "--dataset", "demo", "--out", str(out), "--limit", "3", "--batch-size", "3",
               "--score", "--report")
     assert res.returncode == 0, res.stderr
-    ddim = load_reference()["methods"]["ddim-toy"]
-    assert "this run (icd-toy)" in res.stdout and "DDIM-50 (ddim-toy)" in res.stdout
-    assert f"{ddim['toy_edit:background_psnr']:.1f} dB" in res.stdout and " 150 " in res.stdout
+    default = next(p for p in load_curves()["methods"][BASELINE]["points"] if p["value"] == 2)
+    assert "this run (icd-toy)" in res.stdout and "DDIM-50, same CFG" in res.stdout
+    assert "DDIM-50, default" in res.stdout and "DDIM-50, same bg" in res.stdout
+    assert f" {default['toy_edit:background_psnr']:.1f} " in res.stdout and " 150 " in res.stdout
     assert "toy_edit:success" in res.stdout and f"gallery: {out.resolve() / 'gallery.html'}" in res.stdout
     row = next(line for line in res.stdout.splitlines() if "this run (icd-toy)" in line)
     cells = [c.strip() for c in row.replace("│", "|").split("|")]
-    assert cells[1] == "3" and cells[4] == "8"  # three edits, 4 + 4 UNet evaluations each
+    assert cells[1:3] == ["5", "3"] and cells[5] == "8"  # CFG 5, three edits, 4 + 4 UNet evaluations each
 
 
 def test_main_job_on_the_bundled_demo_with_the_bundled_teacher(tmp_path):

@@ -353,3 +353,29 @@ def test_gradient_accumulation_takes_micro_batches_in_order_and_resumes_exactly(
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="accumulate"):
         ICDTrainConfig(accumulate=0)
+
+
+def test_a_continued_training_starts_from_the_given_adapters_and_decays_its_rate(tmp_path):
+    """init_forward_lora / init_reverse_lora: step 0 of a continued training is the earlier run's adapters
+    (zero steps of it save them unchanged); lr_decay = cosine ends the learning rate at 0."""
+    from icd_bench.training_utils import warmup_schedule
+
+    quiet = {"progress": False, "log": lambda *a: None}
+    first = train_icd(_icd_recipe("tiny-sd15", steps=2), tmp_path / "first", **quiet)
+    init = {"init_forward_lora": first["forward_lora"], "init_reverse_lora": first["reverse_lora"]}
+    same = train_icd(_icd_recipe("tiny-sd15", steps=0, **init), tmp_path / "same", **quiet)
+    more = train_icd(_icd_recipe("tiny-sd15", steps=1, **init), tmp_path / "more", **quiet)
+    for key in ("forward_lora", "reverse_lora"):
+        a, b, c = (read_lora(p[key])[0] for p in (first, same, more))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert any(not torch.equal(a[k], c[k]) for k in a)  # and training goes on from there
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = warmup_schedule(opt, 2, "cosine", 6)
+    rates = []
+    for _ in range(7):
+        rates.append(schedule.get_last_lr()[0])
+        opt.step()
+        schedule.step()
+    assert rates[:3] == pytest.approx([0.5, 1.0, 1.0]) and rates[4] == pytest.approx(0.5) and rates[6] == 0.0
+    with pytest.raises(ValueError, match="lr_decay"):
+        ICDTrainConfig(lr_decay="linear")

@@ -125,3 +125,46 @@ def test_sweep_command_as_a_user_would(tmp_path):
     assert "Traceback" not in bad.stderr
     unscored = subprocess.run(cmd + ["--x", "lpips:background:pie"], capture_output=True, text=True, cwd=REPO)
     assert unscored.returncode != 0 and "is not among what --metrics scores" in unscored.stdout + unscored.stderr
+
+
+def test_the_main_job_reads_ddim_50_off_its_stored_curve(tmp_path):
+    """The run's own CFG, DDIM-50's default CFG and DDIM-50 at the run's background, read between the
+    two stored points that span it."""
+    from icd_bench.studies.sweep import demo_comparison, store_curves
+
+    points = [fake_run(tmp_path / "sweep", "ddim-toy", v, np.full(4, bg), np.full(4, s))
+              for v, bg, s in ((1, 43.0, 0.6), (2, 40.0, 0.55), (5, 33.0, 0.5), (7, 30.0, 0.4))]
+    table, _ = analyse(points, X, Y, levels=[], resamples=20)
+    stored = store_curves(table, X, Y, "icd-bench sweep ...", tmp_path / "curves.json")
+    run = fake_run(tmp_path / "run", "icd-toy", 5, np.full(3, 31.5), np.full(3, 0.7)).run_dir
+    found = demo_comparison(run, "icd-toy", {X: 31.5, Y: 0.7}, path=stored)
+    rows = {r["method"]: r for r in found["rows"]}
+    assert {name: r["cfg"] for name, r in rows.items()} == {
+        "this run (icd-toy)": "5", "DDIM-50, same CFG": "5", "DDIM-50, default": "2",
+        "DDIM-50, same bg": "≈6.0"}
+    assert rows["this run (icd-toy)"]["nfe"] == 8 and rows["this run (icd-toy)"]["edits"] == 3
+    assert rows["DDIM-50, default"]["background_psnr"] == 40.0
+    matched = rows["DDIM-50, same bg"]
+    assert matched["background_psnr"] == pytest.approx(31.5) and matched["success"] == pytest.approx(0.45)
+    beyond = demo_comparison(run, "icd-toy", {X: 50.0, Y: 0.7}, path=stored)["rows"][-1]
+    assert beyond["method"] == "DDIM-50, same bg: off its curve (30.0–43.0 dB)"
+    assert demo_comparison(run, "icd-toy", {X: 31.5, Y: 0.7}, path=tmp_path / "none.json") is None
+
+
+def test_the_bundled_curves_are_a_committed_report_s_points():
+    """What `run --dataset demo --score` prints beside its own figures are the points of the report its
+    command wrote (reports/toy/NAME.csv), over all 70 demo edits, not numbers typed in."""
+    from icd_bench.studies.sweep import BASELINE, load_curves
+
+    stored = load_curves()
+    command = stored["command"].split()
+    assert "--limit" not in command and command[command.index("--out") + 1] == "reports/toy"
+    table = pd.read_csv(REPO / "reports" / "toy" / f"{command[command.index('--name') + 1]}.csv")
+    assert BASELINE in stored["methods"] and set(stored["methods"]) == set(table["method"])
+    for method, curve in stored["methods"].items():
+        mine = table[table["method"] == method].set_index("value")
+        assert [p["value"] for p in curve["points"]] == sorted(mine.index)
+        for p in curve["points"]:
+            assert p["edits"] == mine.loc[p["value"], "n"] == 70
+            assert p[X] == pytest.approx(mine.loc[p["value"], X], rel=1e-4)
+            assert p[Y] == pytest.approx(mine.loc[p["value"], Y], rel=1e-4)

@@ -37,8 +37,17 @@ def sweep(
 ) -> None:
     """Run every method over its knob, score each point and draw edit strength against preservation with
     bootstrap intervals and Pareto fronts; a table reads each method at matched preservation. Each point is
-    an ordinary run directory: a killed sweep resumes where it stopped."""
-    from icd_bench.studies.sweep import analyse, expand_methods, run_points, write_report
+    an ordinary run directory: a killed sweep resumes where it stopped. A guidance sweep of the whole demo
+    set that includes ddim-toy also stores the curves in the package (toy/demo-curves.json): what `icd-bench
+    run --dataset demo --task edit --score` reads DDIM-50 from."""
+    from icd_bench.studies.sweep import (
+        BASELINE,
+        analyse,
+        expand_methods,
+        run_points,
+        store_curves,
+        write_report,
+    )
 
     names = expand_methods(_items(methods, "--methods"))
     if not names:
@@ -73,3 +82,6 @@ def sweep(
     path = write_report(table, matched, x, y, out_dir, name, title=title, command=command)
     typer.echo(path.read_text(encoding="utf-8"))
     out.print(f"written to {path}, {path.with_suffix('.csv')} and {path.with_suffix('.png')}")
+    if toy and limit is None and knob == "guidance" and (x, y) == (TOY_X, TOY_Y) and BASELINE in names:
+        # what `run --dataset demo --task edit --score` reads DDIM-50 from
+        out.print(f"stored as the demo set's curves: {store_curves(table, x, y, command)}")

@@ -54,11 +54,9 @@ def toy_compare_edits(
     """Edit the demo set with each method at one CFG scale; the toy oracle scores edit success,
     background PSNR and kept attributes; a table with UNet evaluations and seconds per edit, and a
     before/after grid. The methods table: --methods icd-toy,ddim-toy,ddim-p2p-toy,npi-toy,nti-toy,ef-ddpm-toy,renoise-toy,infedit-toy
-    --name methods. A whole-demo-set comparison that includes ddim-toy also stores its overall rows
-    in the package (toy/demo-edits.json): what `icd-bench run --dataset demo --task edit --score`
-    prints beside its own figures."""
+    --name methods. Each method over its own guidance: `icd-bench sweep`."""
     from icd_bench.config import resolve_method
-    from icd_bench.studies.compare_edits import REFERENCE, compare_edits
+    from icd_bench.studies.compare_edits import compare_edits
 
     names = _items(methods, "--methods")
     if not names:
@@ -69,9 +67,8 @@ def toy_compare_edits(
         f" --name {name}" if name != "edits" else "") + (f" --limit {limit}" if limit else "")
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"--name must be a plain file name, got {name!r}")
-    whole = limit is None and "ddim-toy" in names  # the figures `run --dataset demo --score` compares with
     path = compare_edits(names, guidance, work, out_dir, device=device, limit=limit, command=command, name=name,
-                         reference=REFERENCE if whole else None, log=out.print)
+                         log=out.print)
     typer.echo(path.read_text(encoding="utf-8"))
     out.print(f"written to {path}, {path.with_suffix('.csv')} and {path.with_suffix('.png')}")
 

@@ -49,7 +49,14 @@ from icd_bench.icd.model import (
 )
 from icd_bench.provenance import versions
 from icd_bench.registry import TRAIN_SOURCES
-from icd_bench.training_utils import JsonlLog, TrainLoop, make_accelerator, recipe_to_dict, warmup_schedule
+from icd_bench.training_utils import (
+    LR_DECAYS,
+    JsonlLog,
+    TrainLoop,
+    make_accelerator,
+    recipe_to_dict,
+    warmup_schedule,
+)
 
 
 # -- recipes --------------------------------------------------------------------------------------
@@ -79,6 +86,7 @@ class CommonTrainConfig:
     batch_size: int = 32
     lr: float = 1e-4
     warmup: int = 100
+    lr_decay: str = "constant"  # after the warm-up: constant (the official trainers) or cosine down to 0
     grad_clip: float = 1.0
     loss: str = "l2"  # l2 | huber (pseudo-Huber, as the reference)
     huber_c: float = 0.001
@@ -99,6 +107,8 @@ class CommonTrainConfig:
             raise ValueError(f"loss must be l2 or huber, got {self.loss!r}")
         if not self.guidance_scales or min(self.guidance_scales) < 0:
             raise ValueError("guidance_scales must be non-empty and >= 0")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
 
 
 @dataclass
@@ -109,6 +119,10 @@ class CfgDistillConfig(CommonTrainConfig):
 @dataclass
 class ICDTrainConfig(CommonTrainConfig):
     teacher: str = ""  # the stage-1 student (state dict); empty: a zero-initialised guidance input
+    # warm start: the two adapters begin as these LoRA files (a continued training; the rank is the
+    # file's, alpha the recipe's), else as LoRA(lora_rank, lora_alpha) with B = 0
+    init_forward_lora: str = ""
+    init_reverse_lora: str = ""
     boundaries: str = "4step-tau0.8"
     reverse_boundaries: tuple[int, ...] | None = None
     forward_boundaries: tuple[int, ...] | None = None
@@ -232,7 +246,7 @@ class AdapterOptimisers:
         self.optimizers = {}
         for key, group in self.groups.items():
             optimizer = torch.optim.AdamW(group, lr=cfg.lr, weight_decay=0.0)
-            self.optimizers[key] = acc.prepare(optimizer, warmup_schedule(optimizer, cfg.warmup))
+            self.optimizers[key] = acc.prepare(optimizer, warmup_schedule(optimizer, cfg.warmup, cfg.lr_decay, cfg.steps))
 
     def step(self, key: str) -> None:
         """Average over processes, clip, step the optimiser ``key`` (and its schedule), zero its grads."""
@@ -317,7 +331,7 @@ def train_cfg_distill(recipe: dict, out_dir: Path, *, device: str = "auto", prog
     torch.manual_seed(cfg.seed)
     student = add_guidance_embedding(copy.deepcopy(teacher), cfg.guidance_dim).train().requires_grad_(True)
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
-    schedule = warmup_schedule(optimizer, cfg.warmup)
+    schedule = warmup_schedule(optimizer, cfg.warmup, cfg.lr_decay, cfg.steps)
     student, optimizer, schedule = acc.prepare(student, optimizer, schedule)
     data = TrainData(recipe["data"], cfg.seed, bb.preprocess, bb.resolution, acc.process_index, acc.num_processes,
                      out_dir)
@@ -423,7 +437,8 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
     boundaries = cfg.boundary_set()
     torch.manual_seed(cfg.seed)  # the LoRA A matrices' initialisation
     pipe = ICDPipeline(bb, boundaries, teacher=cfg.teacher or None, lora_rank=cfg.lora_rank,
-                       lora_alpha=cfg.lora_alpha)
+                       lora_alpha=cfg.lora_alpha, forward_lora=cfg.init_forward_lora or None,
+                       reverse_lora=cfg.init_reverse_lora or None)
     unet = pipe.unet
     if cfg.channels_last:
         unet.to(memory_format=torch.channels_last)

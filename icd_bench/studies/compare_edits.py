@@ -9,15 +9,12 @@ one shared CFG scale, so guidance strength is not what differs), scores every ed
 - ``NAME.png``: before/after rows (the source and its prompt, then each method's edit with the
   target prompt and the oracle's verdict) for two edits of each type.
 
-A comparison over the whole demo set also refreshes the package's ``toy/demo-edits.json`` (each
-method's overall row, the CFG scale, the command and the machine): the figures `icd-bench run
---dataset demo --task edit --score` prints beside its own, so the README's main job shows iCD next
-to DDIM-50 without running DDIM-50 again.
+One shared CFG can put a method at a dominated point of its own curve: `studies.sweep` runs each
+method over its guidance instead (and stores the curves the main job reads DDIM-50 from).
 """
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 import pandas as pd
@@ -25,11 +22,7 @@ from PIL import Image
 
 from icd_bench.gallery import image_grid
 from icd_bench.markdown import markdown_table
-from icd_bench.paths import ASSETS
 from icd_bench.reports.runs import load_run
-
-#: The stored whole-demo-set comparison (see the module docstring).
-REFERENCE = ASSETS / "toy" / "demo-edits.json"
 
 MEASURES = {"toy_edit:success": "edit success", "toy_edit:background_psnr": "background PSNR (dB)",
             "toy_edit:kept": "kept attributes"}
@@ -48,36 +41,10 @@ def guidance_override(method: str, guidance: float) -> str:
     return f"{knob_field(method, GUIDANCE)}={guidance}"
 
 
-def write_reference(overall: pd.DataFrame, guidance: float, command: str, path: Path = REFERENCE) -> Path:
-    """Store each method's whole-demo-set row (edits, UNet evaluations and seconds per edit, the
-    oracle's measures) with the CFG scale, the command and the machine that measured it."""
-    import json
-    import os
-    import platform
-    from datetime import date
-
-    rows = {r["method"]: {"edits": int(r["n"]), "nfe": float(r["nfe"]), "seconds_per_edit": float(r["seconds per edit"]),
-                          **{key: float(r[label]) for key, label in MEASURES.items()}}
-            for _, r in overall.iterrows()}
-    doc = {"guidance": guidance, "command": command, "date": date.today().isoformat(),
-           "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "methods": rows}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    return path
-
-
-def load_reference(path: Path = REFERENCE) -> dict | None:
-    """The stored comparison (``write_reference``'s document), or None when there is none."""
-    import json
-
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
 def compare_edits(methods: list[str], guidance: float, work: Path, out: Path, *, dataset: str = "demo",
                   device: str = "auto", limit: int | None = None, per_type_shown: int = 2,
-                  command: str = "", name: str = "edits", reference: Path | None = None, log=print) -> Path:
-    """Run, score and tabulate (see the module docstring); ``reference``: also store the overall rows
-    there (``write_reference``), which the CLI does for whole-demo-set comparisons."""
+                  command: str = "", name: str = "edits", log=print) -> Path:
+    """Run, score and tabulate (see the module docstring)."""
     from icd_bench.data.piebench import Demo
     from icd_bench.metrics.score import score_run
     from icd_bench.runner import RunConfig, Runner
@@ -103,8 +70,6 @@ def compare_edits(methods: list[str], guidance: float, work: Path, out: Path, *,
     table.to_csv(out / f"{name}.csv", index=False, float_format="%.4f")
 
     overall = table[table["edit type"] == "all"]
-    if reference is not None:
-        log(f"stored as the demo set's reference figures: {write_reference(overall, guidance, command, reference)}")
     lines = [f"# Editing the demo set: {', '.join(methods)} at CFG {guidance:g}", "",
              "Each method edits every demo image from its source prompt to its target prompt through the "
              "unified runner, at one shared CFG scale (a method's own scale otherwise); the toy oracle reads "
@@ -146,20 +111,3 @@ def compare_edits(methods: list[str], guidance: float, work: Path, out: Path, *,
     header = (["source"] if demo else []) + [f"{m}, CFG {guidance:g}" for m in methods]
     image_grid(rows, cell=128, text_lines=4, header=header).save(out / f"{name}.png")
     return out / f"{name}.md"
-
-
-def demo_comparison(run_dir: Path, label: str, means: dict[str, float]) -> dict | None:
-    """A scored demo edit run beside the stored whole-demo-set figures of DDIM-50 (``ddim-toy``), as
-    ``{"rows": [...], "reference": the stored entry}``; None without a stored reference or oracle scores."""
-    reference = load_reference()
-    if reference is None or "ddim-toy" not in reference["methods"] or "toy_edit:success" not in means:
-        return None
-    ok = load_run(run_dir).ok
-    ddim = reference["methods"]["ddim-toy"]
-    rows = [{"method": f"this run ({label})", "edits": len(ok), "success": means["toy_edit:success"],
-             "background_psnr": means["toy_edit:background_psnr"], "nfe": statistics.mean(r["nfe"] for r in ok),
-             "seconds_per_edit": statistics.mean(r["seconds"] for r in ok)},
-            {"method": "DDIM-50 (ddim-toy)", "edits": ddim["edits"], "success": ddim["toy_edit:success"],
-             "background_psnr": ddim["toy_edit:background_psnr"], "nfe": ddim["nfe"],
-             "seconds_per_edit": ddim["seconds_per_edit"]}]
-    return {"rows": rows, "reference": reference}

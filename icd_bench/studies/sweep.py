@@ -18,6 +18,10 @@ given — or any ``--set`` field), each point an ordinary run directory under ``
 - ``NAME.png``: y against x per method with both intervals, each point labelled with its knob value, each
   method's Pareto points filled and the front of all methods drawn.
 
+A guidance sweep of the whole demo set that includes DDIM-50 also stores every method's points in the
+package (``toy/demo-curves.json``, `store_curves`): `demo_comparison` reads DDIM-50 off it for the main
+job — at the run's CFG, at DDIM-50's default CFG and at the run's background PSNR.
+
 Written by hand: no library draws Pareto fronts over bootstrapped operating curves.
 """
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +39,7 @@ import pandas as pd
 
 from icd_bench.errors import ConfigError
 from icd_bench.markdown import markdown_table
+from icd_bench.paths import ASSETS
 from icd_bench.registry import METRICS
 
 GUIDANCE = "guidance"  # the knob name that means each method's own guidance field
@@ -104,8 +110,8 @@ def run_points(methods: Sequence[str], knob: str, values: dict[str, list[float]]
     return points
 
 
-def _values(run_dir: Path, keys: Sequence[str]) -> tuple[pd.DataFrame, float]:
-    """Per-sample values of ``keys`` (id × key) and the mean UNet evaluations per edit of a scored run."""
+def _values(run_dir: Path, keys: Sequence[str]) -> tuple[pd.DataFrame, float, float]:
+    """Per-sample values of ``keys`` (id × key), the mean UNet evaluations and seconds per edit of a scored run."""
     from icd_bench.reports.runs import load_run
 
     data = load_run(run_dir)
@@ -116,7 +122,9 @@ def _values(run_dir: Path, keys: Sequence[str]) -> tuple[pd.DataFrame, float]:
     if missing:
         raise ConfigError(f"{run_dir} has no scores for {', '.join(missing)}: score it with metrics giving them")
     nfe = [r["nfe"] for r in data.ok if r.get("nfe") is not None]
-    return wide[list(keys)], (float(np.mean(nfe)) if nfe else math.nan)
+    seconds = [r["seconds"] for r in data.ok if r.get("seconds") is not None]
+    return (wide[list(keys)], (float(np.mean(nfe)) if nfe else math.nan),
+            (float(np.mean(seconds)) if seconds else math.nan))
 
 
 def dominated(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -158,13 +166,13 @@ def analyse(points: Sequence[Point], x: str, y: str, *, levels: Sequence[float] 
     for method in dict.fromkeys(p.method for p in points):
         mine = sorted((p for p in points if p.method == method), key=lambda p: p.value)
         tables = [(p, *_values(p.run_dir, [x, y])) for p in mine]
-        common = sorted(set.intersection(*(set(t.dropna().index) for _, t, _ in tables)))
+        common = sorted(set.intersection(*(set(t.dropna().index) for _, t, _, _ in tables)))
         idx = rng.integers(0, len(common), (resamples, len(common))) if common else np.zeros((resamples, 0), int)
         boot_x, boot_y = [], []
-        for p, t, nfe in tables:
+        for p, t, nfe, seconds in tables:
             vx, vy = t[x].to_numpy(float), t[y].to_numpy(float)
             row = {"method": method, "knob": p.field, "value": p.value, "n": int(np.isfinite(vx + vy).sum()),
-                   "nfe": nfe, "run": str(p.run_dir)}
+                   "nfe": nfe, "seconds per edit": seconds, "run": str(p.run_dir)}
             for key, v in ((x, vx), (y, vy)):
                 row[key], row[f"{key} low"], row[f"{key} high"] = bootstrap_mean(v, resamples, seed)
             rows.append(row)
@@ -212,7 +220,8 @@ def write_report(table: pd.DataFrame, matched: pd.DataFrame, x: str, y: str, out
              f"Each method is run over its knob; every point is scored: *{y}* {arrow(y)} (edit strength) against "
              f"*{x}* {arrow(x)} (preservation), means with 95 % bootstrap intervals over the samples. A point on "
              "its method's Pareto front (★) is not beaten on both by another setting of the same method; ◆ marks "
-             "the front of all methods together.", ""]
+             "the front of all methods together. Seconds per edit are wall-clock times of each point's own run "
+             "(batch time / batch size; a resumed point keeps its first timing).", ""]
     if command:
         lines += [f"Regenerate with `{command}`.", ""]
     lines += [*notes, ""] if notes else []
@@ -221,9 +230,11 @@ def write_report(table: pd.DataFrame, matched: pd.DataFrame, x: str, y: str, out
     for _, r in table.iterrows():
         mark = ("★" if r["pareto (method)"] else "") + ("◆" if r["pareto (all)"] else "")
         body.append([r["method"], f"{r['knob']}={r['value']:g}", int(r["n"]), _fmt(r["nfe"], 2),
+                     _fmt(r["seconds per edit"], 2),
                      f"{_fmt(r[y])} [{_fmt(r[f'{y} low'])}, {_fmt(r[f'{y} high'])}]",
                      f"{_fmt(r[x])} [{_fmt(r[f'{x} low'])}, {_fmt(r[f'{x} high'])}]", mark])
-    lines += markdown_table(["method", "setting", "n", "UNet evaluations", f"{y} {arrow(y)}", f"{x} {arrow(x)}",
+    lines += markdown_table(["method", "setting", "n", "UNet evaluations", "seconds per edit", f"{y} {arrow(y)}",
+                             f"{x} {arrow(x)}",
                              "front"], body)
     if not matched.empty:
         levels = list(dict.fromkeys(matched[f"{x} level"]))
@@ -282,3 +293,94 @@ def draw(table: pd.DataFrame, x: str, y: str, path: Path, *, title: str = "") ->
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# -- the stored demo curves: what `run --dataset demo --task edit --score` shows beside its own figures --------
+#: Every method's curve of a whole-demo-set guidance sweep (`store_curves`), shipped in the package.
+CURVES = ASSETS / "toy" / "demo-curves.json"
+#: The baseline the main job is read against: DDIM-50, a plain prompt switch.
+BASELINE = "ddim-toy"
+
+
+def store_curves(table: pd.DataFrame, x: str, y: str, command: str, path: Path = CURVES) -> Path:
+    """Store each method's points (knob value, edits, UNet evaluations and seconds per edit, ``x`` and
+    ``y``) with the command and the machine that measured them."""
+    import json
+    import os
+    import platform
+    from datetime import date
+
+    methods = {}
+    for method, part in table.groupby("method", sort=False):
+        methods[method] = {"knob": str(part["knob"].iloc[0]), "points": [
+            {"value": float(r["value"]), "edits": int(r["n"]), "nfe": float(r["nfe"]),
+             "seconds_per_edit": float(r["seconds per edit"]), x: float(r[x]), y: float(r[y])}
+            for _, r in part.sort_values("value").iterrows()]}
+    doc = {"x": x, "y": y, "command": command, "date": date.today().isoformat(),
+           "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "methods": methods}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def load_curves(path: Path = CURVES) -> dict | None:
+    """The stored curves (`store_curves`' document), or None when there are none."""
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8")) if Path(path).is_file() else None
+
+
+def _crossing(points: list[dict], key: str, level: float) -> tuple[dict, dict, float] | None:
+    """The first pair of neighbouring points (in knob order) whose ``key`` spans ``level``, and where
+    between them it lies (0 at the first, 1 at the second); None where the curve does not reach it."""
+    for a, b in zip(points[:-1], points[1:], strict=True):
+        lo, hi = sorted((a[key], b[key]))
+        if lo <= level <= hi:
+            return a, b, (0.0 if hi == lo else (level - a[key]) / (b[key] - a[key]))
+    return None
+
+
+def demo_comparison(run_dir: Path, label: str, means: dict[str, float], path: Path = CURVES) -> dict | None:
+    """A scored demo edit run beside the stored DDIM-50 curve (``BASELINE``): DDIM-50 at the run's own CFG
+    (where the curve has that point), at DDIM-50's default CFG, and at the run's background PSNR (its curve
+    read there: success, CFG and seconds linear between the neighbouring points). Returns ``{"rows": [...],
+    "stored": the document}``; None without stored curves or oracle scores."""
+    from icd_bench.config import resolve_method
+    from icd_bench.reports.runs import load_run
+
+    stored = load_curves(path)
+    if stored is None or BASELINE not in stored["methods"] or stored["y"] not in means or stored["x"] not in means:
+        return None
+    x, y = stored["x"], stored["y"]
+    data = load_run(run_dir)
+    ok = data.ok
+    params = data.config.get("params", {})
+    try:
+        own = params.get(knob_field(label, GUIDANCE))
+    except ConfigError:
+        own = None
+    rows = [{"method": f"this run ({label})", "cfg": f"{own:g}" if own is not None else "—", "edits": len(ok),
+             "success": means[y], "background_psnr": means[x], "nfe": statistics.mean(r["nfe"] for r in ok),
+             "seconds_per_edit": statistics.mean(r["seconds"] for r in ok)}]
+    points = stored["methods"][BASELINE]["points"]
+    default = resolve_method(BASELINE, []).params_dict()[stored["methods"][BASELINE]["knob"]]
+
+    def row(name: str, cfg: str, p: dict) -> dict:
+        return {"method": name, "cfg": cfg, "edits": p["edits"], "success": p[y], "background_psnr": p[x],
+                "nfe": p["nfe"], "seconds_per_edit": p["seconds_per_edit"]}
+
+    at = {p["value"]: p for p in points}
+    if own is not None and own in at and own != default:
+        rows.append(row("DDIM-50, same CFG", f"{own:g}", at[own]))
+    if default in at:
+        rows.append(row("DDIM-50, default", f"{default:g}", at[default]))
+    found = _crossing(points, x, means[x])
+    if found is not None:
+        a, b, f = found
+        mix = {k: a[k] + f * (b[k] - a[k]) for k in ("value", "nfe", "seconds_per_edit", x, y)}
+        rows.append(row("DDIM-50, same bg", f"≈{mix['value']:.1f}",
+                        {**mix, "edits": min(a["edits"], b["edits"])}))
+    else:
+        lo, hi = min(p[x] for p in points), max(p[x] for p in points)
+        rows.append({"method": f"DDIM-50, same bg: off its curve ({lo:.1f}–{hi:.1f} dB)", "cfg": "—"})
+    return {"rows": rows, "stored": stored}
