@@ -58,6 +58,8 @@ def toy_icd(session: nox.Session) -> None:
                 "--out", "runs/train/toy-cfg-distill", *session.posargs, env=OFFLINE)
     session.run("icd-bench", "train", "icd", "--recipe", "training/toy-icd.toml", "--out", "runs/train/toy-icd",
                 *session.posargs, env=OFFLINE)
+    session.run("icd-bench", "train", "icd", "--recipe", "training/toy-icd-continue.toml", "--out",
+                "runs/train/toy-icd-continue", *session.posargs, env=OFFLINE)
     session.run("icd-bench", "toy", "bundle-icd", env=OFFLINE)
 
 

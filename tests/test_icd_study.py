@@ -105,6 +105,11 @@ def test_the_study_trains_each_configuration_once_and_writes_the_table(tmp_path)
     run_study(plan, tmp_path / "work", tmp_path / "out", device="cpu", only=["K"], progress=False, log=logs.append)
     assert not any("training configuration" in line for line in logs)
     assert (tmp_path / "work" / "train" / "G" / "cdm.safetensors").stat().st_mtime_ns == trained
-    assert list(pd.read_csv(tmp_path / "out" / "table2.csv")["row"]) == ["K"]
+    again = pd.read_csv(tmp_path / "out" / "table2.csv")  # K recomputed, the others kept as they were
+    assert list(again["row"]) == ["DDIM2", "A", "G", "K", "Gx"] and any("kept from" in line for line in logs)
+    pd.testing.assert_frame_equal(again.drop(columns="run"), table.drop(columns="run"))
+    run_study(plan, tmp_path / "work", tmp_path / "fresh", device="cpu", only=["K"], progress=False,
+              log=logs.append)
+    assert list(pd.read_csv(tmp_path / "fresh" / "table2.csv")["row"]) == ["K"]  # nothing to keep
     with pytest.raises(ConfigError, match="no row named Q"):
         run_study(plan, tmp_path / "work", tmp_path / "out", only=["Q"], progress=False)

@@ -215,10 +215,10 @@ def _cfg_recipe(backbone, steps=1, **kw):
 
 
 def _icd_recipe(backbone, teacher="", steps=1, **kw):
-    kw = {"batch_size": 2, **kw}
+    kw = {"batch_size": 2, "lora_rank": 4, "lora_alpha": 4.0, **kw}
     return {"data": DataConfig(source="toy"),
-            "train": ICDTrainConfig(backbone=backbone, teacher=teacher, steps=steps, lora_rank=4,
-                                    lora_alpha=4.0, threads=1, checkpoint_every=1, log_every=1, **kw)}
+            "train": ICDTrainConfig(backbone=backbone, teacher=teacher, steps=steps, threads=1, checkpoint_every=1,
+                                    log_every=1, **kw)}
 
 
 @pytest.mark.parametrize("backbone", ["tiny-sd15", "tiny-sdxl"])
@@ -369,6 +369,18 @@ def test_a_continued_training_starts_from_the_given_adapters_and_decays_its_rate
         a, b, c = (read_lora(p[key])[0] for p in (first, same, more))
         assert all(torch.equal(a[k], b[k]) for k in a)
         assert any(not torch.equal(a[k], c[k]) for k in a)  # and training goes on from there
+    # a wider adapter (rank 8, scale alpha / rank = 2 instead of 1) starts as the same update B A
+    wide = train_icd(_icd_recipe("tiny-sd15", steps=0, lora_rank=8, lora_alpha=16.0, **init), tmp_path / "wide",
+                     **quiet)
+    a, _ = read_lora(first["reverse_lora"])
+    w, info = read_lora(wide["reverse_lora"])
+    assert info["rank"] == 8
+    for k in a:
+        if k.endswith("lora_B.weight"):
+            up = k.replace("lora_B", "lora_A")
+            product = lambda s: s[k].flatten(1) @ s[up].flatten(1)  # noqa: E731 - B A (convolutions flattened)
+            torch.testing.assert_close(2.0 * product(w), product(a))
+            assert not w[k][:, 4:].any()
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     schedule = warmup_schedule(opt, 2, "cosine", 6)
     rates = []

@@ -84,6 +84,19 @@ def test_bundling_stores_fp16_copies_with_bundled_paths(tmp_path):
     assert state["w"].dtype == torch.float16 and state["steps"].dtype == torch.int64
     meta = json.loads((tmp_path / "into" / "icd.json").read_text())
     assert meta["reverse_lora"] == "bundled:toy/icd/cdm.safetensors" and meta["boundaries"]["reverse"][0] == 259
+    assert meta["continues"] == []  # trained from scratch
+    # a continued stage 2 carries the provenance of the training it started from
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "icd.json").write_text(json.dumps({"recipe": {"train": {"steps": 1000}}, "versions": {"torch": "x"}}))
+    (stage2 / "icd.json").write_text(json.dumps({"boundaries": {"reverse": [259, 519, 779, 999]}, "recipe": {
+        "train": {"steps": 600, "init_reverse_lora": str(first / "cdm.safetensors")}}}))
+    bundle_icd(tmp_path / "s1.safetensors", stage2, tmp_path / "into")
+    meta = json.loads((tmp_path / "into" / "icd.json").read_text())
+    assert meta["continues"] == [{"recipe": {"train": {"steps": 1000}}, "versions": {"torch": "x"}}]
+    (first / "icd.json").unlink()
+    with pytest.raises(ConfigError, match="the training this one continues"):
+        bundle_icd(tmp_path / "s1.safetensors", stage2, tmp_path / "into")
     assert bundle_lcm(stage2, tmp_path / "lcm") == ["lcm.json", "lcm.safetensors"]
     lcm = json.loads((tmp_path / "lcm" / "lcm.json").read_text())
     assert lcm["lora"] == "bundled:toy/lcm/lcm.safetensors" and "teacher" not in lcm

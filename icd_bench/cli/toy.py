@@ -90,7 +90,7 @@ def toy_pick_guidance(
 
 def toy_bundle_icd(
     stage1: Annotated[Path, typer.Option(help="Stage 1's guidance-distilled student.")] = Path("runs/train/toy-cfg-distill/cfg_distill.safetensors"),
-    stage2: Annotated[Path, typer.Option(help="Stage 2's training folder (fcdm/cdm.safetensors, icd.json).")] = Path("runs/train/toy-icd"),
+    stage2: Annotated[Path, typer.Option(help="Stage 2's training folder (fcdm/cdm.safetensors, icd.json): training/toy-icd-continue.toml's, which continues training/toy-icd.toml's.")] = Path("runs/train/toy-icd-continue"),
     into: Annotated[Path, typer.Option(help="Destination (the package's bundled toy iCD models).")] = Path("icd_bench/assets/toy/icd"),
 ) -> None:
     """Copy the toy iCD models into the package as fp16 (what `--method icd-toy` loads by default)."""

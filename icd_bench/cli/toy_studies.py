@@ -78,7 +78,7 @@ def toy_table2(
     teacher: Annotated[str, typer.Option(help="Guidance-distilled student every configuration trains on (stage 1's output).")] = "bundled:toy/icd/cfg_distill.safetensors",
     work: Annotated[Path, typer.Option(help="Training folders and invert runs; re-running resumes and reuses them.")] = Path("runs/toy-table2"),
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where table2.md and table2.csv go.")] = Path("reports/toy"),
-    only: Annotated[str | None, typer.Option(help="Comma-separated row names to (re)compute, e.g. A,C (the table then holds only those).")] = None,
+    only: Annotated[str | None, typer.Option(help="Comma-separated row names to (re)compute, e.g. A,C; the other rows are kept from the table2.csv already in --out.")] = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:

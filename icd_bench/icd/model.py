@@ -219,6 +219,37 @@ def load_adapter(unet, name: str, path: str | Path, *, alpha: float | None = Non
     return info
 
 
+def start_adapter_from(unet, name: str, path: str | Path) -> dict:
+    """Give the attached adapter ``name`` the weights of a LoRA file of at most its rank so that it computes
+    the file's update exactly: A's first rows are the file's, B's first columns the file's times
+    (file's alpha / rank) / (adapter's alpha / rank); the other rows of A keep their initialisation and the
+    other columns of B are zero (a continued training may so widen an adapter). Returns the file's info."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    state, info = read_lora(path)
+    cfg = unet.peft_config[name]
+    if info["rank"] > cfg.r:
+        raise ConfigError(f"{path} has LoRA rank {info['rank']}, above the adapter's {cfg.r}")
+    current = get_peft_model_state_dict(unet, adapter_name=name)
+    if set(state) != set(current):
+        raise ConfigError(f"{path} targets other modules than the adapter (e.g. "
+                          f"{sorted(set(state) ^ set(current))[:3]}): is it an adapter for another backbone?")
+    scale = (info["alpha"] or RELEASE_LORA_ALPHA) / info["rank"] / (cfg.lora_alpha / cfg.r)
+    r = info["rank"]
+    merged = {}
+    for key, value in current.items():
+        new = value.detach().clone()
+        given = state[key].to(new.dtype)
+        if key.endswith(".lora_A.weight"):
+            new[:r] = given
+        else:
+            new.zero_()
+            new[:, :r] = given * scale
+        merged[key] = new
+    set_peft_model_state_dict(unet, merged, adapter_name=name)
+    return info
+
+
 def save_adapter(unet, name: str, path: str | Path) -> Path:
     """Save adapter ``name`` in the release's layout (peft keys under ``unet.base_model.model.``)."""
     from peft import get_peft_model_state_dict

@@ -46,6 +46,7 @@ from icd_bench.icd.model import (
     adapters_off,
     add_guidance_embedding,
     save_adapter,
+    start_adapter_from,
 )
 from icd_bench.provenance import versions
 from icd_bench.registry import TRAIN_SOURCES
@@ -119,8 +120,8 @@ class CfgDistillConfig(CommonTrainConfig):
 @dataclass
 class ICDTrainConfig(CommonTrainConfig):
     teacher: str = ""  # the stage-1 student (state dict); empty: a zero-initialised guidance input
-    # warm start: the two adapters begin as these LoRA files (a continued training; the rank is the
-    # file's, alpha the recipe's), else as LoRA(lora_rank, lora_alpha) with B = 0
+    # warm start: the two adapters begin as these LoRA files (a continued training; a file of a lower rank
+    # widens exactly: `model.start_adapter_from`), else as LoRA(lora_rank, lora_alpha) with B = 0
     init_forward_lora: str = ""
     init_reverse_lora: str = ""
     boundaries: str = "4step-tau0.8"
@@ -437,9 +438,11 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
     boundaries = cfg.boundary_set()
     torch.manual_seed(cfg.seed)  # the LoRA A matrices' initialisation
     pipe = ICDPipeline(bb, boundaries, teacher=cfg.teacher or None, lora_rank=cfg.lora_rank,
-                       lora_alpha=cfg.lora_alpha, forward_lora=cfg.init_forward_lora or None,
-                       reverse_lora=cfg.init_reverse_lora or None)
+                       lora_alpha=cfg.lora_alpha)
     unet = pipe.unet
+    for name, start in ((FORWARD, cfg.init_forward_lora), (REVERSE, cfg.init_reverse_lora)):
+        if start:
+            start_adapter_from(unet, name, start)
     if cfg.channels_last:
         unet.to(memory_format=torch.channels_last)
     names = ([REVERSE] if cfg.train_reverse else []) + ([FORWARD] if cfg.train_forward else [])

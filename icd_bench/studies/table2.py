@@ -15,7 +15,8 @@ A *plan* (TOML, e.g. ``training/toy-table2.toml``) names
 
 `run_study` trains what is missing (each configuration in its own folder, resumable), runs every
 row as an ``invert`` run of the unified runner (cached: a finished run is not redone), scores the
-rows with the plan's metrics and writes ``table2.md`` and ``table2.csv``.
+rows with the plan's metrics and writes ``table2.md`` and ``table2.csv``; with ``only``, the named rows
+are (re)computed and the others kept from the ``table2.csv`` already there.
 """
 
 from __future__ import annotations
@@ -197,7 +198,24 @@ def run_study(plan: StudyPlan, work: Path, out: Path, *, teacher: str | None = N
                         "configuration": row.label or plan.config_label(row.config),
                         "decode": row.decode, "nfe": nfe, **values, "run": str(summary.out)})
         log(f"{row.name:>24}  " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
+    if only:
+        results = _with_kept_rows(plan, results, out / "table2.csv", log)
     return write_table(plan, results, out, teacher=teacher)
+
+
+def _with_kept_rows(plan: StudyPlan, results: list[dict], csv: Path, log) -> list[dict]:
+    """The rows just computed, and every other row of the plan from the table already written at ``csv``
+    (so re-running a few rows does not drop the rest), in the plan's order."""
+    import pandas as pd
+
+    if not csv.is_file():
+        return results
+    new = {r["row"]: r for r in results}
+    old = {str(r["row"]): r for r in pd.read_csv(csv).to_dict("records")}
+    kept = [name for name in (r.name for r in plan.rows) if name not in new and name in old]
+    if kept:
+        log(f"kept from {csv}: {', '.join(kept)}")
+    return [new.get(r.name) or old[r.name] for r in plan.rows if r.name in new or r.name in old]
 
 
 def _slug(name: str) -> str:

@@ -106,7 +106,8 @@ def toy_backbone_from_modules(tokenizer, text_encoder, unet, device="cpu", dtype
 def bundle_icd(stage1: Path, stage2: Path, into: Path) -> list[str]:
     """Copy the toy iCD models into the package as fp16 (what ``--method icd-toy`` loads by default):
     stage 1's student, stage 2's adapters, and ``icd.json`` (stage 2's provenance, paths made
-    ``bundled:``). Returns the bundled file names."""
+    ``bundled:``; for a continued stage 2, ``continues``: the trainings it started from). Returns the
+    bundled file names."""
     import json
 
     from icd_bench.errors import ConfigError
@@ -120,11 +121,31 @@ def bundle_icd(stage1: Path, stage2: Path, into: Path) -> list[str]:
                       (stage2 / "cdm.safetensors", "cdm.safetensors")):
         half_copy(src, into / name)
     meta = json.loads(info.read_text())
+    meta["continues"] = _earlier_stages(meta)
     meta.update({"teacher": "bundled:toy/icd/cfg_distill.safetensors",
                  "forward_lora": "bundled:toy/icd/fcdm.safetensors", "reverse_lora": "bundled:toy/icd/cdm.safetensors",
                  "stored_as": "fp16"})
     (into / "icd.json").write_text(json.dumps(meta, indent=2) + "\n")
     return sorted(p.name for p in into.iterdir())
+
+
+def _earlier_stages(meta: dict) -> list[dict]:
+    """The provenance (``icd.json``: recipe, versions) of the trainings a continued training started from
+    (its ``init_reverse_lora``'s folder, and so on back), the latest first; empty for a training from scratch."""
+    import json
+
+    from icd_bench.errors import ConfigError
+
+    chain, train = [], meta.get("recipe", {}).get("train", {})
+    while train.get("init_reverse_lora"):
+        info = Path(train["init_reverse_lora"]).parent / "icd.json"
+        if not info.is_file():
+            raise ConfigError(f"{info} not found: the provenance of the training this one continues "
+                              f"(init_reverse_lora = {train['init_reverse_lora']})")
+        earlier = json.loads(info.read_text())
+        chain.append({k: earlier[k] for k in ("recipe", "versions") if k in earlier})
+        train = earlier.get("recipe", {}).get("train", {})
+    return chain
 
 
 def bundle_lcm(run: Path, into: Path) -> list[str]:
