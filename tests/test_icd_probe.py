@@ -49,8 +49,10 @@ def test_probe_markdown_lists_every_row_with_the_teachers_reference(tmp_path):
     path = tmp_path / "probe.csv"
     append_row(path, "trained", {"rev_rmse_w1_999_779": 0.3, "ddim_rmse_w1_999_779": 0.05, "enc_std": 0.6,
                                  "ddim_enc_std": 1.07}, {})
-    append_row(path, "other", {"rev_rmse_w1_999_779": 0.04, "ddim_rmse_w1_999_779": 0.05}, {})
+    append_row(path, "other", {"rev_rmse_w1_999_779": 0.04, "ddim_rmse_w1_999_779": 0.05, "rev_rmse_259_0": 0.33},
+               {"guidance": "7"})
     write_markdown(path, tmp_path / "probe.md")
     table = [line for line in (tmp_path / "probe.md").read_text().splitlines() if line.startswith("| ")]
     assert table[1].startswith("| teacher (DDIM) | 0.05 |") and "1.07" in table[1]
-    assert table[2].startswith("| trained | 0.3 |") and table[3].startswith("| other | 0.04 |")
+    assert table[2].startswith("| trained | 0.3 |") and table[3].startswith("| other | 0.04 | 7 |  | 0.33 |")
+    assert "| guided at w | CD 999→779 guided | CD 259→0 guided |" in table[0]

@@ -378,8 +378,8 @@ def test_a_continued_training_starts_from_the_given_adapters_and_decays_its_rate
     for k in a:
         if k.endswith("lora_B.weight"):
             up = k.replace("lora_B", "lora_A")
-            product = lambda s: s[k].flatten(1) @ s[up].flatten(1)  # noqa: E731 - B A (convolutions flattened)
-            torch.testing.assert_close(2.0 * product(w), product(a))
+            # B A, convolutions flattened
+            torch.testing.assert_close(2.0 * w[k].flatten(1) @ w[up].flatten(1), a[k].flatten(1) @ a[up].flatten(1))
             assert not w[k][:, 4:].any()
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     schedule = warmup_schedule(opt, 2, "cosine", 6)

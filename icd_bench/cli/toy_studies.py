@@ -31,7 +31,8 @@ def toy_probe(
 
     fwd, rev = pick(forward_lora, "forward_lora"), pick(reverse_lora, "reverse_lora")
     values = probe_models(teacher=teacher, forward_lora=fwd, reverse_lora=rev, guidance=guidance, images=images)
-    append_row(csv_file, label, values, {"forward_lora": fwd or "untrained", "reverse_lora": rev or "untrained"})
+    append_row(csv_file, label, values, {"forward_lora": fwd or "untrained", "reverse_lora": rev or "untrained",
+                                         "guidance": f"{guidance:g}"})
     write_markdown(csv_file, csv_file.with_suffix(".md"))
     table = Table(title=f"iCD probe: {label}", title_justify="left", show_edge=False)
     table.add_column("metric")

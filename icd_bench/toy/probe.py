@@ -54,11 +54,13 @@ def append_row(path: Path, label: str, values: dict[str, float], extra: dict[str
 
 
 #: The probe's headline columns in probe.md: (CSV column, header).
-SUMMARY = (("rev_rmse_w1_999_779", "CD 999→779 unguided"), ("rev_rmse_999_779", "CD 999→779 w=5"),
+SUMMARY = (("rev_rmse_w1_999_779", "CD 999→779 unguided"), ("guidance", "guided at w"),
+           ("rev_rmse_999_779", "CD 999→779 guided"), ("rev_rmse_259_0", "CD 259→0 guided"),
            ("rev_rmse_w1_779_519", "CD 779→519 unguided"), ("fwd_rmse_779_999", "fCD 779→999"),
            ("enc_std", "encoding std"), ("cross_rmse", "CD(teacher inversion)"), ("self_rmse", "CD(fCD)"),
            ("recon_psnr", "recon. PSNR dB"), ("hf_icd", "HF energy, unguided 4-step"))
-REFERENCE = {"rev_rmse_w1_999_779": "ddim_rmse_w1_999_779", "rev_rmse_999_779": "ddim_rmse_999_779",
+REFERENCE = {"rev_rmse_w1_999_779": "ddim_rmse_w1_999_779", "guidance": "guidance",
+             "rev_rmse_999_779": "ddim_rmse_999_779", "rev_rmse_259_0": "ddim_rmse_259_0",
              "rev_rmse_w1_779_519": "ddim_rmse_w1_779_519", "enc_std": "ddim_enc_std", "hf_icd": "hf_ddim"}
 
 
@@ -73,8 +75,9 @@ def write_markdown(csv_path: Path, md_path: Path) -> None:
              f"`{csv_path.name}` (all columns) and rewrites this page. Distances are RMSE on the toy world's "
              "pixel-space latents ([-1, 1]) to the teacher (the guidance-distilled student with its adapters "
              "off, DDIM on its 50-step grid) from the same inputs, on 16 fixed toy scenes; see "
-             "`icd_bench/icd/probe.py`. Teacher row: a plain DDIM jump over the same segment, the teacher's "
-             "50-step inversion std, DDIM-50 samples' high-frequency energy.", ""]
+             "`icd_bench/icd/probe.py`. The guided columns are at the row's w (`--guidance`, 5 by default). "
+             "Teacher row: a plain DDIM jump over the same segment (guided: at the first row's w), the "
+             "teacher's 50-step inversion std, DDIM-50 samples' high-frequency energy.", ""]
     first = rows[0]
     teacher = ["teacher (DDIM)", *(first.get(REFERENCE[c], "") if c in REFERENCE else "—" for c, _ in SUMMARY)]
     lines += markdown_table(["model pair", *(h for _, h in SUMMARY)],
