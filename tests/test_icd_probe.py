@@ -54,5 +54,5 @@ def test_probe_markdown_lists_every_row_with_the_teachers_reference(tmp_path):
     write_markdown(path, tmp_path / "probe.md")
     table = [line for line in (tmp_path / "probe.md").read_text().splitlines() if line.startswith("| ")]
     assert table[1].startswith("| teacher (DDIM) | 0.05 |") and "1.07" in table[1]
-    assert table[2].startswith("| trained | 0.3 |") and table[3].startswith("| other | 0.04 | 7 |  | 0.33 |")
+    assert table[2].startswith("| trained | 0.3 |") and table[3].startswith("| other | 0.04 | 7 | | 0.33 |")
     assert "| guided at w | CD 999→779 guided | CD 259→0 guided |" in table[0]
