@@ -32,7 +32,8 @@ def demo(session: nox.Session) -> None:
     """The README's main command: DDIM inversion of the demo set with the bundled toy teacher."""
     session.install("-e", ".")
     session.run("icd-bench", "run", "--method", "ddim-toy-inversion", "--dataset", "demo",
-                "--task", "invert", "--out", "runs/demo", "--batch-size", "16", "--score", "--report", *session.posargs, env=OFFLINE)
+                "--task", "invert", "--out", "runs/demo", "--batch-size", "16",
+                "--score", "--report", *session.posargs, env=OFFLINE)
 
 
 @nox.session
@@ -56,8 +57,8 @@ def toy_icd(session: nox.Session) -> None:
     session.install("-e", ".")
     session.run("icd-bench", "train", "cfg-distill", "--recipe", "training/toy-cfg-distill.toml",
                 "--out", "runs/train/toy-cfg-distill", *session.posargs, env=OFFLINE)
-    session.run("icd-bench", "train", "icd", "--recipe", "training/toy-icd.toml", "--out", "runs/train/toy-icd",
-                *session.posargs, env=OFFLINE)
+    session.run("icd-bench", "train", "icd", "--recipe", "training/toy-icd.toml",
+                "--out", "runs/train/toy-icd", *session.posargs, env=OFFLINE)
     session.run("icd-bench", "train", "icd", "--recipe", "training/toy-icd-continue.toml", "--out",
                 "runs/train/toy-icd-continue", *session.posargs, env=OFFLINE)
     session.run("icd-bench", "toy", "bundle-icd", env=OFFLINE)
@@ -67,8 +68,8 @@ def toy_icd(session: nox.Session) -> None:
 def toy_lcm(session: nox.Session) -> None:
     """Train the toy LCM (ReNoise's and InfEdit's few-step model) on the bundled student and bundle it."""
     session.install("-e", ".")
-    session.run("icd-bench", "train", "icd", "--recipe", "training/toy-lcm.toml", "--out", "runs/train/toy-lcm",
-                *session.posargs, env=OFFLINE)
+    session.run("icd-bench", "train", "icd", "--recipe", "training/toy-lcm.toml",
+                "--out", "runs/train/toy-lcm", *session.posargs, env=OFFLINE)
     session.run("icd-bench", "toy", "bundle-lcm", env=OFFLINE)
 
 
@@ -95,7 +96,8 @@ def bench(session: nox.Session) -> None:
     --device cuda --dtype fp16`)."""
     session.install("-e", ".[dev]")
     session.run("pytest", "tests/bench", "-m", "bench", "-q", env=OFFLINE)
-    session.run("icd-bench", "bench", *(session.posargs or ["--methods", "all", "--repeats", "3"]), env=OFFLINE)
+    session.run("icd-bench", "bench",
+                *(session.posargs or ["--methods", "all", "--repeats", "3"]), env=OFFLINE)
 
 
 @nox.session

@@ -27,7 +27,8 @@ BENCHMARKS = REPO.parent / "shared" / "benchmarks"
 
 
 def published(name: str) -> Path:
-    """A published benchmark list from ``../shared/benchmarks/``; the test is skipped, with the reason, without it."""
+    """A published benchmark list from ``../shared/benchmarks/``; the test is skipped,
+    with the reason, without it."""
     path = BENCHMARKS / name
     if not path.is_file():
         pytest.skip(f"{path} not found: the published benchmark lists are not beside this checkout")
@@ -73,7 +74,8 @@ def clip_tokenizer(tmp_path_factory):
 
     from icd_bench.toy.tokenizer import build_clip_tokenizer
 
-    return CLIPTokenizer.from_pretrained(build_clip_tokenizer(tmp_path_factory.mktemp("clip")), model_max_length=77)
+    return CLIPTokenizer.from_pretrained(build_clip_tokenizer(tmp_path_factory.mktemp("clip")),
+                                         model_max_length=77)
 
 
 BENCH_DIR = Path(__file__).parent / "bench"
@@ -81,7 +83,8 @@ BENCH_DIR = Path(__file__).parent / "bench"
 
 def pytest_collection_modifyitems(config, items):
     """Everything in tests/bench is a benchmark: marked ``bench``, left out of the default run
-    (``-m 'not bench'`` in pyproject's addopts); ``pytest tests/bench -m bench`` or ``nox -s bench`` runs it."""
+    (``-m 'not bench'`` in pyproject's addopts);
+    ``pytest tests/bench -m bench`` or ``nox -s bench`` runs it."""
     for item in items:
         if BENCH_DIR in Path(item.fspath).parents:
             item.add_marker(pytest.mark.bench)

@@ -24,8 +24,9 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def command(out: Path, limit: int) -> list[str]:
-    return [sys.executable, "-m", "icd_bench", "run", "--method", "icd-toy", "--dataset", "demo", "--task", "edit",
-            "--limit", str(limit), "--batch-size", "4", "--out", str(out), "--device", "cpu", "--quiet"]
+    return [sys.executable, "-m", "icd_bench", "run", "--method", "icd-toy", "--dataset", "demo",
+            "--task", "edit", "--limit", str(limit), "--batch-size", "4", "--out", str(out),
+            "--device", "cpu", "--quiet"]
 
 
 def same_as_reference(out: Path, ref: Path, limit: int) -> None:

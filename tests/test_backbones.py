@@ -85,7 +85,8 @@ def test_loaded_equals_in_memory(saved, in_memory, kind):
     assert torch.allclose(a.predict_noise(x, 999, emb_a), b.predict_noise(x, 999, emb_b), atol=1e-6)
     assert torch.equal(a.alphas_cumprod, b.alphas_cumprod) and a.final_alpha_cumprod == b.final_alpha_cumprod
     c = tiny_backbone(kind, seed=1)  # the seed matters: not the same weights
-    assert not torch.allclose(c.predict_noise(x, 999, c.encode_prompt(["a cat"])), b.predict_noise(x, 999, emb_b))
+    assert not torch.allclose(c.predict_noise(x, 999, c.encode_prompt(["a cat"])),
+                              b.predict_noise(x, 999, emb_b))
 
 
 def test_tiny_builds_are_deterministic_and_leave_the_global_rng_alone():
@@ -113,9 +114,11 @@ def test_guidance_embedded_variant_takes_timestep_cond(in_memory):
 
 def test_saved_layout_is_a_diffusers_pipeline(saved):
     index = json.loads((saved["sdxl"] / "model_index.json").read_text())
-    assert index["_class_name"] == "StableDiffusionXLPipeline" and index["force_zeros_for_empty_prompt"] is True
+    assert (index["_class_name"] == "StableDiffusionXLPipeline"
+            and index["force_zeros_for_empty_prompt"] is True)
     assert index["text_encoder_2"] == ["transformers", "CLIPTextModelWithProjection"]
-    assert json.loads((saved["sd15"] / "model_index.json").read_text())["_class_name"] == "StableDiffusionPipeline"
+    assert (json.loads((saved["sd15"] / "model_index.json").read_text())["_class_name"]
+            == "StableDiffusionPipeline")
     for sub in ("tokenizer", "text_encoder", "unet", "vae", "scheduler", "tokenizer_2", "text_encoder_2"):
         assert (saved["sdxl"] / sub).is_dir()
 

@@ -82,9 +82,12 @@ CLI_CASES = {
     "unknown method": (lambda t, f: run_args(t / "r", "--method", "nul-text"), "unknown method 'nul-text'"),
     "unknown dataset": (lambda t, f: run_args(t / "r", "--dataset", "pie"), "unknown dataset 'pie'"),
     "unknown preset key": (lambda t, f: run_args(t / "r", "--set", "steps=3"), "valid fields"),
-    "wrong --set type": (lambda t, f: run_args(t / "r", "--set", "num_inference_steps=many"), "num_inference_steps"),
-    "missing data dir": (lambda t, f: run_args(t / "r", "--data-dir", str(t / "nowhere")), "data directory not found"),
-    "unknown backbone": (lambda t, f: run_args(t / "r", "--backbone", "tiny-sd16"), "Did you mean 'tiny-sd15'"),
+    "wrong --set type": (lambda t, f: run_args(t / "r", "--set", "num_inference_steps=many"),
+                         "num_inference_steps"),
+    "missing data dir": (lambda t, f: run_args(t / "r", "--data-dir", str(t / "nowhere")),
+                         "data directory not found"),
+    "unknown backbone": (lambda t, f: run_args(t / "r", "--backbone", "tiny-sd16"),
+                         "Did you mean 'tiny-sd15'"),
     "unknown task": (lambda t, f: run_args(t / "r", "--task", "paint"), "unknown --task"),
     "unknown metric": (lambda t, f: ["score", str(t / "done"), "--metrics", "psnrr"], "psnrr"),
     "corrupt checkpoint": (lambda t, f: icd_args(t / "r", f"teacher={f['broken']}"),
@@ -96,16 +99,20 @@ CLI_CASES = {
     "pickle payload in a checkpoint": (lambda t, f: icd_args(t / "r", f"teacher={f['payload']}"),
                                        "weights_only=True"),
     "votes CSV with an unknown choice": (lambda t, f: ["stats", f["votes"], "--out", str(t / "s")], "maybe"),
-    "output under a regular file": (lambda t, f: run_args(t / "afile" / "run"), "cannot create run directory"),
+    "output under a regular file": (lambda t, f: run_args(t / "afile" / "run"),
+                                    "cannot create run directory"),
     "another configuration on resume": (lambda t, f: run_args(t / "done", "--set", "num_inference_steps=2"),
                                         "holds a run of another configuration"),
     "bad --shard": (lambda t, f: run_args(t / "r", "--shard", "3/2"), "shard"),
-    "paper preset without its weights": (lambda t, f: ["run", "--method", "icd-sd15", "--backbone", "tiny-sd15",
-                                                       "--dataset", "folder", "--data-dir", "datasets/examples",
+    "paper preset without its weights": (lambda t, f: ["run", "--method", "icd-sd15",
+                                                       "--backbone", "tiny-sd15", "--dataset", "folder",
+                                                       "--data-dir", "datasets/examples",
                                                        "--out", str(t / "r"), "--quiet"],
                                          "needs its published weights (teacher, forward_lora, reverse_lora"),
-    "report of a run with a corrupt manifest": (lambda t, f: ["report", f["corrupt"]], "manifest.json is corrupt"),
-    "score of a run with a corrupt manifest": (lambda t, f: ["score", f["corrupt"]], "manifest.json is corrupt"),
+    "report of a run with a corrupt manifest": (lambda t, f: ["report", f["corrupt"]],
+                                                "manifest.json is corrupt"),
+    "score of a run with a corrupt manifest": (lambda t, f: ["score", f["corrupt"]],
+                                               "manifest.json is corrupt"),
 }
 
 
@@ -134,7 +141,8 @@ def test_cli_error(case, cli_world):
 
 def test_a_paper_preset_runs_without_its_weights_only_when_asked(tmp_path):
     res = icd("run", "--method", "icd-sd15", "--backbone", "tiny-sd15", "--dataset", "folder", "--data-dir",
-              "datasets/examples", "--limit", "1", "--set", "untrained=true", "--out", str(tmp_path / "r"), "--quiet")
+              "datasets/examples", "--limit", "1", "--set", "untrained=true",
+              "--out", str(tmp_path / "r"), "--quiet")
     assert res.returncode == 0, res.stderr
     record = json.loads((tmp_path / "r" / "records.jsonl").read_text().splitlines()[0])
     assert record["status"] == "ok"
@@ -218,9 +226,11 @@ def test_sample_case(case, bad_run):
         assert rec["status"] == "ok", rec
     else:
         assert rec["status"] == "error" and expected in rec["error"], rec
-    notes = {"over-long prompt": ["source prompt truncated to 77 tokens", "target prompt truncated to 77 tokens"],
+    notes = {"over-long prompt": ["source prompt truncated to 77 tokens",
+                                  "target prompt truncated to 77 tokens"],
              "blend word not in the prompt": ["blend word 'horse' is not in the source prompt"]}.get(case, [])
-    for note in notes:  # a usable sample's caveat is kept in its record (and the summary), not raised as a warning
+    # a usable sample's caveat is kept in its record (and the summary), not raised as a warning
+    for note in notes:
         assert not any(note.split(" ", 1)[1] in m for m in caught), (note, caught)
         assert any(note in w for w in rec["warnings"]), rec
     if case == "over-long prompt":  # the words dropped, whole: the prompt's own words past the window
@@ -234,8 +244,8 @@ def test_the_run_goes_on_past_every_bad_sample(bad_run):
     ids, records, summary, _ = bad_run
     bad = sum(v is not None for v in SAMPLE_CASES.values())
     assert (summary.ok, summary.failed) == (len(SAMPLE_CASES) - bad, bad)
-    assert sorted({sid for sid, _ in summary.warnings}) == sorted(ids[c] for c in ("over-long prompt",
-                                                                                    "blend word not in the prompt"))
+    assert sorted({sid for sid, _ in summary.warnings}) == sorted(
+        ids[c] for c in ("over-long prompt", "blend word not in the prompt"))
     assert not (Path(records[ids["grayscale image"]]["outputs"]["image"]).is_absolute())
 
 
@@ -270,8 +280,8 @@ def test_piebench_bad_entries_are_per_sample_errors(tmp_path):
     assert ds.load("000000000001").edit_mask.shape == (64, 64)  # the 512-grid mask follows the image size
     from icd_bench.errors import SampleError
 
-    for sid, fragment in [("12345", "12 digits"), ("000000000002", "odd number"), ("000000000003", "invalid run"),
-                          ("000000000004", "outside the data directory")]:
+    for sid, fragment in [("12345", "12 digits"), ("000000000002", "odd number"),
+                          ("000000000003", "invalid run"), ("000000000004", "outside the data directory")]:
         with pytest.raises(SampleError, match=fragment):
             ds.load(sid)
 
@@ -306,11 +316,12 @@ def test_a_run_with_five_broken_samples_among_64_reports_them(tmp_path):
              ("../g1.png", "a cat", "a dog"), ("g2.png", "a cat", "a dog", "one")]
     write_prompts(data, rows)
     out = tmp_path / "run"
-    res = icd("run", "--method", "ddim", "--dataset", "folder", "--data-dir", str(data), "--backbone", "tiny-sd15",
-              "--task", "invert", "--set", "num_inference_steps=1", "--batch-size", "16", "--out", str(out))
+    res = icd("run", "--method", "ddim", "--dataset", "folder", "--data-dir", str(data),
+              "--backbone", "tiny-sd15", "--task", "invert", "--set", "num_inference_steps=1",
+              "--batch-size", "16", "--out", str(out))
     assert res.returncode == 0, res.stderr
-    for reason in ("image file not found", "unreadable image", "empty source_prompt", "leads outside the data",
-                   "blend_words must be two words"):
+    for reason in ("image file not found", "unreadable image", "empty source_prompt",
+                   "leads outside the data", "blend_words must be two words"):
         assert reason in res.stdout, (reason, res.stdout)
     records = RunStore(out).records()
     assert len(records) == 64 and sum(r["status"] == "ok" for r in records) == 59

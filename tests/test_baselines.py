@@ -31,7 +31,8 @@ def images(bb, n=2, seed=0) -> torch.Tensor:
 
 def samples(bb, targets=TARGETS) -> list[EditSample]:
     ims = images(bb)
-    return [EditSample(id=f"s{k}", image=Image.fromarray((ims[k].permute(1, 2, 0).numpy() * 255).astype("uint8")),
+    return [EditSample(id=f"s{k}",
+                       image=Image.fromarray((ims[k].permute(1, 2, 0).numpy() * 255).astype("uint8")),
                        source_prompt=SOURCES[k], target_prompt=targets[k]) for k in range(len(targets))]
 
 
@@ -158,8 +159,8 @@ def test_npi_with_identical_prompts_reconstructs_as_ddim(bb):
     for a, b in zip(same, ddim, strict=True):
         torch.testing.assert_close(a.image, b.image, atol=1e-4, rtol=0)
     # while plain DDIM + P2P at the same scale does not reconstruct as well
-    p2p = DDIMP2P(bb, DDIMP2PParams(num_inference_steps=6, guidance_scale=7.5)).run("edit", samples(bb, SOURCES),
-                                                                                  gens())[1]
+    p2p = DDIMP2P(bb, DDIMP2PParams(num_inference_steps=6, guidance_scale=7.5)).run(
+        "edit", samples(bb, SOURCES), gens())[1]
     assert not torch.allclose(p2p[0].image, ddim[0].image, atol=1e-3)
 
 
@@ -180,7 +181,8 @@ def test_ef_ddpm_reconstructs_exactly_with_an_unchanged_prompt(bb):
 
 def test_ef_ddpm_reference_options(bb, monkeypatch):
     """PIE-Bench's EF + P2P: windows are fractions of the whole grid, self-attention injection only on
-    maps of <= 16² positions; zero_last_noise (its zeroed final noise map) makes the reconstruction inexact."""
+    maps of <= 16² positions; zero_last_noise (its zeroed final noise map) makes the
+    reconstruction inexact."""
     from icd_bench.attention import p2p as p2p_module
 
     x = images(bb)
@@ -199,7 +201,8 @@ def test_ef_ddpm_reference_options(bb, monkeypatch):
         return control
 
     monkeypatch.setattr(p2p_module, "P2PControl", spy)
-    m = EFDDPM(bb, EFDDPMParams(num_inference_steps=10, skip=4, p2p=True, cross_replace=0.4, self_replace=0.6))
+    m = EFDDPM(bb, EFDDPMParams(num_inference_steps=10, skip=4, p2p=True, cross_replace=0.4,
+                                self_replace=0.6))
     m.edit(x, samples(bb), gens())
     (control,) = seen
     assert control.num_steps == 10 and control.step == 6  # built for the grid, 6 decoding steps taken
@@ -223,8 +226,8 @@ def test_edit_friendly_inversion_retraces_in_float64():
     independently, which the EF paper notes gives them a larger variance)."""
     from diffusers import DDIMScheduler
 
-    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                          set_alpha_to_one=False)
+    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                          clip_sample=False, set_alpha_to_one=False)
     ac = sched.alphas_cumprod.double()
     steps = list(range(999, 0, -50))
 
@@ -237,7 +240,8 @@ def test_edit_friendly_inversion_retraces_in_float64():
     for start in (0, 7):
         xt, zs = edit_friendly_inversion(eps_fn, x0, steps, ac, float(ac[0]), noise, start=start)
         assert len(zs) == len(steps) - start
-        torch.testing.assert_close(xt, ac[steps[start]] ** 0.5 * x0 + (1 - ac[steps[start]]) ** 0.5 * noise[start])
+        torch.testing.assert_close(
+            xt, ac[steps[start]] ** 0.5 * x0 + (1 - ac[steps[start]]) ** 0.5 * noise[start])
         torch.testing.assert_close(ddpm_sample(eps_fn, xt, steps, ac, float(ac[0]), zs, start=start), x0)
 
 
@@ -247,5 +251,6 @@ def test_presets_resolve_to_their_methods():
         spec = resolve_method(preset)
         assert spec.method == method
     ef50 = resolve_method("ef-ddpm-sd15-50").params  # PIE-Bench's EF + P2P setting
-    assert (ef50.skip, ef50.source_guidance_scale, ef50.target_guidance_scale, ef50.p2p) == (12, 1.0, 7.5, True)
+    assert ((ef50.skip, ef50.source_guidance_scale, ef50.target_guidance_scale, ef50.p2p)
+            == (12, 1.0, 7.5, True))
     assert resolve_method("nti-sd15").params.guidance_scale == 7.5

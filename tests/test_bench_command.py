@@ -24,13 +24,15 @@ def test_bench_writes_consistent_numbers(tmp_path):
         # the bound covers the UNet and the VAE encoder / decoder calls, each at its row count
         bound = sum(n * bare["unet"][rows] for rows, n in calls.items())
         for part in ("encoder", "decoder"):
-            assert r["vae_calls_by_rows"][part] == {str(r["batch_size"]): 1}  # one encode, one decode per batch
+            # one encode, one decode per batch
+            assert r["vae_calls_by_rows"][part] == {str(r["batch_size"]): 1}
             bound += bare[part][str(r["batch_size"])]
         assert r["bound_seconds_per_edit"] == pytest.approx(bound / r["batch_size"], rel=1e-12)
         # ddim-tiny: unguided inversion and decoding (w = 1), one call of B rows per step
         assert set(calls) == {str(r["batch_size"])}
         assert sum(int(k) * n for k, n in calls.items()) == r["nfe"] * r["batch_size"]
-        assert r["overhead_seconds_per_edit"] == pytest.approx(r["seconds_per_edit"] - r["bound_seconds_per_edit"])
+        assert r["overhead_seconds_per_edit"] == pytest.approx(
+            r["seconds_per_edit"] - r["bound_seconds_per_edit"])
         assert r["ratio_to_icd"] is None  # no iCD in this run
     assert "| ddim-tiny | tiny-sd15 | 32 | 2 |" in path.read_text()
 
@@ -43,17 +45,20 @@ def test_all_means_the_methods_of_the_backbone_family():
 
 
 def test_demo_bench_splits_the_job_into_phases(tmp_path):
-    path = run_demo_bench(None, device="cpu", out=tmp_path, command="icd-bench bench --demo", log=lambda *_: None)
+    path = run_demo_bench(None, device="cpu", out=tmp_path,
+                          command="icd-bench bench --demo", log=lambda *_: None)
     (r,) = json.loads(path.with_suffix(".json").read_text())["results"]
     assert (r["method"], r["samples"], r["ok"]) == ("icd-toy", 64, 64)
-    parts = r["startup_seconds"] + r["method_seconds"] + r["harness_seconds"] + r["score_seconds"] + r["report_seconds"]
+    parts = (r["startup_seconds"] + r["method_seconds"] + r["harness_seconds"] + r["score_seconds"]
+             + r["report_seconds"])
     assert r["total_seconds"] == pytest.approx(parts, rel=1e-6)
     # no wall-clock comparison here (a loaded machine fails it): ratios of times are the benchmarks' business
     assert r["model_bound_seconds"] > 0 and r["method_seconds"] > 0
     assert "| icd-toy | 64 |" in path.read_text()
 
 
-@pytest.mark.parametrize("kind, unet, text", [("sd15", 859.52, [123.06]), ("sdxl", 2567.46, [123.06, 694.66])])
+@pytest.mark.parametrize("kind, unet, text",
+                         [("sd15", 859.52, [123.06]), ("sdxl", 2567.46, [123.06, 694.66])])
 def test_random_backbones_have_the_released_architectures(kind, unet, text):
     from icd_bench.backbones.random_weights import build_random
 

@@ -50,7 +50,8 @@ def pie_dir(tmp_path):
     (root / "annotation_images" / "0_random_140").mkdir(parents=True)
     (root / "annotation_images" / "1_change_object_80" / "1_artificial").mkdir(parents=True)
     make_image(root / "annotation_images" / "0_random_140" / "000000000000.jpg", size=512)
-    make_image(root / "annotation_images" / "1_change_object_80" / "1_artificial" / "111000000000.jpg", size=256)
+    make_image(root / "annotation_images" / "1_change_object_80" / "1_artificial" / "111000000000.jpg",
+               size=256)
     mask = np.zeros((512, 512), bool)
     mask[100:200, 50:300] = True
     entries = {
@@ -157,9 +158,11 @@ def test_coco_edit(tmp_path):
         "COCO_val2014_000000000042.jpg,a cat,a dog,\"('cat', 'dog'\"\n"
         "COCO_val2014_000000000043.jpg,a cat,a dog,\"('cat', 'dog')\"\n")
     ds = CocoEdit(data_dir=tmp_path)
-    assert ds.ids() == ["COCO_val2014_000000000042", "COCO_val2014_000000000042-2", "COCO_val2014_000000000043"]
+    assert ds.ids() == ["COCO_val2014_000000000042", "COCO_val2014_000000000042-2",
+                        "COCO_val2014_000000000043"]
     s = ds.load("COCO_val2014_000000000042")
-    assert (s.source_prompt, s.target_prompt, s.blend_words) == ("a cat on a mat", "a dog on a mat", ("cat", "dog"))
+    assert (s.source_prompt, s.target_prompt, s.blend_words) == ("a cat on a mat", "a dog on a mat",
+                                                                 ("cat", "dog"))
     with pytest.raises(SampleError, match="not a tuple of two words"):
         ds.load("COCO_val2014_000000000042-2")
     with pytest.raises(SampleError, match="image file not found"):
@@ -182,7 +185,8 @@ def test_coco_edit_finds_an_image_in_the_split_its_name_names_or_says_which_to_u
         "COCO_val2014_000000000008.jpg,a cat,a dog,\"('cat', 'dog')\"\n"
         "COCO_train2014_000000000009.jpg,a cat,a dog,\"('cat', 'dog')\"\n")
     ds = CocoEdit(data_dir=tmp_path)
-    assert ds.load("COCO_train2014_000000000007").image.size == ds.load("COCO_val2014_000000000008").image.size
+    assert (ds.load("COCO_train2014_000000000007").image.size
+            == ds.load("COCO_val2014_000000000008").image.size)
     with pytest.raises(SampleError, match="looked in .*train2014.*val2014.*unpack train2014.zip"):
         ds.load("COCO_train2014_000000000009")
 

@@ -85,8 +85,8 @@ def test_main_job_edits_the_demo_with_icd_and_shows_ddim_50_beside_it(tmp_path):
     from icd_bench.studies.sweep import BASELINE, load_curves
 
     out = tmp_path / "icd"
-    res = icd("run", "--method", "icd-toy", "--dataset", "demo", "--out", str(out), "--limit", "3", "--batch-size", "3",
-              "--score", "--report")
+    res = icd("run", "--method", "icd-toy", "--dataset", "demo", "--out", str(out), "--limit", "3",
+              "--batch-size", "3", "--score", "--report")
     assert res.returncode == 0, res.stderr
     default = next(p for p in load_curves()["methods"][BASELINE]["points"] if p["value"] == 2)
     assert "this run (icd-toy)" in res.stdout and "DDIM-50, same CFG" in res.stdout
@@ -100,8 +100,8 @@ def test_main_job_edits_the_demo_with_icd_and_shows_ddim_50_beside_it(tmp_path):
 
 def test_main_job_on_the_bundled_demo_with_the_bundled_teacher(tmp_path):
     out = tmp_path / "demo"
-    res = icd("run", "--method", "ddim-toy-inversion", "--dataset", "demo", "--task", "invert", "--out", str(out),
-              "--limit", "3", "--set", "num_inference_steps=10")
+    res = icd("run", "--method", "ddim-toy-inversion", "--dataset", "demo", "--task", "invert",
+              "--out", str(out), "--limit", "3", "--set", "num_inference_steps=10")
     assert res.returncode == 0, res.stderr
     assert "reconstruction PSNR" in res.stdout and "3 ok" in res.stdout
     recs = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
@@ -113,8 +113,8 @@ def test_main_job_on_the_bundled_demo_with_the_bundled_teacher(tmp_path):
 @pytest.mark.parametrize("task, nfe", [("edit", 8), ("invert", 8)])
 def test_icd_on_the_bundled_demo_spends_four_plus_four_steps(tmp_path, task, nfe):
     out = tmp_path / "icd"
-    res = icd("run", "--method", "icd-toy", "--dataset", "demo", "--task", task, "--out", str(out), "--limit", "2",
-              "--quiet")
+    res = icd("run", "--method", "icd-toy", "--dataset", "demo", "--task", task, "--out", str(out),
+              "--limit", "2", "--quiet")
     assert res.returncode == 0, res.stderr
     recs = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
     assert [r["status"] for r in recs] == ["ok", "ok"] and all(r["nfe"] == nfe for r in recs)
@@ -138,10 +138,11 @@ def test_words_outside_the_toy_vocabulary_are_said_once_and_recorded(tmp_path):
     data.mkdir()
     for k in range(3):
         make_image(data / f"p{k}.png", size=48)
-    write_prompts(data, [(f"p{k}.png", "a cat sitting on a sofa", "a dog sitting on a sofa") for k in range(3)])
+    write_prompts(data,
+                  [(f"p{k}.png", "a cat sitting on a sofa", "a dog sitting on a sofa") for k in range(3)])
     out = tmp_path / "run"
-    res = icd("run", "--method", "ddim-toy", "--dataset", "folder", "--data-dir", str(data), "--out", str(out),
-              "--set", "num_inference_steps=2")
+    res = icd("run", "--method", "ddim-toy", "--dataset", "folder", "--data-dir", str(data),
+              "--out", str(out), "--set", "num_inference_steps=2")
     assert res.returncode == 0, res.stderr
     summary = " ".join(res.stdout.split())
     assert summary.count("toy vocabulary") == 1
@@ -149,6 +150,6 @@ def test_words_outside_the_toy_vocabulary_are_said_once_and_recorded(tmp_path):
     recs = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
     assert len(recs) == 3 and all(r["status"] == "ok" for r in recs)
     assert all(any("does not know (cat, sitting, sofa)" in w for w in r["warnings"]) for r in recs)
-    toy = icd("run", "--method", "ddim-toy", "--dataset", "folder", "--data-dir", "datasets/examples", "--out",
-              str(tmp_path / "toy"), "--set", "num_inference_steps=2", "--limit", "2")
+    toy = icd("run", "--method", "ddim-toy", "--dataset", "folder", "--data-dir", "datasets/examples",
+              "--out", str(tmp_path / "toy"), "--set", "num_inference_steps=2", "--limit", "2")
     assert toy.returncode == 0 and "toy vocabulary" not in toy.stdout

@@ -35,7 +35,8 @@ def test_one_step_matches_eq1_by_hand():
     x = torch.tensor([0.3, -1.2])
     eps = torch.tensor([0.5, 0.1])
     a_t, a_s = 0.4, 0.9
-    by_hand = math.sqrt(a_s / a_t) * x + eps * (math.sqrt(1 - a_s) - math.sqrt(a_s / a_t) * math.sqrt(1 - a_t))
+    by_hand = (math.sqrt(a_s / a_t) * x
+               + eps * (math.sqrt(1 - a_s) - math.sqrt(a_s / a_t) * math.sqrt(1 - a_t)))
     assert torch.allclose(ddim_step(x, eps, a_t, a_s), by_hand)
     # the same formula walks the other way: inverting the step with the same ε gives x back
     assert torch.allclose(ddim_step(ddim_step(x, eps, a_t, a_s), eps, a_s, a_t), x, atol=1e-6)
@@ -130,7 +131,8 @@ def test_guided_noise_costs_one_row_unguided_and_two_guided():
     # P2P: source and target rows of the same samples ride in one call and count once
     pair = PromptEmbeds(torch.full((4, 2, 2), 2.0))
     with bb.nfe.measure() as m:
-        guided_noise(bb, torch.zeros(4, 1, 2, 2), 10, pair, PromptEmbeds(torch.zeros(4, 2, 2)), 7.5, branches=2)
+        guided_noise(bb, torch.zeros(4, 1, 2, 2), 10, pair,
+                     PromptEmbeds(torch.zeros(4, 2, 2)), 7.5, branches=2)
     assert m[0] == 4  # 2 samples × 2 (guided)
 
 
@@ -153,18 +155,20 @@ def test_invert_records_the_encoded_latents_nll_and_inversion_tau_guides_only_lo
 
     m = method()
     _, outs = m.run("invert", samples, gens)
-    inv = m.invert(m.backbone.preprocess([s.image for s in samples]), [s.source_prompt for s in samples], gens)
+    inv = m.invert(m.backbone.preprocess([s.image for s in samples]),
+                   [s.source_prompt for s in samples], gens)
     assert [o.extras["latent_nll"] for o in outs] == pytest.approx(latent_nll(inv.latents).tolist(), abs=1e-6)
-    assert latent_nll(torch.randn(1, 4096, generator=torch.Generator().manual_seed(0))).item() == pytest.approx(
-        0.5 + 0.5 * math.log(2 * math.pi), abs=0.02)
+    assert (latent_nll(torch.randn(1, 4096, generator=torch.Generator().manual_seed(0))).item()
+            == pytest.approx(0.5 + 0.5 * math.log(2 * math.pi), abs=0.02))
 
     def encoded(*sets):
         mm = method("inversion_guidance_scale=5", *sets)
-        return mm.invert(mm.backbone.preprocess([s.image for s in samples]), [s.source_prompt for s in samples],
-                         gens).latents
+        return mm.invert(mm.backbone.preprocess([s.image for s in samples]),
+                         [s.source_prompt for s in samples], gens).latents
 
-    unguided = method().invert(m.backbone.preprocess([s.image for s in samples]), [s.source_prompt for s in samples],
-                               gens).latents
+    unguided = method().invert(m.backbone.preprocess([s.image for s in samples]),
+                               [s.source_prompt for s in samples], gens).latents
     assert torch.equal(encoded("inversion_tau=0.0"), unguided)
     guided, half = encoded(), encoded("inversion_tau=0.5")
-    assert not torch.allclose(guided, unguided) and not torch.allclose(half, guided) and not torch.allclose(half, unguided)
+    assert (not torch.allclose(guided, unguided) and not torch.allclose(half, guided)
+            and not torch.allclose(half, unguided))

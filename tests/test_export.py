@@ -38,7 +38,8 @@ def test_piebench_layout_is_the_mapping_tree_with_the_run_pixels(pie_run, tmp_pa
     summary = export_run(run, "piebench", tmp_path / "eval", name="mine")
     images = tmp_path / "eval" / "output" / "mine" / "annotation_images"
     assert summary.root == images and summary.written == 28
-    assert [s for s, _ in summary.skipped] == missing and all("failed in the run" in w for _, w in summary.skipped)
+    assert ([s for s, _ in summary.skipped] == missing
+            and all("failed in the run" in w for _, w in summary.skipped))
     for sample_id, e in entries.items():
         path = images / e["image_path"]
         assert path.exists() == (sample_id not in missing)
@@ -46,13 +47,15 @@ def test_piebench_layout_is_the_mapping_tree_with_the_run_pixels(pie_run, tmp_pa
     some = next(i for i in entries if i not in missing)
     exported = np.asarray(Image.open(images / entries[some]["image_path"]))
     assert Image.open(images / entries[some]["image_path"]).format == "PNG"  # under the mapping's .jpg name
-    assert np.array_equal(exported, np.asarray(Image.open(run / records[some]["outputs"]["image"]).convert("RGB")))
+    assert np.array_equal(exported,
+                          np.asarray(Image.open(run / records[some]["outputs"]["image"]).convert("RGB")))
     info = json.loads((images.parent / "export.json").read_text())
     assert info["written"] == 28 and sorted(info["skipped"]) == sorted(missing) and info["encoding"] == "png"
 
     # JPEG as the producers save: lossy, decodable, another folder beside the first
     export_run(run, "piebench", tmp_path / "eval", name="mine-jpeg", encoding="jpeg")
-    jpeg = Image.open(tmp_path / "eval" / "output" / "mine-jpeg" / "annotation_images" / entries[some]["image_path"])
+    jpeg = Image.open(tmp_path / "eval" / "output" / "mine-jpeg" / "annotation_images"
+                      / entries[some]["image_path"])
     assert jpeg.format == "JPEG" and (images / entries[some]["image_path"]).exists()
 
 

@@ -82,7 +82,8 @@ def test_dynamic_cfg_runs_the_unconditional_branch_only_on_guided_steps():
 
 def test_batched_prompt_to_prompt_equals_one_sample_at_a_time():
     # refine and replace pairs, amplify and local blend: every part of the control indexes samples
-    m = icd_method("p2p=true", "p2p_mode=auto", "amplify=2", "local_blend=true", "tau=0.8", "guidance_scale=5")
+    m = icd_method("p2p=true", "p2p_mode=auto", "amplify=2", "local_blend=true",
+                   "tau=0.8", "guidance_scale=5")
     batch = samples(3)
     _, together = m.run("edit", batch, gens(batch))
     for k, s in enumerate(batch):
@@ -110,7 +111,8 @@ def test_prompt_to_prompt_branches_in_one_call_equal_separate_decodes():
         return seen["out"]
 
     pipe.decode = spy
-    edited = pipe.decode_p2p(noise, src, tgt, 5.0, 0.8, P2PParams(cross_replace=0.5, self_replace=0.5, local_blend=False))
+    edited = pipe.decode_p2p(noise, src, tgt, 5.0, 0.8,
+                             P2PParams(cross_replace=0.5, self_replace=0.5, local_blend=False))
     assert torch.allclose(seen["out"][:2], alone_src, atol=1e-5)
     assert not torch.allclose(edited, alone_tgt, atol=1e-3)
 

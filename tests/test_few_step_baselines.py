@@ -69,7 +69,8 @@ def test_renoising_iterations_converge_where_plain_inversion_does_not():
     with none (plain inversion, ε(x_next) for ε(x_t)) it does not."""
     plain = ReNoiseConfig(renoise_steps=0, first_step_renoise_steps=0, average=False, reg_steps=0,
                           noise_correction=False)
-    iterated = ReNoiseConfig(renoise_steps=30, first_step_renoise_steps=30, average_range=(20, 31), reg_steps=0)
+    iterated = ReNoiseConfig(renoise_steps=30, first_step_renoise_steps=30,
+                             average_range=(20, 31), reg_steps=0)
     assert _reconstruction_error(plain) > 0.05
     assert _reconstruction_error(iterated) < 1e-6
 
@@ -81,7 +82,8 @@ def test_noise_regularisation_whitens_correlated_noise():
     before = auto_correlation_loss(smooth[0], torch.Generator().manual_seed(3))
     losses = []
     for steps in (4, 50):
-        out = regularise_noise(smooth, None, ReNoiseConfig(lambda_kl=0.0, reg_steps=steps), [torch.Generator().manual_seed(5)])
+        out = regularise_noise(smooth, None, ReNoiseConfig(lambda_kl=0.0, reg_steps=steps),
+                               [torch.Generator().manual_seed(5)])
         losses.append(auto_correlation_loss(out[0], torch.Generator().manual_seed(3)))
     assert before > losses[0] > losses[1]
     assert losses[0] < 0.95 * before and losses[1] < 0.6 * before
@@ -161,7 +163,8 @@ def test_infedit_embedded_guidance_costs_one_row_per_step_and_needs_a_guidance_i
     _, outs = run(m)
     assert {o.nfe for o in outs} == {3}
     cond = seen[0]  # rows [src_1, src_2, tgt_1, tgt_2]: w = 1 and w = 5 embeddings
-    assert torch.equal(cond[0], cond[1]) and torch.equal(cond[2], cond[3]) and not torch.equal(cond[0], cond[2])
+    assert (torch.equal(cond[0], cond[1]) and torch.equal(cond[2], cond[3])
+            and not torch.equal(cond[0], cond[2]))
 
 
 @pytest.mark.parametrize("task", ["edit", "invert", "generate"])

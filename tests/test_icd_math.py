@@ -70,7 +70,8 @@ def test_eq3_targets_by_hand():
 
     from icd_bench.icd.sampling import consistency_step, icd_decode, icd_encode
 
-    ac = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").alphas_cumprod.double()
+    ac = DDIMScheduler(beta_start=0.00085, beta_end=0.012,
+                       beta_schedule="scaled_linear").alphas_cumprod.double()
     x = torch.tensor([0.5, -1.0], dtype=torch.float64)
     eps = torch.tensor([0.2, 0.3], dtype=torch.float64)
     t, s = 779, 519

@@ -32,7 +32,8 @@ def _gen(seed):
 @pytest.mark.parametrize("preset, reverse_steps, forward_steps, w, tau, p2p", [
     ("icd-sd15", [(999, 779), (779, 519), (519, 259), (259, 0)],
      [(19, 259), (259, 519), (519, 779), (779, 999)], 20.0, 0.8, True),
-    ("icd-sd15-3step", [(999, 699), (699, 339), (339, 0)], [(19, 339), (339, 699), (699, 999)], 20.0, 0.7, True),
+    ("icd-sd15-3step", [(999, 699), (699, 339), (339, 0)],
+     [(19, 339), (339, 699), (699, 999)], 20.0, 0.7, True),
     ("icd-sdxl", [(999, 699), (699, 499), (499, 249), (249, 0)],
      [(19, 249), (249, 499), (499, 699), (699, 999)], 8.0, 0.7, False),
     ("icd-toy", [(999, 779), (779, 519), (519, 259), (259, 0)],
@@ -87,8 +88,8 @@ def _write_release(tmp_path, seed=0):
         src.unet.time_embedding.cond_proj.weight.normal_(0, 0.05, generator=g)
     torch.save(src.unet.state_dict(), tmp_path / "cfg_distill.pt")
     rank, loras = 4, {}
-    modules = {n: m for n, m in src.unet.named_modules() if n.split(".")[-1] in ("to_q", "to_k", "to_v", "conv1")
-               or n.endswith("to_out.0")}
+    modules = {n: m for n, m in src.unet.named_modules()
+               if n.split(".")[-1] in ("to_q", "to_k", "to_v", "conv1") or n.endswith("to_out.0")}
     for name in (FORWARD, REVERSE):
         state = {}
         for path, m in modules.items():
@@ -255,8 +256,8 @@ def test_p2p_decodes_the_source_branch_unguided_and_the_target_with_step_cfg(mon
 
     monkeypatch.setattr(bb, "predict_noise", spy)
     prompts = ["a red circle", "a blue square"]
-    pipe.decode_p2p(torch.randn(2, 4, 16, 16, generator=_gen(5)), prompts, ["a big red circle", "a blue cube"],
-                    20.0, 0.8, ICDParams())
+    pipe.decode_p2p(torch.randn(2, 4, 16, 16, generator=_gen(5)), prompts,
+                    ["a big red circle", "a blue cube"], 20.0, 0.8, ICDParams())
     assert [t for t, _ in seen] == [999, 779, 519, 259]
     code0, code19 = (guidance_embedding(torch.tensor([c]), 512)[0] for c in (0.0, 19.0))
     for t, tc in seen:
@@ -307,13 +308,15 @@ def test_icd_toy_uses_the_bundled_trained_models():
 
     spec = resolve_method("icd-toy", ["p2p=false", "guidance_scale=1.0", "tau=1.0"])
     for key in ("teacher", "forward_lora", "reverse_lora"):
-        assert getattr(spec.params, key).startswith("bundled:toy/icd/") and user_path(getattr(spec.params, key)).is_file()
+        assert (getattr(spec.params, key).startswith("bundled:toy/icd/")
+                and user_path(getattr(spec.params, key)).is_file())
     demo = Demo()
     samples = [demo.load(i) for i in demo.ids()[::10]]
     values, images = {}, {}
     for label, params in (("trained", spec.params),
-                          ("untrained", ICDParams(**{**spec.params_dict(), "teacher": None, "forward_lora": None,
-                                                     "reverse_lora": None, "lora_rank": 4}))):
+                          ("untrained", ICDParams(**{**spec.params_dict(), "teacher": None,
+                                                     "forward_lora": None, "reverse_lora": None,
+                                                     "lora_rank": 4}))):
         method = ICD(load_backbone("toy"), params)
         assert method.pipe.trained == (label == "trained")
         sources, outs = method.run("invert", samples, [_gen(i) for i in range(len(samples))])
@@ -331,12 +334,13 @@ def test_a_guidance_scale_outside_the_trained_ones_is_said_once_and_kept(tmp_pat
     from icd_bench.icd.model import trained_guidance_scales
     from icd_bench.runner import RunConfig, Runner
 
-    scales, where = trained_guidance_scales("bundled:toy/icd/cfg_distill.safetensors", "bundled:toy/icd/cdm.safetensors")
+    scales, where = trained_guidance_scales("bundled:toy/icd/cfg_distill.safetensors",
+                                            "bundled:toy/icd/cdm.safetensors")
     assert scales == [1.0, 3.0, 5.0, 7.0] and where.endswith("icd.json")
     for w, said in ((9.0, True), (7.0, False)):
         out = tmp_path / f"w{w:g}"
-        summary = Runner(RunConfig(method="icd-toy", dataset="demo", limit=1, overrides=[f"guidance_scale={w}"],
-                                   device="cpu", out=out)).run()
+        summary = Runner(RunConfig(method="icd-toy", dataset="demo", limit=1,
+                                   overrides=[f"guidance_scale={w}"], device="cpu", out=out)).run()
         manifest = json.loads((out / "manifest.json").read_text())
         assert bool(summary.notes) == said and ("notes" in manifest) == said
         if said:

@@ -12,8 +12,8 @@ from icd_bench.toy.probe import append_row, probe_models, write_markdown
 @pytest.fixture(scope="module")
 def untrained():
     """The probe of zero-initialised adapters: iCD's models are then the teacher itself."""
-    return probe_models(teacher="bundled:toy/icd/cfg_distill.safetensors", forward_lora=None, reverse_lora=None,
-                        images=4)
+    return probe_models(teacher="bundled:toy/icd/cfg_distill.safetensors", forward_lora=None,
+                        reverse_lora=None, images=4)
 
 
 def test_untrained_adapters_jump_exactly_as_the_teachers_ddim_step(untrained):
@@ -49,7 +49,8 @@ def test_probe_markdown_lists_every_row_with_the_teachers_reference(tmp_path):
     path = tmp_path / "probe.csv"
     append_row(path, "trained", {"rev_rmse_w1_999_779": 0.3, "ddim_rmse_w1_999_779": 0.05, "enc_std": 0.6,
                                  "ddim_enc_std": 1.07}, {})
-    append_row(path, "other", {"rev_rmse_w1_999_779": 0.04, "ddim_rmse_w1_999_779": 0.05, "rev_rmse_259_0": 0.33},
+    append_row(path, "other",
+               {"rev_rmse_w1_999_779": 0.04, "ddim_rmse_w1_999_779": 0.05, "rev_rmse_259_0": 0.33},
                {"guidance": "7"})
     write_markdown(path, tmp_path / "probe.md")
     table = [line for line in (tmp_path / "probe.md").read_text().splitlines() if line.startswith("| ")]

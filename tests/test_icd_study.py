@@ -85,7 +85,8 @@ def test_bad_plans_are_refused_before_training(tmp_path, change, message):
 
 
 def test_the_study_trains_each_configuration_once_and_writes_the_table(tmp_path):
-    reuse = f'[configs.Gx]\nlabel = "G again"\nadapters = "{(tmp_path / "work" / "train" / "G").as_posix()}"\n'
+    reuse = ('[configs.Gx]\nlabel = "G again"\n'
+             f'adapters = "{(tmp_path / "work" / "train" / "G").as_posix()}"\n')
     plan = load_plan(_plan(tmp_path, PLAN.replace("[[rows]]", reuse + "[[rows]]", 1)
                            + '[[rows]]\nname = "Gx"\nconfig = "Gx"\n'))
     logs: list[str] = []
@@ -97,12 +98,14 @@ def test_the_study_trains_each_configuration_once_and_writes_the_table(tmp_path)
     by_row = table.set_index("row")
     assert by_row.loc["Gx", "psnr"] == by_row.loc["G", "psnr"]  # given adapters: G's files, not retrained
     text = md.read_text()
-    assert "fCD2 \\| CD2" in text and "fCD4 + L_f \\| CD4 + L_r + d.CFG" in text and "fDDIM2 \\| DDIM2" in text
+    assert ("fCD2 \\| CD2" in text and "fCD4 + L_f \\| CD4 + L_r + d.CFG" in text
+            and "fDDIM2 \\| DDIM2" in text)
     assert "Guided decoding, w = 3" in text and "icd-bench toy table2 --plan" in text
     assert sum("training configuration" in line for line in logs) == 2  # G trained once for rows G and K
     trained = (tmp_path / "work" / "train" / "G" / "cdm.safetensors").stat().st_mtime_ns
     logs.clear()
-    run_study(plan, tmp_path / "work", tmp_path / "out", device="cpu", only=["K"], progress=False, log=logs.append)
+    run_study(plan, tmp_path / "work", tmp_path / "out", device="cpu", only=["K"],
+              progress=False, log=logs.append)
     assert not any("training configuration" in line for line in logs)
     assert (tmp_path / "work" / "train" / "G" / "cdm.safetensors").stat().st_mtime_ns == trained
     again = pd.read_csv(tmp_path / "out" / "table2.csv")  # K recomputed, the others kept as they were

@@ -10,6 +10,7 @@ import torch
 
 from icd_bench.backbones import tiny_backbone
 from icd_bench.diffusion import ddim_step
+from icd_bench.diffusion.schedule import CLEAN, clean_at_zero
 from icd_bench.icd import Boundaries
 from icd_bench.icd.losses import (
     Solver,
@@ -43,12 +44,13 @@ def solver():
 
 def test_solver_grid_and_eq1(solver):
     assert solver.skip == 20 and solver.grid[0] == 19 and solver.grid[-1] == 999 and len(solver.grid) == 50
-    x, e = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
-    t, s = torch.tensor([519, 999]), torch.tensor([499, 0])
+    t, s = torch.tensor([519, 999, 19]), torch.tensor([499, CLEAN, 0])  # CLEAN: ᾱ = 1; 0: ᾱ_0
+    x, e = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
     got = solver.move(x, e, t, s)
     ac = solver.alphas_cumprod.double()
-    for i in range(2):
-        a_s = 1.0 if s[i] == 0 else float(ac[s[i]])
+    assert torch.equal(clean_at_zero(torch.tensor([0, 19])), torch.tensor([CLEAN, 19]))
+    for i in range(3):
+        a_s = 1.0 if s[i] == CLEAN else float(ac[s[i]])
         want = ddim_step(x[i].double(), e[i].double(), float(ac[t[i]]), a_s)
         assert torch.allclose(got[i].double(), want, atol=1e-5)
 
@@ -104,14 +106,16 @@ def test_the_first_solver_step_is_anchored_at_the_clean_end(solver):
     for clean, a_end in ((True, torch.tensor(1.0)), (False, solver.alphas_cumprod[0])):
         a_t = solver.alphas_cumprod[19]
         eps = teacher(x_t, 0, 0)
-        x_end = (a_end / a_t).sqrt() * x_t + ((1 - a_end).sqrt() - (a_end / a_t).sqrt() * (1 - a_t).sqrt()) * eps
+        x_end = ((a_end / a_t).sqrt() * x_t
+                 + ((1 - a_end).sqrt() - (a_end / a_t).sqrt() * (1 - a_t).sqrt()) * eps)
         x_pred = x_t * 0 + x_end  # a student that lands exactly there (it maps to the clean end, s = 0)
 
         def student(x, t, w, x_pred=x_pred):  # ε with move(x_t, ε, 19, 0) == x_pred at the clean end
             r = (1 / solver.alpha(t, x)).sqrt()
             return (x_pred - r * x) / (-r * (1 - solver.alpha(t, x)).sqrt())
 
-        loss, _ = reverse_cd_loss(student, teacher, teacher, solver, SET, x0, noise, index, w, clean_anchor=clean)
+        loss, _ = reverse_cd_loss(student, teacher, teacher, solver, SET, x0, noise,
+                                  index, w, clean_anchor=clean)
         assert loss.item() < 1e-8, clean
     assert (1 - solver.alphas_cumprod[0]) > 1e-4  # the two anchors really differ
     with pytest.raises(ValueError, match="out of range"):
@@ -201,24 +205,24 @@ def test_reverse_preservation_lands_on_the_clean_image_in_the_first_segment(solv
     assert info["s"].tolist() == [0, SET.forward[2]] and loss.item() < 1e-10
     c = lambda x, t, w: torch.full_like(x, 0.3)  # noqa: E731
     loss, _ = reverse_preservation_loss(c, c, solver, SET, x0, noise, torch.tensor([0, 0]))
-    a, b, zero = (torch.full((2,), v) for v in (19, SET.forward[1], 0))
+    a, b, clean = (torch.full((2,), v) for v in (19, SET.forward[1], CLEAN))
     x_b = solver.move(solver.noise(x0, noise, a), c(x0, a, 1), a, b)
-    expected = torch.nn.functional.mse_loss(solver.move(x_b, c(x_b, b, 1), b, zero), x0)
+    expected = torch.nn.functional.mse_loss(solver.move(x_b, c(x_b, b, 1), b, clean), x0)
     torch.testing.assert_close(loss, expected)
 
 
 # -- the trainers end to end ---------------------------------------------------------------------------
 def _cfg_recipe(backbone, steps=1, **kw):
     return {"data": DataConfig(source="toy"),
-            "train": CfgDistillConfig(backbone=backbone, steps=steps, batch_size=2, guidance_dim=16, threads=1,
-                                      checkpoint_every=1, log_every=1, **kw)}
+            "train": CfgDistillConfig(backbone=backbone, steps=steps, batch_size=2, guidance_dim=16,
+                                      threads=1, checkpoint_every=1, log_every=1, **kw)}
 
 
 def _icd_recipe(backbone, teacher="", steps=1, **kw):
     kw = {"batch_size": 2, "lora_rank": 4, "lora_alpha": 4.0, **kw}
     return {"data": DataConfig(source="toy"),
-            "train": ICDTrainConfig(backbone=backbone, teacher=teacher, steps=steps, threads=1, checkpoint_every=1,
-                                    log_every=1, **kw)}
+            "train": ICDTrainConfig(backbone=backbone, teacher=teacher, steps=steps, threads=1,
+                                    checkpoint_every=1, log_every=1, **kw)}
 
 
 @pytest.mark.parametrize("backbone", ["tiny-sd15", "tiny-sdxl"])
@@ -283,8 +287,8 @@ def test_the_official_optimiser_schedule(tmp_path, monkeypatch):
     b, _ = read_lora(official["reverse_lora"])
     assert any(not torch.equal(a[k], b[k]) for k in a)
     monkeypatch.setattr(torch.optim.AdamW, "step", real)
-    train_icd(_icd_recipe("tiny-sd15", steps=1, optimizer_steps="per_term", shared_noise=True), tmp_path / "cut",
-              **quiet)
+    train_icd(_icd_recipe("tiny-sd15", steps=1, optimizer_steps="per_term", shared_noise=True),
+              tmp_path / "cut", **quiet)
     resumed = train_icd(_icd_recipe("tiny-sd15", steps=2, optimizer_steps="per_term", shared_noise=True),
                         tmp_path / "cut", **quiet)
     c, _ = read_lora(resumed["reverse_lora"])
@@ -320,7 +324,8 @@ def test_guided_reverse_preservation_is_an_option_and_off_by_default(solver):
     plain, _ = reverse_preservation_loss(forward, reverse, solver, SET, x0, noise, seg)
     assert seen == [("f", [1.0, 1.0]), ("r", [1.0, 1.0])]
     seen.clear()
-    guided, _ = reverse_preservation_loss(forward, reverse, solver, SET, x0, noise, seg, w=torch.tensor([5.0, 3.0]))
+    guided, _ = reverse_preservation_loss(forward, reverse, solver, SET, x0, noise, seg,
+                                          w=torch.tensor([5.0, 3.0]))
     assert seen == [("f", [1.0, 1.0]), ("r", [5.0, 3.0])] and not torch.isclose(plain, guided)
     with pytest.raises(ValueError, match="preserve_scales"):
         ICDTrainConfig(preserve_scales=())
@@ -344,10 +349,13 @@ def test_gradient_accumulation_takes_micro_batches_in_order_and_resumes_exactly(
     assert len(one) == 4 and len(two) == 2
     for s in range(2):
         for key in two[s]:
-            assert two[s][key] == pytest.approx((one[2 * s][key] + one[2 * s + 1][key]) / 2, rel=1e-4, abs=1e-6)
-    full = train_icd(_icd_recipe("tiny-sd15", steps=2, batch_size=1, accumulate=2), tmp_path / "full", **quiet)
+            assert two[s][key] == pytest.approx((one[2 * s][key] + one[2 * s + 1][key]) / 2,
+                                                rel=1e-4, abs=1e-6)
+    full = train_icd(_icd_recipe("tiny-sd15", steps=2, batch_size=1, accumulate=2),
+                     tmp_path / "full", **quiet)
     train_icd(_icd_recipe("tiny-sd15", steps=1, batch_size=1, accumulate=2), tmp_path / "cut", **quiet)
-    resumed = train_icd(_icd_recipe("tiny-sd15", steps=2, batch_size=1, accumulate=2), tmp_path / "cut", **quiet)
+    resumed = train_icd(_icd_recipe("tiny-sd15", steps=2, batch_size=1, accumulate=2),
+                        tmp_path / "cut", **quiet)
     a, _ = read_lora(full["reverse_lora"])
     b, _ = read_lora(resumed["reverse_lora"])
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -370,8 +378,8 @@ def test_a_continued_training_starts_from_the_given_adapters_and_decays_its_rate
         assert all(torch.equal(a[k], b[k]) for k in a)
         assert any(not torch.equal(a[k], c[k]) for k in a)  # and training goes on from there
     # a wider adapter (rank 8, scale alpha / rank = 2 instead of 1) starts as the same update B A
-    wide = train_icd(_icd_recipe("tiny-sd15", steps=0, lora_rank=8, lora_alpha=16.0, **init), tmp_path / "wide",
-                     **quiet)
+    wide = train_icd(_icd_recipe("tiny-sd15", steps=0, lora_rank=8, lora_alpha=16.0, **init),
+                     tmp_path / "wide", **quiet)
     a, _ = read_lora(first["reverse_lora"])
     w, info = read_lora(wide["reverse_lora"])
     assert info["rank"] == 8
@@ -379,7 +387,8 @@ def test_a_continued_training_starts_from_the_given_adapters_and_decays_its_rate
         if k.endswith("lora_B.weight"):
             up = k.replace("lora_B", "lora_A")
             # B A, convolutions flattened
-            torch.testing.assert_close(2.0 * w[k].flatten(1) @ w[up].flatten(1), a[k].flatten(1) @ a[up].flatten(1))
+            torch.testing.assert_close(2.0 * w[k].flatten(1) @ w[up].flatten(1),
+                                       a[k].flatten(1) @ a[up].flatten(1))
             assert not w[k][:, 4:].any()
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     schedule = warmup_schedule(opt, 2, "cosine", 6)

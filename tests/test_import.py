@@ -47,7 +47,8 @@ def pie(tmp_path):
         solid((10 * k % 250, 100, 50)).save(root / "annotation_images" / path)
         entries[sample_id] = {"image_path": path, "original_prompt": f"a [red] ball number {k}",
                               "editing_prompt": f"a [blue] ball number {k}", "editing_instruction": "",
-                              "editing_type_id": type_id, "blended_word": "red blue", "mask": encode_mask(mask)}
+                              "editing_type_id": type_id, "blended_word": "red blue",
+                              "mask": encode_mask(mask)}
     (root / "mapping_file.json").write_text(json.dumps(entries))
     return root, entries
 
@@ -98,17 +99,21 @@ def test_a_download_shaped_piebench_folder_imports_with_exactly_its_broken_sampl
     assert manifest["imported"]["extra_files"] == summary.extra_files
     records = {r["id"]: r for r in store.records()}
     assert records[ids[0]]["nfe"] is None and records[ids[0]]["seconds"] is None
-    assert records[ids[0]]["target_prompt"] == "a blue ball number 0" and records[ids[0]]["edit_type"] == "random"
+    assert (records[ids[0]]["target_prompt"] == "a blue ball number 0"
+            and records[ids[0]]["edit_type"] == "random")
     # a strip's edit is its last panel (PIE-Bench's evaluate.py crop); a single image is taken as it is
-    assert pixel(tmp_path / "run", records[ids[0]]) == pytest.approx((0, 0, 255), abs=3)  # the files are JPEGs
+    # the files are JPEGs
+    assert pixel(tmp_path / "run", records[ids[0]]) == pytest.approx((0, 0, 255), abs=3)
     assert pixel(tmp_path / "run", records[ids[1]]) == pytest.approx((0, 0, 250), abs=3)
 
     frame, summary_table = score_run(tmp_path / "run", ["psnr:background:pie", "psnr"])
-    assert dict(zip(summary_table.metric, summary_table.n_ok, strict=True)) == {"psnr:background:pie": 26, "psnr": 26}
+    assert (dict(zip(summary_table.metric, summary_table.n_ok, strict=True))
+            == {"psnr:background:pie": 26, "psnr": 26})
     long, notes = build_table(TABLES["piebench"], [tmp_path / "run"], resamples=20)
     assert long[long.column == "bg PSNR"].iloc[0]["n"] == 26
     assert any("run: imported (made elsewhere)" in n and "piebench layout" in n for n in notes)
-    assert long[long.column == "UNet evaluations"].empty or long[long.column == "UNet evaluations"].iloc[0]["n"] == 0
+    assert (long[long.column == "UNet evaluations"].empty
+            or long[long.column == "UNet evaluations"].iloc[0]["n"] == 0)
 
     # the reconstruction panel, on request
     again = import_outputs("piebench", method / "annotation_images", dataset="piebench", data_dir=data,
@@ -140,7 +145,8 @@ def test_icd_layout_pairs_file_j_with_row_j_of_the_list(tmp_path):
     edited.mkdir(parents=True)
     for j in (0, 1, 3):  # edit.py's <j>.jpg; row 2's is missing
         solid((0, 10 * j, 0), (1024, 1024)).save(edited / f"{j}.jpg")
-    summary = import_outputs("icd", edited, dataset="coco-edit", data_dir=tmp_path / "coco", out=tmp_path / "run")
+    summary = import_outputs("icd", edited, dataset="coco-edit",
+                             data_dir=tmp_path / "coco", out=tmp_path / "run")
     assert summary.ok == 3 and [i for i, _ in summary.errors] == ["COCO_train2014_000000000002"]
     assert "2.jpg" in summary.errors[0][1]
     records = {r["id"]: r for r in RunStore(tmp_path / "run").records()}
@@ -157,11 +163,13 @@ def test_folder_layout_by_file_name_or_by_a_mapping_csv(tmp_path, images_dir):
     for k in range(4):
         solid((k, k, k), (48, 48)).save(outputs / f"img{k}.png")
     (outputs / "notes.txt").write_text("not an image")
-    summary = import_outputs("folder", outputs, dataset="folder", data_dir=images_dir, out=tmp_path / "by-name")
-    assert summary.ok == 4 and [i for i, _ in summary.errors] == ["img4"] and summary.extra_files == ["notes.txt"]
+    summary = import_outputs("folder", outputs, dataset="folder", data_dir=images_dir,
+                             out=tmp_path / "by-name")
+    assert (summary.ok == 4 and [i for i, _ in summary.errors] == ["img4"]
+            and summary.extra_files == ["notes.txt"])
     (tmp_path / "map.csv").write_text("id,file\nimg0,img3.png\nimg1,img2.png\n")
-    summary = import_outputs("folder", outputs, dataset="folder", data_dir=images_dir, out=tmp_path / "by-csv",
-                             mapping=tmp_path / "map.csv", size=48)
+    summary = import_outputs("folder", outputs, dataset="folder", data_dir=images_dir,
+                             out=tmp_path / "by-csv", mapping=tmp_path / "map.csv", size=48)
     assert summary.ok == 2 and {i for i, _ in summary.errors} == {"img2", "img3", "img4"}
     assert all("names no file" in why for _, why in summary.errors)
     with pytest.raises(ConfigError, match="id and file"):
@@ -207,13 +215,14 @@ def test_a_released_pnpinversion_method_stands_beside_its_published_row(pie, tmp
 
 
 def test_imported_and_produced_runs_in_one_table(tmp_path):
-    """A run made here and outputs handed over in the iCD code's layout (``edited_images/<j>.jpg``, 512² JPEGs as
-    its SD1.5 scripts save them; here the produced edits enlarged) sit in one report, the imported row saying so."""
+    """A run made here and outputs handed over in the iCD code's layout (``edited_images/<j>.jpg``, 512² JPEGs
+    as its SD1.5 scripts save them; here the produced edits enlarged) sit in one report,
+    the imported row saying so."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "250"}
 
     def cli(*args):
-        res = subprocess.run([sys.executable, "-m", "icd_bench", *args], capture_output=True, text=True, env=env,
-                             cwd=REPO, timeout=600)
+        res = subprocess.run([sys.executable, "-m", "icd_bench", *args], capture_output=True, text=True,
+                             env=env, cwd=REPO, timeout=600)
         assert res.returncode == 0, res.stdout + res.stderr
         return res.stdout
 

@@ -50,11 +50,13 @@ def folder_data(tmp_path) -> Path:
     return data
 
 
-def test_run_killed_at_random_points_resumes_to_the_uninterrupted_result(folder_data, tiny_sd15_dir, tmp_path):
+def test_run_killed_at_random_points_resumes_to_the_uninterrupted_result(folder_data, tiny_sd15_dir,
+                                                                         tmp_path):
     def run(out: Path) -> list[str]:
         return icd_bench("run", "--method", "ddim", "--dataset", "folder", "--data-dir", str(folder_data),
-                         "--backbone", str(tiny_sd15_dir), "--task", "invert", "--set", "num_inference_steps=12",
-                         "--batch-size", "2", "--out", str(out), "--device", "cpu", "--quiet")
+                         "--backbone", str(tiny_sd15_dir), "--task", "invert",
+                         "--set", "num_inference_steps=12", "--batch-size", "2", "--out", str(out),
+                         "--device", "cpu", "--quiet")
 
     ref, out = tmp_path / "ref", tmp_path / "run"
     subprocess.run(run(ref), env=ENV, check=True, capture_output=True, timeout=300)
@@ -63,13 +65,15 @@ def test_run_killed_at_random_points_resumes_to_the_uninterrupted_result(folder_
     kills = 0
     for _ in range(3):  # three kills, each after a random number of newly stored samples
         target = (len(check_run_store(out)) if rec.exists() else 0) + rng.randint(1, 2)
-        kills += kill_when(run(out), lambda t=target: rec.exists() and len(rec.read_bytes().splitlines()) >= t, rng)
+        kills += kill_when(run(out),
+                           lambda t=target: rec.exists() and len(rec.read_bytes().splitlines()) >= t, rng)
         check_run_store(out)
     assert kills >= 2  # the kills did land inside the run
     res = subprocess.run(run(out), env=ENV, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     recs = check_run_store(out)
-    assert sorted(r["id"] for r in recs) == [f"s{k}" for k in range(8)] and all(r["status"] == "ok" for r in recs)
+    assert (sorted(r["id"] for r in recs) == [f"s{k}" for k in range(8)]
+            and all(r["status"] == "ok" for r in recs))
     for r in recs:
         for rel in r["outputs"].values():
             assert (out / rel).read_bytes() == (ref / rel).read_bytes(), rel
@@ -78,8 +82,9 @@ def test_run_killed_at_random_points_resumes_to_the_uninterrupted_result(folder_
 def test_scoring_killed_midway_leaves_no_partial_table_and_resumes(folder_data, tiny_sd15_dir, tmp_path):
     run = tmp_path / "run"
     subprocess.run(icd_bench("run", "--method", "ddim", "--dataset", "folder", "--data-dir", str(folder_data),
-                             "--backbone", str(tiny_sd15_dir), "--task", "invert", "--set", "num_inference_steps=2",
-                             "--batch-size", "8", "--out", str(run), "--device", "cpu", "--quiet"),
+                             "--backbone", str(tiny_sd15_dir), "--task", "invert",
+                             "--set", "num_inference_steps=2", "--batch-size", "8", "--out", str(run),
+                             "--device", "cpu", "--quiet"),
                    env=ENV, check=True, capture_output=True, timeout=300)
     score = icd_bench("score", str(run), "--metrics", "psnr,ssim,psnr:background,mse")
     rng = random.Random(5)

@@ -46,7 +46,8 @@ def test_adapters_on_a_shared_copy_leave_the_original_untouched():
     attach_adapter(copy, "lcm", rank=4, alpha=4.0)
     assert not getattr(own, "peft_config", None) and copy.peft_config
     shared = {p.data_ptr() for p in own.parameters()}
-    assert all(p.data_ptr() in shared for n, p in copy.named_parameters() if "lora_" not in n)  # no second copy
+    # no second copy
+    assert all(p.data_ptr() in shared for n, p in copy.named_parameters() if "lora_" not in n)
     tc = torch.zeros(1, 8)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(bb.latent_shape(1), generator=g)
@@ -70,3 +71,19 @@ def test_the_runner_closes_the_method(tmp_path, monkeypatch):
     Runner(RunConfig(method="icd", dataset="folder", data_dir="datasets/examples", backbone="tiny-sd15",
                      task="invert", limit=1, out=tmp_path / "r")).run()
     assert "unet" in seen and not seen["peft"]
+
+
+def test_icd_gives_back_a_backbone_whose_unet_already_has_a_guidance_input():
+    # no teacher, and the backbone's own UNet already has `time_cond_proj_dim`: iCD's adapters go into a
+    # copy over the same tensors, never into the backbone's own module
+    bb = tiny_backbone(time_cond_proj_dim=8)
+    own = bb.unet
+    tc = torch.zeros(1, 8)
+    before = _unet_out(bb, lambda x, t, **kw: own(x, t, timestep_cond=tc, **kw))
+    with METHODS.get("icd")(bb, resolve_method("icd", ["boundaries=4step-tau0.8"]).params) as m:
+        assert bb.unet is not own and bb.unet.peft_config
+        assert not getattr(own, "peft_config", None)
+        m.run("edit", samples(bb), gens())
+    assert bb.unet is own and not getattr(own, "peft_config", None)
+    assert own.config.time_cond_proj_dim == 8
+    assert torch.equal(_unet_out(bb, lambda x, t, **kw: own(x, t, timestep_cond=tc, **kw)), before)

@@ -54,7 +54,8 @@ def test_masked_flavours_by_hand():
     out2 = out.clone()
     out2[:, :, :4] = 0.0
     for spec in ("mse:background:clean", "mse:background:pie", "psnr:background:pie"):
-        assert _score(spec, ScoreItem("b", output=out2, source=src, mask=mask)) == pytest.approx(_score(spec, item))
+        assert (_score(spec, ScoreItem("b", output=out2, source=src, mask=mask))
+                == pytest.approx(_score(spec, item)))
 
 
 def test_empty_region_is_nan_and_counted_as_failed(tmp_path):
@@ -89,11 +90,13 @@ def test_toy_oracle_metric_judges_edits():
 
     def item(scene):
         im, _ = scene.render()
-        return ScoreItem("x", output=torch.from_numpy(np.asarray(im, np.float32) / 255).permute(2, 0, 1), meta=meta)
+        return ScoreItem("x", output=torch.from_numpy(np.asarray(im, np.float32) / 255).permute(2, 0, 1),
+                         meta=meta)
 
     spec = MetricSpec.parse("toy_edit")
     good, bad = METRICS.get("toy_edit")(spec).score([item(tgt), item(src)])
-    assert good["toy_edit:success"] == 1.0 and good["toy_edit:kept"] == 1.0 and good["toy_edit:background_psnr"] > 40
+    assert (good["toy_edit:success"] == 1.0 and good["toy_edit:kept"] == 1.0
+            and good["toy_edit:background_psnr"] > 40)
     assert bad["toy_edit:success"] == 0.0
     assert METRICS.get("toy_match")(MetricSpec.parse("toy_match")).score([item(src)])[0]["toy_match"] == 1.0
 

@@ -63,7 +63,8 @@ def lpips_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("lpips-weights")
     torch.manual_seed(0)
     for net, build in (("alex", torchvision.models.alexnet), ("squeeze", torchvision.models.squeezenet1_1)):
-        spec = perceptual.NETS[net]  # lpips-alex/alexnet-owt-7be5be79.pth, lpips-squeeze/squeezenet1_1-b8a52dc0.pth
+        # lpips-alex/alexnet-owt-7be5be79.pth, lpips-squeeze/squeezenet1_1-b8a52dc0.pth
+        spec = perceptual.NETS[net]
         (root / spec.key).mkdir()
         torch.save(build().state_dict(), root / spec.key / spec.files[0])
     return root
@@ -100,7 +101,8 @@ def test_lpips_trunk_is_the_torchvision_file(lpips_weights, net, ends):
     # the lin layers are lpips' calibrated ones from the wheel, not random
     import lpips
 
-    shipped = torch.load(Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth", map_location="cpu", weights_only=True)
+    shipped = torch.load(Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth",
+                         map_location="cpu", weights_only=True)
     torch.testing.assert_close(model.lin0.model[1].weight.cpu(), shipped["lin0.model.1.weight"])
 
 
@@ -110,13 +112,15 @@ def test_lpips_identity_symmetry_and_definition(lpips_weights):
     x, y = _rand(0), _rand(1)
     mask = _mask()
     same = ScoreItem("s", output=x, source=x.clone(), mask=mask)
-    for spec in ("lpips", "lpips:background:pie", "lpips:background:clean", "lpips:edited:pie", "lpips:edited:clean"):
+    for spec in ("lpips", "lpips:background:pie", "lpips:background:clean",
+                 "lpips:edited:pie", "lpips:edited:clean"):
         assert _values(spec, [same])[0] == pytest.approx(0.0, abs=1e-7), spec
     xy, yx = ScoreItem("a", output=x, source=y, mask=mask), ScoreItem("b", output=y, source=x, mask=mask)
     for spec in ("lpips", "lpips:background:pie", "lpips:edited:clean"):
         d_xy, d_yx = _values(spec, [xy, yx])
         assert d_xy > 0 and d_xy == pytest.approx(d_yx, rel=1e-5), spec
-    # the definitions, by hand on the loaded model: [0, 1] -> [-1, 1]; pie = masked frames; clean = region mean of the map
+    # the definitions, by hand on the loaded model: [0, 1] -> [-1, 1]; pie = masked frames;
+    # clean = region mean of the map
     model = _metric("lpips")._model()
     m = torch.from_numpy(~mask).float()
     a, b = x[None], y[None]
@@ -131,7 +135,8 @@ def test_lpips_identity_symmetry_and_definition(lpips_weights):
     assert _values("lpips", [xy])[0] == pytest.approx(whole, rel=1e-5)
     assert _values("lpips:whole:pie", [xy])[0] == pytest.approx(whole, rel=1e-5)
     assert _values("lpips:background:pie", [xy])[0] == pytest.approx(pie, rel=1e-5)
-    assert _values("lpips:background:clean", [xy])[0] == pytest.approx(float(spatial[~torch.from_numpy(mask)].mean()), rel=1e-5)
+    assert _values("lpips:background:clean", [xy])[0] == pytest.approx(
+        float(spatial[~torch.from_numpy(mask)].mean()), rel=1e-5)
     assert isinstance(model, lpips.LPIPS) and not model.spatial  # the shared model is left as found
 
 
@@ -139,10 +144,13 @@ def test_lpips_background_pie_ignores_the_edit(lpips_weights):
     src, mask = _rand(0), _mask()
     out = (src + 0.05 * torch.randn(3, SIDE, SIDE, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
     edited = out.clone()
-    edited[:, torch.from_numpy(mask)] = torch.rand(3, int(mask.sum()), generator=torch.Generator().manual_seed(3))
-    items = [ScoreItem("a", output=out, source=src, mask=mask), ScoreItem("b", output=edited, source=src, mask=mask)]
+    edited[:, torch.from_numpy(mask)] = torch.rand(3, int(mask.sum()),
+                                                   generator=torch.Generator().manual_seed(3))
+    items = [ScoreItem("a", output=out, source=src, mask=mask),
+             ScoreItem("b", output=edited, source=src, mask=mask)]
     bg = _values("lpips:background:pie", items)
-    assert bg[0] == pytest.approx(bg[1], abs=1e-7)  # pixels inside the mask never reach a pie background value
+    # pixels inside the mask never reach a pie background value
+    assert bg[0] == pytest.approx(bg[1], abs=1e-7)
     whole = _values("lpips", items)
     assert whole[1] > whole[0]  # ... while the whole-image value sees the edit
     edit = _values("lpips:edited:pie", items)
@@ -151,7 +159,8 @@ def test_lpips_background_pie_ignores_the_edit(lpips_weights):
 
 def test_lpips_batch_equals_per_sample_and_empty_region(lpips_weights):
     mask = _mask()
-    items = [ScoreItem(str(k), output=_rand(10 + k), source=_rand(20 + k), mask=mask if k else ~mask) for k in range(3)]
+    items = [ScoreItem(str(k), output=_rand(10 + k), source=_rand(20 + k), mask=mask if k else ~mask)
+             for k in range(3)]
     for spec in ("lpips", "lpips:background:pie", "lpips:edited:clean"):
         batch = _values(spec, items)
         single = [_values(spec, [item])[0] for item in items]
@@ -240,7 +249,8 @@ def test_clip_loads_the_file_and_shares_the_model(clip_weights):
     saved = torch.load(clip_weights / f"clip-{TINY}-{TAG}" / "open_clip_pytorch_model.bin", weights_only=True)
     for k, v in loaded.model.state_dict().items():
         torch.testing.assert_close(v, saved[k], rtol=0, atol=0)
-    assert tuple(loaded.preprocess["size"]) == (32, 32) and tuple(loaded.preprocess["mean"]) == open_clip.OPENAI_DATASET_MEAN
+    assert (tuple(loaded.preprocess["size"]) == (32, 32)
+            and tuple(loaded.preprocess["mean"]) == open_clip.OPENAI_DATASET_MEAN)
 
 
 def test_clip_pixels_match_open_clip_transform(clip_weights):
@@ -278,8 +288,8 @@ def test_clip_pie_pixels_are_torchmetrics_clipscore_inputs(clip_tokenizer):
         def get_text_features(self, input_ids, attention_mask=None):
             return torch.ones(len(input_ids), 4)
 
-    cfg = {"size": (32, 32), "mean": OPENAI_DATASET_MEAN, "std": OPENAI_DATASET_STD, "interpolation": "bicubic",
-           "resize_mode": "shortest"}
+    cfg = {"size": (32, 32), "mean": OPENAI_DATASET_MEAN, "std": OPENAI_DATASET_STD,
+           "interpolation": "bicubic", "resize_mode": "shortest"}
     processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
                                                                  crop_size={"height": 32, "width": 32}),
                               tokenizer=clip_tokenizer)
@@ -322,7 +332,8 @@ def test_clip_i_identity_and_flavours(clip_weights):
         pie = _values(f"{name}:whole:pie", items, TINY_OPTIONS)
         assert clean == pytest.approx(by_hand(clip_score.clip_pixels, name), abs=1e-5)
         # pie: 100·max(cos, 0) on torchmetrics' (transformers') preprocessing
-        assert pie == pytest.approx([100 * max(c, 0.0) for c in by_hand(clip_score.clip_pixels_pie, name)], abs=1e-3)
+        assert pie == pytest.approx([100 * max(c, 0.0) for c in by_hand(clip_score.clip_pixels_pie, name)],
+                                    abs=1e-3)
         assert all(-1 <= c <= 1 for c in clean)
     # the clamp of the pie flavour, on cosines of either sign
     pie_metric = _metric("clip_t:whole:pie", TINY_OPTIONS)

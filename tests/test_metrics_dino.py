@@ -33,9 +33,11 @@ def root(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2,
                              patch_size=14, image_size=224)).save_pretrained(root / "dinov2-base")
-    vit = ViTModel(ViTConfig(hidden_size=16, num_hidden_layers=12, num_attention_heads=2, intermediate_size=32,
-                             patch_size=8, image_size=224, qkv_bias=True), add_pooling_layer=False)
-    with torch.no_grad():  # random biases and LayerNorm gains: nothing degenerate for the invariants to hide in
+    vit = ViTModel(ViTConfig(hidden_size=16, num_hidden_layers=12, num_attention_heads=2,
+                             intermediate_size=32, patch_size=8, image_size=224, qkv_bias=True),
+                   add_pooling_layer=False)
+    # random biases and LayerNorm gains: nothing degenerate for the invariants to hide in
+    with torch.no_grad():
         for name, p in vit.named_parameters():
             if "layernorm" in name and name.endswith("weight"):
                 p.normal_(1.0, 0.2)
@@ -133,13 +135,15 @@ def test_dinov2_reads_the_folders_processor_config(tmp_path):
     BitImageProcessor(size={"shortest_edge": 72}, crop_size={"height": 64, "width": 64}, resample=3,
                       image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25]).save_pretrained(tmp_path)
     prep = dino.Dinov2Preprocess.from_folder(tmp_path)
-    assert (prep.short_side, prep.crop, prep.mode, prep.mean, prep.scale) == (72, 64, "bicubic", (0.5,) * 3, 1.0)
+    assert ((prep.short_side, prep.crop, prep.mode, prep.mean, prep.scale)
+            == (72, 64, "bicubic", (0.5,) * 3, 1.0))
     x = _smooth(6, 90, 120)
     ours = prep(x[None])
     assert ours.shape == (1, 3, 64, 64)
     # the Hugging Face processor on the 8-bit image: same geometry, values up to resampling details
     pil = (x.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
-    theirs = torch.as_tensor(BitImageProcessor.from_pretrained(tmp_path)(images=pil, return_tensors="pt")["pixel_values"])
+    theirs = torch.as_tensor(
+        BitImageProcessor.from_pretrained(tmp_path)(images=pil, return_tensors="pt")["pixel_values"])
     assert theirs.shape == ours.shape
     assert float((theirs - ours).abs().mean()) < 0.02  # 0.02 in normalised units = 0.005 of the [0, 1] range
 
@@ -170,7 +174,8 @@ def test_structure_distance_matches_pie_bench_written_out(weights_env):
     from torchvision import transforms
 
     model = dino.load_dino_vit(weights_env / "dino-vitb8")
-    src, out = _rand8(11, 48, 64), _rand8(12, 48, 64)  # → 224×298 input (int(224·64/48)): interpolated positions
+    # → 224×298 input (int(224·64/48)): interpolated positions
+    src, out = _rand8(11, 48, 64), _rand8(12, 48, 64)
     pie_transform = transforms.Compose([transforms.Resize(224, max_size=480, antialias=False),
                                         transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
 
@@ -215,7 +220,8 @@ def test_structure_pixels_is_torchvisions_resize_then_normalize():
             assert torch.allclose(ours, ref, rtol=1e-6, atol=1e-5)
     gray = torch.full((1, 3, 8, 8), 128 / 255)
     pie, clean = dino.structure_pixels(gray, "pie"), dino.structure_pixels(gray, "clean")
-    assert pie[0, 0, 0, 0] == pytest.approx((128 - 0.485) / 0.229, rel=1e-6)  # 0–255 values, [0, 1] statistics
+    # 0–255 values, [0, 1] statistics
+    assert pie[0, 0, 0, 0] == pytest.approx((128 - 0.485) / 0.229, rel=1e-6)
     assert clean[0, 0, 0, 0] == pytest.approx((128 / 255 - 0.485) / 0.229, rel=1e-6)
 
 

@@ -37,10 +37,10 @@ PUBLISHED_MED_CONFIG = {
     "encoder_width": 768, "add_cross_attention": True}
 MED_CONFIG = {  # the published med_config.json, shrunk (encoder_width is overridden by the vision width)
     "architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
-    "hidden_dropout_prob": 0.1, "hidden_size": T_WIDTH, "initializer_range": 0.02, "intermediate_size": T_INTER,
-    "layer_norm_eps": 1e-12, "max_position_embeddings": T_POS, "model_type": "bert", "num_attention_heads": T_HEADS,
-    "num_hidden_layers": T_DEPTH, "pad_token_id": 0, "type_vocab_size": 2, "vocab_size": T_VOCAB,
-    "encoder_width": 768, "add_cross_attention": True}
+    "hidden_dropout_prob": 0.1, "hidden_size": T_WIDTH, "initializer_range": 0.02,
+    "intermediate_size": T_INTER, "layer_norm_eps": 1e-12, "max_position_embeddings": T_POS,
+    "model_type": "bert", "num_attention_heads": T_HEADS, "num_hidden_layers": T_DEPTH, "pad_token_id": 0,
+    "type_vocab_size": 2, "vocab_size": T_VOCAB, "encoder_width": 768, "add_cross_attention": True}
 
 
 def published_layout(seed=0, *, v_width=V_WIDTH, v_depth=V_DEPTH, patch=V_PATCH, image=V_IMAGE, v_mlp=V_MLP,
@@ -48,9 +48,9 @@ def published_layout(seed=0, *, v_width=V_WIDTH, v_depth=V_DEPTH, patch=V_PATCH,
                      device="cpu") -> dict[str, torch.Tensor]:
     """Random tensors under the key names and shapes of ImageReward.pt (golden_inputs.imagereward_layout),
     by default at this module's tiny sizes."""
-    return gi.imagereward_layout(seed, v_width=v_width, v_depth=v_depth, patch=patch, image=image, v_mlp=v_mlp,
-                                 t_width=t_width, t_depth=t_depth, t_inter=t_inter, t_pos=t_pos, t_vocab=t_vocab,
-                                 device=device)
+    return gi.imagereward_layout(seed, v_width=v_width, v_depth=v_depth, patch=patch, image=image,
+                                 v_mlp=v_mlp, t_width=t_width, t_depth=t_depth, t_inter=t_inter, t_pos=t_pos,
+                                 t_vocab=t_vocab, device=device)
 
 
 def write_weights(root, sd, med=MED_CONFIG):
@@ -123,7 +123,8 @@ def _ref_attention(sd, p, x, ctx, mask_add, heads):
     scores = q @ k.transpose(-1, -2) / math.sqrt(hd) + mask_add
     o = (scores.softmax(-1) @ val).permute(0, 2, 1, 3).reshape(B, L, D)
     o = F.linear(o, sd[p + "output.dense.weight"], sd[p + "output.dense.bias"])
-    return F.layer_norm(o + x, (D,), sd[p + "output.LayerNorm.weight"], sd[p + "output.LayerNorm.bias"], 1e-12)
+    return F.layer_norm(o + x, (D,), sd[p + "output.LayerNorm.weight"],
+                        sd[p + "output.LayerNorm.bias"], 1e-12)
 
 
 def ref_reward(sd, pixels, ids, mask, v_heads=V_WIDTH // 64, t_heads=T_HEADS):
@@ -133,8 +134,8 @@ def ref_reward(sd, pixels, ids, mask, v_heads=V_WIDTH // 64, t_heads=T_HEADS):
     t = "blip.text_encoder."
     L = ids.shape[1]
     x = sd[t + "embeddings.word_embeddings.weight"][ids] + sd[t + "embeddings.position_embeddings.weight"][:L]
-    x = F.layer_norm(x, (x.shape[-1],), sd[t + "embeddings.LayerNorm.weight"], sd[t + "embeddings.LayerNorm.bias"],
-                     1e-12)
+    x = F.layer_norm(x, (x.shape[-1],), sd[t + "embeddings.LayerNorm.weight"],
+                     sd[t + "embeddings.LayerNorm.bias"], 1e-12)
     self_mask = (1.0 - mask[:, None, None, :].float()) * -10000.0
     enc_mask = (1.0 - torch.ones(image_embeds.shape[:2])[:, None, None, :]) * -10000.0
     for i in range(T_DEPTH):
@@ -143,8 +144,8 @@ def ref_reward(sd, pixels, ids, mask, v_heads=V_WIDTH // 64, t_heads=T_HEADS):
         x = _ref_attention(sd, b + "crossattention.", x, image_embeds, enc_mask, t_heads)
         h = F.gelu(F.linear(x, sd[b + "intermediate.dense.weight"], sd[b + "intermediate.dense.bias"]))
         h = F.linear(h, sd[b + "output.dense.weight"], sd[b + "output.dense.bias"])
-        x = F.layer_norm(h + x, (x.shape[-1],), sd[b + "output.LayerNorm.weight"], sd[b + "output.LayerNorm.bias"],
-                         1e-12)
+        x = F.layer_norm(h + x, (x.shape[-1],), sd[b + "output.LayerNorm.weight"],
+                         sd[b + "output.LayerNorm.bias"], 1e-12)
     r = x[:, 0, :]
     for idx in (0, 2, 4, 6, 7):
         r = F.linear(r, sd[f"mlp.layers.{idx}.weight"], sd[f"mlp.layers.{idx}.bias"])
@@ -157,7 +158,8 @@ def test_every_checkpoint_tensor_lands_in_the_model(metric, weights_root, tiny_s
     cfg = model.visual_encoder.config  # read off the tensors: width, depth, patch, image size, heads
     assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.patch_size, cfg.image_size, cfg.num_attention_heads,
             cfg.intermediate_size, cfg.layer_norm_eps) == (V_WIDTH, V_DEPTH, V_PATCH, V_IMAGE, 2, V_MLP, 1e-6)
-    assert model.text_encoder.config.encoder_hidden_size == V_WIDTH  # encoder_width = vision width, not the json's 768
+    # encoder_width = vision width, not the json's 768
+    assert model.text_encoder.config.encoder_hidden_size == V_WIDTH
     own = {f"vision:{k}": t for k, t in model.visual_encoder.state_dict().items()}
     own |= {f"text:{k}": t for k, t in model.text_encoder.state_dict().items()}
     own |= {f"mlp:{k}": t for k, t in model.mlp.state_dict().items()}
@@ -183,7 +185,8 @@ def test_vision_tower_and_score_equal_a_hand_written_blip_forward(metric, weight
     prompts = ["a red cat on the grass", "photo of a blue dog"]
     pixels = torch.stack([ir.preprocess(x, V_IMAGE) for x in images])
     with torch.inference_mode():
-        torch.testing.assert_close(model.image_embeds(pixels), ref_vit(tiny_sd, pixels, 2), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model.image_embeds(pixels),
+                                   ref_vit(tiny_sd, pixels, 2), atol=1e-5, rtol=1e-5)
         ids, mask = ir.tokenize(tok, prompts)
         want = ref_reward(tiny_sd, pixels, ids, mask)
         # the score from the loaded modules, spelled out: (mlp(CLS) - mean) / std
@@ -192,8 +195,9 @@ def test_vision_tower_and_score_equal_a_hand_written_blip_forward(metric, weight
         cls = model.text_encoder(input_ids=ids, attention_mask=mask, encoder_hidden_states=emb,
                                  encoder_attention_mask=ones).last_hidden_state[:, 0]
         direct = ((model.mlp(cls) - 0.16717362830052426) / 1.0333394966054072).squeeze(-1)
-    got = [r["imagereward"] for r in metric.score([ScoreItem(f"s{i}", output=x, target_prompt=p)
-                                                   for i, (x, p) in enumerate(zip(images, prompts, strict=True))])]
+    got = [r["imagereward"]
+           for r in metric.score([ScoreItem(f"s{i}", output=x, target_prompt=p)
+                                  for i, (x, p) in enumerate(zip(images, prompts, strict=True))])]
     torch.testing.assert_close(torch.tensor(got), want.float(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(torch.tensor(got), direct.float(), atol=1e-6, rtol=1e-6)
     assert want.abs().max() > 1e-3  # not a degenerate all-zero reward
@@ -201,7 +205,8 @@ def test_vision_tower_and_score_equal_a_hand_written_blip_forward(metric, weight
 
 def test_scores_finite_batch_equals_per_sample_and_depend_on_prompt_and_image(metric):
     items = [ScoreItem("a", output=_image(3), target_prompt="a red cat"),
-             ScoreItem("b", output=_image(4, 48, 70), target_prompt="a blue dog on the grass"),  # resized + cropped
+             ScoreItem("b", output=_image(4, 48, 70),
+                       target_prompt="a blue dog on the grass"),  # resized + cropped
              ScoreItem("c", output=_image(3), target_prompt="a blue dog on the grass")]
     batch = [r["imagereward"] for r in metric.score(items)]
     single = [metric.score([it])[0]["imagereward"] for it in items]
@@ -221,7 +226,8 @@ def test_empty_target_prompt_is_a_per_sample_error(metric):
 
 def test_tokenizer_as_blip_init_tokenizer(metric, weights_root):
     _, tok = ir.load(weights_root / "imagereward-v1", weights_root / "bert-base-uncased")
-    dec, enc = len(VOCAB), len(VOCAB) + 1  # added after the vocabulary, as 30522 / 30523 for bert-base-uncased
+    # added after the vocabulary, as 30522 / 30523 for bert-base-uncased
+    dec, enc = len(VOCAB), len(VOCAB) + 1
     assert tok.convert_tokens_to_ids(["[DEC]", "[ENC]"]) == [dec, enc] and tok.enc_token_id == enc
     assert tok.bos_token == "[DEC]" and len(tok) == T_VOCAB
     ids, mask = ir.tokenize(tok, ["A Red CAT", " ".join(["dog"] * 50)])
@@ -242,7 +248,8 @@ def test_preprocess_is_the_package_transform():
         x = _image(7, h, w)
         pil = Image.fromarray((x * 255).round().byte().permute(1, 2, 0).numpy(), "RGB")
         want = Compose([Resize(size, interpolation=InterpolationMode.BICUBIC), CenterCrop(size), ToTensor(),
-                        Normalize((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))])(pil)
+                        Normalize((0.48145466, 0.4578275, 0.40821073),
+                                  (0.26862954, 0.26130258, 0.27577711))])(pil)
         torch.testing.assert_close(ir.preprocess(x, size), want, atol=1e-6, rtol=0)
 
 
@@ -269,7 +276,8 @@ def test_a_foreign_checkpoint_layout_is_a_clear_error(tmp_path, monkeypatch, tin
 
 def test_an_unknown_text_encoder_key_is_not_silently_dropped(tmp_path, monkeypatch, tiny_sd):
     sd = dict(tiny_sd)
-    sd["blip.text_encoder.pooler.dense.weight"] = torch.zeros(T_WIDTH, T_WIDTH)  # a pooler ImageReward never had
+    # a pooler ImageReward never had
+    sd["blip.text_encoder.pooler.dense.weight"] = torch.zeros(T_WIDTH, T_WIDTH)
     monkeypatch.setenv("ICD_BENCH_WEIGHTS", str(write_weights(tmp_path / "w", sd)))
     with pytest.raises(ConfigError, match=r"unexpected keys: blip\.text_encoder\.pooler\.dense\.weight"):
         ir.ImageReward(MetricSpec.parse("imagereward")).check()

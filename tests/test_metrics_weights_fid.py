@@ -41,8 +41,8 @@ def test_missing_weight_names_key_layout_and_variable(tmp_path, monkeypatch):
     with pytest.raises(weights.WeightsNotFoundError) as err:
         weights.resolve("dinov2-base", needed_by="metric 'dinov2'")
     msg = str(err.value)
-    for part in ("metric 'dinov2'", "'dinov2-base'", "facebook/dinov2-base", "DIR/dinov2-base/ holding config.json",
-                 "--weights-dir", weights.ENV, "offline"):
+    for part in ("metric 'dinov2'", "'dinov2-base'", "facebook/dinov2-base",
+                 "DIR/dinov2-base/ holding config.json", "--weights-dir", weights.ENV, "offline"):
         assert part in msg
     with pytest.raises(weights.WeightsNotFoundError, match="alexnet-owt-7be5be79.pth"):
         weights.resolve("lpips-alex")
@@ -67,7 +67,8 @@ def test_torch_hub_cache_is_a_local_cache(tmp_path, monkeypatch):
 # -- FID --------------------------------------------------------------------------------------
 def tiny_extractor(device):
     """A fixed random projection of 8×8-pooled pixels: offline stand-in for Inception."""
-    proj = torch.randn(3 * 8 * 8, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(device)
+    proj = torch.randn(3 * 8 * 8, 16, generator=torch.Generator().manual_seed(0),
+                       dtype=torch.float64).to(device)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         assert x.shape[-2:] == (299, 299) and float(x.max()) > 1.0  # clean-fid's 299×299, 0-255 input
@@ -84,7 +85,8 @@ def _images(n: int, shift: float, seed: int) -> list[torch.Tensor]:
 
 def _fid(items, ref, **extra) -> float:
     spec = MetricSpec.parse("fid")
-    metric = METRICS.get("fid")(spec, "cpu", {"fid_ref": str(ref), "fid_extractor": f"{__name__}:tiny_extractor", **extra})
+    metric = METRICS.get("fid")(spec, "cpu",
+                                {"fid_ref": str(ref), "fid_extractor": f"{__name__}:tiny_extractor", **extra})
     metric.check()
     return metric.score_set(items)["fid"]
 
@@ -131,7 +133,8 @@ def test_score_run_with_a_set_metric_and_options(tmp_path):
     Runner(RunConfig(method="ddim-toy-inversion", dataset="demo", task="invert", out=out, limit=3,
                      overrides=["num_inference_steps=2"])).run()
     ref = _write(tmp_path / "ref", _images(5, 0.2, 3))
-    frame, summary = score_run(out, ["psnr", "fid"], options={"fid_ref": str(ref), "fid_extractor": f"{__name__}:tiny_extractor"})
+    frame, summary = score_run(out, ["psnr", "fid"],
+                               options={"fid_ref": str(ref), "fid_extractor": f"{__name__}:tiny_extractor"})
     fid_rows = frame[frame.metric == "fid"]
     assert list(fid_rows["id"]) == [SET_ID] and math.isfinite(fid_rows["value"].iloc[0])
     assert dict(zip(summary.metric, summary.n_ok, strict=True)) == {"psnr": 3, "fid": 1}
@@ -175,7 +178,8 @@ def test_score_cli_names_every_missing_weight_before_scoring(tmp_path, monkeypat
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.delenv(weights.ENV, raising=False)
-    result = CliRunner().invoke(app, ["score", str(out), "--metrics", "psnr,lpips,dinov2", "--weights-dir", str(tmp_path)],
+    result = CliRunner().invoke(app, ["score", str(out), "--metrics", "psnr,lpips,dinov2",
+                                      "--weights-dir", str(tmp_path)],
                                 catch_exceptions=True)
     assert result.exit_code != 0
     msg = str(result.exception)

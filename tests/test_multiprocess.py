@@ -61,12 +61,14 @@ log_every = 1
 
 
 def train(recipe_path: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(launch("train", "icd", "--recipe", str(recipe_path), "--out", str(out), "--device", "cpu",
-                                 "-q"), capture_output=True, text=True, env=ENV, timeout=600, cwd=REPO)
+    return subprocess.run(launch("train", "icd", "--recipe", str(recipe_path), "--out", str(out),
+                                 "--device", "cpu", "-q"),
+                          capture_output=True, text=True, env=ENV, timeout=600, cwd=REPO)
 
 
 def samples(out: Path, process: int) -> list[dict]:
-    return [json.loads(line) for line in (out / "samples" / f"process-{process}.jsonl").read_text().splitlines()]
+    return [json.loads(line)
+            for line in (out / "samples" / f"process-{process}.jsonl").read_text().splitlines()]
 
 
 def test_two_process_training_averages_gradients_splits_data_and_resumes_after_a_kill(tmp_path):
@@ -90,13 +92,15 @@ def test_two_process_training_averages_gradients_splits_data_and_resumes_after_a
 
     # kill -9 mid-run, then resume: the same steps, samples and final weights as the uninterrupted run
     cut = tmp_path / "cut"
-    proc = subprocess.Popen(launch("train", "icd", "--recipe", str(path), "--out", str(cut), "--device", "cpu", "-q"),
+    proc = subprocess.Popen(launch("train", "icd", "--recipe", str(path), "--out", str(cut),
+                                   "--device", "cpu", "-q"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=REPO,
                             start_new_session=True)
     try:
         deadline = time.time() + 300
         while not (cut / "checkpoints" / "step-000002" / "meta.json").is_file():
-            assert proc.poll() is None and time.time() < deadline, "the run ended before its second checkpoint"
+            assert proc.poll() is None and time.time() < deadline, (
+                "the run ended before its second checkpoint")
             time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -115,8 +119,8 @@ def test_two_process_training_averages_gradients_splits_data_and_resumes_after_a
 
 def test_two_process_run_fills_one_store_with_each_sample_once(tmp_path):
     out = tmp_path / "run"
-    res = subprocess.run(launch("run", "--method", "ddim-toy", "--dataset", "demo", "--limit", "6", "--out", str(out),
-                                "--device", "cpu", "--set", "num_inference_steps=5", "-q"),
+    res = subprocess.run(launch("run", "--method", "ddim-toy", "--dataset", "demo", "--limit", "6",
+                                "--out", str(out), "--device", "cpu", "--set", "num_inference_steps=5", "-q"),
                          capture_output=True, text=True, env=ENV, timeout=600, cwd=REPO)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert sorted(p.name for p in out.glob("records*.jsonl")) == ["records.shard-0-of-2.jsonl",
@@ -142,10 +146,10 @@ def test_two_process_score_splits_the_samples_and_merges_one_result(tmp_path):
     ref = reference(tmp_path)
     shutil.copytree(run, tmp_path / "single")
     opts = [a for k, v in options(ref).items() for a in ("--option", f"{k}={v}")]
-    res = subprocess.run(launch("score", str(run), "--metrics", "psnr,fid", "--device", "cpu", "--batch-size", "3",
-                                "-q", *opts),
-                         capture_output=True, text=True, env={**ENV, "PYTHONPATH": str(REPO / "tests")}, timeout=600,
-                         cwd=REPO)
+    res = subprocess.run(launch("score", str(run), "--metrics", "psnr,fid", "--device", "cpu",
+                                "--batch-size", "3", "-q", *opts),
+                         capture_output=True, text=True,
+                         env={**ENV, "PYTHONPATH": str(REPO / "tests")}, timeout=600, cwd=REPO)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     shards = sorted(p.name for p in (run / SCORING).glob("*/rows*.jsonl"))
     assert shards == ["rows.shard-0-of-2.jsonl", "rows.shard-1-of-2.jsonl"]  # psnr, one file per process

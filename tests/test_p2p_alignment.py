@@ -47,7 +47,8 @@ def test_replace_words_of_different_token_counts(tok):
 
 
 def test_refine_alignment(tok):
-    mapper, alphas = refine_mapper(tok, "a circle on a white background", "a small circle on a white background")
+    mapper, alphas = refine_mapper(tok, "a circle on a white background",
+                                   "a small circle on a white background")
     # target: BOS a small circle on a white background EOS ; "small" is new
     assert mapper[:9].tolist() == [0, 1, 0, 2, 3, 4, 5, 6, 7]
     assert alphas[:9].tolist() == [1, 1, 0, 1, 1, 1, 1, 1, 1]
@@ -67,7 +68,8 @@ def test_blend_words_with_punctuation_keep_local_blend(tok):
     source, target = "a red circle.", "a blue circle."
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "local blend is off" warning
-        assert checked_blend_words("x", source, target, ("circle.", "circle.")) == (("circle.", "circle."), ())
+        assert (checked_blend_words("x", source, target, ("circle.", "circle."))
+                == (("circle.", "circle."), ()))
         assert checked_blend_words("x", source, target, ("circle", "circle")) == (("circle", "circle"), ())
     exact = word_token_positions(tok, source, "circle.")
     assert exact and exact == word_token_positions(tok, source, "circle.", exact=True)

@@ -27,7 +27,8 @@ def test_identical_prompts_reproduce_plain_decoding(bb):
     x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     p = "a red circle on a white background"
     plain = unet_out(bb, x, [p])
-    control = P2PControl(bb.tokenizers[0], [p], [p], num_steps=4, config=P2PParams(cross_replace=1.0, self_replace=1.0))
+    control = P2PControl(bb.tokenizers[0], [p], [p], num_steps=4,
+                         config=P2PParams(cross_replace=1.0, self_replace=1.0))
     edited = unet_out(bb, torch.cat([x, x]), [p, p], control)
     assert torch.allclose(edited[0], plain[0], atol=1e-5) and torch.allclose(edited[1], plain[0], atol=1e-5)
 
@@ -53,7 +54,8 @@ def test_sdpa_path_equals_the_map_storing_path(bb, target, mode, amplify):
 
 def test_schedule_and_restore(bb):
     src, tgt = "a red circle", "a blue circle"
-    control = P2PControl(bb.tokenizers[0], [src], [tgt], num_steps=4, config=P2PParams(cross_replace=0.3, self_replace=0.6))
+    control = P2PControl(bb.tokenizers[0], [src], [tgt], num_steps=4,
+                         config=P2PParams(cross_replace=0.3, self_replace=0.6))
     assert [control.cross_active() for control.step in range(4)] == [True, False, False, False]
     assert [control.self_active() for control.step in range(4)] == [True, True, False, False]
     before = {k: type(v) for k, v in bb.unet.attn_processors.items()}
@@ -67,7 +69,8 @@ def test_schedule_and_restore(bb):
 
 def test_local_blend_keeps_the_source_outside_the_words(bb):
     src, tgt = "a red circle on a white background", "a blue circle on a white background"
-    control = P2PControl(bb.tokenizers[0], [src], [tgt], 4, P2PParams(blend_start=0.0), blend_words=[("red", "blue")])
+    control = P2PControl(bb.tokenizers[0], [src], [tgt], 4, P2PParams(blend_start=0.0),
+                         blend_words=[("red", "blue")])
     assert control.blending
     x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(3))
     unet_out(bb, x, [src, tgt], control)  # records the cross-attention maps
@@ -111,10 +114,12 @@ def test_self_attention_injection_only_on_small_maps(bb):
 
     def injected(max_tokens):
         cfg = P2PParams(cross_replace=0.0, self_replace=1.0, local_blend=False, self_max_tokens=max_tokens)
-        return unet_out(bb, x, [src, tgt], P2PControl(bb.tokenizers[0], [src], [tgt], num_steps=4, config=cfg))
+        return unet_out(bb, x, [src, tgt],
+                        P2PControl(bb.tokenizers[0], [src], [tgt], num_steps=4, config=cfg))
 
     assert torch.allclose(injected(0), plain, atol=1e-5)  # no map small enough: nothing injected
-    assert not torch.allclose(injected(32 * 32)[1], plain[1], atol=1e-4)  # the target takes the source's pattern
+    # the target takes the source's pattern
+    assert not torch.allclose(injected(32 * 32)[1], plain[1], atol=1e-4)
     assert torch.allclose(injected(32 * 32)[0], plain[0], atol=1e-5)  # the source branch is untouched
 
 
@@ -145,3 +150,33 @@ def test_p2p_decode_refuses_a_sampler_that_skips_a_step_or_changes_the_layout(bb
 
     with pytest.raises(RuntimeError, match="layout of 2 rows, got 1"):
         p2p_decode(bb, dropping, x, src, tgt, 1, P2PParams())
+
+
+def test_p2p_and_uac_controls_share_one_base_and_each_keeps_its_own_step_rule(bb):
+    """InfEdit's control is not a P2P control with other rules: both derive `AttentionControl` (matrices,
+    map store, installation, step counter), each with its own parameters, windows and callback."""
+    from icd_bench.attention.p2p import AttentionControl
+    from icd_bench.attention.uac import UACControl, UACParams
+    from icd_bench.diffusion.loop import StepInfo
+
+    p, q = "a red circle on a white background", "a blue circle on a white background"
+    states = bb.encode_prompt([p]).embeds, bb.encode_prompt([q]).embeds
+    uac = UACControl(bb.tokenizers[0], [p], [q], 4, *states, config=UACParams(cross_replace=0.6),
+                     blend_words=["circle"])
+    p2p = P2PControl(bb.tokenizers[0], [p], [q], num_steps=4, config=P2PParams(cross_replace=0.6))
+    assert isinstance(uac, AttentionControl) and isinstance(p2p, AttentionControl)
+    assert not isinstance(uac, P2PControl) and not isinstance(uac.cfg, P2PParams)
+    assert uac.layout == ("source", "target", "mutual") and p2p.layout == ("sources", "targets")
+    # the same fraction, each method's own window: UAC's (i + 1)/N <= f, P2P's i < int(f (N + 1))
+    windows = []
+    for control, rows in ((uac, 3), (p2p, 2)):
+        seen = []
+        for i in range(4):
+            seen.append(control.cross_active())
+            x = torch.zeros(rows, 4, 2, 2)
+            control.step_callback(StepInfo(i, 0, 0, 0.5, 0.6, x))
+        control.check_finished()
+        windows.append(seen)
+    assert windows == [[True, True, False, False], [True, True, True, False]]
+    with pytest.raises(RuntimeError, match="layout"):
+        uac.step_callback(StepInfo(0, 0, 0, 0.5, 0.6, torch.zeros(2, 4, 2, 2)))

@@ -35,7 +35,8 @@ def test_table2_rows_and_the_repeated_configurations_of_table5_agree():
     for section, t2_row, t5_row in (("unguided", "G: fCD4 + L_f | CD4 + L_r", "E: fCD4 + L_f | CD4 + L_r"),
                                     ("guided", "K: fCD4 + L_f | CD4 + L_r + d.CFG",
                                      "E: fCD4 + L_f | CD4 + L_r + d.CFG")):
-        a = t2[(t2.section == section) & (t2.configuration == t2_row)].set_index("metric")["value"].astype(float)
+        a = (t2[(t2.section == section) & (t2.configuration == t2_row)]
+             .set_index("metric")["value"].astype(float))
         b = t5[t5.configuration == t5_row].set_index("metric")["value"].astype(float)
         common = a.index.intersection(b.index)
         assert len(common) == 3

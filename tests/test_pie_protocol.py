@@ -51,7 +51,8 @@ def test_an_empty_region_is_undefined_or_zero(items):
     assert math.isnan(official[WHOLE_FRAME]) and not math.isnan(official[BORDER_ONLY])
     zero = values("psnr:background:pie", list(items.values()), {"pie_undefined": "zero"})
     assert zero[WHOLE_FRAME] == 0.0
-    assert {k: v for k, v in zero.items() if k != WHOLE_FRAME} == {k: v for k, v in official.items() if k != WHOLE_FRAME}
+    assert ({k: v for k, v in zero.items() if k != WHOLE_FRAME}
+            == {k: v for k, v in official.items() if k != WHOLE_FRAME})
 
 
 def test_the_forced_frame_is_background_only_when_switched_off(items):
@@ -72,7 +73,8 @@ def test_brackets_are_stripped_unless_kept(items):
     keep = values("clip_t:whole:pie", raw, {**CLIP, "pie_brackets": "keep"})
     assert all(keep[k] != pytest.approx(strip[k], rel=1e-6) for k in strip)
     # keep is the published text as it is
-    as_published = [types.SimpleNamespace(**{**i.__dict__, "target_prompt": i.meta["editing_prompt"]}) for i in raw]
+    as_published = [types.SimpleNamespace(**{**i.__dict__, "target_prompt": i.meta["editing_prompt"]})
+                    for i in raw]
     assert values("clip_t:whole:pie", as_published, CLIP) == pytest.approx(keep, rel=1e-6)
 
 

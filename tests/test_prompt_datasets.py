@@ -39,7 +39,8 @@ def test_a_prompts_file_of_lines_and_what_it_refuses(tmp_path):
 
 
 def test_coco_captions_generates_from_the_published_list_without_images(tmp_path):
-    (tmp_path / "generation_coco.csv").write_text(",file_name,caption\n7,COCO_val2014_000000000007.jpg,A bus.\n")
+    (tmp_path / "generation_coco.csv").write_text(
+        ",file_name,caption\n7,COCO_val2014_000000000007.jpg,A bus.\n")
     ds = open_dataset("coco-captions", data_dir=tmp_path, task="generate")
     assert ds.ids() == ["COCO_val2014_000000000007"] and ds.load(ds.ids()[0]).image is None
     with pytest.raises(SampleError, match="image file not found"):  # inversion needs the image
@@ -49,8 +50,9 @@ def test_coco_captions_generates_from_the_published_list_without_images(tmp_path
 
 def test_generate_runs_on_a_prompts_file(tmp_path, tiny_sd15_dir):
     (tmp_path / "p.txt").write_text("a red circle\na blue square\n")
-    cfg = RunConfig(method="ddim", dataset="prompts", data_dir=tmp_path / "p.txt", backbone=str(tiny_sd15_dir),
-                    task="generate", out=tmp_path / "run", overrides=["num_inference_steps=2"], device="cpu")
+    cfg = RunConfig(method="ddim", dataset="prompts", data_dir=tmp_path / "p.txt",
+                    backbone=str(tiny_sd15_dir), task="generate", out=tmp_path / "run",
+                    overrides=["num_inference_steps=2"], device="cpu")
     summary = Runner(cfg).run()
     recs = RunStore(tmp_path / "run").records()
     assert summary.ok == 2 and [r["target_prompt"] for r in recs] == ["a red circle", "a blue square"]

@@ -20,7 +20,8 @@ def status(current):
 
 
 def test_within_tolerance_passes_and_beyond_regresses():
-    assert status({"psnr": 33.7, "mse": 0.00043, "toy_match": 0.96}) == {"psnr": "ok", "mse": "ok", "toy_match": "ok"}
+    assert (status({"psnr": 33.7, "mse": 0.00043, "toy_match": 0.96})
+            == {"psnr": "ok", "mse": "ok", "toy_match": "ok"})
     s = status({"psnr": 33.2, "mse": 0.0006, "toy_match": 0.90})
     assert s == {"psnr": "REGRESSED", "mse": "REGRESSED", "toy_match": "REGRESSED"}
     assert failed(compare(BASE, {"icd-toy": {"psnr": 33.2, "mse": 0.0004, "toy_match": 0.98}}))
@@ -49,7 +50,8 @@ def test_bad_baselines_name_the_fix(tmp_path):
 
 
 def test_the_stored_baseline_covers_both_cases_on_the_whole_demo_set():
-    data = read_baseline(__import__("pathlib").Path(__file__).parents[1] / "reports/regression/toy-inversion.json")
+    data = read_baseline(__import__("pathlib").Path(__file__).parents[1]
+                         / "reports/regression/toy-inversion.json")
     assert set(data["cases"]) == {"icd-toy", "ddim50-toy"} and data["limit"] is None
     assert all(c["n"] == 70 for c in data["cases"].values())
 
@@ -84,7 +86,8 @@ def test_a_perturbed_reverse_adapter_fails_the_stored_check(tmp_path):
     src = user_path("bundled:toy/icd/cdm.safetensors")
     state = load_file(str(src))
     g = torch.Generator().manual_seed(0)
-    noisy = {k: v + (3.0 * v.float().std() * torch.randn(v.shape, generator=g)).to(v.dtype) if "lora_B" in k else v
+    noisy = {k: (v + (3.0 * v.float().std() * torch.randn(v.shape, generator=g)).to(v.dtype)
+                 if "lora_B" in k else v)
              for k, v in state.items()}
     bad = tmp_path / "cdm-perturbed.safetensors"
     from safetensors import safe_open
@@ -96,6 +99,7 @@ def test_a_perturbed_reverse_adapter_fails_the_stored_check(tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "PATH": "", "COLUMNS": "160", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "icd_bench", "regress", "--limit", "6", "--baseline", str(base)]
     assert subprocess.run([*cmd, "--update"], capture_output=True, text=True, env=env).returncode == 0
-    res = subprocess.run([*cmd, "--set", f"icd-toy:reverse_lora={bad}"], capture_output=True, text=True, env=env)
+    res = subprocess.run([*cmd, "--set", f"icd-toy:reverse_lora={bad}"],
+                         capture_output=True, text=True, env=env)
     assert res.returncode == 1, res.stdout[-3000:]
     assert "REGRESSED" in res.stdout

@@ -42,14 +42,16 @@ def test_bootstrap_interval_contains_the_mean_and_narrows_with_more_samples():
 
 
 def test_matched_preset_gets_the_paper_number_and_missing_metrics_a_footnote(tmp_path):
-    run = fake_run(tmp_path, "ddim", "ddim-sd15-inversion", {"psnr": [22.0, 24.0, 23.0], "lpips": [0.2, 0.1, 0.15]})
+    run = fake_run(tmp_path, "ddim", "ddim-sd15-inversion",
+                   {"psnr": [22.0, 24.0, 23.0], "lpips": [0.2, 0.1, 0.15]})
     other = fake_run(tmp_path, "mine", "icd-toy", {"psnr": [30.0, 31.0]})
     long, notes = build_table(TABLES["table2"], [run, other], resamples=200)
     row = long[(long.run == "ddim") & (long.column == "PSNR")].iloc[0]
     assert row["mean"] == pytest.approx(23.0) and row.n == 3 and row.paper == pytest.approx(22.98)
     assert long[(long.run == "ddim") & (long.column == "LPIPS")].iloc[0].paper == pytest.approx(0.167)
     assert np.isnan(long[(long.run == "mine") & (long.column == "PSNR")].iloc[0].paper)
-    assert any("not scored with dinov2:whole:icd: ddim, mine" in n and "icd-bench score" in n for n in notes)  # the paper's protocol
+    # the paper's protocol
+    assert any("not scored with dinov2:whole:icd: ddim, mine" in n and "icd-bench score" in n for n in notes)
     table = wide(TABLES["table2"], long)
     assert table.loc[table.run == "ddim", "DINOv2 ↑ · this run"].iloc[0] == "—"
     assert table.loc[table.run == "ddim", "PSNR ↑ · paper"].iloc[0] == "22.98"
@@ -57,7 +59,8 @@ def test_matched_preset_gets_the_paper_number_and_missing_metrics_a_footnote(tmp
 
 
 def test_the_icd_flavour_is_read_first_and_each_column_names_its_protocol(tmp_path):
-    run = fake_run(tmp_path, "ddim", "ddim-sd15-inversion", {"psnr": [20.0, 21.0], "psnr:whole:icd": [23.0, 23.0]})
+    run = fake_run(tmp_path, "ddim", "ddim-sd15-inversion",
+                   {"psnr": [20.0, 21.0], "psnr:whole:icd": [23.0, 23.0]})
     long, notes = build_table(TABLES["table2"], [run], resamples=50)
     assert long[long.column == "PSNR"].iloc[0]["mean"] == pytest.approx(23.0)
     assert long[long.column == "PSNR"].iloc[0]["metric"] == "psnr:whole:icd"
@@ -89,7 +92,8 @@ def test_per_edit_type_rows_in_piebench_order_after_all_with_the_paper_beside_al
 
 def test_scales_follow_the_paper_and_sections_follow_the_dataset(tmp_path):
     pie = fake_run(tmp_path, "p", "ddim-p2p-sd15", {"lpips:background:pie": [0.2, 0.2176],
-                                                      "structure_distance": [0.07, 0.06886]}, dataset="piebench")
+                                                      "structure_distance": [0.07, 0.06886]},
+                   dataset="piebench")
     long, _ = build_table(TABLES["piebench"], [pie], resamples=50)
     lp = long[long.column == "bg LPIPS ×10³"].iloc[0]
     assert lp["mean"] == pytest.approx(208.8) and lp.paper == pytest.approx(208.80)
@@ -102,11 +106,13 @@ def test_scales_follow_the_paper_and_sections_follow_the_dataset(tmp_path):
                                          ("html", "<table")])
 def test_cli_formats_and_bad_input(tmp_path, fmt, marker):
     run = fake_run(tmp_path, "ddim", "ddim-sd15-inversion", {"psnr": [22.0, 24.0], "lpips": [0.2, 0.1]})
-    res = subprocess.run([sys.executable, "-m", "icd_bench", "report", str(run), "--table", "table2", "--format", fmt,
-                          "--out", str(tmp_path / "out"), "--resamples", "50"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "icd_bench", "report", str(run), "--table", "table2",
+                          "--format", fmt, "--out", str(tmp_path / "out"), "--resamples", "50"],
+                         capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert marker in (tmp_path / "out" / f"table2.{fmt}").read_text()
-    res = subprocess.run([sys.executable, "-m", "icd_bench", "report", str(tmp_path / "nope"), "--table", "table9"],
+    res = subprocess.run([sys.executable, "-m", "icd_bench", "report",
+                          str(tmp_path / "nope"), "--table", "table9"],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "unknown table" in res.stderr and "Traceback" not in res.stderr
 

@@ -42,8 +42,8 @@ def test_every_shipped_suite_loads_and_names_real_presets_and_paper_rows():
     from icd_bench.config import resolve_method
 
     suites = list_suites()
-    assert {"toy-table3", "table3-piebench", "table3-coco", "table2-coco", "table4-generation", "table1-generation",
-            "piebench-p2p"} <= set(suites)
+    assert {"toy-table3", "table3-piebench", "table3-coco", "table2-coco", "table4-generation",
+            "table1-generation", "piebench-p2p"} <= set(suites)
     for name in suites:
         suite = load_suite(name)
         assert suite.table in TABLES and suite.description
@@ -97,13 +97,16 @@ method = "ddim-toy"
 
 def test_suite_file_errors_name_the_file_and_the_run(tmp_path):
     cases = {
-        'table = "table3"\nwidgets = 1\n[[runs]]\nname = "a"\nmethod = "ddim-toy"\ndataset = "demo"\n': "unknown key",
-        'table = "table9"\n[[runs]]\nname = "a"\nmethod = "ddim-toy"\ndataset = "demo"\n': "table must be one of",
+        ('table = "table3"\nwidgets = 1\n'
+         '[[runs]]\nname = "a"\nmethod = "ddim-toy"\ndataset = "demo"\n'): "unknown key",
+        ('table = "table9"\n'
+         '[[runs]]\nname = "a"\nmethod = "ddim-toy"\ndataset = "demo"\n'): "table must be one of",
         'table = "table3"\n': "needs \\[\\[runs\\]\\]",
         'table = "table3"\n[[runs]]\nname = "a"\ndataset = "demo"\n': "method = ",
         ('table = "table3"\n[[runs]]\nname = "a"\nmethod = "ddim-toy"\ndataset = "demo"\n'
          '[[runs]]\nname = "a"\nmethod = "icd-toy"\ndataset = "demo"\n'): "unique",
-        'table = "table3"\n[[runs]]\nname = "a"\nmethod = "ddim-toy"\ndataset = "demo"\ncolour = 1\n': "run 'a'.*colour",
+        ('table = "table3"\n[[runs]]\nname = "a"\nmethod = "ddim-toy"\ndataset = "demo"\n'
+         'colour = 1\n'): "run 'a'.*colour",
     }
     for k, (text, fragment) in enumerate(cases.items()):
         with pytest.raises(ConfigError, match=fragment):
@@ -133,8 +136,8 @@ limit = 3
         parse_sets(["c.x=1"], suite)
     with pytest.raises(ConfigError, match="RUN.KEY=VALUE"):
         parse_sets(["guidance_scale=1"], suite)
-    opts = Options(out=tmp_path / "out", data_dirs=parse_data_dirs(["piebench=/data/pie"]), lists=Path("/lists"),
-                   sets={"a": ["num_inference_steps=10"]}, limit=5)
+    opts = Options(out=tmp_path / "out", data_dirs=parse_data_dirs(["piebench=/data/pie"]),
+                   lists=Path("/lists"), sets={"a": ["num_inference_steps=10"]}, limit=5)
     a, b = plan(suite, opts)
     assert a.config.split == "/lists/editing_pie_bench_140.csv" and a.config.data_dir == Path("/data/pie")
     assert a.config.overrides == ["guidance_scale=2.0", "num_inference_steps=10"]
@@ -159,9 +162,9 @@ dataset = "folder"
 task = "invert"
 """)
     out = tmp_path / "runs"
-    res = icd("reproduce", str(suite), "--dry-run", "--out", str(out), "--data-dir", f"coco-edit={tmp_path / 'no-coco'}",
-              "--set", "icd.teacher=/no/such/teacher.pt", "--set", "icd.forward_lora=/no/f.safetensors",
-              "--set", "icd.reverse_lora=/no/r.safetensors")
+    res = icd("reproduce", str(suite), "--dry-run", "--out", str(out),
+              "--data-dir", f"coco-edit={tmp_path / 'no-coco'}", "--set", "icd.teacher=/no/such/teacher.pt",
+              "--set", "icd.forward_lora=/no/f.safetensors", "--set", "icd.reverse_lora=/no/r.safetensors")
     assert res.returncode == 1, res.stdout + res.stderr
     text = " ".join(res.stdout.split())
     assert "not started" in text and "problem(s)" in text
@@ -184,7 +187,8 @@ def test_toy_suite_runs_scores_and_tabulates_then_resumes(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     table = (out / "table3.md").read_text()
     assert "| icd | icd-toy |" in table and "| ddim | ddim-toy |" in table and "oracle edit success" in table
-    assert "**Method behaviour**: the official implementations'" in table and "icd: reference_compat=true" in table
+    assert ("**Method behaviour**: the official implementations'" in table
+            and "icd: reference_compat=true" in table)
     assert "**Metric protocol** per column: `toy_edit` — this project's definition" in table
     assert "--only icd --only ddim --limit 2" in table  # the command that regenerates it, as run
     long = pd.read_csv(out / "table3.csv")

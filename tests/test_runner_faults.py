@@ -83,7 +83,8 @@ def test_cuda_out_of_memory_halves_the_batch_then_fails_single_samples(images_di
     monkeypatch.setattr(Backbone, "predict_noise", no_gpu_memory)
     failed = Runner(cfg(images_dir, tiny_sd15_dir, tmp_path / "oom", limit=3, batch_size=2)).run()
     assert (failed.ok, failed.failed) == (0, 3)  # every sample recorded, the run ended normally
-    assert all("CUDA out of memory at batch size 1" in r["error"] for r in RunStore(tmp_path / "oom").records())
+    assert all("CUDA out of memory at batch size 1" in r["error"]
+               for r in RunStore(tmp_path / "oom").records())
 
 
 def test_disk_full_stops_the_run_clearly_and_resuming_completes_it(images_dir, tiny_sd15_dir, tmp_path,

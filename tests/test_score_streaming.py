@@ -67,7 +67,8 @@ def test_values_are_saved_per_batch_and_a_second_scoring_computes_only_what_is_m
     CALLS.clear()
     frame, summary = score_run(run, ["psnr", "fid"], batch_size=6, options=options(ref))
     assert sum(CALLS) == 20 and max(CALLS) <= 6  # every image once, six at a time
-    folders = {json.loads((d / "metric.json").read_text())["metric"]: d for d in (run / SCORING).iterdir() if d.is_dir()}
+    folders = {json.loads((d / "metric.json").read_text())["metric"]: d
+               for d in (run / SCORING).iterdir() if d.is_dir()}
     assert set(folders) == {"psnr", "fid"}
     assert len((folders["psnr"] / "rows.jsonl").read_text().splitlines()) == 20
     assert len(list((folders["fid"] / "features").glob("*.npz"))) == 4  # one file per batch: 6 + 6 + 6 + 2
@@ -79,7 +80,8 @@ def test_values_are_saved_per_batch_and_a_second_scoring_computes_only_what_is_m
     for f in sorted((folders["fid"] / "features").glob("*.npz"))[2:]:
         f.unlink()
     rows = (folders["psnr"] / "rows.jsonl").read_text().splitlines()
-    (folders["psnr"] / "rows.jsonl").write_text("\n".join(rows[:12]) + "\n" + rows[12][:10])  # a torn last line
+    # a torn last line
+    (folders["psnr"] / "rows.jsonl").write_text("\n".join(rows[:12]) + "\n" + rows[12][:10])
     (run / "metrics.parquet").unlink()
     CALLS.clear()
     again, _ = score_run(run, ["psnr", "fid"], batch_size=6, options=options(ref))
@@ -102,15 +104,17 @@ def test_the_set_value_does_not_depend_on_the_batch_size(tmp_path):
         shutil.rmtree(run / SCORING, ignore_errors=True)
         frames.append(score_run(run, ["fid"], batch_size=batch, options=options(ref))[0].value.iloc[0])
     # rows reduced in id order, in fixed chunks; only the extractor's batched rounding differs
-    assert frames[0] == pytest.approx(frames[1], rel=1e-12) and frames[1] == pytest.approx(frames[2], rel=1e-12)
+    assert (frames[0] == pytest.approx(frames[1], rel=1e-12)
+            and frames[1] == pytest.approx(frames[2], rel=1e-12))
 
 
 def test_another_setting_scores_into_its_own_folder(tmp_path):
     run = write_image_run(tmp_path / "run", images(4), sources=images(4, seed=1))
     score_run(run, ["psnr", "psnr:whole:icd"], batch_size=2)
     score_run(run, ["psnr:whole:icd"], batch_size=2, options={"icd_images": "memory"})
-    metrics = sorted(json.loads((d / "metric.json").read_text())["metric"] + str(
-        json.loads((d / "metric.json").read_text())["options"]) for d in (run / SCORING).iterdir() if d.is_dir())
+    metrics = sorted(json.loads((d / "metric.json").read_text())["metric"]
+                     + str(json.loads((d / "metric.json").read_text())["options"])
+                     for d in (run / SCORING).iterdir() if d.is_dir())
     assert metrics == ["psnr:whole:icd{'icd_images': 'memory'}", "psnr:whole:icd{}", "psnr{}"]
 
 
@@ -119,9 +123,11 @@ def test_a_killed_score_resumes_to_the_uninterrupted_value(tmp_path):
     ref = reference(tmp_path)
     run = write_image_run(tmp_path / "run", images(60))
     shutil.copytree(run, tmp_path / "whole")
-    env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "ICD_TEST_SLOW_EXTRACTOR": "0.25", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "icd_bench", "score", str(run), "--metrics", "fid", "--batch-size", "3", "-q",
-           "--device", "cpu", "--option", f"fid_ref={ref}", "--option", f"fid_extractor={__name__}:counting_extractor"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests"),
+           "ICD_TEST_SLOW_EXTRACTOR": "0.25", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "icd_bench", "score", str(run), "--metrics", "fid", "--batch-size", "3",
+           "-q", "--device", "cpu", "--option", f"fid_ref={ref}",
+           "--option", f"fid_extractor={__name__}:counting_extractor"]
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
     features = run / SCORING

@@ -24,7 +24,8 @@ def write(tmp_path, text: str):
 def test_win_rate_splits_ties_and_orients_pairs():
     # icd vs nti, written in both orders: icd wins 6, loses 2, 2 ties → (6 + 1) / 10
     rows = [(f"i{k}", "icd", "nti", "a") for k in range(4)] + [(f"j{k}", "nti", "icd", "b") for k in range(2)]
-    rows += [("k0", "icd", "nti", "b"), ("k1", "nti", "icd", "a"), ("k2", "icd", "nti", "tie"), ("k3", "nti", "icd", "tie")]
+    rows += [("k0", "icd", "nti", "b"), ("k1", "nti", "icd", "a"), ("k2", "icd", "nti", "tie"),
+             ("k3", "nti", "icd", "tie")]
     r = win_rates(votes(rows), resamples=200).iloc[0]
     assert (r.method, r.opponent, r.votes, r.wins, r.losses, r.ties) == ("icd", "nti", 10, 6, 2, 2)
     assert r.win_rate == pytest.approx(0.7) and r.tie_rate == pytest.approx(0.2)
@@ -77,7 +78,8 @@ def test_a_method_that_never_wins_keeps_a_finite_strength():
     ("", "is empty"),
     ("item_id,method_a,method_b,choice\n", "no votes"),
     ("item_id,method_a,choice\n1,a,a\n", "lacks the column(s) method_b"),
-    ("item_id,method_a,method_b,choice\n1,a,b,left\n2,a,b,A\n", "unknown choice value(s) ['left'] on line(s) 2"),
+    ("item_id,method_a,method_b,choice\n1,a,b,left\n2,a,b,A\n",
+     "unknown choice value(s) ['left'] on line(s) 2"),
     ("item_id,method_a,method_b,choice\n1,a,a,tie\n", "compared with itself"),
     ("item_id,method_a,method_b,choice\n1,,b,a\n", "empty item_id or method name on line(s) 2"),
 ])
@@ -98,15 +100,17 @@ def test_cli_prints_tables_writes_outputs_and_fails_cleanly(tmp_path):
 
     good = write(tmp_path, "item_id,method_a,method_b,choice,rater\n" + "".join(
         f"{k},icd,{m},{'a' if k % 3 else 'b'},r{k % 2}\n" for k in range(12) for m in ("nti", "npi")))
-    res = subprocess.run([sys.executable, "-m", "icd_bench", "stats", str(good), "--resamples", "50", "--out",
-                          str(tmp_path / "out")], capture_output=True, text=True, env={"COLUMNS": "160", "PATH": ""})
+    res = subprocess.run([sys.executable, "-m", "icd_bench", "stats", str(good), "--resamples", "50",
+                          "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, env={"COLUMNS": "160", "PATH": ""})
     assert res.returncode == 0, res.stderr
     assert "Bradley–Terry" in res.stdout and "icd" in res.stdout
     for name in ("win-rates.csv", "ranking.csv", "win-rates.png", "win-rates.svg"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     assert len(pd.read_csv(tmp_path / "out" / "win-rates.csv")) == 2
     bad = write(tmp_path, "item_id,method_a,method_b,choice\n1,a,b,maybe\n")
-    res = subprocess.run([sys.executable, "-m", "icd_bench", "stats", str(bad)], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "icd_bench", "stats", str(bad)],
+                         capture_output=True, text=True)
     assert res.returncode == 2
     assert "unknown choice" in res.stderr and "Traceback" not in res.stderr
 

@@ -121,8 +121,8 @@ def test_hf_streamed_data_files_and_bad_columns(tmp_path):
 def test_icd_trains_on_webdataset_shards(tmp_path):
     urls = write_shards(tmp_path / "wds", shards=2, per_shard=3)
     recipe = {"data": DataConfig(source="webdataset", urls=urls),
-              "train": ICDTrainConfig(backbone="tiny-sd15", steps=2, batch_size=2, lora_rank=4, lora_alpha=4.0,
-                                      threads=1, checkpoint_every=1, log_every=1)}
+              "train": ICDTrainConfig(backbone="tiny-sd15", steps=2, batch_size=2, lora_rank=4,
+                                      lora_alpha=4.0, threads=1, checkpoint_every=1, log_every=1)}
     paths = train_icd(recipe, tmp_path / "run", progress=False, log=lambda *a: None)
     meta = json.loads((tmp_path / "run" / "icd.json").read_text())
     assert meta["recipe"]["data"]["urls"] == urls and paths["reverse_lora"]

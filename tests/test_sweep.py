@@ -39,8 +39,8 @@ def test_a_curve_is_read_between_its_settings():
 def fake_run(root, method, value, x, y) -> Point:
     """A scored run directory whose samples have the given per-sample preservation and edit values."""
     out = root / method / f"guidance_scale={value:g}"
-    config = {"method": method, "preset": method, "params": {"guidance_scale": value}, "dataset": {"name": "demo"},
-              "task": "edit"}
+    config = {"method": method, "preset": method, "params": {"guidance_scale": value},
+              "dataset": {"name": "demo"}, "task": "edit"}
     store = RunStore.create_or_resume(out, {"format": 1, "config": config, "config_hash": f"{method}{value}"})
     for i in range(len(x)):
         store.append({"id": f"s{i}", "status": "ok", "task": "edit", "nfe": 8, "seconds": 0.1, "outputs": {}})
@@ -56,9 +56,11 @@ def test_points_fronts_and_matched_preservation(tmp_path):
     points = []
     # method a: stronger guidance edits more, keeps less; b: dominated everywhere by a
     for value, (px, py) in zip((1, 3, 5), ((40, 0.2), (35, 0.5), (30, 0.8)), strict=True):
-        points.append(fake_run(tmp_path, "a", value, px + rng.normal(0, 1, n), (rng.random(n) < py).astype(float)))
+        points.append(fake_run(tmp_path, "a", value, px + rng.normal(0, 1, n),
+                               (rng.random(n) < py).astype(float)))
     for value, (px, py) in zip((1, 5), ((38, 0.1), (31, 0.4)), strict=True):
-        points.append(fake_run(tmp_path, "b", value, px + rng.normal(0, 1, n), (rng.random(n) < py).astype(float)))
+        points.append(fake_run(tmp_path, "b", value, px + rng.normal(0, 1, n),
+                               (rng.random(n) < py).astype(float)))
     table, matched = analyse(points, X, Y, levels=[36.0, 39.5], resamples=300)
     a = table[table["method"] == "a"].set_index("value")
     assert a.loc[3, "n"] == n and a.loc[3, X] == pytest.approx(35, abs=0.5)
@@ -108,10 +110,11 @@ def test_the_knob_resolves_per_method():
 
 
 def test_sweep_command_as_a_user_would(tmp_path):
-    cmd = [sys.executable, "-m", "icd_bench", "sweep", "--methods", "icd-toy", "--values", "2,5", "--limit", "3",
-           "--work", str(tmp_path / "runs"), "--out", str(tmp_path / "report"), "--name", "c", "--resamples", "50",
-           "--device", "cpu"]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    cmd = [sys.executable, "-m", "icd_bench", "sweep", "--methods", "icd-toy", "--values", "2,5",
+           "--limit", "3", "--work", str(tmp_path / "runs"), "--out", str(tmp_path / "report"), "--name", "c",
+           "--resamples", "50", "--device", "cpu"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
     for suffix in ("md", "csv", "png"):
         assert (tmp_path / "report" / f"c.{suffix}").stat().st_size > 0
@@ -119,12 +122,13 @@ def test_sweep_command_as_a_user_would(tmp_path):
     assert points["value"].tolist() == [2, 5] and (points["n"] == 3).all()
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert again.returncode == 0 and "3 edits (3 from before)" in again.stdout  # a re-run resumes
-    bad = subprocess.run(cmd[:5] + ["icd-toy,ddim-toy", "--knob", "skip"] + cmd[6:], capture_output=True, text=True,
-                         cwd=REPO)
+    bad = subprocess.run(cmd[:5] + ["icd-toy,ddim-toy", "--knob", "skip"] + cmd[6:],
+                         capture_output=True, text=True, cwd=REPO)
     assert bad.returncode != 0 and "has no setting 'skip'" in bad.stdout + bad.stderr
     assert "Traceback" not in bad.stderr
     unscored = subprocess.run(cmd + ["--x", "lpips:background:pie"], capture_output=True, text=True, cwd=REPO)
-    assert unscored.returncode != 0 and "is not among what --metrics scores" in unscored.stdout + unscored.stderr
+    assert (unscored.returncode != 0
+            and "is not among what --metrics scores" in unscored.stdout + unscored.stderr)
 
 
 def test_the_main_job_reads_ddim_50_off_its_stored_curve(tmp_path):

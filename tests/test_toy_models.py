@@ -72,7 +72,8 @@ def test_bundling_stores_fp16_copies_with_bundled_paths(tmp_path):
     stage2 = tmp_path / "stage2"
     stage2.mkdir()
     for name in ("fcdm", "cdm"):
-        save_file({"w": torch.randn(3, 2), "steps": torch.tensor([1, 2])}, str(stage2 / f"{name}.safetensors"))
+        save_file({"w": torch.randn(3, 2), "steps": torch.tensor([1, 2])},
+                  str(stage2 / f"{name}.safetensors"))
     save_file({"w": torch.randn(4)}, str(tmp_path / "s1.safetensors"))
     with pytest.raises(ConfigError, match="stage 2 has not finished"):
         bundle_icd(tmp_path / "s1.safetensors", stage2, tmp_path / "into")
@@ -83,12 +84,14 @@ def test_bundling_stores_fp16_copies_with_bundled_paths(tmp_path):
     state = load_file(str(tmp_path / "into" / "cdm.safetensors"))
     assert state["w"].dtype == torch.float16 and state["steps"].dtype == torch.int64
     meta = json.loads((tmp_path / "into" / "icd.json").read_text())
-    assert meta["reverse_lora"] == "bundled:toy/icd/cdm.safetensors" and meta["boundaries"]["reverse"][0] == 259
+    assert (meta["reverse_lora"] == "bundled:toy/icd/cdm.safetensors"
+            and meta["boundaries"]["reverse"][0] == 259)
     assert meta["continues"] == []  # trained from scratch
     # a continued stage 2 carries the provenance of the training it started from
     first = tmp_path / "first"
     first.mkdir()
-    (first / "icd.json").write_text(json.dumps({"recipe": {"train": {"steps": 1000}}, "versions": {"torch": "x"}}))
+    (first / "icd.json").write_text(json.dumps({"recipe": {"train": {"steps": 1000}},
+                                                "versions": {"torch": "x"}}))
     (stage2 / "icd.json").write_text(json.dumps({"boundaries": {"reverse": [259, 519, 779, 999]}, "recipe": {
         "train": {"steps": 600, "init_reverse_lora": str(first / "cdm.safetensors")}}}))
     bundle_icd(tmp_path / "s1.safetensors", stage2, tmp_path / "into")

@@ -87,7 +87,8 @@ def test_warm_start_into_a_deeper_model_starts_where_the_saved_one_was(tmp_path)
             emb = te(ids)[0]
             assert torch.equal(emb, base.text_encoders[0](ids)[0])
             torch.testing.assert_close(unet(x, t, encoder_hidden_states=emb).sample,
-                                       base.unet(x, t, encoder_hidden_states=emb).sample, atol=1e-5, rtol=1e-5)
+                                       base.unet(x, t, encoder_hidden_states=emb).sample,
+                                       atol=1e-5, rtol=1e-5)
     wider = replace(SMALL, block_out_channels=(8, 16, 32))
     with pytest.raises(ConfigError, match="does not fit"):
         warm_start(saved, build_text_encoder(wider, tok), build_unet(wider))

@@ -75,7 +75,8 @@ def test_oracle_is_exact_on_clean_renders():
     for _ in range(50):
         pair = scenes.random_scene(rng, p_two=1.0)
         image, masks = pair.render()
-        assert read_masked(image, masks) == {"colors": [o.color for o in pair.objects], "background": pair.background}
+        assert read_masked(image, masks) == {"colors": [o.color for o in pair.objects],
+                                             "background": pair.background}
 
 
 def test_oracle_scores_pairs_where_the_caption_puts_them():
@@ -104,9 +105,10 @@ def test_toy_tokenizer_is_clip_bpe_restricted_to_the_toy_words():
 
 
 def test_bracket_diff_marks_the_edited_words():
-    src, tgt, blend = bracket_diff("a red circle on a white background", "a blue circle on a white background")
-    assert (src, tgt, blend) == ("a [red] circle on a white background", "a [blue] circle on a white background",
-                                 "red blue")
+    src, tgt, blend = bracket_diff("a red circle on a white background",
+                                   "a blue circle on a white background")
+    assert (src, tgt, blend) == ("a [red] circle on a white background",
+                                 "a [blue] circle on a white background", "red blue")
 
 
 def test_demo_set_regenerates_exactly(tmp_path):

@@ -85,22 +85,95 @@ def edited_target_words(source: str, target: str) -> list[str]:
     return [w for w in dict.fromkeys(target.split()) if w not in s and w not in STOPWORDS]
 
 
-class P2PControl:
+class AttentionControl:
+    """What an attention control of one batch of n (source, target) prompt pairs over ``num_steps``
+    steps shares (`P2PControl` and InfEdit's `uac.UACControl`): the step counter its sampler callback
+    advances, the per-sample mixing matrices A and B (cross-attention of the edited branch:
+    ``P·A + P'·B``), the store of cross-attention maps at the blend resolution, and its installation on
+    a UNet. A subclass fills A, B and ``blend_tokens``, and sets `layout`, ``processor_class`` and
+    `step_callback`."""
+
+    layout: tuple[str, ...] = ()  # the row blocks of the batch it steers, n rows each
+    processor_class: type  # what `install` puts on the UNet
+
+    def __init__(self, n: int, num_steps: int, context_length: int, *, blend_resolution: int | None = None,
+                 store_maps: bool = False):
+        self.n, self.num_steps, self.step = n, num_steps, 0
+        self.store_maps = store_maps  # compute cross-attention explicitly everywhere (the reference path)
+        L = context_length
+        self.A, self.B = torch.zeros(n, L, L), torch.zeros(n, L, L)
+        self.has_b = False  # whether B is used at all (P2P's replace leaves it zero)
+        self._placed: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.blend_tokens: list = []  # per sample: the blend words' token positions, or None
+        self.blend_resolution = blend_resolution
+        self.maps: dict[int, torch.Tensor] = {}  # hw → the summed maps of the blend resolution
+
+    def matrices(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A and B as (n, 1, L, L) on ``like``'s device and dtype, copied there once per batch
+        (not once per attention layer and step)."""
+        key = (like.device, like.dtype)
+        if key not in self._placed:
+            self._placed[key] = tuple(m.to(like.device, like.dtype)[:, None] for m in (self.A, self.B))
+        return self._placed[key]
+
+    @property
+    def blending(self) -> bool:
+        return any(b is not None for b in self.blend_tokens)
+
+    def keeps_maps_at(self, hw: int) -> bool:
+        if not self.blending:
+            return False
+        if self.blend_resolution is None:
+            return True
+        return hw == self.blend_resolution**2
+
+    def record(self, probs: torch.Tensor) -> None:
+        """Add head-averaged cross-attention probs (rows, heads, hw, L) to the store."""
+        hw = probs.shape[-2]
+        maps = probs.mean(1).float()
+        self.maps[hw] = self.maps[hw] + maps if hw in self.maps else maps
+
+    @contextlib.contextmanager
+    def install(self, unet) -> Iterator[AttentionControl]:
+        original = dict(unet.attn_processors)
+        unet.set_attn_processor(self.processor_class(self))
+        try:
+            yield self
+        finally:
+            unet.set_attn_processor(original)
+
+    def check_layout(self, x: torch.Tensor) -> None:
+        """Raise unless ``x`` holds the batch's row blocks (`layout`, n rows each)."""
+        if x.shape[0] != len(self.layout) * self.n:
+            raise RuntimeError(f"the sampler must keep the [{'; '.join(self.layout)}] layout of "
+                               f"{len(self.layout) * self.n} rows, got {x.shape[0]}")
+
+    def step_callback(self, info: StepInfo) -> torch.Tensor:
+        """The sampler callback (`loop.Callback`): the latents after the step, and the schedule advanced."""
+        raise NotImplementedError
+
+    def check_finished(self, steps: int | None = None) -> None:
+        """Raise unless the sampler reported ``steps`` steps (default ``num_steps``): the schedule
+        advances only through the callback."""
+        expected = self.num_steps if steps is None else steps
+        if self.step != expected:
+            raise RuntimeError(f"the attention control's schedule saw {self.step} steps, the sampler should "
+                               f"have reported {expected}")
+
+
+class P2PControl(AttentionControl):
     """The edit state of one batch of n (source, target) prompt pairs over ``num_steps`` steps."""
 
-    layout: tuple[str, ...] = ("sources", "targets")  # the row blocks of the batch it steers, n rows each
+    layout = ("sources", "targets")
 
     def __init__(self, tokenizer, sources: Sequence[str], targets: Sequence[str], num_steps: int,
                  config: P2PParams | None = None, blend_words: Sequence[tuple[str, str] | None] | None = None,
                  blend_resolution: int | None = None, store_maps: bool = False):
+        super().__init__(len(sources), num_steps, tokenizer.model_max_length, blend_resolution=blend_resolution,
+                         store_maps=store_maps)
         self.cfg = config or P2PParams()
-        self.n = len(sources)
-        self.num_steps = num_steps
-        self.step = 0
-        self.store_maps = store_maps  # compute cross-attention explicitly everywhere (the reference path)
         L = tokenizer.model_max_length
-        A, B = torch.zeros(self.n, L, L), torch.zeros(self.n, L, L)
-        self.has_b = False
+        A, B = self.A, self.B
         for k, (src, tgt) in enumerate(zip(sources, targets, strict=True)):
             mode = self.cfg.p2p_mode
             if mode == "auto":
@@ -118,10 +191,7 @@ class P2PControl:
                     eq[word_token_positions(tokenizer, tgt, w, exact=self.cfg.reference_compat)] = self.cfg.amplify
                 A[k] = A[k] * eq
                 B[k] = B[k] * eq
-        self.A, self.B = A, B
-        self._placed: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         # local blend: the token positions of each sample's blend words, in each branch
-        self.blend_tokens: list[tuple[list[int], list[int]] | None] = []
         for k in range(self.n):
             words = blend_words[k] if blend_words else None
             if not (self.cfg.local_blend and words):
@@ -129,22 +199,12 @@ class P2PControl:
                 continue
             self.blend_tokens.append((word_token_positions(tokenizer, sources[k], words[0]),
                                       word_token_positions(tokenizer, targets[k], words[1])))
-        self.blend_resolution = blend_resolution
-        self.maps: dict[int, torch.Tensor] = {}  # hw → summed maps (2n, hw, L) of the blend resolution
 
     def amplified_words(self, k: int, source: str, target: str, blend_words) -> list[str]:
         if self.cfg.amplify_words == "edited":
             return edited_target_words(source, target)
         words = blend_words[k] if blend_words else None  # PIE-Bench: the target's blend word
         return [words[1]] if words else []
-
-    def matrices(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A and B as (n, 1, L, L) on ``like``'s device and dtype, copied there once per batch
-        (not once per attention layer and step)."""
-        key = (like.device, like.dtype)
-        if key not in self._placed:
-            self._placed[key] = tuple(m.to(like.device, like.dtype)[:, None] for m in (self.A, self.B))
-        return self._placed[key]
 
     # -- schedule ----------------------------------------------------------------------------
     def cross_active(self) -> bool:
@@ -154,58 +214,16 @@ class P2PControl:
     def self_active(self) -> bool:
         return self.step < int(self.cfg.self_replace * self.num_steps)
 
-    @property
-    def blending(self) -> bool:
-        return any(b is not None for b in self.blend_tokens)
-
-    def keeps_maps_at(self, hw: int) -> bool:
-        if not self.blending:
-            return False
-        if self.blend_resolution is None:
-            return True
-        return hw == self.blend_resolution**2
-
-    # -- installing ----------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def install(self, unet) -> Iterator[P2PControl]:
-        original = dict(unet.attn_processors)
-        unet.set_attn_processor(self.processor_class(self))
-        try:
-            yield self
-        finally:
-            unet.set_attn_processor(original)
-
     def after_step(self, x: torch.Tensor) -> torch.Tensor:
         """Call after every decoding step: local blend, then advance."""
         x = self.blend_latents(x)
         self.step += 1
         return x
 
-    def check_layout(self, x: torch.Tensor) -> None:
-        """Raise unless ``x`` holds the batch's row blocks (`layout`, n rows each)."""
-        if x.shape[0] != len(self.layout) * self.n:
-            raise RuntimeError(f"the sampler must keep the [{'; '.join(self.layout)}] layout of "
-                               f"{len(self.layout) * self.n} rows, got {x.shape[0]}")
-
     def step_callback(self, info: StepInfo) -> torch.Tensor:
         """`after_step` as a sampler callback, the batch layout checked."""
         self.check_layout(info.x)
         return self.after_step(info.x)
-
-    def check_finished(self, steps: int | None = None) -> None:
-        """Raise unless the sampler reported ``steps`` steps (default ``num_steps``): the schedule
-        advances only through the callback."""
-        expected = self.num_steps if steps is None else steps
-        if self.step != expected:
-            raise RuntimeError(f"the attention control's schedule saw {self.step} steps, the sampler should "
-                               f"have reported {expected}")
-
-    # -- local blend ---------------------------------------------------------------------------
-    def record(self, probs: torch.Tensor) -> None:
-        """Add the cond group's head-averaged cross-attention probs (2n, heads, hw, L) to the store."""
-        hw = probs.shape[-2]
-        maps = probs.mean(1).float()
-        self.maps[hw] = self.maps[hw] + maps if hw in self.maps else maps
 
     def blend_latents(self, x: torch.Tensor) -> torch.Tensor:
         """After a step: outside the blend words' mask the target latents take the source's."""
@@ -238,7 +256,7 @@ class P2PControl:
 class P2PAttnProcessor:
     """One processor for every attention layer; self- or cross-attention by its inputs."""
 
-    def __init__(self, control: P2PControl):
+    def __init__(self, control: AttentionControl):
         self.control = control
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
@@ -316,7 +334,7 @@ class P2PAttnProcessor:
         return torch.cat([out_s, out_t])
 
 
-P2PControl.processor_class = P2PAttnProcessor  # what `install` puts on the UNet (UAC puts its own)
+P2PControl.processor_class = P2PAttnProcessor  # what `install` puts on the UNet
 
 
 def blend_resolution(backbone) -> int:
@@ -330,7 +348,7 @@ def blend_resolution(backbone) -> int:
 def prompt_to_prompt(backbone, sources: Sequence[str], targets: Sequence[str], num_steps: int,
                      config: P2PParams, blend_words=None) -> Iterator[P2PControl]:
     """Prompt-to-Prompt on ``backbone``'s UNet for one batch: decode ``[sources; targets]`` rows
-    inside this block and call ``control.after_step`` after every decoding step (`p2p_decode` does both)."""
+    inside this block with ``control.step_callback`` as the sampler's callback (`p2p_decode` does both)."""
     control = P2PControl(backbone.tokenizers[0], sources, targets, num_steps=num_steps, config=config,
                          blend_words=blend_words, blend_resolution=blend_resolution(backbone))
     with control.install(backbone.unet):

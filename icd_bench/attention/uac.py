@@ -24,7 +24,8 @@ f = (i + 1)/N (the official schedule):
   word are not blended.
 
 Not offered: the release's "mutual words" (target words whose region keeps the source), which its
-PIE-Bench run leaves empty. `UACControl` reuses `P2PControl`'s matrices, map store and installation.
+PIE-Bench run leaves empty. `UACControl` shares `p2p.AttentionControl` with P2P: the mixing matrices,
+the map store, the step counter and the installation; its windows and blend are its own.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from icd_bench.attention.align import infedit_refine_mapper, token_ids
-from icd_bench.attention.p2p import P2PAttnProcessor, P2PControl, blend_resolution
+from icd_bench.attention.p2p import AttentionControl, P2PAttnProcessor, blend_resolution
 from icd_bench.diffusion.loop import StepInfo
 
 
@@ -59,7 +60,7 @@ class UACParams:
             raise ValueError(f"blend_temperature must be >= 0, got {self.blend_temperature}")
 
 
-class UACControl(P2PControl):
+class UACControl(AttentionControl):
     """The state of one batch of n (source, target) prompt pairs over ``num_steps`` steps."""
 
     layout = ("source", "target", "mutual")
@@ -67,12 +68,9 @@ class UACControl(P2PControl):
     def __init__(self, tokenizer, sources: Sequence[str], targets: Sequence[str], num_steps: int,
                  source_states: torch.Tensor, target_states: torch.Tensor, config: UACParams | None = None,
                  blend_words: Sequence[str | None] | None = None, blend_resolution: int | None = None):
+        super().__init__(len(sources), num_steps, tokenizer.model_max_length, blend_resolution=blend_resolution)
         self.cfg = config or UACParams()
-        self.n, self.num_steps, self.step = len(sources), num_steps, 0
-        self.store_maps = False
         L = tokenizer.model_max_length
-        self.A, self.B = torch.zeros(self.n, L, L), torch.zeros(self.n, L, L)
-        self.blend_tokens: list[list[int] | None] = []
         for k, (src, tgt) in enumerate(zip(sources, targets, strict=True)):
             word = (blend_words[k] if blend_words else None) or ""
             mapper, alphas, blend = infedit_refine_mapper(tokenizer, src, tgt, source_states[k].float(),
@@ -82,9 +80,6 @@ class UACControl(P2PControl):
             tokens = [j for j in range(1, len(token_ids(tokenizer, tgt)) - 1) if blend[j]]
             self.blend_tokens.append(tokens if self.cfg.local_blend and tokens else None)
         self.has_b = True
-        self._placed = {}
-        self.blend_resolution = blend_resolution
-        self.maps = {}
         self.last_masks: dict[int, torch.Tensor] = {}  # sample → the mask of the last blend (to look at)
 
     # -- schedule ----------------------------------------------------------------------------
@@ -116,15 +111,16 @@ class UACControl(P2PControl):
         return out
 
     def step_callback(self, info: StepInfo) -> torch.Tensor:
-        """The sampler callback of a ``[source; target; mutual]`` batch (InfEdit's DDCM loop): `after_step`
+        """The sampler callback of a ``[source; target; mutual]`` batch (InfEdit's DDCM loop): `advance`
         on its blocks, no blend after the last step (its output is x̂_0, not the landed latents)."""
         self.check_layout(info.x)
         x_src, x_tgt, x_mut = info.x.chunk(3)
-        return torch.cat([x_src, self.after_step(x_tgt, x_mut, info.alpha_from, blend=info.index + 1 < self.num_steps),
+        return torch.cat([x_src, self.advance(x_tgt, x_mut, info.alpha_from, blend=info.index + 1 < self.num_steps),
                           x_mut])
 
-    def after_step(self, x_tgt: torch.Tensor, x_mut: torch.Tensor, alpha_t: float, blend: bool = True) -> torch.Tensor:
-        """Call after every step with the new target and mutual latents: local blend (``blend``), then advance."""
+    def advance(self, x_tgt: torch.Tensor, x_mut: torch.Tensor, alpha_t: float, blend: bool = True) -> torch.Tensor:
+        """After a step, with the new target and mutual latents: local blend (``blend``), then the
+        schedule's next step (what `step_callback` does with the batch's blocks)."""
         if blend and self.step > 0:
             x_tgt = self.blend(x_tgt, x_mut, alpha_t)
         self.step += 1
@@ -176,7 +172,7 @@ class UACAttnProcessor(P2PAttnProcessor):
         return torch.cat([out_s, out_t, F.scaled_dot_product_attention(qm, km, vm)])
 
 
-UACControl.processor_class = UACAttnProcessor  # what `P2PControl.install` puts on the UNet
+UACControl.processor_class = UACAttnProcessor  # what `install` puts on the UNet
 
 
 @contextlib.contextmanager
@@ -184,7 +180,7 @@ def unified_attention_control(backbone, sources: Sequence[str], targets: Sequenc
                               config: UACParams, blend_words: Sequence[str | None] | None = None
                               ) -> Iterator[UACControl]:
     """UAC on ``backbone``'s UNet for one batch: run ``[sources; targets; sources]`` rows inside this
-    block and call ``control.after_step`` after every step."""
+    block with ``control.step_callback`` as the sampler's callback."""
     source_states = backbone.encode_prompt(sources).embeds
     target_states = backbone.encode_prompt(targets).embeds
     control = UACControl(backbone.tokenizers[0], sources, targets, num_steps, source_states, target_states,

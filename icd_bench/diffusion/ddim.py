@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 
 from icd_bench.diffusion.loop import Callback, EpsFn, StepInfo, apply_callback
-from icd_bench.diffusion.schedule import alpha_at, landing_timestep, root
+from icd_bench.diffusion.schedule import CLEAN, alpha_at, landing_timestep, root
 
 
 def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_t: float, alpha_s: float) -> torch.Tensor:
@@ -52,21 +52,34 @@ def ddim_timesteps(scheduler, num_steps: int, steps_offset: int | None = None) -
 
 
 @torch.no_grad()
+def ddim_path(eps_fn: EpsFn, x: torch.Tensor, path: Sequence[int], alphas_cumprod: torch.Tensor,
+              final_alpha: float = 1.0, *, callback: Callback | None = None,
+              disable: bool = True, desc: str = "DDIM") -> torch.Tensor:
+    """Eq. 1 along ``path``, a list of timesteps in either direction (`schedule.CLEAN`: the clean end,
+    ᾱ = ``final_alpha``): step j evaluates ε at (x_{path[j]}, path[j]), the point it leaves, and lands
+    on path[j + 1]. Sampling (`ddim_sample`) walks down a grid to the clean end; the iCD solver's
+    teacher inversion walks up one (`icd.probe`). `StepInfo.index` is j.
+    """
+    from tqdm.auto import tqdm
+
+    for j in tqdm(range(len(path) - 1), desc=desc, disable=disable, leave=False):
+        t, s = path[j], path[j + 1]
+        eps = eps_fn(x, t, j)
+        a_t, a_s = alpha_at(alphas_cumprod, t, final_alpha), alpha_at(alphas_cumprod, s, final_alpha)
+        x = apply_callback(callback, StepInfo(j, t, s, a_t, a_s, ddim_step(x, eps, a_t, a_s)))
+    return x
+
+
 def ddim_sample(eps_fn: EpsFn, x: torch.Tensor, timesteps: Sequence[int], alphas_cumprod: torch.Tensor,
                 final_alpha: float, *, callback: Callback | None = None,
                 disable: bool = True, desc: str = "DDIM") -> torch.Tensor:
     """Deterministic DDIM sampling (decoding) from x_{t_0} down to the clean end.
 
-    Step i evaluates ε at (x_{t_i}, t_i) and applies eq. 1 from t_i to t_{i+1}.
+    Step i evaluates ε at (x_{t_i}, t_i) and applies eq. 1 from t_i to t_{i+1} (`ddim_path` over the
+    grid and `schedule.CLEAN`).
     """
-    from tqdm.auto import tqdm
-
-    for i, t in enumerate(tqdm(timesteps, desc=desc, disable=disable, leave=False)):
-        eps = eps_fn(x, t, i)
-        s = landing_timestep(timesteps, i)
-        a_t, a_s = alpha_at(alphas_cumprod, t, final_alpha), alpha_at(alphas_cumprod, s, final_alpha)
-        x = apply_callback(callback, StepInfo(i, t, s, a_t, a_s, ddim_step(x, eps, a_t, a_s)))
-    return x
+    return ddim_path(eps_fn, x, [*timesteps, CLEAN], alphas_cumprod, final_alpha, callback=callback,
+                     disable=disable, desc=desc)
 
 
 @torch.no_grad()

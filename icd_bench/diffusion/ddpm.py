@@ -21,26 +21,29 @@ from collections.abc import Sequence
 import torch
 
 from icd_bench.diffusion.loop import Callback, EpsFn, StepInfo, apply_callback
-from icd_bench.diffusion.schedule import alpha_at, landing_timestep, q_sample
+from icd_bench.diffusion.schedule import alpha_at, landing_timestep, q_sample, root
 
 
 def ddpm_step_mean(x_t: torch.Tensor, eps: torch.Tensor, alpha_t: float, alpha_s: float,
                    eta: float = 1.0) -> tuple[torch.Tensor, float]:
     """The deterministic part of a step from t to s and its noise scale σ (see the module doc)."""
-    sigma = eta * ((1 - alpha_s) / (1 - alpha_t) * (1 - alpha_t / alpha_s)) ** 0.5
-    x0 = (x_t - (1 - alpha_t) ** 0.5 * eps) / alpha_t**0.5
-    mean = alpha_s**0.5 * x0 + max(1 - alpha_s - sigma**2, 0.0) ** 0.5 * eps
+    sigma = eta * root((1 - alpha_s) / (1 - alpha_t) * (1 - alpha_t / alpha_s))
+    x0 = (x_t - root(1 - alpha_t) * eps) / root(alpha_t)
+    mean = root(alpha_s) * x0 + root(max(1 - alpha_s - sigma**2, 0.0)) * eps
     return mean, sigma
 
 
 def edit_friendly_inversion(eps_fn: EpsFn, x0: torch.Tensor, timesteps: Sequence[int],
                             alphas_cumprod: torch.Tensor, final_alpha: float, noise: torch.Tensor, *,
-                            start: int = 0, eta: float = 1.0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                            start: int = 0, eta: float = 1.0,
+                            callback: Callback | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Edit-friendly DDPM inversion on a descending grid.
 
     ``noise``: (N, B, C, h, w) independent standard normal noise, one per grid timestep. Returns
     (x_{t_start}, zs) where zs[k] is the noise map of sampling step ``start + k``. Steps before
-    ``start`` (skipped by the editing) are not computed.
+    ``start`` (skipped by the editing) are not computed. ``callback``: `loop.StepInfo` after each
+    step's noise map is found, with the point the step lands on (its retrace; a tensor the callback
+    returns is not used — the noise maps fix the trajectory).
     """
     n = len(timesteps)
     alphas = [alpha_at(alphas_cumprod, t, final_alpha) for t in timesteps]
@@ -50,12 +53,14 @@ def edit_friendly_inversion(eps_fn: EpsFn, x0: torch.Tensor, timesteps: Sequence
     for i in range(start, n):
         t, s = timesteps[i], landing_timestep(timesteps, i)
         target = xs[i + 1] if i + 1 < n else x0
-        mean, sigma = ddpm_step_mean(x, eps_fn(x, t, i), alpha_at(alphas_cumprod, t, final_alpha),
-                                     alpha_at(alphas_cumprod, s, final_alpha), eta)
+        a_t, a_s = alpha_at(alphas_cumprod, t, final_alpha), alpha_at(alphas_cumprod, s, final_alpha)
+        mean, sigma = ddpm_step_mean(x, eps_fn(x, t, i), a_t, a_s, eta)
         scale = sigma if sigma > 0 else 1.0
         z = (target - mean) / scale
         zs.append(z)
         x = mean + scale * z  # the landed point, as sampling will compute it (float-exact retrace)
+        if callback is not None:  # its return is not used: the noise maps fix the trajectory
+            callback(StepInfo(i, t, s, a_t, a_s, x))
     return xs[start], zs
 
 

@@ -22,7 +22,7 @@ import torch
 
 from icd_bench.diffusion.ddim import ddim_step
 from icd_bench.diffusion.loop import Callback, EpsFn, StepInfo, apply_callback
-from icd_bench.diffusion.schedule import alpha_at, landing_timestep, q_sample
+from icd_bench.diffusion.schedule import alpha_at, landing_timestep, q_sample, root
 
 
 def lcm_timesteps(num_steps: int, num_train_timesteps: int = 1000, original_steps: int = 50) -> list[int]:
@@ -62,15 +62,15 @@ def lcm_invert_step(x_next: torch.Tensor, eps: torch.Tensor, alpha_t: float, alp
     Solves x_next = sqrt(ᾱ')·(x_t − sqrt(1−ᾱ)·ε)/sqrt(ᾱ) + sqrt(1−ᾱ')·z for x_t.
     """
     x0 = x_next if alpha_next >= 1.0 or noise is None else \
-        (x_next - (1 - alpha_next) ** 0.5 * noise) / alpha_next**0.5
-    return alpha_t**0.5 * x0 + (1 - alpha_t) ** 0.5 * eps
+        (x_next - root(1 - alpha_next) * noise) / root(alpha_next)
+    return root(alpha_t) * x0 + root(1 - alpha_t) * eps
 
 
 def noise_matching(x_next: torch.Tensor, x_t: torch.Tensor, eps: torch.Tensor, alpha_t: float,
                    alpha_next: float) -> torch.Tensor:
     """The re-noising z with which `lcm_step` from (x_t, ε) lands exactly on ``x_next`` (ReNoise's
     noise correction for stochastic samplers)."""
-    return (x_next - alpha_next**0.5 * predict_x0(x_t, eps, alpha_t)) / (1 - alpha_next) ** 0.5
+    return (x_next - root(alpha_next) * predict_x0(x_t, eps, alpha_t)) / root(1 - alpha_next)
 
 
 def ddcm_step(x_src: torch.Tensor, x_tgt: torch.Tensor, eps_src: torch.Tensor, eps_tgt: torch.Tensor,
@@ -85,11 +85,11 @@ def ddcm_step(x_src: torch.Tensor, x_tgt: torch.Tensor, eps_src: torch.Tensor, e
     lands on x̂_0^tgt after the last step). With equal prompts and scales, x̂_0^tgt = x0_src exactly.
     Returns (x_src at the next timestep, x_tgt at the next timestep, x̂_0^tgt).
     """
-    x0_tgt = x0_src + ((x_tgt - x_src) - (1 - alpha_t) ** 0.5 * (eps_tgt - eps_src)) / alpha_t**0.5
+    x0_tgt = x0_src + ((x_tgt - x_src) - root(1 - alpha_t) * (eps_tgt - eps_src)) / root(alpha_t)
     if alpha_next >= 1.0 or noise is None:
         return x0_src, x0_tgt, x0_tgt
-    s = (1 - alpha_next) ** 0.5 * noise
-    return alpha_next**0.5 * x0_src + s, alpha_next**0.5 * x0_tgt + s, x0_tgt
+    s = root(1 - alpha_next) * noise
+    return root(alpha_next) * x0_src + s, root(alpha_next) * x0_tgt + s, x0_tgt
 
 
 @torch.no_grad()

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from icd_bench.diffusion.lcm import lcm_invert_step, next_alpha, noise_matching
-from icd_bench.diffusion.loop import EpsFn
-from icd_bench.diffusion.schedule import alpha_at, q_sample
+from icd_bench.diffusion.loop import Callback, EpsFn, StepInfo, apply_callback
+from icd_bench.diffusion.schedule import alpha_at, landing_timestep, q_sample
 
 #: eps_fn(x, t, i) -> ε, for the rows of x (the sampling step index i)
 KL_REFERENCES = ("noised", "clean")
@@ -184,13 +184,15 @@ def regularise_noise(eps: torch.Tensor, reference: torch.Tensor | None, cfg: ReN
 @torch.no_grad()
 def renoise_invert(eps_fn: EpsFn, x0: torch.Tensor, timesteps: Sequence[int], alphas_cumprod: torch.Tensor,
                    noises: list[torch.Tensor], forward_noise: torch.Tensor, cfg: ReNoiseConfig,
-                   generators: Sequence[torch.Generator | None]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                   generators: Sequence[torch.Generator | None], *,
+                   callback: Callback | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Invert LCM multistep sampling on ``timesteps`` (descending) from the clean latents x0.
 
     ``noises[i]``: the re-noising of sampling step i (used for every step but the last); with noise
     correction the returned list holds the corrected ones — decode with it. ``forward_noise``
     noises x0 to each t for the KL reference (ReNoise's ε at the forward-noised image; unused with
     ``kl_reference="clean"``, where the reference is ε at x0 itself).
+    ``callback``: `loop.StepInfo` after each inverted step (index i: the sampling step undone).
     Returns (x at timesteps[0], the noises to sample with).
     """
     noises = list(noises)
@@ -221,5 +223,5 @@ def renoise_invert(eps_fn: EpsFn, x0: torch.Tensor, timesteps: Sequence[int], al
             x_t = lcm_invert_step(x_next, regularise_noise(avg, reference, cfg, generators), a_t, a_next, z)
         if cfg.noise_correction and z is not None:
             noises[i] = noise_matching(x_next, x_t, eps_fn(x_t, t, i), a_t, a_next)
-        x_next = x_t
+        x_next = apply_callback(callback, StepInfo(i, landing_timestep(timesteps, i), t, a_next, a_t, x_t))
     return x_next, noises

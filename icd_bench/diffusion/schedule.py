@@ -26,14 +26,21 @@ def landing_timestep(timesteps, i: int) -> int:
     return timesteps[i + 1] if i + 1 < len(timesteps) else CLEAN
 
 
-def clean_at_zero(t: int) -> int:
-    """A boundary of iCD's convention (0 = the clean image) as a timestep of this module's."""
+def clean_at_zero(t):
+    """Boundaries of iCD's convention (0 = the clean image) as timesteps of this module's: an int, or a
+    tensor of them per row — the one translation between the two."""
+    if isinstance(t, torch.Tensor):
+        return torch.where(t == 0, torch.full_like(t, CLEAN), t)
     return CLEAN if t == 0 else t
 
 
-def alpha_rows(alphas_cumprod: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """ᾱ_t per row (timesteps ≥ 0), shaped (B, 1, …) to broadcast against ``like``, in its dtype."""
-    a = alphas_cumprod.to(like.device)[t.to(like.device)]
+def alpha_rows(alphas_cumprod: torch.Tensor, t: torch.Tensor, like: torch.Tensor,
+               clean: float = 1.0) -> torch.Tensor:
+    """ᾱ_t per row (`CLEAN` rows: ``clean``), shaped (B, 1, …) to broadcast against ``like``, in its
+    dtype: `alpha_at` for a batch of timesteps."""
+    t = t.to(like.device)
+    a = alphas_cumprod.to(like.device)[t.clamp_min(0)]
+    a = torch.where(t == CLEAN, torch.full_like(a, float(clean)), a)
     return a.view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
 
 

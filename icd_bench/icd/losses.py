@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import torch
 
 from icd_bench.diffusion.ddim import ddim_step
-from icd_bench.diffusion.schedule import alpha_rows, q_sample
+from icd_bench.diffusion.guidance import cfg_combine
+from icd_bench.diffusion.schedule import alpha_rows, clean_at_zero, q_sample
 from icd_bench.icd.boundaries import Boundaries
 
 Eps = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -54,19 +55,14 @@ class Solver:
         return torch.arange(1, self.num_steps + 1) * k - 1
 
     def alpha(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """ᾱ_t per row, shaped to broadcast against ``like``; t = 0 at a *boundary* means the clean
-        end (ᾱ = 1), see `move`."""
+        """ᾱ_t per row, shaped to broadcast against ``like``; `schedule.CLEAN` rows: the clean end
+        (ᾱ = 1)."""
         return alpha_rows(self.alphas_cumprod, t, like)
 
-    def move(self, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
-             clean_end: bool = True) -> torch.Tensor:
-        """Eq. 1 per row, from t to s (either direction); s = 0 lands on the clean end (ᾱ = 1), or on
-        timestep 0 of the schedule (ᾱ_0) with ``clean_end=False``."""
-        a_t = self.alpha(t, x)
-        a_s = self.alpha(s, x)
-        if clean_end:
-            a_s = torch.where(s.to(x.device).view(-1, *([1] * (x.ndim - 1))) == 0, torch.ones_like(a_t), a_s)
-        return ddim_step(x, eps, a_t, a_s)
+    def move(self, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """Eq. 1 per row, from t to s (either direction; timesteps of the schedule, `schedule.CLEAN`
+        for the clean end — iCD's boundaries, where 0 is the clean end, pass through `clean_at_zero`)."""
+        return ddim_step(x, eps, self.alpha(t, x), self.alpha(s, x))
 
     def noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """q(x_t | x_0)."""
@@ -102,8 +98,7 @@ def guidance_distillation_loss(student: Eps, teacher_cond: Eps, teacher_uncond: 
     x_t = solver.noise(x0, noise, t)
     with torch.no_grad():
         e_c, e_u = teacher_cond(x_t, t, w), teacher_uncond(x_t, t, w)
-        wv = w.to(x_t).view(-1, *([1] * (x_t.ndim - 1)))
-        target = e_u + wv * (e_c - e_u)
+        target = cfg_combine(e_u, e_c, w.to(x_t).view(-1, *([1] * (x_t.ndim - 1))))
     return distance(student(x_t, t, w), target, kind), {}
 
 
@@ -117,11 +112,12 @@ def _consistency(student: Eps, target_net: Eps, teacher: Eps, solver: Solver, x0
     # the target first: an EMA target network swaps weights in place, which must not happen while
     # the student's graph is alive
     with torch.no_grad():
-        x_adj = solver.move(x_t, teacher(x_t, t, w), t, t_adj, clean_end=clean_anchor)
-        target = solver.move(x_adj, target_net(x_adj, t_adj, w), t_adj, boundary)
+        # t_adj = 0: the clean end, or timestep 0 of the schedule (ᾱ_0) without ``clean_anchor``
+        x_adj = solver.move(x_t, teacher(x_t, t, w), t, clean_at_zero(t_adj) if clean_anchor else t_adj)
+        target = solver.move(x_adj, target_net(x_adj, t_adj, w), t_adj, clean_at_zero(boundary))
         at_boundary = (t_adj == boundary).to(x_t.device).view(-1, *([1] * (x_t.ndim - 1)))
         target = torch.where(at_boundary, x_adj, target)
-    pred = solver.move(x_t, student(x_t, t, w), t, boundary)
+    pred = solver.move(x_t, student(x_t, t, w), t, clean_at_zero(boundary))
     return distance(pred, target, kind)
 
 
@@ -168,7 +164,7 @@ def _there_and_back(frozen: Eps, trained: Eps, solver: Solver, x0: torch.Tensor,
     x = solver.noise(x0, noise, start)
     with torch.no_grad():
         there = solver.move(x, frozen(x, start, w), start, end)
-    back = solver.move(there, trained(there, end, w if w_back is None else w_back), end, land)
+    back = solver.move(there, trained(there, end, w if w_back is None else w_back), end, clean_at_zero(land))
     target = torch.where((land == 0).to(x.device).view(-1, *([1] * (x.ndim - 1))), x0, x)
     return distance(back, target, kind)
 

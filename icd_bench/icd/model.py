@@ -45,17 +45,20 @@ def add_guidance_embedding(unet, dim: int = RELEASE_GUIDANCE_DIM, *, share_weigh
 
     The new projection (``time_embedding.cond_proj``) is zero-initialised, so the result computes
     exactly what ``unet`` did for every w: the starting point of guidance distillation. A UNet that
-    already has the input is returned unchanged. ``share_weights``: the copy holds ``unet``'s own
-    tensors (no second set of weights in memory) — for callers that replace ``unet`` by it.
+    already has the input is copied as it is (its own width and projection): the result is never
+    ``unet`` itself, so adapters attached to it leave ``unet`` as it was. ``share_weights``: the copy
+    holds ``unet``'s own tensors (no second set of weights in memory) — for callers that replace
+    ``unet`` by it.
     """
-    if unet.config.time_cond_proj_dim is not None:
-        return unet
+    has_input = unet.config.time_cond_proj_dim is not None
     state = {k: v.detach() if share_weights else v.detach().clone() for k, v in unet.state_dict().items()}
-    new, missing, unexpected = _with_guidance_input(unet, dim, state)
-    if unexpected or set(missing) != {"time_embedding.cond_proj.weight"}:
+    new, missing, unexpected = _with_guidance_input(unet, unet.config.time_cond_proj_dim if has_input else dim,
+                                                    state)
+    if unexpected or set(missing) != (set() if has_input else {"time_embedding.cond_proj.weight"}):
         raise RuntimeError(f"unexpected keys adding the guidance embedding: {missing} {unexpected}")
-    proj = new.time_embedding.cond_proj
-    proj.weight = torch.nn.Parameter(torch.zeros(proj.weight.shape, dtype=state["conv_in.weight"].dtype))
+    if not has_input:
+        proj = new.time_embedding.cond_proj
+        proj.weight = torch.nn.Parameter(torch.zeros(proj.weight.shape, dtype=state["conv_in.weight"].dtype))
     return _placed_like(new, unet)
 
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from icd_bench.backbones.base import PromptEmbeds
-from icd_bench.diffusion.ddim import ddim_step
+from icd_bench.diffusion.ddim import ddim_path, ddim_sample, ddim_step
 from icd_bench.icd.losses import Solver
 from icd_bench.icd.model import FORWARD, REVERSE, active_adapter, adapters_off
 from icd_bench.icd.pipeline import ICDPipeline
@@ -67,23 +67,29 @@ class Probe:
         """DDIM on the grid from x at T − 1 to the clean end: x at every grid point and at 0, and the
         teacher's ε at every grid point."""
         traj, eps = {self.grid[0]: x}, {}
+
+        def teacher(x, t, i):
+            eps[t] = self._eps(x, t, cond, w)
+            return eps[t]
+
+        def keep(step):  # the clean end (`schedule.CLEAN`) under iCD's name for it, 0
+            traj[max(step.t_to, 0)] = step.x
+
         with adapters_off(self.pipe.unet):
-            for i, t in enumerate(self.grid):
-                s = self.grid[i + 1] if i + 1 < len(self.grid) else 0
-                eps[t] = self._eps(x, t, cond, w)
-                x = ddim_step(x, eps[t], self._a(t), self._a(s))
-                traj[s] = x
+            ddim_sample(teacher, x, self.grid, self.alphas, 1.0, callback=keep)
         return traj, eps
 
     @torch.no_grad()
     def teacher_invert(self, x: torch.Tensor, cond: PromptEmbeds) -> dict[int, torch.Tensor]:
-        """Unguided DDIM inversion on the grid from x at its lowest point (k − 1) to T − 1."""
-        up = self.grid[::-1]
-        traj = {up[0]: x}
+        """Unguided DDIM inversion on the grid from x at its lowest point (k − 1) to T − 1, ε at the
+        point each step leaves (the training solver's inversion step)."""
+        traj = {self.grid[-1]: x}
+
+        def keep(step):
+            traj[step.t_to] = step.x
+
         with adapters_off(self.pipe.unet):
-            for t, u in zip(up, up[1:], strict=False):
-                x = ddim_step(x, self._eps(x, t, cond, 1.0), self._a(t), self._a(u))
-                traj[u] = x
+            ddim_path(lambda x, t, i: self._eps(x, t, cond, 1.0), x, self.grid[::-1], self.alphas, callback=keep)
         return traj
 
     @torch.no_grad()

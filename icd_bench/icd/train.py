@@ -18,7 +18,6 @@ runs them.
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 from contextlib import contextmanager
@@ -330,7 +329,8 @@ def train_cfg_distill(recipe: dict, out_dir: Path, *, device: str = "auto", prog
     bb = _load_backbone(cfg.backbone, acc)
     teacher = bb.unet.eval().requires_grad_(False)
     torch.manual_seed(cfg.seed)
-    student = add_guidance_embedding(copy.deepcopy(teacher), cfg.guidance_dim).train().requires_grad_(True)
+    # a copy with its own tensors: the teacher stays as it is
+    student = add_guidance_embedding(teacher, cfg.guidance_dim).train().requires_grad_(True)
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
     schedule = warmup_schedule(optimizer, cfg.warmup, cfg.lr_decay, cfg.steps)
     student, optimizer, schedule = acc.prepare(student, optimizer, schedule)

@@ -21,7 +21,7 @@ from typing import ClassVar
 import torch
 
 from icd_bench.backbones.base import PromptEmbeds
-from icd_bench.diffusion import cfg_combine, ddim_step, dynamic_guidance_scale, guided_noise
+from icd_bench.diffusion import cfg_combine, ddim_sample, ddim_step, dynamic_guidance_scale, guided_noise
 from icd_bench.diffusion.schedule import alpha_at, landing_timestep
 from icd_bench.methods.ddim_p2p import DDIMP2P, DDIMP2PParams
 from icd_bench.registry import METHODS
@@ -78,11 +78,12 @@ class NTI(DDIMP2P):
         cond, trajectory = inv.state["source_cond"], inv.state["trajectory"]
         null = bb.null_embeds(n)
         u = null.embeds.detach().clone()
-        x = inv.latents
         nulls, losses = [], []
-        for i, t in enumerate(steps):
-            a_t = alpha_at(bb.alphas_cumprod, t, bb.final_alpha_cumprod)
-            a_s = alpha_at(bb.alphas_cumprod, landing_timestep(steps, i), bb.final_alpha_cumprod)
+
+        def fitted_eps(x, t, i):  # ∅_i fitted so that the guided step lands on the inversion's point
+            nonlocal u
+            a_t, a_s = (alpha_at(bb.alphas_cumprod, v, bb.final_alpha_cumprod)
+                        for v in (t, landing_timestep(steps, i)))
             target = trajectory[i + 1] if i + 1 < len(steps) else inv.image_latents
             w = dynamic_guidance_scale(t, T, p.guidance_scale, p.tau)
             loss = torch.zeros(n)
@@ -91,8 +92,9 @@ class NTI(DDIMP2P):
             step_null = PromptEmbeds(u.detach().clone(), null.pooled, null.time_ids)
             nulls.append(step_null)
             losses.append(loss)
-            with torch.no_grad():
-                x = ddim_step(x, guided_noise(bb, x, t, cond, step_null if w != 1.0 else None, w), a_t, a_s)
+            return guided_noise(bb, x, t, cond, step_null if w != 1.0 else None, w)
+
+        ddim_sample(fitted_eps, inv.latents, steps, bb.alphas_cumprod, bb.final_alpha_cumprod)
         return nulls, losses
 
     def _fit_step(self, x, t, i, a_t, a_s, w, target, cond, null, u):

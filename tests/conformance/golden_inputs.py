@@ -94,11 +94,13 @@ class AnalyticUNet(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.randn(channels, channels, generator=g) * 0.5)
         self.p = torch.nn.Parameter(torch.randn(channels, hidden, generator=g) * 0.02)
         # a guidance-embedded predictor also reads timestep_cond (the w embedding): + tanh(Q·emb)/5
-        self.q = torch.nn.Parameter(torch.randn(guidance_dim, channels, generator=g) * 0.05) if guidance_dim else None
+        self.q = (torch.nn.Parameter(torch.randn(guidance_dim, channels, generator=g) * 0.05) if guidance_dim
+                  else None)
         self.config = SimpleNamespace(in_channels=channels, sample_size=8, time_cond_proj_dim=None)
         self.in_channels, self.sample_size = channels, 8  # read as attributes by PnPInversion's EF code
 
-    def forward(self, sample, timestep, encoder_hidden_states=None, timestep_cond=None, return_dict=True, **kw):
+    def forward(self, sample, timestep, encoder_hidden_states=None, timestep_cond=None,
+                return_dict=True, **kw):
         t = torch.as_tensor(timestep, dtype=sample.dtype, device=sample.device).reshape(-1)
         t = t.expand(sample.shape[0]) if t.numel() == 1 else t
         h = torch.einsum("oc,bchw->bohw", self.w, sample) * (1 + t / 1000).view(-1, 1, 1, 1)
@@ -246,7 +248,8 @@ DDCM_STEPS = 12  # run_pie_bench.py: 12 steps, eta 1, strength 1
 
 
 def ddcm_inputs(step: int) -> dict[str, torch.Tensor]:
-    """Per step: source / target latents, their ε, the clean source latent and the fresh noise (1, 4, 8, 8)."""
+    """Per step: source / target latents, their ε, the clean source latent and the fresh noise
+    (1, 4, 8, 8)."""
     g = _gen(515, step)
     names = ("x_s", "x_t", "e_s", "e_t", "x_0", "noise")
     return {k: torch.randn(1, 4, 8, 8, generator=g) for k in names}
@@ -260,8 +263,9 @@ UAC_CASES = (  # (source, target, the target's blend word or "") as run_pie_benc
     ("a cat sitting on a wooden table", "a dog sitting on a table", "dog"),
     ("a photo of a house in the snow", "a painting of a house in the snow", ""),
 )
-UAC_SETTINGS = dict(num_inference_steps=12, guidance_s=1, guidance_t=2.3, strength=1, cross_replace_steps=0.7,
-                    self_replace_steps=0.7, eta=1, thresh_e=0.55, thresh_m=0.6, denoise=False)  # run_pie_bench.main
+UAC_SETTINGS = dict(num_inference_steps=12, guidance_s=1, guidance_t=2.3, strength=1,
+                    cross_replace_steps=0.7, self_replace_steps=0.7, eta=1, thresh_e=0.55, thresh_m=0.6,
+                    denoise=False)  # run_pie_bench.main
 
 
 def _sd15_layout(side: int, heads: int, tokenizer, seed: int) -> dict:
@@ -275,19 +279,21 @@ def _sd15_layout(side: int, heads: int, tokenizer, seed: int) -> dict:
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(
             sample_size=side, in_channels=4, out_channels=4, layers_per_block=2,
-            block_out_channels=(16, 16, 32, 32), down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            block_out_channels=(16, 16, 32, 32),
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
             up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=32,
             attention_head_dim=heads, norm_num_groups=8).eval()
         torch.manual_seed(seed + 1)
-        config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                                num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
-                                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                pad_token_id=tokenizer.pad_token_id)
+        config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
+                                num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
+                                projection_dim=32, bos_token_id=tokenizer.bos_token_id,
+                                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
         text_encoder = CLIPTextModel(config).eval()
         torch.manual_seed(seed + 2)
         vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
-                            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                            latent_channels=4, norm_num_groups=16, sample_size=2 * side).eval()
+                            down_block_types=("DownEncoderBlock2D",) * 2,
+                            up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=16,
+                            sample_size=2 * side).eval()
     return {"tokenizer": tokenizer, "text_encoder": text_encoder, "unet": unet, "vae": vae}
 
 
@@ -334,10 +340,11 @@ def uac_project(x: torch.Tensor) -> torch.Tensor:
 PNP_SIDE = 64  # PnPInversion's editors expand x_T to 64² and read local-blend maps as 16² (512 px)
 PNP_STEPS = 10
 PNP_CASES = (  # (P2PEditor method, source, target, blend words "src tgt", replace controller)
-    ("ddim+p2p", "a cat sitting on a wooden table", "a cat sitting on a big wooden table", ("table", "table"), False),
-    ("ddim+p2p", "a cat sitting on a wooden table", "a dog sitting on a wooden table", ("cat", "dog"), True),
-    ("negative-prompt-inversion+p2p", "a cat sitting on a wooden table", "a cat sitting on a big wooden table",
+    ("ddim+p2p", "a cat sitting on a wooden table", "a cat sitting on a big wooden table",
      ("table", "table"), False),
+    ("ddim+p2p", "a cat sitting on a wooden table", "a dog sitting on a wooden table", ("cat", "dog"), True),
+    ("negative-prompt-inversion+p2p", "a cat sitting on a wooden table",
+     "a cat sitting on a big wooden table", ("table", "table"), False),
     ("null-text-inversion+p2p", "a cat sitting on a wooden table", "a cat sitting on a big wooden table",
      ("table", "table"), False),
 )
@@ -422,9 +429,10 @@ def dino_state_dict() -> dict[str, torch.Tensor]:
     for i in range(DINO_DEPTH):
         b = f"blocks.{i}."
         shapes.update({b + "norm1.weight": (d,), b + "norm1.bias": (d,), b + "attn.qkv.weight": (3 * d, d),
-                       b + "attn.qkv.bias": (3 * d,), b + "attn.proj.weight": (d, d), b + "attn.proj.bias": (d,),
-                       b + "norm2.weight": (d,), b + "norm2.bias": (d,), b + "mlp.fc1.weight": (mlp, d),
-                       b + "mlp.fc1.bias": (mlp,), b + "mlp.fc2.weight": (d, mlp), b + "mlp.fc2.bias": (d,)})
+                       b + "attn.qkv.bias": (3 * d,), b + "attn.proj.weight": (d, d),
+                       b + "attn.proj.bias": (d,), b + "norm2.weight": (d,), b + "norm2.bias": (d,),
+                       b + "mlp.fc1.weight": (mlp, d), b + "mlp.fc1.bias": (mlp,),
+                       b + "mlp.fc2.weight": (d, mlp), b + "mlp.fc2.bias": (d,)})
     shapes.update({"norm.weight": (d,), "norm.bias": (d,)})
     return _fill(shapes, DINO_SEED)
 
@@ -435,8 +443,8 @@ def write_dino_vit(folder: Path) -> Path:
     from transformers import ViTConfig, ViTModel
 
     config = ViTConfig(hidden_size=DINO_WIDTH, num_hidden_layers=DINO_DEPTH, num_attention_heads=DINO_HEADS,
-                       intermediate_size=4 * DINO_WIDTH, patch_size=DINO_PATCH, image_size=DINO_PATCH * DINO_GRID,
-                       qkv_bias=True, hidden_act="gelu")
+                       intermediate_size=4 * DINO_WIDTH, patch_size=DINO_PATCH,
+                       image_size=DINO_PATCH * DINO_GRID, qkv_bias=True, hidden_act="gelu")
     with torch.device("meta"):
         model = ViTModel(config, add_pooling_layer=False)
     names = set(model.state_dict())
@@ -449,10 +457,11 @@ def write_dino_vit(folder: Path) -> Path:
     for i in range(DINO_DEPTH):
         b, o = f"blocks.{i}.", (f"layers.{i}." if v5 else f"encoder.layer.{i}.")
         qkv = {p: src[b + f"attn.qkv.{p}"].chunk(3) for p in ("weight", "bias")}
-        att = {"q": "attention.q_proj", "k": "attention.k_proj", "v": "attention.v_proj", "o": "attention.o_proj",
-               "mlp1": "mlp.fc1", "mlp2": "mlp.fc2"} if v5 else {
-            "q": "attention.attention.query", "k": "attention.attention.key", "v": "attention.attention.value",
-            "o": "attention.output.dense", "mlp1": "intermediate.dense", "mlp2": "output.dense"}
+        att = {"q": "attention.q_proj", "k": "attention.k_proj", "v": "attention.v_proj",
+               "o": "attention.o_proj", "mlp1": "mlp.fc1", "mlp2": "mlp.fc2"} if v5 else {
+            "q": "attention.attention.query", "k": "attention.attention.key",
+            "v": "attention.attention.value", "o": "attention.output.dense",
+            "mlp1": "intermediate.dense", "mlp2": "output.dense"}
         for p in ("weight", "bias"):
             for j, name in enumerate("qkv"):
                 out[o + f"{att[name]}.{p}"] = qkv[p][j]
@@ -483,7 +492,8 @@ def pie_structure_cases() -> list[dict]:
 
 #: The tiny CLIP both sides score with: ViT-L/14's input and text length at a small width.
 CLIP_CONFIG = {"embed_dim": 32, "quick_gelu": True,
-               "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 14},
+               "vision_cfg": {"image_size": 224, "layers": 2, "width": 64,
+                              "head_width": 32, "patch_size": 14},
                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
 CLIP_NAME = "icd-golden-clip"  # the open_clip architecture name the test registers CLIP_CONFIG under
 
@@ -499,9 +509,9 @@ def clip_hf_state_dict() -> tuple[object, dict[str, torch.Tensor]]:
                          num_hidden_layers=t["layers"], num_attention_heads=t["heads"],
                          max_position_embeddings=t["context_length"], hidden_act="quick_gelu",
                          bos_token_id=49406, eos_token_id=49407, pad_token_id=49407),
-        vision_config=dict(hidden_size=v["width"], intermediate_size=4 * v["width"], num_hidden_layers=v["layers"],
-                           num_attention_heads=v["width"] // v["head_width"], image_size=v["image_size"],
-                           patch_size=v["patch_size"], hidden_act="quick_gelu"),
+        vision_config=dict(hidden_size=v["width"], intermediate_size=4 * v["width"],
+                           num_hidden_layers=v["layers"], num_attention_heads=v["width"] // v["head_width"],
+                           image_size=v["image_size"], patch_size=v["patch_size"], hidden_act="quick_gelu"),
         projection_dim=CLIP_CONFIG["embed_dim"])
     with torch.device("meta"):
         shapes = {k: tuple(p.shape) for k, p in CLIPModel(config).state_dict().items()}
@@ -544,7 +554,8 @@ def clip_open_clip_state_dict() -> dict[str, torch.Tensor]:
 RENOISE_LOOP_SIDE = 32  # latent side: the regularisation's 4×4 KL patches and its 32 → 16 → 8 roll pyramid
 RENOISE_LOOP_PROMPT = "a cat sitting on a wooden table"
 RENOISE_LOOP_SEED = 7865  # src/config.py RunConfig.seed: main.run's generator
-RENOISE_LOOP_CASES = {  # name → (src/config.py RunConfig fields over its released defaults, the project's --set)
+# name → (src/config.py RunConfig fields over its released defaults, the project's --set)
+RENOISE_LOOP_CASES = {
     # the official LCM scheduler has no noise correction (MyLCMScheduler lacks step_and_update_noise; True
     # raises there), and the SD pipelines' KL reference is ε at the clean latent (get_pipes' add_noise stub)
     "released": ({"perform_noise_correction": False}, ["noise_correction=false", "kl_reference=clean"]),
@@ -572,11 +583,13 @@ def renoise_loop_backbone(tokenizer):
     """The project's backbone on renoise_loop_components."""
     from icd_bench.backbones.base import Backbone
 
-    return Backbone.from_components(renoise_loop_components(tokenizer), kind="sd15", source="renoise-loop-golden")
+    return Backbone.from_components(renoise_loop_components(tokenizer), kind="sd15",
+                                    source="renoise-loop-golden")
 
 
 def renoise_loop_latent() -> torch.Tensor:
-    """The clean source latent (1, 4, RENOISE_LOOP_SIDE, RENOISE_LOOP_SIDE) (both sides skip the VAE encoder)."""
+    """The clean source latent (1, 4, RENOISE_LOOP_SIDE, RENOISE_LOOP_SIDE)
+    (both sides skip the VAE encoder)."""
     return torch.randn(1, 4, RENOISE_LOOP_SIDE, RENOISE_LOOP_SIDE, generator=_gen(6161))
 
 
@@ -600,8 +613,8 @@ ICD_METRICS_SEED = 31
 ICD_METRIC_PROMPTS = (
     "a cat",
     "a photo of a red car parked in front of a small wooden house",
-    "a dog sitting on the grass next to a blue ball, a tree and a bench in a sunny park, painted in the style "
-    "of an old photograph with soft light",
+    "a dog sitting on the grass next to a blue ball, a tree and a bench in a sunny park, painted in the "
+    "style of an old photograph with soft light",
     " ".join(["a red car and a blue house with a wooden bench on the grass under a tree in a park"] * 6),
     "an oil painting of a house",
 )
@@ -632,7 +645,8 @@ def icd_metric_cases() -> list[dict]:
         out = src.clone()
         if k != ICD_IDENTICAL:
             band = slice(h // 4, h // 2)
-            out[:, band] = (out[:, band].roll(1, dims=0) + 20 * torch.randn(3, len(range(h)[band]), w, generator=g))
+            out[:, band] = (out[:, band].roll(1, dims=0)
+                            + 20 * torch.randn(3, len(range(h)[band]), w, generator=g))
             out = (out + 4 * torch.randn(out.shape, generator=g)).clamp(0, 255)
         as_u8 = lambda t: t.round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()  # noqa: E731
         cases.append({"source": as_u8(src), "output": as_u8(out), "prompt": prompt})
@@ -668,11 +682,12 @@ def icd_fid_projection(dims: int = 2048) -> torch.Tensor:
 
 #: facebook/dinov2-base's preprocessor_config.json (BitImageProcessor: shorter side 256 bicubic, crop 224).
 DINOV2_PREPROCESSOR = {
-    "crop_size": {"height": 224, "width": 224}, "do_center_crop": True, "do_convert_rgb": True, "do_normalize": True,
-    "do_rescale": True, "do_resize": True, "image_mean": [0.485, 0.456, 0.406], "image_processor_type": "BitImageProcessor",
-    "image_std": [0.229, 0.224, 0.225], "resample": 3, "rescale_factor": 0.00392156862745098,
-    "size": {"shortest_edge": 256}}
-#: openai/clip-vit-large-patch14's preprocessor_config.json, tokenizer_config.json and special_tokens_map.json.
+    "crop_size": {"height": 224, "width": 224}, "do_center_crop": True, "do_convert_rgb": True,
+    "do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": [0.485, 0.456, 0.406],
+    "image_processor_type": "BitImageProcessor", "image_std": [0.229, 0.224, 0.225], "resample": 3,
+    "rescale_factor": 0.00392156862745098, "size": {"shortest_edge": 256}}
+#: openai/clip-vit-large-patch14's preprocessor_config.json, tokenizer_config.json and
+#: special_tokens_map.json.
 CLIP_HF_PREPROCESSOR = {
     "crop_size": 224, "do_center_crop": True, "do_normalize": True, "do_resize": True,
     "feature_extractor_type": "CLIPFeatureExtractor", "image_mean": [0.48145466, 0.4578275, 0.40821073],
@@ -694,8 +709,8 @@ def write_dinov2_folder(folder: Path) -> Path:
     ``facebook/dinov2-base``: config.json, model.safetensors, the hub's preprocessor_config.json."""
     from transformers import Dinov2Config, Dinov2Model
 
-    config = Dinov2Config(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, mlp_ratio=4, patch_size=14,
-                          image_size=224, layerscale_value=1.0)
+    config = Dinov2Config(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, mlp_ratio=4,
+                          patch_size=14, image_size=224, layerscale_value=1.0)
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in Dinov2Model(config).state_dict().items()}
 
@@ -763,9 +778,11 @@ def vgg16_state_dict(classifier: bool = False) -> dict[str, torch.Tensor]:
     def rule(key, shape, t):
         if key.endswith("bias"):
             return 0.01 * t
-        return t * (2.0 / (shape[0] * shape[2] * shape[3])) ** 0.5  # kaiming_normal_(fan_out), torchvision's init
+        # kaiming_normal_(fan_out), torchvision's init
+        return t * (2.0 / (shape[0] * shape[2] * shape[3])) ** 0.5
 
-    out = _fill_rule({k: s for k, s in shapes.items() if k.startswith("features.")}, ICD_METRICS_SEED + 3, rule)
+    out = _fill_rule({k: s for k, s in shapes.items() if k.startswith("features.")},
+                     ICD_METRICS_SEED + 3, rule)
     if classifier:
         out.update({k: torch.zeros(s) for k, s in shapes.items() if k.startswith("classifier.")})
     return out
@@ -785,7 +802,8 @@ def fid_inception_state_dict() -> dict[str, torch.Tensor]:
     from pytorch_fid import inception as pf
 
     with torch.device("meta"):
-        net = torchvision.models.inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
+        net = torchvision.models.inception_v3(num_classes=1008, aux_logits=False,
+                                              weights=None, init_weights=False)
         net.Mixed_5b = pf.FIDInceptionA(192, pool_features=32)
         net.Mixed_5c = pf.FIDInceptionA(256, pool_features=64)
         net.Mixed_5d = pf.FIDInceptionA(288, pool_features=64)
@@ -813,8 +831,8 @@ def fid_inception_state_dict() -> dict[str, torch.Tensor]:
     return _fill_rule(shapes, ICD_METRICS_SEED + 5, rule)
 
 
-def imagereward_layout(seed: int, *, v_width: int, v_depth: int, patch: int, image: int, v_mlp: int, t_width: int,
-                       t_depth: int, t_inter: int, t_pos: int, t_vocab: int,
+def imagereward_layout(seed: int, *, v_width: int, v_depth: int, patch: int, image: int, v_mlp: int,
+                       t_width: int, t_depth: int, t_inter: int, t_pos: int, t_vocab: int,
                        device: str = "cpu") -> dict[str, torch.Tensor]:
     """Random tensors under the key names and shapes of ImageReward.pt (BLIP_Pretrain + MLP, as saved:
     timm ViT names, med.py BERT names with cross-attention, the unused projections and position_ids)."""
@@ -898,13 +916,15 @@ def imagereward_med_config() -> dict:
     return {"architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
             "hidden_dropout_prob": 0.1, "hidden_size": 768, "initializer_range": 0.02,
             "intermediate_size": IMAGEREWARD_SIZES["t_inter"], "layer_norm_eps": 1e-12,
-            "max_position_embeddings": IMAGEREWARD_SIZES["t_pos"], "model_type": "bert", "num_attention_heads": 12,
-            "num_hidden_layers": IMAGEREWARD_SIZES["t_depth"], "pad_token_id": 0, "type_vocab_size": 2,
-            "vocab_size": len(_bert_vocab()) + 2, "encoder_width": 768, "add_cross_attention": True}
+            "max_position_embeddings": IMAGEREWARD_SIZES["t_pos"], "model_type": "bert",
+            "num_attention_heads": 12, "num_hidden_layers": IMAGEREWARD_SIZES["t_depth"], "pad_token_id": 0,
+            "type_vocab_size": 2, "vocab_size": len(_bert_vocab()) + 2, "encoder_width": 768,
+            "add_cross_attention": True}
 
 
 def write_imagereward(weights: Path, bert: Path) -> None:
-    """``weights``/ImageReward.pt + med_config.json and ``bert``/vocab.txt (+ the hub's tokenizer_config.json)."""
+    """``weights``/ImageReward.pt + med_config.json and ``bert``/vocab.txt
+    (+ the hub's tokenizer_config.json)."""
     weights.mkdir(parents=True, exist_ok=True)
     bert.mkdir(parents=True, exist_ok=True)
     sd = imagereward_layout(ICD_METRICS_SEED + 6, t_vocab=len(_bert_vocab()) + 2, **IMAGEREWARD_SIZES)
@@ -942,12 +962,13 @@ PIE_EXPORT_METHOD = "ddim+p2p"  # exported under a name evaluate.py knows: its "
 #: (the unedited part is empty: evaluate.py writes "nan"), an edit with only the forced border as its mask,
 #: a box over a run-length overrun; brackets as PIE-Bench marks its edited words.
 PIE_EXPORT_CASES = (
-    ("000000000000", "0_random_140", "a [cat] sitting on a wooden table", "a [dog] sitting on a wooden table", "box"),
+    ("000000000000", "0_random_140", "a [cat] sitting on a wooden table",
+     "a [dog] sitting on a wooden table", "box"),
     ("211000000001", "2_add_object_80", "a red car parked in front of a house",
      "a red car parked in front of a house [with a balloon]", "overrun"),
     ("611000000002", "6_change_color_40", "a [red] ball on the grass", "a [blue] ball on the grass", "all"),
-    ("911000000003", "9_change_style_40", "a photo of a mountain lake", "[an oil painting] of a mountain lake",
-     "none"),
+    ("911000000003", "9_change_style_40", "a photo of a mountain lake",
+     "[an oil painting] of a mountain lake", "none"),
 )
 
 
@@ -991,7 +1012,8 @@ def write_pie_export_edits(root: Path, data: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for k, (sample_id, folder, *_rest) in enumerate(PIE_EXPORT_CASES):
         with Image.open(data / "annotation_images" / folder / f"{sample_id}.jpg") as im:
-            src = torch.tensor(list(im.convert("RGB").getdata()), dtype=torch.float32).view(512, 512, 3).permute(2, 0, 1)
+            src = (torch.tensor(list(im.convert("RGB").getdata()), dtype=torch.float32)
+                   .view(512, 512, 3).permute(2, 0, 1))
         g = _gen(PIE_EXPORT_SEED, 100 + k)
         out = src.clone()
         out[:, 160:340] = out[:, 160:340].roll(1, dims=0) + 25 * torch.randn(3, 180, 512, generator=g)

@@ -34,8 +34,9 @@ def backbone():
     from diffusers import DDIMScheduler
 
     tok, te = gi.text_components()
-    return Backbone(kind="sd15", source="analytic", tokenizers=[tok], text_encoders=[te], unet=gi.AnalyticUNet(),
-                    vae=None, scheduler=DDIMScheduler(**SD_SCHEDULER_CONFIG), resolution=8, dtype=torch.float64)
+    return Backbone(kind="sd15", source="analytic", tokenizers=[tok], text_encoders=[te],
+                    unet=gi.AnalyticUNet(), vae=None, scheduler=DDIMScheduler(**SD_SCHEDULER_CONFIG),
+                    resolution=8, dtype=torch.float64)
 
 
 def _params(cls=DDIMParams):

@@ -31,8 +31,9 @@ def run():
     from diffusers import DDIMScheduler
 
     tok, te = gi.text_components()
-    bb = Backbone(kind="sd15", source="analytic", tokenizers=[tok], text_encoders=[te], unet=gi.AnalyticUNet(),
-                  vae=None, scheduler=DDIMScheduler(**SD_SCHEDULER_CONFIG), resolution=8, dtype=torch.float64)
+    bb = Backbone(kind="sd15", source="analytic", tokenizers=[tok], text_encoders=[te],
+                  unet=gi.AnalyticUNet(), vae=None, scheduler=DDIMScheduler(**SD_SCHEDULER_CONFIG),
+                  resolution=8, dtype=torch.float64)
     steps = ddim_timesteps(bb.scheduler, gi.EF_STEPS)
     uncond = bb.null_embeds(1)
 
@@ -62,7 +63,8 @@ def test_grid_trajectory_and_noise_maps(run):
 @pytest.mark.parametrize("which", ["reconstruction", "edit"])
 def test_sampling_with_the_stored_maps(run, which):
     bb, steps, eps, x0, x_start, zs = run
-    prompt, w = (gi.DDIM_PROMPT, gi.EF_SOURCE_CFG) if which == "reconstruction" else (gi.EF_TARGET, gi.EF_TARGET_CFG)
+    prompt, w = ((gi.DDIM_PROMPT, gi.EF_SOURCE_CFG) if which == "reconstruction"
+                 else (gi.EF_TARGET, gi.EF_TARGET_CFG))
     zeroed = [*zs[:-1], torch.zeros_like(zs[-1])]  # zero_last_noise = true: the reference's maps
     x = ddpm_sample(eps(prompt, w), x_start, steps, bb.alphas_cumprod, bb.final_alpha_cumprod, zeroed,
                     start=gi.EF_SKIP)

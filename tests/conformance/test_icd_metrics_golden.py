@@ -70,11 +70,13 @@ def close(got, want, atol=ATOL, rel=0.0):
         assert g == pytest.approx(w, abs=atol, rel=rel), (k, g, w)
 
 
-@pytest.mark.parametrize(("name", "golden_key"), [("clip_t", "clip_t"), ("clip_i", "clip_i"), ("dinov2", "dinov2"),
-                                                  ("imagereward", "imagereward"), ("lpips", "lpips")])
+@pytest.mark.parametrize(("name", "golden_key"), [("clip_t", "clip_t"), ("clip_i", "clip_i"),
+                                                  ("dinov2", "dinov2"), ("imagereward", "imagereward"),
+                                                  ("lpips", "lpips")])
 def test_images_in_memory_equal_the_official_functions(weights_root, items, name, golden_key):
     close(score(f"{name}:whole:icd", items, icd_images="memory"), G["memory"][golden_key])
-    if name == "imagereward":  # the default flavour is the same model: the package's score on the image as it is
+    # the default flavour is the same model: the package's score on the image as it is
+    if name == "imagereward":
         close(score("imagereward", items), G["memory"]["imagereward"])
 
 
@@ -99,7 +101,8 @@ def test_edit_runs_score_the_saved_files_as_calc_all(weights_root, items):
                             ("clip_t", "editing_clip_score"), ("imagereward", "editing_imagereward")):
         close(score(f"{key}:whole:icd", items, task="edit"), want[golden_key])
     # the JPEG and load_512 matter: the files differ from the images in memory
-    assert max(abs(a - b) for a, b in zip(want["preservation_dinov2"], G["memory"]["dinov2"], strict=True)) > 1e-5
+    assert max(abs(a - b)
+               for a, b in zip(want["preservation_dinov2"], G["memory"]["dinov2"], strict=True)) > 1e-5
 
 
 def test_invert_runs_score_the_saved_pairs_as_calc_inversion(weights_root, items):

@@ -51,7 +51,7 @@ def _run(backbone, case: int, monkeypatch, *overrides) -> dict:
     monkeypatch.setattr(backbone, "encode_image", lambda images: gi.uac_latent(case))
     monkeypatch.setattr(backbone, "decode", lambda latents: latents)
     seen: dict = {"ddcm": [], "steps": []}
-    real_step, real_after = lcm.ddcm_step, UACControl.after_step
+    real_step, real_after = lcm.ddcm_step, UACControl.advance
 
     def ddcm(*a):
         out = real_step(*a)
@@ -66,7 +66,7 @@ def _run(backbone, case: int, monkeypatch, *overrides) -> dict:
         return out
 
     monkeypatch.setattr(lcm, "ddcm_step", ddcm)  # the DDCM loop's step
-    monkeypatch.setattr(UACControl, "after_step", after)
+    monkeypatch.setattr(UACControl, "advance", after)
     blend = (ref["blend"], ref["blend"]) if ref["blend"] else None
     sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=ref["source"],
                         target_prompt=ref["target"], blend_words=blend)

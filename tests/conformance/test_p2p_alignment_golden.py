@@ -162,7 +162,8 @@ def test_blend_tokens_match_the_reference(clip_tokenizer, which):
             assert r["blend_tokens"] == [[], []]
             coco += 1
             continue
-        words = [w[0] for w in r["blend_words"]] if which == "icd" else r["blend_words"][:2]  # as the reference
+        # as the reference
+        words = [w[0] for w in r["blend_words"]] if which == "icd" else r["blend_words"][:2]
         for p, w, ref in zip((src, tgt), words, r["blend_tokens"], strict=True):
             assert word_token_positions(clip_tokenizer, p, w, exact=True) == ref, (p, w)
             ours = word_token_positions(clip_tokenizer, p, w)

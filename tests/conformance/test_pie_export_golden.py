@@ -1,6 +1,7 @@
-"""A run exported with ``icd-bench export --layout piebench`` reads, in PIE-Bench's own ``evaluation/evaluate.py``,
-exactly as ``icd-bench score`` with the ``pie`` flavour reads the run (golden: pie_export.json, made by
-tools/conformance/pie_export.py running evaluate.py as a script from the export folder).
+"""A run exported with ``icd-bench export --layout piebench`` reads, in PIE-Bench's own
+``evaluation/evaluate.py``, exactly as ``icd-bench score`` with the ``pie`` flavour reads the run (golden:
+pie_export.json, made by tools/conformance/pie_export.py running evaluate.py as a script from the
+export folder).
 
 The run (golden_inputs.pie_export_tree): four PIE-Bench edits — a box mask, a mask overrunning the grid, a
 mask of the whole frame (no unedited part: the evaluator writes ``nan``, the project an undefined value
@@ -73,7 +74,8 @@ def test_every_column_of_evaluate_py_equals_score_with_the_pie_flavour(exported)
                 assert math.isnan(value), (sample_id, column, value)
             else:
                 assert value == pytest.approx(expected, rel=rel), (sample_id, column, value, expected)
-    assert sum(math.isnan(v) for c in want.values() for v in c.values()) == 4  # the all-mask sample's 4 columns
+    # the all-mask sample's 4 columns
+    assert sum(math.isnan(v) for c in want.values() for v in c.values()) == 4
 
     # the dataset's column: CLIP similarity of each source with its (bracket-stripped) source prompt
     items, failed, _ = load_items(exported["run"])
@@ -81,6 +83,7 @@ def test_every_column_of_evaluate_py_equals_score_with_the_pie_flavour(exported)
     spec = MetricSpec.parse("clip_t:whole:pie")
     metric = METRICS.get("clip_t")(spec, "cpu", OPTIONS)
     metric.check()
-    sources = [ScoreItem(i.id, output=i.source, source=i.source, target_prompt=i.source_prompt) for i in items]
+    sources = [ScoreItem(i.id, output=i.source, source=i.source, target_prompt=i.source_prompt)
+               for i in items]
     for item, row in zip(items, metric.score(sources), strict=True):
         assert row[spec.key] == pytest.approx(want[item.id]["clip_similarity_source_image"], rel=1e-5)

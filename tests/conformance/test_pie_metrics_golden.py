@@ -43,7 +43,8 @@ def test_pixel_metrics_equal_pie_benchs_evaluation(k):
 
 @pytest.fixture
 def squeeze_trunk(tmp_path, monkeypatch):
-    """golden_inputs.lpips_trunk as the ``lpips-squeeze`` weight file (torchvision's name) in a weights folder."""
+    """golden_inputs.lpips_trunk as the ``lpips-squeeze`` weight file
+    (torchvision's name) in a weights folder."""
     from icd_bench.metrics import perceptual, weights
 
     spec = perceptual.NETS["squeeze"]

@@ -55,19 +55,22 @@ def _score(name: str, key: str, items: list[ScoreItem], options: dict | None = N
 
 def test_structure_distance_equals_pie_benchs_evaluation(weights_dir):
     cases = gi.pie_structure_cases()
-    items = [ScoreItem(f"c{k}", output=_image(c["edited"]), source=_image(c["source"])) for k, c in enumerate(cases)]
+    items = [ScoreItem(f"c{k}", output=_image(c["edited"]), source=_image(c["source"]))
+             for k, c in enumerate(cases)]
     values = _score("structure_distance", "structure_distance:whole:pie", items)
     for k, (value, want) in enumerate(zip(values, G["structure"], strict=True)):
         assert value == pytest.approx(want["structure_distance"], rel=1e-5), (k, value, want)
     # the flavour matters: DINO on [0, 1]-normalised pixels is another number
     clean = _score("structure_distance", "structure_distance:whole:clean", items[:1])[0]
-    assert abs(clean - G["structure"][0]["structure_distance"]) > 0.05 * G["structure"][0]["structure_distance"]
+    assert (abs(clean - G["structure"][0]["structure_distance"])
+            > 0.05 * G["structure"][0]["structure_distance"])
 
 
 def test_clip_similarities_equal_pie_benchs_evaluation(weights_dir):
     options = {"clip_model": gi.CLIP_NAME, "clip_pretrained": "openai"}
     sources, outputs = [], []
-    for k, (case, (src_prompt, tgt_prompt)) in enumerate(zip(gi.pie_metric_cases(), gi.CLIP_PROMPTS, strict=True)):
+    for k, (case, (src_prompt, tgt_prompt)) in enumerate(zip(gi.pie_metric_cases(),
+                                                             gi.CLIP_PROMPTS, strict=True)):
         mask = decode_mask(case["runs"], (gi.PIE_SIDE, gi.PIE_SIDE))
         src, out = _image(case["source"]), _image(case["edited"])
         sources.append(ScoreItem(f"s{k}", output=src, source=src, mask=mask, target_prompt=src_prompt))
@@ -80,5 +83,5 @@ def test_clip_similarities_equal_pie_benchs_evaluation(weights_dir):
             want = G["clip"][k][name]
             assert value == pytest.approx(want, rel=1e-5), (name, k, value, want)
     # the region matters: masking changes the score
-    assert got["clip_similarity_target_image"][0] != pytest.approx(got["clip_similarity_target_image_edit_part"][0],
-                                                                   rel=1e-3)
+    assert got["clip_similarity_target_image"][0] != pytest.approx(
+        got["clip_similarity_target_image_edit_part"][0], rel=1e-3)

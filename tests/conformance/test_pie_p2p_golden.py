@@ -35,7 +35,8 @@ def backbone(clip_tokenizer):
 def _method(backbone, case: int, monkeypatch, *overrides):
     ref = G["cases"][case]
     extra = ["p2p_mode=replace"] if ref["replace"] else []
-    spec = resolve_method(gi.PNP_PRESETS[ref["method"]], [f"num_inference_steps={ref['num_steps']}", *extra, *overrides])
+    spec = resolve_method(gi.PNP_PRESETS[ref["method"]],
+                          [f"num_inference_steps={ref['num_steps']}", *extra, *overrides])
     monkeypatch.setattr(backbone, "encode_image", lambda images: gi.pnp_latent(case))
     monkeypatch.setattr(backbone, "decode", lambda latents: latents)
     sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=ref["source"],
@@ -72,15 +73,16 @@ def _ef_run(backbone, case: int, monkeypatch, *overrides) -> dict:
     """`ef-ddpm-sd15-50` (PIE-Bench's EF + P2P) at the golden's steps and skip, on EF golden case ``case``,
     with the reference's noise (torch.manual_seed(1234), one draw per grid timestep from the lowest up)."""
     ref = G["ef_cases"][case]
-    spec = resolve_method("ef-ddpm-sd15-50", [f"num_inference_steps={ref['num_steps']}", f"skip={ref['skip']}",
-                                              *overrides])
+    spec = resolve_method("ef-ddpm-sd15-50", [f"num_inference_steps={ref['num_steps']}",
+                                              f"skip={ref['skip']}", *overrides])
     method = METHODS.get(spec.method)(backbone, spec.params)
     g = torch.Generator().manual_seed(1234)
     draws = [torch.randn(1, 4, gi.PNP_SIDE, gi.PNP_SIDE, generator=g) for _ in range(ref["num_steps"])]
     monkeypatch.setattr(method, "draw_noise", lambda generators, steps: torch.stack(draws[::-1]))
     monkeypatch.setattr(backbone, "encode_image", lambda images: gi.pnp_latent(len(gi.PNP_CASES) + case))
     monkeypatch.setattr(backbone, "decode", lambda latents: latents)
-    sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=ref["source"], target_prompt=ref["target"])
+    sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=ref["source"],
+                        target_prompt=ref["target"])
     out = {}
     for task, key in (("edit", "edit"), ("invert", "reconstruction")):
         out[key] = method.run(task, [sample], [torch.Generator().manual_seed(0)])[1][0].image

@@ -67,14 +67,15 @@ def _run(backbone, monkeypatch, overrides: list[str]) -> dict:
         return out
 
     monkeypatch.setattr(renoise_math, "lcm_invert_step", kept)
-    sample = EditSample(id="x", image=Image.new("RGB", (backbone.resolution,) * 2), source_prompt=gi.RENOISE_LOOP_PROMPT,
-                        target_prompt=gi.RENOISE_LOOP_PROMPT)
+    sample = EditSample(id="x", image=Image.new("RGB", (backbone.resolution,) * 2),
+                        source_prompt=gi.RENOISE_LOOP_PROMPT, target_prompt=gi.RENOISE_LOOP_PROMPT)
     _, outs = method.run("invert", [sample], [generator])
     inv = inverted["inv"]
     alphas = backbone.alphas_cumprod
-    return {"timesteps": method.timesteps, "drawn": noises, "forward_noise": forward, "z_0": inv.image_latents,
-            "steps": [last[float(alphas[t])] for t in reversed(method.timesteps)], "inverted": inv.latents,
-            "noises": inv.state["noises"], "reconstruction": outs[0].image, "nfe": outs[0].nfe}
+    return {"timesteps": method.timesteps, "drawn": noises, "forward_noise": forward,
+            "z_0": inv.image_latents, "steps": [last[float(alphas[t])] for t in reversed(method.timesteps)],
+            "inverted": inv.latents, "noises": inv.state["noises"], "reconstruction": outs[0].image,
+            "nfe": outs[0].nfe}
 
 
 def _check(out: dict, ref: dict, tol: float = TOL) -> dict[str, float]:
@@ -92,7 +93,8 @@ def _check(out: dict, ref: dict, tol: float = TOL) -> dict[str, float]:
         assert d < tol, (i, want["t"], d)
         diffs["steps"] = max(diffs["steps"], d)
     assert rel(p(out["steps"][-1]), ref["all_latents"][-1]) < tol
-    for z, want in zip(out["noises"], ref["steps"][-1]["noises"], strict=True):  # what the reconstruction uses
+    # what the reconstruction uses
+    for z, want in zip(out["noises"], ref["steps"][-1]["noises"], strict=True):
         diffs["noises"] = max(diffs["noises"], rel(p(z), want))
     diffs["inverted"] = rel(out["inverted"][0], ref["inverted"])
     diffs["reconstruction"] = rel(out["reconstruction"], ref["reconstruction"])

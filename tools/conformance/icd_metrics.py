@@ -15,9 +15,9 @@ reference statistics) and fixed images (golden_inputs.icd_metric_cases: 512², a
 The reference environment (Python 3.11; torch from the local wheels served both sides here):
 
     python -m venv VENV && VENV/bin/pip install torch==2.14.1 torchvision==0.29.1 "transformers==4.46.3" \\
-        "huggingface_hub==0.25.2" "diffusers==0.25.1" "timm==0.6.13" "image-reward==1.5" piq scipy "numpy<2" \\
-        pillow "setuptools<81" ipython pandas tqdm safetensors ftfy regex "datasets==2.21.0" "pyarrow==16.1.0" \\
-        "fsspec<=2024.6.1"
+        "huggingface_hub==0.25.2" "diffusers==0.25.1" "timm==0.6.13" "image-reward==1.5" piq scipy \\
+        "numpy<2" pillow "setuptools<81" ipython pandas tqdm safetensors ftfy regex "datasets==2.21.0" \\
+        "pyarrow==16.1.0" "fsspec<=2024.6.1"
     VENV/bin/pip install --no-build-isolation PATH/openai-CLIP   # the `clip` package image-reward imports
 
 (``image-reward`` 1.5 pins timm 0.6.13 and imports helpers transformers dropped after 4.55; its package
@@ -48,8 +48,9 @@ from make_goldens import commit  # noqa: E402
 import golden_inputs as gi  # noqa: E402
 
 INSTALL = ('pip install torch==2.14.1 torchvision==0.29.1 "transformers==4.46.3" "huggingface_hub==0.25.2" '
-           '"diffusers==0.25.1" "timm==0.6.13" "image-reward==1.5" piq scipy "numpy<2" pillow "setuptools<81" '
-           'ipython pandas tqdm safetensors ftfy regex "datasets==2.21.0" "pyarrow==16.1.0" "fsspec<=2024.6.1"; '
+           '"diffusers==0.25.1" "timm==0.6.13" "image-reward==1.5" piq scipy "numpy<2" pillow '
+           '"setuptools<81" ipython pandas tqdm safetensors ftfy regex "datasets==2.21.0" "pyarrow==16.1.0" '
+           '"fsspec<=2024.6.1"; '
            'pip install --no-build-isolation openai/CLIP@d05afc436d78f1c48dc0dbf8e5980a9d471f35f6')
 
 
@@ -72,15 +73,16 @@ def main() -> None:
     ap.add_argument("--icd-repo", type=Path, required=True)
     ap.add_argument("--icd-commit")
     ap.add_argument("--python", required=True, help="the reference environment's Python")
-    ap.add_argument("--work", type=Path, help="keep the inputs and outputs here (default: a temporary folder)")
+    ap.add_argument("--work", type=Path,
+                    help="keep the inputs and outputs here (default: a temporary folder)")
     ap.add_argument("--out", type=Path, default=gi.GOLDENS)
     args = ap.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory(prefix="icd-metrics-") as tmp:
         work = (args.work or Path(tmp)).resolve()
         write_inputs(work)
-        subprocess.run([args.python, str(HERE.parent / "icd_metrics_reference.py"), "--repo", str(args.icd_repo),
-                        "--work", str(work)], check=True)
+        subprocess.run([args.python, str(HERE.parent / "icd_metrics_reference.py"),
+                        "--repo", str(args.icd_repo), "--work", str(work)], check=True)
         ref = json.loads((work / "reference.json").read_text())
         with np.load(work / "activations.npz") as data:
             acts = torch.from_numpy(data["activations"])
@@ -91,15 +93,15 @@ def main() -> None:
         "reference": {"repository": "yandex-research/invertible-cd",
                       "commit": commit(args.icd_repo, args.icd_commit),
                       "code": "utils/metrics.py (calc_all, calc_inversion, calc_clip_score_images_prompts, "
-                              "calc_clip_score_images_images, calc_dinov2_images_images, calc_ir, calculate_psnr, "
-                              "calculate_lpips, calculate_fid, get_activations), utils/inception.py, "
-                              "utils/generation.load_512"},
+                              "calc_clip_score_images_images, calc_dinov2_images_images, calc_ir, "
+                              "calculate_psnr, calculate_lpips, calculate_fid, get_activations), "
+                              "utils/inception.py, utils/generation.load_512"},
         "packages": {"image-reward": versions["image-reward"], "piq": versions["piq"]},
         "environment": {"python": python, "versions": versions, "install": INSTALL},
         "settings": "device cpu (calc_all's and calc_inversion's device='cuda' answered by the CPU, where "
-                    "torch.cuda.amp.autocast() is inert); tiny random weights of golden_inputs in the official "
-                    "layouts; hub downloads answered by a local Hugging Face cache, torch's hub cache and "
-                    "~/.cache/ImageReward",
+                    "torch.cuda.amp.autocast() is inert); tiny random weights of golden_inputs in the "
+                    "official layouts; hub downloads answered by a local Hugging Face cache, torch's hub "
+                    "cache and ~/.cache/ImageReward",
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
     }
     (args.out / "icd_metrics.json").write_text(json.dumps({"provenance": provenance, **ref}, indent=1))

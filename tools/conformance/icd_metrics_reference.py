@@ -31,7 +31,8 @@ REVISION = "0" * 40
 
 
 def lay_out_downloads(work: Path) -> None:
-    """Put the weights where the official code's downloads would find them; set the variables before import."""
+    """Put the weights where the official code's downloads would find them;
+    set the variables before import."""
     weights, cache = work / "weights", work / "hf-cache"
     for repo, key in HUB_REPOS.items():
         base = cache / ("models--" + repo.replace("/", "--"))
@@ -58,8 +59,8 @@ def lay_out_downloads(work: Path) -> None:
 
 def on_cpu(metrics) -> None:
     """``calc_all`` / ``calc_inversion`` call the metric functions with ``device='cuda'``: the CPU answers."""
-    for name in ("calc_clip_score_images_images", "calc_dinov2_images_images", "calc_clip_score_images_prompts",
-                 "calc_ir", "calculate_psnr", "calculate_lpips"):
+    for name in ("calc_clip_score_images_images", "calc_dinov2_images_images",
+                 "calc_clip_score_images_prompts", "calc_ir", "calculate_psnr", "calculate_lpips"):
         real = getattr(metrics, name)
 
         def cpu(*a, _real=real, **kw):
@@ -103,9 +104,12 @@ def main() -> None:
 
     # 1. the images in memory, as sd1.5/edit.py and generate.py score them
     out["memory"] = {
-        "clip_t": [float(v) for v in metrics.calc_clip_score_images_prompts(outputs, prompts, "cpu", batch_size=16)],
-        "clip_i": [float(v) for v in metrics.calc_clip_score_images_images(sources, outputs, "cpu", batch_size=16)],
-        "dinov2": [float(v) for v in metrics.calc_dinov2_images_images(sources, outputs, "cpu", batch_size=16)],
+        "clip_t": [float(v)
+                   for v in metrics.calc_clip_score_images_prompts(outputs, prompts, "cpu", batch_size=16)],
+        "clip_i": [float(v)
+                   for v in metrics.calc_clip_score_images_images(sources, outputs, "cpu", batch_size=16)],
+        "dinov2": [float(v)
+                   for v in metrics.calc_dinov2_images_images(sources, outputs, "cpu", batch_size=16)],
         "imagereward": [float(v) for v in metrics.calc_ir(outputs, prompts, "cpu")],
         "lpips": [float(v) for v in metrics.calculate_lpips(outputs, sources, "cpu", batch_size=50)],
     }
@@ -154,16 +158,17 @@ def main() -> None:
     fid_images = [Image.open(p).convert("RGB") for p in sorted((work / "fid").glob("*.png"))]
     inception = str(work / "weights" / "fid-inception-pytorch" / "pt_inception-2015-12-05-6726825d.pth")
     ref = str(work / "weights" / "fid-stats-mscoco512-val" / "fid_stats_mscoco512_val.npz")
-    out["fid"] = float(metrics.calculate_fid(fid_images, ref, device="cpu", batch_size=40, dims=2048, num_workers=0,
-                                             inception_path=inception))
+    out["fid"] = float(metrics.calculate_fid(fid_images, ref, device="cpu", batch_size=40, dims=2048,
+                                             num_workers=0, inception_path=inception))
     model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]], inception_path=inception).to("cpu")
     acts = metrics.get_activations(fid_images, model, batch_size=5, dims=2048, device="cpu", num_workers=0)
     np.savez(work / "activations.npz", activations=acts)
 
     import importlib.metadata as md
 
-    out["versions"] = {p: md.version(p) for p in ("torch", "torchvision", "transformers", "piq", "image-reward",
-                                                   "timm", "scipy", "numpy", "pillow", "huggingface_hub")}
+    out["versions"] = {p: md.version(p) for p in ("torch", "torchvision", "transformers", "piq",
+                                                  "image-reward", "timm", "scipy", "numpy", "pillow",
+                                                  "huggingface_hub")}
     out["python"] = sys.version.split()[0]
     (work / "reference.json").write_text(json.dumps(out, indent=1))
 

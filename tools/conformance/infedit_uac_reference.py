@@ -44,8 +44,9 @@ def main() -> None:
     scheduler = LCMScheduler.from_pretrained(d / "scheduler")
     pipe = pipeline_ead.EditPipeline(
         vae=AutoencoderKL.from_pretrained(d / "vae"), text_encoder=load_text_encoder(d / "text_encoder"),
-        tokenizer=CLIPTokenizer.from_pretrained(d / "tokenizer", model_max_length=77), unet=UNet2DConditionModel.from_pretrained(d / "unet"),
-        scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        tokenizer=CLIPTokenizer.from_pretrained(d / "tokenizer", model_max_length=77),
+        unet=UNet2DConditionModel.from_pretrained(d / "unet"), scheduler=scheduler, safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     pipeline_ead.EditPipeline.from_pretrained = classmethod(lambda cls, *a, **k: pipe)
     diffusers.LCMScheduler.from_config = classmethod(lambda cls, *a, **k: scheduler)
@@ -110,13 +111,15 @@ def main() -> None:
             out = edit(source, target, local)
         finally:
             torch.randn = randn
-        results.append({"pred_x0": out.clone(), "steps": list(record["steps"]), "noises": list(record["noises"]),
+        results.append({"pred_x0": out.clone(), "steps": list(record["steps"]),
+                        "noises": list(record["noises"]),
                         "timesteps": [int(t) for t in scheduler.timesteps], "unet_rows": sum(rows),
                         "seconds": timed(functools.partial(edit, source, target, local),
                                          args.repeats if k in args.time_cases else 0)})
     import transformers
 
-    torch.save({"results": results, "versions": {"torch": str(torch.__version__), "diffusers": diffusers.__version__,
+    torch.save({"results": results, "versions": {"torch": str(torch.__version__),
+                                                 "diffusers": diffusers.__version__,
                                                  "transformers": transformers.__version__}},
                args.work / "reference.pt")
 

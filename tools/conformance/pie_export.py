@@ -99,7 +99,8 @@ def pie_export_golden(pnp_repo: Path, dino_repo: Path) -> dict:
             result = Path(d) / "evaluation_result.csv"
             argv = ["evaluate.py", "--annotation_mapping_file", str(tree["data"] / "mapping_file.json"),
                     "--src_image_folder", str(tree["data"] / "annotation_images"),
-                    "--tgt_methods", f"1_{gi.PIE_EXPORT_METHOD}", "--result_path", str(result), "--device", "cpu"]
+                    "--tgt_methods", f"1_{gi.PIE_EXPORT_METHOD}",
+                    "--result_path", str(result), "--device", "cpu"]
             stack.enter_context(patched(sys, "argv", argv))
             runpy.run_path(str(pnp_repo / "evaluation" / "evaluate.py"), run_name="__main__")
             files = {str(p.relative_to(tree["eval"])): sha256(p)
@@ -110,11 +111,12 @@ def pie_export_golden(pnp_repo: Path, dino_repo: Path) -> dict:
         sys.path.remove(str(pnp_repo))
 
 
-WHAT = ("evaluation/evaluate.py run as a script (its default metrics, --tgt_methods 1_ddim+p2p, --device cpu) from "
-        "the folder `icd-bench export --layout piebench --name ddim+p2p` wrote for golden_inputs.pie_export_tree's run; "
-        "DINO ViT-B/8 = hubconf.dino_vitb8 on golden_inputs.dino_state_dict (Resize without antialiasing, as "
-        "torchvision 0.13.1), CLIPScore on golden_inputs.clip_hf_state_dict (slow CLIPImageProcessor), LPIPS "
-        "SqueezeNet trunk golden_inputs.lpips_trunk")
+WHAT = ("evaluation/evaluate.py run as a script (its default metrics, --tgt_methods 1_ddim+p2p, "
+        "--device cpu) from the folder `icd-bench export --layout piebench --name ddim+p2p` wrote for "
+        "golden_inputs.pie_export_tree's run; DINO ViT-B/8 = hubconf.dino_vitb8 on "
+        "golden_inputs.dino_state_dict (Resize without antialiasing, as torchvision 0.13.1), CLIPScore on "
+        "golden_inputs.clip_hf_state_dict (slow CLIPImageProcessor), LPIPS SqueezeNet trunk "
+        "golden_inputs.lpips_trunk")
 
 
 def main() -> None:
@@ -126,7 +128,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=gi.GOLDENS)
     args = ap.parse_args()
     data = pie_export_golden(args.pnp_repo.resolve(), args.dino_repo.resolve())
-    prov = provenance(commit(args.pnp_repo, args.pnp_commit), commit(args.dino_repo, args.dino_commit), WHAT, COMMAND)
+    prov = provenance(commit(args.pnp_repo, args.pnp_commit),
+                      commit(args.dino_repo, args.dino_commit), WHAT, COMMAND)
     (args.out / "pie_export.json").write_text(json.dumps({"provenance": prov, **data}, indent=1) + "\n")
     print(data["evaluation_result_csv"])
 

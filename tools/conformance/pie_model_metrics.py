@@ -43,9 +43,10 @@ from make_goldens import commit, forget  # noqa: E402
 
 import golden_inputs as gi  # noqa: E402
 
-WHAT = ("evaluation/evaluate.py calculate_metric with MetricsCalculator's structure distance (LossG, dino_vitb8 = "
-        "hubconf.dino_vitb8 on golden_inputs.dino_state_dict, Resize without antialiasing as torchvision 0.13.1) and "
-        "CLIP similarity (torchmetrics CLIPScore on golden_inputs.clip_hf_state_dict, slow CLIPImageProcessor)")
+WHAT = ("evaluation/evaluate.py calculate_metric with MetricsCalculator's structure distance "
+        "(LossG, dino_vitb8 = hubconf.dino_vitb8 on golden_inputs.dino_state_dict, Resize without "
+        "antialiasing as torchvision 0.13.1) and CLIP similarity (torchmetrics CLIPScore on "
+        "golden_inputs.clip_hf_state_dict, slow CLIPImageProcessor)")
 COMMAND = "python tools/conformance/pie_model_metrics.py --pnp-repo ... --dino-repo ..."
 STRUCTURE_METRICS = ("structure_distance",)
 CLIP_METRICS = ("clip_similarity_source_image", "clip_similarity_target_image",
@@ -107,9 +108,9 @@ def as_tensors(model) -> None:
 
 
 def clip_score_on(clip_score_cls, folder: Path):
-    """torchmetrics' ``CLIPScore`` (the class given: PIE-Bench's import of it) on the local CLIP ``folder``, with
-    transformers' slow image processor (PIE-Bench's transformers has no other; 5 defaults to the fast one) and
-    the feature methods returning tensors (`as_tensors`)."""
+    """torchmetrics' ``CLIPScore`` (the class given: PIE-Bench's import of it) on the local CLIP ``folder``,
+    with transformers' slow image processor (PIE-Bench's transformers has no other; 5 defaults to the fast
+    one) and the feature methods returning tensors (`as_tensors`)."""
     from transformers import CLIPImageProcessor
 
     metric = clip_score_cls(model_name_or_path=str(folder))
@@ -120,7 +121,8 @@ def clip_score_on(clip_score_cls, folder: Path):
 
 
 def unantialiased(resize):
-    """torchvision's ``Resize`` as PIE-Bench's torchvision 0.13.1 applied it to tensors: without antialiasing."""
+    """torchvision's ``Resize`` as PIE-Bench's torchvision 0.13.1 applied it to tensors:
+    without antialiasing."""
     return lambda size, max_size=None: resize(size, max_size=max_size, antialias=False)
 
 

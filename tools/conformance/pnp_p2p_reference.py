@@ -61,12 +61,14 @@ def main() -> None:
     d = args.work / "pipeline"
     parts = dict(vae=AutoencoderKL(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
                                    up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=16),  # never run
-                 text_encoder=load_text_encoder(d / "text_encoder"), tokenizer=CLIPTokenizer.from_pretrained(d / "tokenizer", model_max_length=77),
+                 text_encoder=load_text_encoder(d / "text_encoder"),
+                 tokenizer=CLIPTokenizer.from_pretrained(d / "tokenizer", model_max_length=77),
                  unet=UNet2DConditionModel.from_pretrained(d / "unet"))
 
     def pipeline(cls, *a, scheduler=None, **k):  # without one (the EF script): SD's, which it replaces anyway
         scheduler = scheduler or DDIMScheduler(**cases["scheduler"])
-        return StableDiffusionPipeline(**parts, scheduler=scheduler, safety_checker=None, feature_extractor=None)
+        return StableDiffusionPipeline(**parts, scheduler=scheduler,
+                                       safety_checker=None, feature_extractor=None)
 
     StableDiffusionPipeline.from_pretrained = classmethod(pipeline)
     real_to = torch.Tensor.to
@@ -100,7 +102,8 @@ def main() -> None:
         module.edit_image_EF("edit-friendly-inversion+p2p", "unused", case["source"], case["target"],
                              source_guidance_scale=1, target_guidance_scale=7.5, cross_replace_steps=0.4,
                              self_replace_steps=0.6)
-        edit, source, switch = record["decoded"]  # decoded in this order: the edit's two rows, the prompt switch
+        # decoded in this order: the edit's two rows, the prompt switch
+        edit, source, switch = record["decoded"]
         return {"edit": edit, "reconstruction": source, "prompt_switch": switch}
 
     ef_module = None
@@ -127,7 +130,8 @@ def main() -> None:
             continue
         if case["method"] == "edit-friendly-inversion+p2p":
             if ef_module is None:  # loads "Stable Diffusion" and its DDIM scheduler at import
-                DDIMScheduler.from_config = classmethod(lambda cls, *a, **kw: DDIMScheduler(**cases["scheduler"]))
+                DDIMScheduler.from_config = classmethod(
+                    lambda cls, *a, **kw: DDIMScheduler(**cases["scheduler"]))
                 ef_module = importlib.import_module("run_editing_edit_friendly_p2p")
                 ef_module.load_512 = lambda path: np.zeros((512, 512, 3), dtype=np.uint8)
                 ef_module.txt_draw = lambda text: np.zeros((512, 512, 3), dtype=np.uint8)
@@ -139,9 +143,11 @@ def main() -> None:
         rows.clear()
         out = run()
         unet_rows = sum(rows)  # of this one run (the timed runs below add theirs)
-        results.append({**out, "unet_rows": unet_rows, "seconds": timed(run, args.repeats if k in args.time_cases else 0)})
+        results.append({**out, "unet_rows": unet_rows,
+                        "seconds": timed(run, args.repeats if k in args.time_cases else 0)})
     torch.Tensor.to = real_to
-    torch.save({"results": results, "versions": {"torch": str(torch.__version__), "diffusers": diffusers.__version__,
+    torch.save({"results": results, "versions": {"torch": str(torch.__version__),
+                                                 "diffusers": diffusers.__version__,
                                                  "transformers": transformers.__version__}},
                args.work / "reference.pt")
 

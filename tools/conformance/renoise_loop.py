@@ -1,6 +1,8 @@
-"""Make ``tests/conformance/goldens/renoise_loop.json``: ReNoise's inversion loop end to end, from the official code.
+"""Make ``tests/conformance/goldens/renoise_loop.json``: ReNoise's inversion loop end to end,
+from the official code.
 
-    python tools/conformance/renoise_loop.py --repo PATH/ReNoise-Inversion --python PATH/venv-d024/bin/python \
+    python tools/conformance/renoise_loop.py --repo PATH/ReNoise-Inversion \
+        --python PATH/venv-d024/bin/python \
         [--commit SHA] [--out tests/conformance/goldens/renoise_loop.json]
 
 (``--commit`` names the commit when ``--repo`` is an exported tree, not a clone.) The official SD
@@ -34,12 +36,14 @@ from make_goldens import commit as repo_commit  # noqa: E402
 import golden_inputs as gi  # noqa: E402  (tests/conformance, put on the path by make_goldens)
 
 OUT = ROOT / "tests" / "conformance" / "goldens" / "renoise_loop.json"
-WHAT = ("main.run with src.utils.enums_utils.get_pipes(Model_Type.SD15, Scheduler_Type.LCM) (SDDDIMPipeline + "
-        "src.renoise_inversion.inversion_step, MyLCMScheduler, the img2img pipeline's reconstruction) on "
-        "golden_inputs.renoise_loop_components, via tools/conformance/renoise_reference.py")
-NOISE_CORRECTION = "released_noise_correction"  # the released RunConfig as it is: perform_noise_correction=True
-COMMAND = ("python tools/conformance/renoise_loop.py --repo PATH/ReNoise-Inversion --python PATH/venv-d024/bin/python "
-           "--commit fa8323820daf80a62baec94ec80c9106bcc6e8e9")
+WHAT = ("main.run with src.utils.enums_utils.get_pipes(Model_Type.SD15, Scheduler_Type.LCM) "
+        "(SDDDIMPipeline + src.renoise_inversion.inversion_step, MyLCMScheduler, the img2img pipeline's "
+        "reconstruction) on golden_inputs.renoise_loop_components, via "
+        "tools/conformance/renoise_reference.py")
+# the released RunConfig as it is: perform_noise_correction=True
+NOISE_CORRECTION = "released_noise_correction"
+COMMAND = ("python tools/conformance/renoise_loop.py --repo PATH/ReNoise-Inversion "
+           "--python PATH/venv-d024/bin/python --commit fa8323820daf80a62baec94ec80c9106bcc6e8e9")
 
 
 def prepare(work: Path) -> Path:
@@ -59,7 +63,8 @@ def _case(r: dict) -> dict:
     return {"settings": r["settings"], "timesteps": r["timesteps"], "unet_rows": r["unet_rows"],
             "drawn": [rounded(p(z)) for z in r["drawn"]], "forward_noise": rounded(p(r["forward_noise"])),
             "z_0": rounded(p(r["z_0"])),
-            "steps": [{"t": s["t"], "latent": rounded(p(s["latent"])), "noises": [rounded(p(z)) for z in s["noises"]]}
+            "steps": [{"t": s["t"], "latent": rounded(p(s["latent"])),
+                       "noises": [rounded(p(z)) for z in s["noises"]]}
                       for s in r["steps"]],
             "all_latents": [rounded(p(z)) for z in r["all_latents"]],
             "inverted": rounded(r["inverted"]), "reconstruction": rounded(r["reconstruction"])}
@@ -78,16 +83,17 @@ def renoise_loop_goldens(repo: Path, python: Path, commit: str | None) -> dict:
     settings = {"run": gi.RENOISE_LOOP_RUN, "cases": {k: {"run_config": run, "project_set": project}
                                                       for k, (run, project) in gi.RENOISE_LOOP_CASES.items()},
                 "prompt": gi.RENOISE_LOOP_PROMPT, "latent_side": gi.RENOISE_LOOP_SIDE,
-                "released": "src/config.py RunConfig defaults: 9 renoising iterations (5 in steps below t 250), "
-                            "averaging (8, 10) / (0, 5), lambda_ac 20, lambda_kl 0.065, 4 reg steps, 5 rolls, "
-                            "noise correction"}
+                "released": "src/config.py RunConfig defaults: 9 renoising iterations "
+                            "(5 in steps below t 250), averaging (8, 10) / (0, 5), lambda_ac 20, "
+                            "lambda_kl 0.065, 4 reg steps, 5 rolls, noise correction"}
     provenance = {
         "renoise": {"repository": "garibida/ReNoise-Inversion", "commit": repo_commit(repo, commit)},
         "what": WHAT, "settings": settings, "reference_versions": ref["versions"],
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
                      "transformers": transformers.__version__, "numpy": np.__version__},
         "tokenizer": "CLIP ViT-L/14 BPE (open_clip's vocabulary), model_max_length 77",
-        "projection": "per-step tensors as golden_inputs.uac_project (16 numbers); inverted and reconstruction in full",
+        "projection": "per-step tensors as golden_inputs.uac_project (16 numbers); inverted and "
+                      "reconstruction in full",
         "command": COMMAND,
     }
     return {"provenance": provenance, "cases": {name: _case(r) for name, r in ref["results"].items()}}
@@ -95,8 +101,10 @@ def renoise_loop_goldens(repo: Path, python: Path, commit: str | None) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repo", type=Path, required=True, help="garibida/ReNoise-Inversion (a clone or an exported tree)")
-    ap.add_argument("--python", type=Path, required=True, help="a Python with the reference's environment (diffusers 0.24)")
+    ap.add_argument("--repo", type=Path, required=True,
+                    help="garibida/ReNoise-Inversion (a clone or an exported tree)")
+    ap.add_argument("--python", type=Path, required=True,
+                    help="a Python with the reference's environment (diffusers 0.24)")
     ap.add_argument("--commit", help="the commit of --repo when it is an exported tree")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()

@@ -53,12 +53,14 @@ def main() -> None:
     loaded = StableDiffusionImg2ImgPipeline(
         vae=AutoencoderKL.from_pretrained(d / "vae"), text_encoder=load_text_encoder(d / "text_encoder"),
         tokenizer=CLIPTokenizer.from_pretrained(d / "tokenizer", model_max_length=77),
-        unet=UNet2DConditionModel.from_pretrained(d / "unet"), scheduler=LCMScheduler.from_pretrained(d / "scheduler"),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    StableDiffusionImg2ImgPipeline.from_pretrained = classmethod(lambda cls, *a, **k: loaded)  # the hub download
+        unet=UNet2DConditionModel.from_pretrained(d / "unet"),
+        scheduler=LCMScheduler.from_pretrained(d / "scheduler"), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    # the hub download
+    StableDiffusionImg2ImgPipeline.from_pretrained = classmethod(lambda cls, *a, **k: loaded)
     try:
-        pipe_inversion, pipe_inference = enums_utils.get_pipes(eunms.Model_Type.SD15, eunms.Scheduler_Type.LCM,
-                                                               device="cpu")
+        pipe_inversion, pipe_inference = enums_utils.get_pipes(eunms.Model_Type.SD15,
+                                                               eunms.Scheduler_Type.LCM, device="cpu")
     finally:
         del StableDiffusionImg2ImgPipeline.from_pretrained  # the inherited one again
     for pipe in (pipe_inversion, pipe_inference):
@@ -70,7 +72,8 @@ def main() -> None:
     def create_noise_list(model_type, length, generator=None):  # main.create_noise_list at this latent size
         drawn = [randn_tensor(tuple(latent.shape), dtype=torch.float32, device=torch.device("cpu"),
                               generator=generator) for _ in range(length)]
-        if len(drawn) != len(noises) or not all(torch.equal(a, b) for a, b in zip(drawn, noises, strict=True)):
+        if len(drawn) != len(noises) or not all(torch.equal(a, b)
+                                                for a, b in zip(drawn, noises, strict=True)):
             raise RuntimeError("the generator does not draw the given noise list")
         record["drawn"] = [z.clone() for z in drawn]
         return drawn
@@ -95,10 +98,12 @@ def main() -> None:
 
     rows = count_rows(pipe_inversion.unet)  # the two pipelines share the UNet
     s = inputs["run"]
-    base = {**s, "model_type": eunms.Model_Type[s["model_type"]], "scheduler_type": eunms.Scheduler_Type[s["scheduler_type"]]}
+    base = {**s, "model_type": eunms.Model_Type[s["model_type"]],
+            "scheduler_type": eunms.Scheduler_Type[s["scheduler_type"]]}
 
     def run(cfg):
-        return ref_main.run(latent, inputs["prompt"], cfg, pipe_inversion=pipe_inversion, pipe_inference=Inference())
+        return ref_main.run(latent, inputs["prompt"], cfg, pipe_inversion=pipe_inversion,
+                            pipe_inference=Inference())
 
     results = {}
     for k, (name, overrides) in enumerate(inputs["cases"].items()):
@@ -116,7 +121,8 @@ def main() -> None:
             continue
         results[name] = {
             "settings": overrides, "drawn": record["drawn"], "forward_noise": pipe_inversion.noise.clone(),
-            "z_0": pipe_inversion.z_0.clone(), "timesteps": [int(t) for t in pipe_inversion.scheduler.timesteps],
+            "z_0": pipe_inversion.z_0.clone(),
+            "timesteps": [int(t) for t in pipe_inversion.scheduler.timesteps],
             "all_latents": [z.clone() for z in all_latents], "steps": list(record["steps"]),
             "inverted": inverted.clone(), "noise_list": [z.clone() for z in noise_list],
             "reconstruction": reconstruction.clone(), "unet_rows": sum(rows),
@@ -124,7 +130,8 @@ def main() -> None:
 
     import transformers
 
-    torch.save({"results": results, "versions": {"torch": str(torch.__version__), "diffusers": diffusers.__version__,
+    torch.save({"results": results, "versions": {"torch": str(torch.__version__),
+                                                 "diffusers": diffusers.__version__,
                                                  "transformers": transformers.__version__}},
                args.work / "reference.pt")
 

@@ -76,9 +76,10 @@ def timed_rows(fn, repeats: int, *unets) -> tuple[float, float]:
 
 
 def half_row(method: str, reference: str, result: dict, ours_seconds: float, ours_rows: float) -> dict:
-    """A report row from a reference half's timed result (its ``seconds`` and ``unet_rows``) and the project's."""
-    return {"method": method, "reference": reference, "ref_seconds": result["seconds"], "ours_seconds": ours_seconds,
-            "ref_unet_rows": result["unet_rows"], "ours_unet_rows": ours_rows}
+    """A report row from a reference half's timed result
+    (its ``seconds`` and ``unet_rows``) and the project's."""
+    return {"method": method, "reference": reference, "ref_seconds": result["seconds"],
+            "ours_seconds": ours_seconds, "ref_unet_rows": result["unet_rows"], "ours_unet_rows": ours_rows}
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:
@@ -114,9 +115,11 @@ def icd_side_by_side(repo: Path, repeats: int, work: Path) -> dict:
 
     w = ref.weights
     spec = resolve_method("icd-sd15", [f"teacher={w['teacher']}", f"forward_lora={w[FORWARD]}",
-                                       f"reverse_lora={w[REVERSE]}", "local_blend=false", "reference_compat=true"])
+                                       f"reverse_lora={w[REVERSE]}", "local_blend=false",
+                                       "reference_compat=true"])
     method = ICD(load_pretrained(str(w["pipeline"]), device="cpu", dtype=torch.float32), spec.params)
-    sample = EditSample(id="x", image=Image.fromarray(image), source_prompt=gi.ICD_SOURCE, target_prompt=gi.ICD_TARGET)
+    sample = EditSample(id="x", image=Image.fromarray(image), source_prompt=gi.ICD_SOURCE,
+                        target_prompt=gi.ICD_TARGET)
 
     def ours():
         images = method.backbone.preprocess([sample.image])
@@ -164,9 +167,11 @@ def nti_side_by_side(pnp_repo: Path, repeats: int) -> dict:
     t_ref, nfe_ref = timed_rows(official, repeats, c["unet"])
     sys.path.remove(str(pnp_repo))
 
-    backbone = Backbone(kind="sd15", source="tiny", tokenizers=[c["tokenizer"]], text_encoders=[c["text_encoder"]],
-                        unet=c["unet"], vae=None, scheduler=DDIMScheduler(**SD_SCHEDULER_CONFIG), resolution=16)
-    method = NTI(backbone, NTIParams(num_inference_steps=steps, guidance_scale=cfg, steps_offset=0, p2p=False))
+    backbone = Backbone(kind="sd15", source="tiny", tokenizers=[c["tokenizer"]],
+                        text_encoders=[c["text_encoder"]], unet=c["unet"], vae=None,
+                        scheduler=DDIMScheduler(**SD_SCHEDULER_CONFIG), resolution=16)
+    method = NTI(backbone,
+                 NTIParams(num_inference_steps=steps, guidance_scale=cfg, steps_offset=0, p2p=False))
 
     def ours():  # the same work on latents: inversion + optimisation, then the CFG decode
         from icd_bench.types import Inversion
@@ -176,16 +181,17 @@ def nti_side_by_side(pnp_repo: Path, repeats: int) -> dict:
         trajectory = {}
         from icd_bench.diffusion import ddim_invert, guided_noise
 
-        xT = ddim_invert(lambda x, t, i: guided_noise(backbone, x, t, cond, None, 1.0), x0, method._timesteps(),
-                         backbone.alphas_cumprod, backbone.final_alpha_cumprod,
+        xT = ddim_invert(lambda x, t, i: guided_noise(backbone, x, t, cond, None, 1.0), x0,
+                         method._timesteps(), backbone.alphas_cumprod, backbone.final_alpha_cumprod,
                          callback=lambda info: trajectory.__setitem__(info.index, info.x))
         inv.latents, inv.state = xT, {"source_cond": cond, "trajectory": trajectory}
         inv.state["null_embeds"], _ = method.optimise_null(inv)
         return method._sample(xT, cond, method.unconditional(inv, 1), cfg)
 
     t_ours, nfe_ours = timed_rows(ours, repeats, c["unet"])
-    return {"method": "NTI (inversion + null-text optimisation + decode, 10 steps)", "reference": "PnPInversion",
-            "ref_seconds": t_ref, "ours_seconds": t_ours, "ref_unet_rows": nfe_ref, "ours_unet_rows": nfe_ours}
+    return {"method": "NTI (inversion + null-text optimisation + decode, 10 steps)",
+            "reference": "PnPInversion", "ref_seconds": t_ref, "ours_seconds": t_ours,
+            "ref_unet_rows": nfe_ref, "ours_unet_rows": nfe_ours}
 
 
 PNP_TIMED = (0, 2, 3)  # golden_inputs.PNP_CASES: DDIM + P2P refine, NPI + P2P, NTI + P2P
@@ -211,8 +217,8 @@ def pie_p2p_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path)
         latent = gi.pnp_latent(k)
         backbone.encode_image = lambda images, latent=latent: latent
         backbone.decode = lambda latents: latents
-        sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source, target_prompt=target,
-                            blend_words=blend)
+        sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source,
+                            target_prompt=target, blend_words=blend)
 
         inverted = gi.reuse_inversion(method)
 
@@ -223,15 +229,16 @@ def pie_p2p_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path)
             return method.run("edit", [sample], [torch.Generator().manual_seed(0)])
 
         t_ours, nfe_ours = timed_rows(ours, repeats, backbone.unet)
-        rows.append(half_row(f"{spec.preset} (invert + reconstruct + P2P edit, {gi.PNP_STEPS} steps, 64² latent)",
-                             "PnPInversion P2PEditor (diffusers 0.10)", ref["results"][k], t_ours, nfe_ours))
+        rows.append(half_row(f"{spec.preset} (invert + reconstruct + P2P edit, {gi.PNP_STEPS} steps, "
+                             "64² latent)", "PnPInversion P2PEditor (diffusers 0.10)", ref["results"][k],
+                             t_ours, nfe_ours))
     return rows
 
 
 def ef_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> dict:
-    """PIE-Bench's EF + P2P script (``edit_image_EF``: one inversion, the P2P edit, its prompt-switch decode; in
-    its own environment) vs `ef-ddpm-sd15-50` doing the same work (one inversion shared by the P2P edit and the
-    prompt-switch decode) on the PIE-P2P golden's model and first EF case."""
+    """PIE-Bench's EF + P2P script (``edit_image_EF``: one inversion, the P2P edit, its prompt-switch decode;
+    in its own environment) vs `ef-ddpm-sd15-50` doing the same work (one inversion shared by the P2P edit and
+    the prompt-switch decode) on the PIE-P2P golden's model and first EF case."""
     from PIL import Image
 
     from icd_bench.config import resolve_method
@@ -244,7 +251,8 @@ def ef_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> d
     steps = [f"num_inference_steps={gi.PNP_EF_STEPS}", f"skip={gi.PNP_EF_SKIP}", "zero_last_noise=true"]
     spec = resolve_method("ef-ddpm-sd15-50", steps)
     method = METHODS.get(spec.method)(backbone, spec.params)
-    switch = METHODS.get(spec.method)(backbone, resolve_method("ef-ddpm-sd15-50", [*steps, "p2p=false"]).params)
+    switch = METHODS.get(spec.method)(backbone,
+                                      resolve_method("ef-ddpm-sd15-50", [*steps, "p2p=false"]).params)
     backbone.encode_image = lambda images: gi.pnp_latent(k)
     backbone.decode = lambda latents: latents
     source, target = gi.PNP_EF_CASES[0]
@@ -264,8 +272,9 @@ def ef_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> d
 
 
 def renoise_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> dict:
-    """ReNoise's ``main.run`` (inversion + reconstruction, ``get_pipes(SD15, LCM)``, in its own environment) vs
-    `renoise-lcm-sd15` at the golden's settings (its "released" case) on the ReNoise-loop golden's model."""
+    """ReNoise's ``main.run`` (inversion + reconstruction, ``get_pipes(SD15, LCM)``, in its own environment)
+    vs `renoise-lcm-sd15` at the golden's settings (its "released" case) on the ReNoise-loop
+    golden's model."""
     import renoise_loop
     from PIL import Image
 
@@ -286,8 +295,8 @@ def renoise_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> 
     t_ours, nfe_ours = timed_rows(lambda: method.run("invert", [sample], [torch.Generator().manual_seed(0)]),
                                   repeats, backbone.unet)
     return half_row("renoise-lcm-sd15 (4-step LCM inversion, 9 renoising iterations, regularisation, + "
-                    "reconstruction, 32² latent)", "ReNoise main.run (diffusers 0.24)", ref["results"]["released"],
-                    t_ours, nfe_ours)
+                    "reconstruction, 32² latent)", "ReNoise main.run (diffusers 0.24)",
+                    ref["results"]["released"], t_ours, nfe_ours)
 
 
 def infedit_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> dict:
@@ -335,15 +344,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--icd-repo", type=Path, required=True)
     ap.add_argument("--pnp-repo", type=Path, required=True)
-    ap.add_argument("--pnp-python", type=Path, help="PnPInversion's environment (diffusers 0.10): its P2P editors")
+    ap.add_argument("--pnp-python", type=Path,
+                    help="PnPInversion's environment (diffusers 0.10): its P2P editors")
     ap.add_argument("--infedit-repo", type=Path)
     ap.add_argument("--infedit-python", type=Path, help="InfEdit's environment (diffusers 0.24)")
     ap.add_argument("--renoise-repo", type=Path)
     ap.add_argument("--renoise-python", type=Path, help="ReNoise's environment (diffusers 0.24)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("reports/perf/conformance-timing.md"))
-    ap.add_argument("--only", help=f"a comma list of {', '.join(PARTS)}: time only these and keep the report's other "
-                                   "rows (default: all the given repositories allow)")
+    ap.add_argument("--only", help=f"a comma list of {', '.join(PARTS)}: time only these and keep the "
+                                   "report's other rows (default: all the given repositories allow)")
     args = ap.parse_args()
     only = set(args.only.split(",")) if args.only else set(PARTS)
     if only - set(PARTS):
@@ -363,10 +373,12 @@ def main() -> None:
             rows.append(ef_side_by_side(args.pnp_repo, args.pnp_python, args.repeats, Path(work)))
     if args.infedit_repo and args.infedit_python and "infedit" in only:
         with tempfile.TemporaryDirectory() as work:
-            rows.append(infedit_side_by_side(args.infedit_repo, args.infedit_python, args.repeats, Path(work)))
+            rows.append(infedit_side_by_side(args.infedit_repo, args.infedit_python,
+                                             args.repeats, Path(work)))
     if args.renoise_repo and args.renoise_python and "renoise" in only:
         with tempfile.TemporaryDirectory() as work:
-            rows.append(renoise_side_by_side(args.renoise_repo, args.renoise_python, args.repeats, Path(work)))
+            rows.append(renoise_side_by_side(args.renoise_repo, args.renoise_python,
+                                             args.repeats, Path(work)))
     import diffusers
 
     command = (f"python tools/conformance/time_side_by_side.py --icd-repo {args.icd_repo.name} --pnp-repo "
@@ -379,21 +391,23 @@ def main() -> None:
         command += f" --renoise-repo {args.renoise_repo.name} --renoise-python INFEDIT_VENV/bin/python"
     lines = ["# The official implementations and the project, side by side", "",
              f"`{command} --repeats {args.repeats}` (each repository's checkout; the venvs of "
-             f"tools/conformance/README.md) — the project: torch {torch.__version__}, diffusers {diffusers.__version__}; "
-             f"{torch.get_num_threads()} CPU threads, fp32, median of {args.repeats} after a warm-up. The models are the "
-             "conformance goldens' small random weights (iCD, NTI: tiny SD1.5-shaped at 32×32 px; the P2P editors and "
-             "InfEdit: SD1.5's UNet layout at small width, 64² and 40² latents), so the times measure each side's work "
-             "around small UNet calls, not an SD1.5-size edit. The rows marked with a diffusers release ran the "
-             "reference in its own environment (torch 2.13.0 CPU, that diffusers release), the others in the "
-             "project's." + (f" The rows of {args.only} were last remade with `--only {args.only}`, the others kept from "
-                             "the previous run." if args.only else ""), "",
-             "| method | reference | reference s / edit | project s / edit | reference ÷ project | UNet rows (reference / project) |",
+             f"tools/conformance/README.md) — the project: torch {torch.__version__}, "
+             f"diffusers {diffusers.__version__}; {torch.get_num_threads()} CPU threads, fp32, median of "
+             f"{args.repeats} after a warm-up. The models are the conformance goldens' small random weights "
+             "(iCD, NTI: tiny SD1.5-shaped at 32×32 px; the P2P editors and InfEdit: SD1.5's UNet layout at "
+             "small width, 64² and 40² latents), so the times measure each side's work around small UNet "
+             "calls, not an SD1.5-size edit. The rows marked with a diffusers release ran the reference in "
+             "its own environment (torch 2.13.0 CPU, that diffusers release), the others in the project's."
+             + (f" The rows of {args.only} were last remade with `--only {args.only}`, the others kept "
+                "from the previous run." if args.only else ""), "",
+             "| method | reference | reference s / edit | project s / edit | reference ÷ project | "
+             "UNet rows (reference / project) |",
              "|---|---|---:|---:|---:|---|"]
     table = kept_rows(args.out) if args.only else {}
     for r in rows:
-        table[r["method"]] = (f"| {r['method']} | {r['reference']} | {r['ref_seconds']:.3f} | {r['ours_seconds']:.3f} | "
-                              f"{r['ref_seconds'] / r['ours_seconds']:.2f}× | {r['ref_unet_rows']:.0f} / "
-                              f"{r['ours_unet_rows']:.0f} |")
+        table[r["method"]] = (f"| {r['method']} | {r['reference']} | {r['ref_seconds']:.3f} | "
+                              f"{r['ours_seconds']:.3f} | {r['ref_seconds'] / r['ours_seconds']:.2f}× | "
+                              f"{r['ref_unet_rows']:.0f} / {r['ours_unet_rows']:.0f} |")
     lines += list(table.values())
     lines += ["", "UNet rows: every row of every UNet call (the reference's iCD runs its CFG batch of "
               "[uncond, cond] rows and keeps the conditional half; the project runs only the rows it uses)."]

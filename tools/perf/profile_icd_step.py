@@ -68,7 +68,8 @@ def main() -> None:
             t0 = time.perf_counter()
             train_icd(recipe, Path(out), device="cpu", progress=False, log=lambda *a, **k: None)
             total = time.perf_counter() - t0
-    per_step = (step_times[-1] - step_times[warm - 1]) / (len(step_times) - warm) if len(step_times) > warm else total
+    per_step = ((step_times[-1] - step_times[warm - 1]) / (len(step_times) - warm) if len(step_times) > warm
+                else total)
     print(f"{len(step_times)} optimiser steps, {total:.1f} s in all; {per_step:.2f} s per step after {warm} "
           f"(batch {recipe['train'].batch_size})")
     print(f"UNet forward calls: {calls['n'] / max(1, len(step_times)):.1f} per step, "
