@@ -22,9 +22,16 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over the package, the tests and this file."""
+    """ruff over the repository (the package, the tests, the tools, this file)."""
     session.install("ruff>=0.5")
-    session.run("ruff", "check", "icd_bench", "tests", "noxfile.py")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, built strictly (a broken link or a missing API page fails it) into site/."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict")
 
 
 @nox.session

@@ -44,10 +44,12 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Name → object, filled by decorators in `builtin_modules` and by an entry-point group."""
 
-    def __init__(self, kind: str, group: str | None, builtin_modules: tuple[str, ...] = ()):
+    def __init__(self, kind: str, group: str | None, builtin_modules: tuple[str, ...] = (),
+                 base: str | None = None):
         self.kind = kind
         self.group = group
         self._builtin_modules = builtin_modules
+        self._base = base  # "module:Class" every registered object must subclass (imported when needed)
         self._entries: dict[str, Entry[T]] = {}
         self._aliases: dict[str, str] = {}
         self._loaded = False
@@ -61,6 +63,11 @@ class Registry(Generic[T]):
         return deco
 
     def add(self, name: str, obj: T, *, origin: str = "builtin", aliases: tuple[str, ...] = ()) -> None:
+        if self._base is not None:
+            module, _, cls = self._base.partition(":")
+            base = getattr(importlib.import_module(module), cls)
+            if not (isinstance(obj, type) and issubclass(obj, base)):
+                raise TypeError(f"{self.kind} {name!r} must be a subclass of {module}.{cls}, got {obj!r}")
         if name in self._entries and self._entries[name].obj is not obj:
             raise ValueError(f"{self.kind} {name!r} is registered twice "
                              f"({self._entries[name].origin} and {origin})")
@@ -88,12 +95,10 @@ class Registry(Generic[T]):
             dist = getattr(ep, "dist", None)
             origin = f"entry point ({dist.name if dist else ep.value})"
             try:
-                obj = ep.load()
+                self.add(ep.name, ep.load(), origin=origin)
             except Exception as exc:  # a broken plugin must not break the whole CLI
                 warnings.warn(f"could not load {self.kind} plugin {ep.name!r} ({ep.value}): {exc}",
                               stacklevel=2)
-                continue
-            self.add(ep.name, obj, origin=origin)
 
     def reload(self) -> None:
         """Forget entry-point plugins and read them again (after installing a package)."""
@@ -136,10 +141,12 @@ class Registry(Generic[T]):
                 f"`icd-bench list {self.kind}s` shows them with descriptions.")
 
 
-METHODS: Registry[type[EditingMethod]] = Registry("method", "icd_bench.methods", ("icd_bench.methods",))
+METHODS: Registry[type[EditingMethod]] = Registry("method", "icd_bench.methods", ("icd_bench.methods",),
+                                                  base="icd_bench.methods.base:EditingMethod")
 #: a dataset class (or factory) called with its options → a `Dataset`
 DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset", "icd_bench.datasets", ("icd_bench.data",))
-METRICS: Registry[type[Metric]] = Registry("metric", "icd_bench.metrics", ("icd_bench.metrics",))
+METRICS: Registry[type[Metric]] = Registry("metric", "icd_bench.metrics", ("icd_bench.metrics",),
+                                           base="icd_bench.metrics.base:Metric")
 #: a backbone factory ``(device, dtype) -> Backbone``
 BACKBONES: Registry[Callable[..., Backbone]] = Registry("backbone", "icd_bench.backbones", ("icd_bench.backbones",))
 #: generated training data for the trainers' ``[data] source`` (the toy world's scenes): name → a class

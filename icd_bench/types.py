@@ -53,8 +53,10 @@ class Inversion:
 class TaskOutput:
     """One sample's result from a method: an RGB image in [0, 1] (3×H×W) plus bookkeeping.
 
-    ``nfe`` counts the UNet evaluations actually spent on this sample (a classifier-free-guided
-    step costs two); ``extras`` is a JSON-serialisable dict stored in the record.
+    ``nfe`` counts this sample's UNet evaluations as the papers count them: a classifier-free-guided
+    step costs two, and a Prompt-to-Prompt step counts once although it runs the source and the
+    target branch in one batch (the rows the UNet computes are twice that); ``extras`` is a
+    JSON-serialisable dict stored in the record.
     """
 
     image: torch.Tensor

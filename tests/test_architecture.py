@@ -42,18 +42,46 @@ def _type_checking_blocks(tree: ast.Module) -> set[int]:
     return inside
 
 
-def _imports(path: Path):
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+def _module_name(path: Path) -> str:
+    parts = ("icd_bench", *path.relative_to(PACKAGE).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports_of(source: str, module: str, is_package: bool = False):
+    """(line, absolute module) of every ``icd_bench`` import in ``source``, the source of ``module``:
+    absolute ones, relative ones (``from ..methods import x``) resolved against its package, and
+    ``from icd_bench import methods`` as the submodule it names."""
+    tree = ast.parse(source)
     annotation_only = _type_checking_blocks(tree)
+    package = module.split(".") if is_package else module.split(".")[:-1]
     for node in ast.walk(tree):
         if id(node) in annotation_only:
             continue
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("icd_bench."):
-            yield node.lineno, node.module
+        if isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - (node.level - 1)] if node.level else []
+            name = ".".join([*base, *([node.module] if node.module else [])])
+            if name == "icd_bench":  # `from icd_bench import methods` / `from .. import methods`
+                for alias in node.names:
+                    if not alias.name.startswith("__"):  # not the package's own attributes (__version__)
+                        yield node.lineno, f"icd_bench.{alias.name}"
+            elif name.startswith("icd_bench."):
+                yield node.lineno, name
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("icd_bench."):
                     yield node.lineno, alias.name
+
+
+def _imports(path: Path):
+    return _imports_of(path.read_text(encoding="utf-8"), _module_name(path), path.name == "__init__.py")
+
+
+def test_relative_imports_are_read_as_the_modules_they_name():
+    src = "from ..methods import ddim\nfrom . import loop\nfrom .. import runner\nfrom icd_bench import toy\n"
+    assert list(_imports_of(src, "icd_bench.diffusion.ddim")) == [
+        (1, "icd_bench.methods"), (2, "icd_bench.diffusion"), (3, "icd_bench.runner"), (4, "icd_bench.toy")]
+    assert list(_imports_of("from .ddim import x\n", "icd_bench.diffusion", is_package=True)) == [
+        (1, "icd_bench.diffusion.ddim")]
 
 
 def test_every_module_has_a_layer():
@@ -81,3 +109,19 @@ def test_the_core_math_never_reaches_up():
         for path in (PACKAGE / unit).rglob("*.py"):
             for _, module in _imports(path):
                 assert module.split(".")[1] not in {"icd", "methods", "toy", "metrics", "runner"}, (path, module)
+
+
+def test_tests_never_change_the_machine():
+    """No test installs anything (apt, pip): `.ci/run` or a documented step does, a test skips without it."""
+    tests = Path(__file__).parent
+    found = []
+    for path in sorted(tests.rglob("*.py")):
+        if path == Path(__file__):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.List | ast.Tuple) and node.elts and isinstance(node.elts[0], ast.Constant):
+                head = node.elts[0].value
+                rest = [e.value for e in node.elts[1:3] if isinstance(e, ast.Constant)]
+                if head in ("apt-get", "apt", "dpkg") or (head in ("pip", "pip3") and "install" in rest):
+                    found.append(f"{path.relative_to(tests)}:{node.lineno}: {head} {' '.join(map(str, rest))}")
+    assert found == [], "tests that change the machine:\n" + "\n".join(found)

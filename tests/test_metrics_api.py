@@ -113,3 +113,38 @@ def test_score_a_demo_run(tmp_path):
     assert got["psnr"] == 3 and got["psnr:background:pie"] == 3 and got["toy_match"] == 3
     recs = frame[frame.metric == "psnr"].set_index("id")["value"]
     assert recs.between(10, 100).all()
+
+
+def test_a_failed_sample_counts_as_failed_under_every_value_of_its_metric(tmp_path, monkeypatch):
+    from icd_bench.metrics import toy
+    from icd_bench.runner import RunConfig, Runner
+
+    out = tmp_path / "run"
+    Runner(RunConfig(method="ddim-toy", dataset="demo", out=out, limit=2, overrides=["num_inference_steps=3"])).run()
+    real = toy._scenes
+    first = sorted(p.stem for p in (out / "images").iterdir())[0]
+
+    def scenes(item):
+        if item.id == first:
+            raise ValueError("unreadable scene")
+        return real(item)
+
+    monkeypatch.setattr(toy, "_scenes", scenes)
+    frame, summary = score_run(out, metrics=["toy_edit"])
+    counts = summary.set_index("metric")[["n_ok", "n_failed"]].to_dict("index")
+    assert set(counts) == set(toy.ToyEdit.KEYS)  # no row under the bare spec
+    assert all(c == {"n_ok": 1, "n_failed": 1} for c in counts.values())
+    assert frame[frame.id == first]["error"].str.contains("unreadable scene").all()
+
+
+def test_metric_classes_are_checked_when_registered():
+    from icd_bench.metrics.base import Metric
+    from icd_bench.registry import Registry
+
+    reg = Registry("metric", group=None, base="icd_bench.metrics.base:Metric")
+    with pytest.raises(TypeError, match="subclass of icd_bench.metrics.base.Metric"):
+        reg.add("plain", type("Plain", (), {}))
+    with pytest.raises(TypeError, match="needs has"):
+        type("Bad", (Metric,), {"needs": ("sorce",)})
+    with pytest.raises(ValueError, match="no dataset metadata"):
+        METRICS.get("toy_match")(MetricSpec.parse("toy_match")).score([ScoreItem("x", output=_const(0.5))])

@@ -2,7 +2,7 @@
 "DDIM + P2P" row: 50 steps, CFG 7.5, cross-attention replace 0.4, self-attention replace 0.6.
 
 The source and target branches decode the same inverted noise together, one batched UNet call
-per step (`icd_bench.attention.prompt_to_prompt`); the target branch is steered by the source's
+per step (`icd_bench.attention.p2p.prompt_to_prompt`); the target branch is steered by the source's
 attention. NTI and NPI are this method with other unconditional embeddings (`unconditional`).
 """
 

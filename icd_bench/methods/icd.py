@@ -62,7 +62,12 @@ class ICDParams(P2PParams):
 
 @METHODS.register("icd")
 class ICD(EditingMethod):
-    """iCD: forward (encoding) and reverse (decoding) multi-boundary consistency models."""
+    """iCD: forward (encoding) and reverse (decoding) multi-boundary consistency models;
+    ``guidance_scale`` is the embedded w, whose code w − 1 the release feeds the model (20 = the paper's "CFG 19").
+
+    The `icd-sd15` preset's w 20 is the official launch script's ``--guidance_scale 19``, which goes into
+    the guidance embedding as the code itself (see the ``icd-sd15`` preset and docs/methods/icd.md).
+    """
 
     Params: ClassVar[type] = ICDParams
 

@@ -30,7 +30,7 @@ from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.diffusion.lcm import ddcm_sample
 from icd_bench.diffusion.schedule import alpha_at, q_sample
 from icd_bench.errors import ConfigError
-from icd_bench.methods.consistency import ConsistencyMethod, ConsistencyParams
+from icd_bench.methods.lcm_model import ConsistencyMethod, ConsistencyParams
 from icd_bench.registry import METHODS
 from icd_bench.types import EditSample
 

@@ -20,7 +20,7 @@ import torch
 
 from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.diffusion.renoise import ReNoiseConfig, renoise_invert
-from icd_bench.methods.consistency import ConsistencyMethod, ConsistencyParams
+from icd_bench.methods.lcm_model import ConsistencyMethod, ConsistencyParams
 from icd_bench.registry import METHODS
 from icd_bench.types import EditSample, Inversion
 

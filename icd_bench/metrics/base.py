@@ -87,9 +87,14 @@ class ScoreItem:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+#: what a metric's ``needs`` may name: the source image, a prompt, the dataset's metadata
+NEEDS = ("source", "source_prompt", "target_prompt", "meta")
+
+
 class Metric:
-    """Base class: ``regions`` / ``flavours`` it supports, ``needs`` (item fields it requires,
-    checked by `require`).
+    """Base class: ``regions`` / ``flavours`` it supports, ``needs`` (item fields it requires, from
+    `NEEDS`, checked by `require`). Its ``name`` is the one it is registered under (`METRICS.register`
+    sets it).
 
     ``options``: metric settings given as ``icd-bench score --option KEY=VALUE`` (e.g.
     ``lpips_net=vgg``, ``clip_model=ViT-B-16``); each metric reads the keys it knows (listed in
@@ -109,6 +114,12 @@ class Metric:
     per_sample: ClassVar[bool] = True
     option_keys: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        unknown = [n for n in cls.needs if n not in NEEDS]
+        if unknown:
+            raise TypeError(f"{cls.__qualname__}.needs has {unknown}: a metric can need {', '.join(NEEDS)}")
+
     def __init__(self, spec: MetricSpec, device: torch.device | str = "cpu", options: dict[str, str] | None = None,
                  task: str | None = None):
         self.spec = spec
@@ -117,6 +128,11 @@ class Metric:
         self.task = task
         if spec.flavour == "pie":  # a misspelt protocol switch stops before any sample
             pie_protocol.check_options(self.options)
+
+    def keys(self) -> tuple[str, ...]:
+        """The metric names of its rows: ``spec.key``; a metric with several values per sample lists
+        them, so that a failed sample is a NaN row under each (and counts as failed in each)."""
+        return (self.spec.key,)
 
     def check(self) -> None:
         """Raise a `ConfigError` now (before any sample) when the metric cannot run, e.g. weights missing."""
@@ -148,6 +164,8 @@ class Metric:
         is recorded against the sample that lacks it). Metrics call it first thing in `score`."""
         for item in items:
             for need in self.needs:
+                if need == "meta" and not item.meta:
+                    raise ValueError(f"{item.id}: no dataset metadata stored ({self.name} reads it)")
                 if need == "source" and item.source is None:
                     raise ValueError(f"{self.name} needs the source image (a run without sources/?)")
                 if need.endswith("_prompt") and not getattr(item, need).strip():

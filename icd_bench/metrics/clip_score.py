@@ -323,7 +323,6 @@ class _ClipMetric(Metric):
 class ClipT(_ClipMetric):
     """CLIP text-image similarity of the output and the target prompt (open_clip ViT-L/14; icd: transformers')."""
 
-    name = "clip_t"
     needs = ("target_prompt",)
 
     def _cosines(self, clip, items, regions):
@@ -344,7 +343,6 @@ class ClipT(_ClipMetric):
 class ClipI(_ClipMetric):
     """CLIP image-image similarity of the output and the source (open_clip ViT-L/14; icd: transformers')."""
 
-    name = "clip_i"
     needs = ("source",)
 
     def _cosines(self, clip, items, regions):

@@ -224,7 +224,6 @@ def load_dinov2_icd(folder: Path, device: torch.device | str = "cpu"):
 class DINOv2Similarity(Metric):
     """Cosine similarity of the DINOv2 ViT-B/14 pooled embeddings of source and output (iCD's metric)."""
 
-    name = "dinov2"
     flavours = ("clean", ICD)
     needs = ("source",)
     higher_is_better = True
@@ -370,7 +369,6 @@ def key_self_similarity(keys: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 class StructureDistance(Metric):
     """PIE-Bench's structure distance: MSE of DINO ViT-B/8 key self-similarities (lower is better)."""
 
-    name = "structure_distance"
     flavours = ("clean", "pie")
     needs = ("source",)
     higher_is_better = False

@@ -282,7 +282,6 @@ class FID(Metric):
     ``fid`` is clean-fid's (``--option fid_ref=FOLDER_OR_NPZ``), ``fid:whole:icd`` the iCD paper's
     (pytorch-fid's Inception at 256², against the release's COCO statistics unless ``fid_ref`` names others)."""
 
-    name = "fid"
     flavours = ("clean", ICD)
     needs = ()
     higher_is_better = False

@@ -438,7 +438,6 @@ def load(weights_dir: Path, tokenizer_dir: Path, device: torch.device | str = "c
 class ImageReward(Metric):
     """ImageReward-v1.0 of the output for its target prompt (whole image; higher is better)."""
 
-    name = "imagereward"
     flavours = ("clean", ICD)
     needs = ("target_prompt",)
     higher_is_better = True

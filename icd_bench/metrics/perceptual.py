@@ -194,7 +194,6 @@ def lpips_distance(model: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, *, 
 class LPIPS(Metric):
     """LPIPS between output and source (lpips 0.1, ``lpips_net=alex|vgg|squeeze``; icd: piq's VGG at 224²)."""
 
-    name = "lpips"
     regions = REGIONS
     flavours = (*FLAVOURS, ICD)
     needs = ("source",)

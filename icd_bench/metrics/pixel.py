@@ -77,7 +77,6 @@ class _PixelMetric(Metric):
 class MSE(_PixelMetric):
     """Mean squared error of [0, 1] images (whole, background, edited; pie and clean)."""
 
-    name = "mse"
     higher_is_better = False
 
     def whole(self, a, b):
@@ -99,7 +98,6 @@ def icd_psnr(a: np.ndarray, b: np.ndarray) -> float:
 class PSNR(_PixelMetric):
     """PSNR in dB of [0, 1] images, capped at 100 dB (pie and clean; icd: the iCD paper's, uncapped)."""
 
-    name = "psnr"
     flavours = (*FLAVOURS, ICD)
     option_keys = (*pie_protocol.OPTION_KEYS, *icd_protocol.OPTION_KEYS, "icd_psnr")
 
@@ -159,7 +157,6 @@ class PSNR(_PixelMetric):
 class SSIM(_PixelMetric):
     """SSIM (torchmetrics, Gaussian 11×11, σ 1.5) of [0, 1] images (whole, background, edited; pie and clean)."""
 
-    name = "ssim"
 
     def whole(self, a, b):
         from torchmetrics.functional.image import structural_similarity_index_measure as ssim

@@ -213,7 +213,7 @@ class MetricState:
     def _per_sample(self, items: list[ScoreItem]) -> list[dict]:
         rows = []
         for item, res, error in _batch_or_each(self.metric.score, items):
-            for k, value in (res if error is None else {self.spec.key: math.nan}).items():
+            for k, value in (res if error is None else dict.fromkeys(self.metric.keys(), math.nan)).items():
                 why = error if error is not None else (None if math.isfinite(value) else self.metric.undefined(k, value))
                 rows.append({"id": item.id, "metric": k, "value": float(value), "error": why})
         return rows

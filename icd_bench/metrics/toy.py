@@ -32,18 +32,22 @@ class ToyEdit(Metric):
     """edit_success (0/1: the output reads as the target scene), background_psnr (dB over the pixels
     the edit must keep), kept (0/1: the untouched attributes still read as the source's)."""
 
-    name = "toy_edit"
     needs = ("meta",)
+    KEYS = ("toy_edit:success", "toy_edit:background_psnr", "toy_edit:kept")
+
+    def keys(self) -> tuple[str, ...]:
+        return self.KEYS
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         from icd_bench.toy.oracle import score_edit
 
+        self.require(items)
         out = []
         for item in items:
             source, target = _scenes(item)
             r = score_edit(_pixels(item), source, target)
-            out.append({"toy_edit:success": float(r["edit_success"]), "toy_edit:background_psnr": r["background_psnr"],
-                        "toy_edit:kept": float(r["kept"])})
+            values = (float(r["edit_success"]), r["background_psnr"], float(r["kept"]))
+            out.append(dict(zip(self.KEYS, values, strict=True)))
         return out
 
 
@@ -51,14 +55,14 @@ class ToyEdit(Metric):
 class ToyMatch(Metric):
     """1 when every attribute the oracle judges reads as the source scene's (for reconstructions)."""
 
-    name = "toy_match"
     needs = ("meta",)
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         from icd_bench.toy.oracle import score_scene
 
+        self.require(items)
         out = []
         for item in items:
             source, _ = _scenes(item)
-            out.append({"toy_match": float(all(score_scene(_pixels(item), source).values()))})
+            out.append({self.spec.key: float(all(score_scene(_pixels(item), source).values()))})
         return out

@@ -55,6 +55,8 @@ import importlib
 import importlib.machinery
 import importlib.util
 import json
+import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -90,6 +92,26 @@ def commit(repo: Path, given: str | None) -> str:
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def invocation(script: str = "tools/conformance/make_goldens.py") -> str:
+    """The command that is making the goldens, with its arguments as given."""
+    return shlex.join(["python", script, *sys.argv[1:]])
+
+
+def environment(*packages: str) -> dict:
+    """Python's version and each package's, of the environment the goldens are made in."""
+    from importlib.metadata import version
+
+    return {"python": platform.python_version(), **{p: version(p) for p in packages}}
+
+
+def provenance(references: dict, what: str, command: str | None = None, **extra) -> dict:
+    """One golden's provenance: exactly the references that made it (repository, commit), what of
+    theirs ran, the environment and the full command — nothing of another golden's."""
+    return {**references, "what": what, **extra,
+            "environment": environment("torch", "diffusers", "transformers", "numpy"),
+            "command": command or invocation()}
 
 
 def clip_tokenizer():
@@ -757,74 +779,69 @@ def main() -> None:
 
         model_metrics = pie_model_metric_goldens(args.pnp_repo, args.dino_repo)
 
-    import diffusers
-    import transformers
-
-    provenance = {
-        "icd": {"repository": "yandex-research/invertible-cd", "commit": commit(args.icd_repo, args.icd_commit),
-                "what": "running/sd1.5/edit.py main() with launch_editing_iCD_sd1.5.sh's arguments; "
-                        "utils.p2p.make_controller"},
-        "pie": {"repository": "cure-lab/PnPInversion", "commit": commit(args.pnp_repo, args.pnp_commit),
-                "what": "models/p2p/attention_control.make_controller with run_editing_p2p.py's arguments"},
-        "tokenizer": "CLIP ViT-L/14 BPE (open_clip's vocabulary), model_max_length 77",
-        "stopwords": "nltk stand-in: " + ("--stopwords file" if args.stopwords else "icd_bench.words.STOPWORDS"),
-        "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
-                     "transformers": transformers.__version__, "numpy": np.__version__},
-        "command": "python tools/conformance/make_goldens.py --icd-repo ... --pnp-repo ... --renoise-repo ... "
-                   "--infedit-repo ... --pnp-python ... --infedit-python ... --benchmarks ...",
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "p2p_alignment.json").write_text(json.dumps({"provenance": provenance, "icd": icd, "pie": pie,
-                                                                  "windows": windows}))
-    (args.out / "p2p_controllers.json").write_text(json.dumps(
-        {"provenance": provenance, "cases": {**icd_cases, "pie_refine": pie_case}}))
-    (args.out / "ddim_nti_npi.json").write_text(json.dumps({"provenance": {
-        **provenance, "what": "models/p2p/inversion.NullInversion (ddim_loop, null_optimization, get_noise_pred) "
-                              "with models/p2p/scheduler_dev.DDIMSchedulerDev on golden_inputs.AnalyticUNet"},
-        **ddim}))
-    (args.out / "icd_sd15.json").write_text(json.dumps({"provenance": {
-        **provenance, "what": "utils/loading.load_models, utils/generation.Generator.cons_inversion / "
-                              "cons_generation, utils/p2p.make_controller on golden_inputs.icd_weights"},
-        **icd_e2e}))
-    (args.out / "pie_metrics.json").write_text(json.dumps({"provenance": {
-        **provenance, "what": "evaluation/evaluate.py mask_decode + calculate_metric with MetricsCalculator's "
+    icd_ref = {"repository": "yandex-research/invertible-cd", "commit": commit(args.icd_repo, args.icd_commit)}
+    pie_ref = {"repository": "cure-lab/PnPInversion", "commit": commit(args.pnp_repo, args.pnp_commit)}
+    words = {"tokenizer": "CLIP ViT-L/14 BPE (open_clip's vocabulary), model_max_length 77",
+             "stopwords": "nltk stand-in: " + ("--stopwords file" if args.stopwords else "icd_bench.words.STOPWORDS")}
+    both = {"icd": {**icd_ref, "what": "running/sd1.5/edit.py main() with launch_editing_iCD_sd1.5.sh's arguments; "
+                                       "utils.p2p.make_controller"},
+            "pie": {**pie_ref, "what": "models/p2p/attention_control.make_controller with run_editing_p2p.py's "
+                                       "arguments"}}
+    goldens = {
+        "p2p_alignment.json": ({"provenance": provenance(both, "the two references' seq_aligner and word "
+                                                               "positions on the published lists", **words),
+                                "icd": icd, "pie": pie, "windows": windows}),
+        "p2p_controllers.json": {"provenance": provenance(both, "the two references' P2P controllers on given "
+                                                                "attention maps", **words),
+                                 "cases": {**icd_cases, "pie_refine": pie_case}},
+        "ddim_nti_npi.json": {"provenance": provenance(
+            {"pie": pie_ref}, "models/p2p/inversion.NullInversion (ddim_loop, null_optimization, get_noise_pred) "
+                              "with models/p2p/scheduler_dev.DDIMSchedulerDev on golden_inputs.AnalyticUNet"), **ddim},
+        "icd_sd15.json": {"provenance": provenance(
+            {"icd": icd_ref}, "utils/loading.load_models, utils/generation.Generator.cons_inversion / "
+                              "cons_generation, utils/p2p.make_controller on golden_inputs.icd_weights", **words),
+            **icd_e2e},
+        "pie_metrics.json": {"provenance": provenance(
+            {"pie": pie_ref}, "evaluation/evaluate.py mask_decode + calculate_metric with MetricsCalculator's "
                               "PSNR / MSE / SSIM (torchmetrics) and LPIPS (torchmetrics, SqueezeNet; trunk "
-                              "golden_inputs.lpips_trunk)"}, **pie_metrics}))
-    (args.out / "ef_ddpm.json").write_text(json.dumps({"provenance": {
-        **provenance, "what": "models/edit_friendly_ddm/inversion_utils.py inversion_forward_process / "
-                              "inversion_reverse_process on golden_inputs.AnalyticUNet (float64)"}, **ef}))
-    (args.out / "icd_training.json").write_text(json.dumps({"provenance": {
-        **provenance, "what": "training/src/train.py reverse_train_step / forward_train_step with src.lcm.DDIMSolver "
-                              "on golden_inputs' guidance-embedded analytic predictors"}, **training}))
+                              "golden_inputs.lpips_trunk)"), **pie_metrics},
+        "ef_ddpm.json": {"provenance": provenance(
+            {"pie": pie_ref}, "models/edit_friendly_ddm/inversion_utils.py inversion_forward_process / "
+                              "inversion_reverse_process on golden_inputs.AnalyticUNet (float64)"), **ef},
+        "icd_training.json": {"provenance": provenance(
+            {"icd": icd_ref}, "training/src/train.py reverse_train_step / forward_train_step with src.lcm.DDIMSolver "
+                              "on golden_inputs' guidance-embedded analytic predictors"), **training},
+    }
     if renoise is not None:
-        (args.out / "renoise.json").write_text(json.dumps({"provenance": {
-            **provenance, "renoise": {"repository": "garibida/ReNoise-Inversion",
-                                      "commit": commit(args.renoise_repo, args.renoise_commit)},
-            "what": "src/renoise_inversion.py noise_regularization (released strengths, seeded rolls)"}, **renoise}))
+        goldens["renoise.json"] = {"provenance": provenance(
+            {"renoise": {"repository": "garibida/ReNoise-Inversion",
+                         "commit": commit(args.renoise_repo, args.renoise_commit)}},
+            "src/renoise_inversion.py noise_regularization (released strengths, seeded rolls)"), **renoise}
+    infedit_ref = {"repository": "sled-group/InfEdit", "commit": commit(args.infedit_repo, args.infedit_commit)}
     if ddcm is not None:
-        (args.out / "infedit_ddcm.json").write_text(json.dumps({"provenance": {
-            **provenance, "infedit": {"repository": "sled-group/InfEdit",
-                                      "commit": commit(args.infedit_repo, args.infedit_commit)},
-            "what": "pipeline_ead.py ddcm_sampler, LCMScheduler 12 steps, eta 1 (run_pie_bench.py)"}, **ddcm}))
+        goldens["infedit_ddcm.json"] = {"provenance": provenance(
+            {"infedit": infedit_ref}, "pipeline_ead.py ddcm_sampler, LCMScheduler 12 steps, eta 1 (run_pie_bench.py)"),
+            **ddcm}
     if pie_p2p is not None:
-        (args.out / "pie_p2p.json").write_text(json.dumps({"provenance": {
-            **provenance, "reference_versions": pie_p2p.pop("reference_versions"),
-            "what": PIE_P2P_WHAT}, **pie_p2p}))
+        goldens["pie_p2p.json"] = {"provenance": provenance(
+            {"pie": pie_ref}, PIE_P2P_WHAT, reference_versions=pie_p2p.pop("reference_versions"), **words), **pie_p2p}
     if uac is not None:
-        (args.out / "infedit_uac.json").write_text(json.dumps({"provenance": {
-            **provenance, "infedit": {"repository": "sled-group/InfEdit",
-                                      "commit": commit(args.infedit_repo, args.infedit_commit)},
-            "reference_versions": uac.pop("reference_versions"),
-            "what": "run_pie_bench.py inference() with main()'s arguments (EditPipeline, AttentionRefine, "
-                    "LocalBlend) on golden_inputs.uac_components, via tools/conformance/infedit_uac_reference.py"},
-            **uac}))
+        goldens["infedit_uac.json"] = {"provenance": provenance(
+            {"infedit": infedit_ref},
+            "run_pie_bench.py inference() with main()'s arguments (EditPipeline, AttentionRefine, LocalBlend) on "
+            "golden_inputs.uac_components, via tools/conformance/infedit_uac_reference.py",
+            reference_versions=uac.pop("reference_versions"), **words), **uac}
     if renoise_loop is not None:
-        (args.out / "renoise_loop.json").write_text(json.dumps(renoise_loop))
+        goldens["renoise_loop.json"] = renoise_loop
     if model_metrics is not None:
         from pie_model_metrics import provenance as model_metrics_provenance
 
-        prov = model_metrics_provenance(commit(args.pnp_repo, args.pnp_commit), commit(args.dino_repo, args.dino_commit))
-        (args.out / "pie_model_metrics.json").write_text(json.dumps({"provenance": prov, **model_metrics}, indent=1))
+        prov = model_metrics_provenance(commit(args.pnp_repo, args.pnp_commit),
+                                        commit(args.dino_repo, args.dino_commit), command=invocation())
+        goldens["pie_model_metrics.json"] = {"provenance": prov, **model_metrics}
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, golden in goldens.items():
+        (args.out / name).write_text(json.dumps(golden, indent=1 if name == "pie_model_metrics.json" else None))
     print(f"{len(icd)} iCD pairs, {len(pie)} PIE-Bench pairs, 3 controller cases → {args.out}")
 
 

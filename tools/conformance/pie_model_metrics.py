@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve()
 ROOT = HERE.parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "conformance"))
 sys.path.insert(0, str(HERE.parent))
-from make_goldens import commit, forget  # noqa: E402
+from make_goldens import commit, forget, invocation  # noqa: E402
 
 import golden_inputs as gi  # noqa: E402
 
@@ -47,7 +47,6 @@ WHAT = ("evaluation/evaluate.py calculate_metric with MetricsCalculator's struct
         "(LossG, dino_vitb8 = hubconf.dino_vitb8 on golden_inputs.dino_state_dict, Resize without "
         "antialiasing as torchvision 0.13.1) and CLIP similarity (torchmetrics CLIPScore on "
         "golden_inputs.clip_hf_state_dict, slow CLIPImageProcessor)")
-COMMAND = "python tools/conformance/pie_model_metrics.py --pnp-repo ... --dino-repo ..."
 STRUCTURE_METRICS = ("structure_distance",)
 CLIP_METRICS = ("clip_similarity_source_image", "clip_similarity_target_image",
                 "clip_similarity_target_image_edit_part")
@@ -135,7 +134,7 @@ def provenance(pnp_commit: str, dino_commit: str, what: str = "", command: str =
             "dino": {"repository": "facebookresearch/dino", "commit": dino_commit},
             "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
                          "torchmetrics": torchmetrics.__version__, "transformers": transformers.__version__},
-            "what": what or WHAT, "command": command or COMMAND}
+            "what": what or WHAT, "command": command or invocation("tools/conformance/pie_model_metrics.py")}
 
 
 def pie_model_metric_goldens(pnp_repo: Path, dino_repo: Path) -> dict:
