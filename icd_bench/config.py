@@ -74,7 +74,8 @@ class MethodSpec:
         missing = [k for k in self.requires if not getattr(self.params, k, None)]
         if missing and not getattr(self.params, "untrained", False):
             sets = " ".join(f"--set {k}=PATH" for k in missing)
-            raise ConfigError(f"preset {self.preset!r} needs its published weights ({', '.join(missing)} not set): "
+            raise ConfigError(f"preset {self.preset!r} needs its published weights "
+                              f"({', '.join(missing)} not set): "
                               f"{self.weights or 'download them'}; pass {sets} "
                               f"(or --set untrained=true to run without them: not the published method)")
 
@@ -205,10 +206,12 @@ def official_switches(params_cls: type) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for cls in reversed(params_cls.__mro__):
         merged.update(vars(cls).get("OFFICIAL_SWITCHES", {}))
-    fields = {f.name for f in dataclasses.fields(params_cls)} if dataclasses.is_dataclass(params_cls) else set()
+    fields = ({f.name for f in dataclasses.fields(params_cls)} if dataclasses.is_dataclass(params_cls)
+              else set())
     unknown = sorted(set(merged) - fields)
     if unknown:
-        raise ConfigError(f"{params_cls.__name__}.OFFICIAL_SWITCHES names unknown parameter(s) {', '.join(unknown)}")
+        raise ConfigError(f"{params_cls.__name__}.OFFICIAL_SWITCHES names unknown parameter(s) "
+                          f"{', '.join(unknown)}")
     return merged
 
 

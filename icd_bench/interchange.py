@@ -101,7 +101,8 @@ def _by_csv(folder: Path, mapping: Path) -> dict[str, Path]:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"cannot read the mapping {mapping}: {exc}") from None
     if not rows or not {"id", "file"} <= set(rows[0]):
-        raise ConfigError(f"{mapping} needs the columns id and file (sample id → image file relative to {folder})")
+        raise ConfigError(f"{mapping} needs the columns id and file "
+                          f"(sample id → image file relative to {folder})")
     return {r["id"].strip(): folder / r["file"].strip() for r in rows if r["id"].strip()}
 
 
@@ -114,7 +115,8 @@ def _by_name(folder: Path, ids: list[str]) -> dict[str, Path]:
 
 
 def crop_piebench(image: Image.Image, crop: str) -> Image.Image:
-    """``evaluate.py``'s crop of a non-square image: the last 512 × 512 (the edit), or the panel before it."""
+    """``evaluate.py``'s crop of a non-square image: the last 512 × 512 (the edit), or the panel
+    before it."""
     w, h = image.size
     if w == h:
         return image
@@ -124,11 +126,13 @@ def crop_piebench(image: Image.Image, crop: str) -> Image.Image:
 
 
 def _checked(image: Image.Image, path: Path, layout: str, size: int | None) -> Image.Image:
-    """A `SampleError` for an image of the wrong size (what PIE-Bench's crop would silently pad with black)."""
+    """A `SampleError` for an image of the wrong size (what PIE-Bench's crop would silently pad with
+    black)."""
     w, h = image.size
     if layout == "piebench":
         if w != h and (h != PIE_SIDE or w % PIE_SIDE):
-            raise ValueError(f"{path} is {w}×{h}: expected {PIE_SIDE}×{PIE_SIDE} or a strip of {PIE_SIDE}-px panels")
+            raise ValueError(f"{path} is {w}×{h}: expected {PIE_SIDE}×{PIE_SIDE} "
+                             f"or a strip of {PIE_SIDE}-px panels")
         if w == h and w != PIE_SIDE:
             raise ValueError(f"{path} is {w}×{h}: PIE-Bench's outputs are {PIE_SIDE}×{PIE_SIDE}")
     elif layout == "icd" and w != h:
@@ -153,13 +157,15 @@ def import_outputs(layout: str, folder: str | Path, *, dataset: str, out: str | 
         raise ConfigError(f"{folder} is not a folder of images")
     if (out / MANIFEST).exists() or (out.is_dir() and any(out.iterdir())):
         if not force:
-            raise ConfigError(f"{out} already holds a run: choose another --out, or pass --force to replace it")
+            raise ConfigError(f"{out} already holds a run: choose another --out, "
+                              f"or pass --force to replace it")
         shutil.rmtree(out)
     ds = open_dataset(dataset, data_dir=Path(data_dir) if data_dir else None, split=split, task=task)
     ids = ds.ids()
     if layout == "piebench":
         root = _piebench_root(folder)
-        # a malformed entry (no image_path) points at the folder itself: its sample fails as the dataset says why
+        # a malformed entry (no image_path) points at the folder itself: its sample fails as the
+        # dataset says why
         wanted = {i: root / path for i, path in _pie_image_paths(ds, ids, dataset).items()}
     elif layout == "icd":
         root = folder
@@ -168,7 +174,8 @@ def import_outputs(layout: str, folder: str | Path, *, dataset: str, out: str | 
         root = folder
         wanted = _by_csv(folder, Path(mapping)) if mapping else _by_name(folder, ids)
     # PnPInversion names each method by its folder, output/<method>: tables match it to the paper's row
-    producer = (root.parent if root.name == "annotation_images" else root).name if layout == "piebench" else None
+    producer = ((root.parent if root.name == "annotation_images" else root).name if layout == "piebench"
+                else None)
     config = {"method": "imported", "preset": name or f"imported-{layout}",
               "params": {"layout": layout, "folder": str(folder.resolve()), "crop": crop,
                          **({"producer_method": producer} if producer else {}),
@@ -180,10 +187,11 @@ def import_outputs(layout: str, folder: str | Path, *, dataset: str, out: str | 
                     if p.resolve() not in claimed)
     manifest = {"format": 1, "config": config, "config_hash": config_hash(config),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "imported": {"from": str(folder.resolve()), "layout": layout, "nfe": "unknown", "seconds": "unknown",
-                             "extra_files": extras},
+                "imported": {"from": str(folder.resolve()), "layout": layout, "nfe": "unknown",
+                             "seconds": "unknown", "extra_files": extras},
                 "protocol": {"saw_mask": saw_mask},  # as declared by the importer; None: unknown
-                "runtime": {"versions": versions(), "git_commit": git_commit(), "command": " ".join(sys.argv)}}
+                "runtime": {"versions": versions(), "git_commit": git_commit(),
+                            "command": " ".join(sys.argv)}}
     store = RunStore.create_or_resume(out, manifest)
     summary = ImportSummary(out=out, total=len(ids), extra_files=extras)
     with warnings.catch_warnings():  # a sample's caveats go into its record, as the runner keeps them
@@ -259,7 +267,8 @@ def export_run(run_dir: str | Path, layout: str, out: str | Path, *, name: str |
     try:
         ds = open_run_dataset(cfg)
     except ConfigError as exc:
-        raise ConfigError(f"exporting {run_dir} needs its dataset (for the file names and their order): {exc}") from None
+        raise ConfigError(f"exporting {run_dir} needs its dataset (for the file names and their order): "
+                          f"{exc}") from None
     ids = ds.ids()
     if layout == "piebench":
         files = _pie_image_paths(ds, ids, (cfg.get("dataset") or {}).get("name"))
@@ -271,8 +280,8 @@ def export_run(run_dir: str | Path, layout: str, out: str | Path, *, name: str |
         files = {i: f"{j}.jpg" for j, i in enumerate(ids)}
     if target.exists() and any(target.iterdir()):
         if not force:
-            raise ConfigError(f"{target} already holds images: choose another --out or --name, or pass --force "
-                              "to replace it")
+            raise ConfigError(f"{target} already holds images: choose another --out or --name, "
+                              "or pass --force to replace it")
         shutil.rmtree(target)
     records = {r["id"]: r for r in store.records()}
     summary = ExportSummary(root=root)
@@ -301,8 +310,8 @@ def export_run(run_dir: str | Path, layout: str, out: str | Path, *, name: str |
         if progress:
             progress(k, len(ids))
     record = {"run": str(run_dir.resolve()), "config_hash": manifest.get("config_hash"), "layout": layout,
-              "name": name if layout == "piebench" else None, "encoding": encoding, "written": summary.written,
-              "skipped": dict(summary.skipped), "not_512": summary.odd_sizes,
+              "name": name if layout == "piebench" else None, "encoding": encoding,
+              "written": summary.written, "skipped": dict(summary.skipped), "not_512": summary.odd_sizes,
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     # beside the images, never among them: calc_all lists edited_images/ and takes every name for a number
     where = target / EXPORT_MANIFEST if layout == "piebench" else out / EXPORT_MANIFEST

@@ -11,7 +11,8 @@ BUNDLED = "bundled:"
 
 
 def user_path(value: str | Path) -> Path:
-    """``bundled:toy/icd/fcdm.safetensors`` → the packaged file; anything else → ``Path(value).expanduser()``."""
+    """``bundled:toy/icd/fcdm.safetensors`` → the packaged file; anything else →
+    ``Path(value).expanduser()``."""
     text = str(value)
     if text.startswith(BUNDLED):
         return ASSETS / text[len(BUNDLED):].lstrip("/")

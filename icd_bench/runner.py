@@ -85,8 +85,10 @@ class RunSummary:
     psnr: list[float] = field(default_factory=list)  # reconstruction PSNR (dB) of an invert run
     errors: list[tuple[str, str]] = field(default_factory=list)  # (sample id, reason) of this invocation
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (sample id, note) of ok samples run now
-    unknown_words: set[str] = field(default_factory=set)  # prompt words a toy backbone does not know (run-wide)
-    notes: list[str] = field(default_factory=list)  # the method's run-wide caveats (`EditingMethod.run_notes`)
+    # prompt words a toy backbone does not know (run-wide)
+    unknown_words: set[str] = field(default_factory=set)
+    # the method's run-wide caveats (`EditingMethod.run_notes`)
+    notes: list[str] = field(default_factory=list)
 
 
 @functools.cache
@@ -137,7 +139,8 @@ class Runner:
     """Runs one configuration into one run directory. Use `Runner(cfg).run()`."""
 
     def __init__(self, cfg: RunConfig, *, progress: Callable[[int, int, int], None] | None = None,
-                 on_start: Callable[[Runner], None] | None = None, on_method: Callable[[Any], None] | None = None):
+                 on_start: Callable[[Runner], None] | None = None,
+                 on_method: Callable[[Any], None] | None = None):
         self.cfg = cfg
         self.progress = progress  # called as progress(done, ok, failed) after every batch
         self.on_start = on_start  # called once the work is known (total, skipped)
@@ -166,7 +169,8 @@ class Runner:
             from icd_bench.backbones.base import COMPILE_MODES
 
             if cfg.compile not in COMPILE_MODES:
-                raise ConfigError(f"unknown --compile mode {cfg.compile!r}; use one of {', '.join(COMPILE_MODES)}")
+                raise ConfigError(f"unknown --compile mode {cfg.compile!r}; "
+                                  f"use one of {', '.join(COMPILE_MODES)}")
         self.config = {
             "method": self.spec.method,
             "preset": self.spec.preset,
@@ -181,7 +185,8 @@ class Runner:
             self.config["compile"] = cfg.compile
         self.config_hash = config_hash(self.config)
         label = self.spec.preset or self.spec.method
-        self.out = Path(cfg.out) if cfg.out else Path("runs") / f"{label}-{cfg.dataset}-{cfg.task}-{self.config_hash[:8]}"
+        self.out = (Path(cfg.out) if cfg.out
+                    else Path("runs") / f"{label}-{cfg.dataset}-{cfg.task}-{self.config_hash[:8]}")
         self.total = 0
         self.skipped = 0
 
@@ -193,8 +198,10 @@ class Runner:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "runtime": {"device": str(self.device), "versions": versions(), "git_commit": git_commit(),
                         "command": " ".join(sys.argv)},
-            # PIE-Bench's protocol: did the method see the dataset's edit mask (icd_bench.metrics.pie_protocol)
-            "protocol": {"saw_mask": bool(self.cfg.task == "edit" and METHODS.get(self.spec.method).sees_edit_mask)},
+            # PIE-Bench's protocol: did the method see the dataset's edit mask
+            # (icd_bench.metrics.pie_protocol)
+            "protocol": {"saw_mask": bool(self.cfg.task == "edit"
+                                          and METHODS.get(self.spec.method).sees_edit_mask)},
         }
 
     def todo(self, store: RunStore) -> list[str]:
@@ -337,14 +344,16 @@ class Runner:
         result = {}
         for i, (s, out) in enumerate(zip(samples, outputs, strict=True)):
             if not torch.isfinite(out.image).all():
-                result[s.id] = ("error", f"the output holds non-finite values (NaN / Inf): the model diverged "
-                                f"under --dtype {self.cfg.dtype}; try --dtype fp32 or other settings")
+                result[s.id] = ("error", f"the output holds non-finite values (NaN / Inf): "
+                                f"the model diverged under --dtype {self.cfg.dtype}; "
+                                f"try --dtype fp32 or other settings")
                 continue
             result[s.id] = ("ok", None if sources is None else sources[i].cpu(), out, seconds)
         return result
 
     def _split(self, store: RunStore, method, samples: list[EditSample], *, halves: bool) -> dict[str, tuple]:
-        parts = [samples[: len(samples) // 2], samples[len(samples) // 2:]] if halves else [[s] for s in samples]
+        parts = ([samples[: len(samples) // 2], samples[len(samples) // 2:]] if halves
+                 else [[s] for s in samples])
         out: dict[str, tuple] = {}
         for part in parts:
             out |= self._compute(store, method, part)

@@ -169,8 +169,8 @@ class RunStore:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise RunStoreError(f"{self.root} is not a run directory (no {MANIFEST}); give a folder written by "
-                                "`icd-bench run`") from None
+            raise RunStoreError(f"{self.root} is not a run directory (no {MANIFEST}); "
+                                "give a folder written by `icd-bench run`") from None
         except json.JSONDecodeError as exc:
             raise RunStoreError(f"{path} is corrupt: {exc}") from None
 
@@ -181,7 +181,8 @@ class RunStore:
         manifest = self.manifest()
         manifest[key] = value
         try:
-            atomic_write_bytes(self.root / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True)).encode())
+            atomic_write_bytes(self.root / MANIFEST,
+                               (json.dumps(manifest, indent=2, sort_keys=True)).encode())
         except OSError as exc:
             raise _write_error(self.root / MANIFEST, exc) from None
 
@@ -246,7 +247,8 @@ class RunStore:
 
 def _write_error(path: Path, exc: OSError) -> RunStoreError:
     """A failed write (disk full, permissions, ...) as one clear error: what is stored stays valid."""
-    return RunStoreError(f"cannot write {path}: {exc.strerror or exc}. Free space (or fix the permissions) and "
+    return RunStoreError(f"cannot write {path}: {exc.strerror or exc}. "
+                         f"Free space (or fix the permissions) and "
                          f"re-run the same command: finished samples are kept and the run resumes")
 
 

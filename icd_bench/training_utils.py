@@ -132,7 +132,8 @@ class JsonlLog(StepLog):
     """One JSON object per line."""
 
     def _read(self) -> list[dict]:
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
 
     def _rewrite(self, rows: list[dict]) -> None:
         self.path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

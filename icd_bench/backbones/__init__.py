@@ -2,7 +2,8 @@
 
 Registered names: ``sd15`` and ``sdxl`` (the hub models), ``toy`` (the bundled toy-world teacher),
 ``tiny-sd15`` and ``tiny-sdxl`` (tiny, random weights), ``sd15-random`` and ``sdxl-random`` (the real
-architectures with random weights, for timing). Anything else given as ``--backbone`` is a local diffusers directory or a hub id.
+architectures with random weights, for timing). Anything else given as ``--backbone`` is a local diffusers
+directory or a hub id.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def toy(device="cpu", dtype=torch.float32) -> Backbone:
     return load_pretrained(str(_toy_teacher_dir()), device=device, dtype=dtype)
 
 
-def load_backbone(spec: str, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
+def load_backbone(spec: str, *, device: torch.device | str = "cpu",
+                  dtype: torch.dtype = torch.float32) -> Backbone:
     """A backbone from a registered name, a local diffusers directory or a hub id (owner/name).
 
     Raises `UnknownNameError` (with close matches) for anything else, and `BackboneNotFoundError`
@@ -115,5 +117,5 @@ def check_backbone(spec: str) -> None:
                            + f" {spec!r} is not a directory or a hub id (owner/name) either.")
 
 
-__all__ = ["check_backbone", "Backbone", "NFECounter", "PromptEmbeds", "base", "load_backbone", "load_pretrained", "loaders", "random_backbone", "random_weights",
-           "tiny", "tiny_backbone"]
+__all__ = ["check_backbone", "Backbone", "NFECounter", "PromptEmbeds", "base", "load_backbone",
+           "load_pretrained", "loaders", "random_backbone", "random_weights", "tiny", "tiny_backbone"]

@@ -177,7 +177,8 @@ class Backbone:
     def from_components(cls, c: dict, *, kind: str, source: str, device: torch.device | str = "cpu",
                         dtype: torch.dtype = torch.float32) -> Backbone:
         """A backbone from diffusers-pipeline components built in memory (keys tokenizer, text_encoder,
-        [tokenizer_2, text_encoder_2,] unet, vae, scheduler); SDXL (``kind="sdxl"``) zeroes the empty prompt."""
+        [tokenizer_2, text_encoder_2,] unet, vae, scheduler); SDXL (``kind="sdxl"``) zeroes the empty
+        prompt."""
         xl = kind == "sdxl"
         names = ["", "_2"] if xl else [""]
         scale = 2 ** (len(c["vae"].config.block_out_channels) - 1)

@@ -145,7 +145,8 @@ def _check_local(source: str, subfolder: str) -> None:
     elif subfolder.startswith("tokenizer"):
         has = (folder / "tokenizer.json").is_file() or all(
             (folder / f).is_file() for f in ("vocab.json", "merges.txt"))
-        missing = "" if has else f"no tokenizer files in {subfolder}/ (tokenizer.json, or vocab.json and merges.txt)"
+        missing = "" if has else (f"no tokenizer files in {subfolder}/ "
+                                  f"(tokenizer.json, or vocab.json and merges.txt)")
     elif subfolder == "scheduler":
         missing = "" if (folder / "scheduler_config.json").is_file() else "no scheduler/scheduler_config.json"
     elif not (folder / "config.json").is_file():
@@ -240,7 +241,8 @@ def load_pretrained(source: str, *, device: torch.device | str = "cpu",
     if path.is_file():
         raise BackboneNotFoundError(
             f"{source} is a file: single-file checkpoints are not read. Pass a directory in the diffusers "
-            f"layout (model_index.json, unet/, vae/, ...), e.g. from `hf download <hub id> --local-dir <dir>`.")
+            f"layout (model_index.json, unet/, vae/, ...), e.g. from "
+            f"`hf download <hub id> --local-dir <dir>`.")
     local = path.is_dir()
     if local:
         source = str(path)
@@ -260,7 +262,8 @@ def load_pretrained(source: str, *, device: torch.device | str = "cpu",
     vae = _load(AutoencoderKL, source, "vae", local) if has_vae else None
     if vae is None and int(unet.config.in_channels) != 3:
         raise BackboneNotFoundError(f"backbone {source!r} has no vae/ although its UNet works on "
-                                    f"{unet.config.in_channels}-channel latents. {_how_to_fix(source, local)}")
+                                    f"{unet.config.in_channels}-channel latents. "
+                                    f"{_how_to_fix(source, local)}")
 
     has_scheduler = (Path(source) / "scheduler").is_dir() if local else _listed(index, "scheduler")
     if has_scheduler:

@@ -32,7 +32,8 @@ KINDS = ("sd15", "sdxl")
 
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2 / CLIP's reversible byte → printable-character table (the BPE alphabet)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+          + list(range(ord("®"), ord("ÿ") + 1)))
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -55,12 +56,13 @@ def write_tiny_tokenizer(directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     chars = list(bytes_to_unicode().values())
     tokens = chars + [c + "</w>" for c in chars] + [BOS, EOS]
-    (directory / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False),
-                                          encoding="utf-8")
+    (directory / "vocab.json").write_text(
+        json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False), encoding="utf-8")
     (directory / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
     special = {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
     # model_max_length must be in the config: without it the tokenizer pads prompts to 10^30.
-    config = {"model_max_length": MAX_LENGTH, "do_lower_case": True, "tokenizer_class": "CLIPTokenizer", **special}
+    config = {"model_max_length": MAX_LENGTH, "do_lower_case": True, "tokenizer_class": "CLIPTokenizer",
+              **special}
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     (directory / "special_tokens_map.json").write_text(json.dumps(special, indent=2), encoding="utf-8")
     return directory
@@ -89,23 +91,25 @@ def _unet(*, xl: bool, time_cond_proj_dim: int | None):
     from diffusers import UNet2DConditionModel
 
     # Cross-attention only at the low resolution (16×16 → 8×8), like SD's deepest blocks.
-    common = dict(sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-                  down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                  up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=8, norm_num_groups=16,
-                  time_cond_proj_dim=time_cond_proj_dim)
+    common = dict(sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64),
+                  layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                  up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=8,
+                  norm_num_groups=16, time_cond_proj_dim=time_cond_proj_dim)
     if not xl:
         return UNet2DConditionModel(cross_attention_dim=HIDDEN, **common).eval()
     # SDXL: token states of both encoders side by side; pooled embeds + 6 time ids added to t.
     return UNet2DConditionModel(cross_attention_dim=2 * HIDDEN, use_linear_projection=True,
                                 addition_embed_type="text_time", addition_time_embed_dim=TIME_EMBED,
-                                projection_class_embeddings_input_dim=HIDDEN + 6 * TIME_EMBED, **common).eval()
+                                projection_class_embeddings_input_dim=HIDDEN + 6 * TIME_EMBED,
+                                **common).eval()
 
 
 def _vae():
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
-                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                         down_block_types=("DownEncoderBlock2D",) * 2,
+                         up_block_types=("UpDecoderBlock2D",) * 2,
                          latent_channels=4, norm_num_groups=16, sample_size=32).eval()
 
 
@@ -191,5 +195,5 @@ def tiny_backbone(kind: str = "sd15", device: torch.device | str = "cpu", dtype:
                   seed: int = 0, time_cond_proj_dim: int | None = None) -> Backbone:
     """A tiny random-weight backbone built in memory, identical to `save_tiny` + `load_pretrained`."""
     quiet_libraries()  # diffusers warns on every fp16 / bf16 cast of a UNet built in memory
-    return Backbone.from_components(build_tiny(kind, seed, time_cond_proj_dim), kind=kind, source=f"tiny-{kind}",
-                                    device=device, dtype=dtype)
+    return Backbone.from_components(build_tiny(kind, seed, time_cond_proj_dim), kind=kind,
+                                    source=f"tiny-{kind}", device=device, dtype=dtype)

@@ -24,10 +24,11 @@ def print_demo_comparison(run_dir: Path, label: str, scores) -> None:
         if "success" not in r:  # a reading the curve does not reach
             table.add_row(r["method"], *("—",) * 6)
             continue
-        table.add_row(r["method"], r["cfg"], str(r["edits"]), f"{r['success']:.0%}", f"{r['background_psnr']:.1f}",
-                      f"{r['nfe']:g}", f"{r['seconds_per_edit']:.2f}")
+        table.add_row(r["method"], r["cfg"], str(r["edits"]), f"{r['success']:.0%}",
+                      f"{r['background_psnr']:.1f}", f"{r['nfe']:g}", f"{r['seconds_per_edit']:.2f}")
     out.print(table)
     stored = found["stored"]
-    out.print(f"DDIM-50: a plain prompt switch over its CFG, stored in {CURVES.name} by `{stored['command']}` "
-              f"({stored['machine']}, {stored['date']}; the row at this run's background is read from its "
-              "curve, linear between neighbouring CFGs); that command measures them on this machine")
+    out.print(f"DDIM-50: a plain prompt switch over its CFG, stored in {CURVES.name} "
+              f"by `{stored['command']}` ({stored['machine']}, {stored['date']}; the row at this run's "
+              "background is read from its curve, linear between neighbouring CFGs); "
+              "that command measures them on this machine")

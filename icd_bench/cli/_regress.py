@@ -25,7 +25,8 @@ def show_regression(baseline: Path, current: dict, rows: list[dict] | None) -> N
         fmt = "{:.4g}"
         change = "" if r["baseline"] is None or r["now"] is None else f"{r['now'] - r['baseline']:+.3g}"
         style = {"REGRESSED": "bold red", "missing": "bold red", "better": "green"}.get(r["status"], "")
-        table.add_row(r["case"], r["metric"] + (" ↑" if TOLERANCES[r["metric"]].higher_is_better else " ↓"),
+        table.add_row(r["case"],
+                      r["metric"] + (" ↑" if TOLERANCES[r["metric"]].higher_is_better else " ↓"),
                       "" if r["baseline"] is None else fmt.format(r["baseline"]),
                       "" if r["now"] is None else fmt.format(r["now"]), change,
                       "" if r["allowed"] is None else fmt.format(r["allowed"]),
@@ -33,7 +34,8 @@ def show_regression(baseline: Path, current: dict, rows: list[dict] | None) -> N
     out.print(table)
     if failed(rows):
         console.print("[bold red]inversion quality regressed[/] (or a case is missing); if the change is "
-                      "intended, update the baseline with `icd-bench regress --update` and say why in the commit")
+                      "intended, update the baseline with `icd-bench regress --update` "
+                      "and say why in the commit")
         raise typer.Exit(1)
     if any(r["status"] == "better" for r in rows):
         out.print("better than the baseline: record it with `icd-bench regress --update`")

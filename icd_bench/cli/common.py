@@ -29,10 +29,12 @@ def _items(text: str | None, option: str, cast=str) -> list:
     try:
         return [cast(v.strip()) for v in (text or "").split(",") if v.strip()]
     except ValueError:
-        raise ConfigError(f"{option} expects a comma-separated list of {cast.__name__} values, got {text!r}") from None
+        raise ConfigError(f"{option} expects a comma-separated list of {cast.__name__} values, "
+                          f"got {text!r}") from None
 
 
-def _pairs(items: list[str] | None, option: str, form: str = "KEY=VALUE", *, empty_value: bool = False) -> dict[str, str]:
+def _pairs(items: list[str] | None, option: str, form: str = "KEY=VALUE", *,
+           empty_value: bool = False) -> dict[str, str]:
     """Repeated ``KEY=VALUE`` option values as a dict (both sides stripped; the key never empty)."""
     out: dict[str, str] = {}
     for item in items or []:
@@ -92,8 +94,8 @@ def _progress(quiet: bool):
     """A rich progress display (hidden with --quiet): ``bar.add_task`` / ``bar.update`` as rich's."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True, disable=quiet) as bar:
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True, disable=quiet) as bar:
         yield bar
 
 
@@ -111,8 +113,9 @@ def _print_summary(summary) -> None:
     if summary.unknown_words:  # once per run; each sample's record says it too
         words = sorted(summary.unknown_words)
         listed = ", ".join(words[:12]) + (f" … ({len(words)} in all)" if len(words) > 12 else "")
-        table.add_row("[yellow]toy vocabulary[/]", escape(f"prompts use words the toy world does not know: {listed}; "
-                                                          "its outputs show toy shapes, not those words"))
+        table.add_row("[yellow]toy vocabulary[/]",
+                      escape(f"prompts use words the toy world does not know: {listed}; "
+                             "its outputs show toy shapes, not those words"))
     for k, note in enumerate(getattr(summary, "notes", [])):
         table.add_row("[yellow]note[/]" if k == 0 else "", f"[yellow]{escape(note)}[/]")
     shown = 10
@@ -134,18 +137,20 @@ def _use_weights_dir(weights_dir: Path | None) -> None:
         os.environ[ENV] = ",".join(filter(None, [str(weights_dir), os.environ.get(ENV, "")]))
 
 
-def _score_and_show(run_dir: Path, names, device: str, batch_size: int = 16, options=None, quiet: bool = False,
-                    restart: bool = False) -> None:
-    """Score a run (default metrics when ``names`` is None) and print the means table (process 0 of several)."""
+def _score_and_show(run_dir: Path, names, device: str, batch_size: int = 16, options=None,
+                    quiet: bool = False, restart: bool = False) -> None:
+    """Score a run (default metrics when ``names`` is None) and print the means table (process 0 of
+    several)."""
     from icd_bench.metrics.score import score_run
     from icd_bench.runner import resolve_device, resolve_shard
 
     process = resolve_shard(None)  # under accelerate launch: this process's rank
     with _progress(quiet or process[0] != 0) as bar:
-        task = bar.add_task("scoring" if process[1] == 1 else f"scoring (process {process[0]} of {process[1]})",
-                            total=None)
-        frame, summary = score_run(run_dir, names, device=str(resolve_device(device, process)), batch_size=batch_size,
-                                   options=options or {}, restart=restart, process=process,
+        task = bar.add_task("scoring" if process[1] == 1
+                            else f"scoring (process {process[0]} of {process[1]})", total=None)
+        frame, summary = score_run(run_dir, names, device=str(resolve_device(device, process)),
+                                   batch_size=batch_size, options=options or {}, restart=restart,
+                                   process=process,
                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
     if process[0] != 0:
         return summary

@@ -87,33 +87,63 @@ def list_cmd(
 
 def run(
     ctx: typer.Context,
-    method: Annotated[str, typer.Option("--method", "-m", help="Method or preset name (see `icd-bench list methods` and `icd-bench list presets`).")],
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name (see `icd-bench list datasets`).")],
+    method: Annotated[str, typer.Option(
+        "--method", "-m",
+        help="Method or preset name (see `icd-bench list methods` and `icd-bench list presets`).")],
+    dataset: Annotated[str, typer.Option(
+        "--dataset", "-d",
+        help="Dataset name (see `icd-bench list datasets`).")],
     data_dir: Annotated[Path | None, typer.Option(help="Where the dataset's files are.")] = None,
-    split: Annotated[str | None, typer.Option(help="Dataset split, e.g. piebench: all, realistic (the paper's 420), random (140), or the path of an id list (the published editing_pie_bench_140.csv / _all.csv as they are, or one id per line).")] = None,
-    backbone: Annotated[str | None, typer.Option(help="Backbone: a registered name, a hub id or a local diffusers directory. Default: the preset's.")] = None,
-    task: Annotated[str, typer.Option(help="edit (source → target prompt), invert (invert + reconstruct) or generate (from noise).")] = "edit",
-    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/<method>-<dataset>-<task>-<hash>). Re-running resumes it.")] = None,
+    split: Annotated[str | None, typer.Option(
+        help="Dataset split, e.g. piebench: all, realistic (the paper's 420), random "
+             "(140), or the path of an id list (the published editing_pie_bench_140.csv "
+             "/ _all.csv as they are, or one id per line).")] = None,
+    backbone: Annotated[str | None, typer.Option(
+        help="Backbone: a registered name, a hub id or a local "
+             "diffusers directory. Default: the preset's.")] = None,
+    task: Annotated[str, typer.Option(
+        help="edit (source → target prompt), invert (invert + "
+             "reconstruct) or generate (from noise).")] = "edit",
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", "-o",
+        help="Run directory (default: runs/<method>-<dataset>-<task>-<hash>). "
+             "Re-running resumes it.")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N samples of the dataset.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Samples per batch (each sample keeps its own seed: results agree across batch sizes up to float rounding, ~1e-4 dB PSNR on the demo).")] = 1,
-    seed: Annotated[int, typer.Option(help="Run seed; each sample's seed derives from (seed, sample id).")] = 0,
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a method parameter: --set key=value (repeatable).")] = None,
+    batch_size: Annotated[int, typer.Option(
+        help="Samples per batch (each sample keeps its own seed: results agree across "
+             "batch sizes up to float rounding, ~1e-4 dB PSNR on the demo).")] = 1,
+    seed: Annotated[int, typer.Option(
+        help="Run seed; each sample's seed derives from (seed, sample id).")] = 0,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set",
+        help="Override a method parameter: --set key=value (repeatable).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     dtype: Annotated[str, typer.Option(help="fp32, fp16 (GPU only) or bf16.")] = "fp32",
-    compile_mode: Annotated[str | None, typer.Option("--compile", help="torch.compile the UNet: default, reduce-overhead (CUDA graphs) or max-autotune. Compiled kernels round differently, so it is part of the run's configuration.")] = None,
-    shard: Annotated[str | None, typer.Option(help="Run shard I of N (I/N); set automatically under `accelerate launch`.")] = None,
-    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Redo samples recorded as errors.")] = False,
+    compile_mode: Annotated[str | None, typer.Option(
+        "--compile",
+        help="torch.compile the UNet: default, reduce-overhead (CUDA graphs) or max-autotune. "
+             "Compiled kernels round differently, so it is part of the run's configuration.")] = None,
+    shard: Annotated[str | None, typer.Option(
+        help="Run shard I of N (I/N); set automatically under `accelerate launch`.")] = None,
+    retry_errors: Annotated[bool, typer.Option(
+        "--retry-errors",
+        help="Redo samples recorded as errors.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
-    score_after: Annotated[bool, typer.Option("--score", help="Then score the run with the default metrics (as `icd-bench score RUN`).")] = False,
-    report_after: Annotated[bool, typer.Option("--report", help="Then write RUN/gallery.html: sources and outputs side by side with prompts and per-sample scores.")] = False,
+    score_after: Annotated[bool, typer.Option(
+        "--score",
+        help="Then score the run with the default metrics (as `icd-bench score RUN`).")] = False,
+    report_after: Annotated[bool, typer.Option(
+        "--report",
+        help="Then write RUN/gallery.html: sources and outputs side "
+             "by side with prompts and per-sample scores.")] = False,
 ) -> None:
     """Run a method on a dataset into a resumable run directory (records.jsonl + images); with
     --score and --report, also score it and write a gallery page to look at."""
     from icd_bench.runner import RunConfig, Runner
 
     debug = ctx.ensure_object(dict).get("debug", False)  # set by the root callback from --debug
-    cfg = RunConfig(method=method, dataset=dataset, data_dir=data_dir, split=split, backbone=backbone, task=task,
-                    out=out_dir, limit=limit, batch_size=batch_size, seed=seed,
+    cfg = RunConfig(method=method, dataset=dataset, data_dir=data_dir, split=split, backbone=backbone,
+                    task=task, out=out_dir, limit=limit, batch_size=batch_size, seed=seed,
                     overrides=list(overrides or []), device=device, dtype=dtype, compile=compile_mode,
                     shard=_parse_shard(shard), retry_errors=retry_errors, debug=debug)
     runner = Runner(cfg)
@@ -125,7 +155,8 @@ def run(
         _print_summary(summary)
     else:
         warned = f", {len({i for i, _ in summary.warnings})} ok with warnings" if summary.warnings else ""
-        out.print(f"{summary.out}: {summary.ok} ok{warned}, {summary.failed} failed, {summary.skipped} already done")
+        out.print(f"{summary.out}: {summary.ok} ok{warned}, {summary.failed} failed, "
+                  f"{summary.skipped} already done")
     if summary.total and summary.ok == 0 and summary.failed and summary.skipped == 0:
         raise typer.Exit(1)
     if score_after:
@@ -141,13 +172,30 @@ def run(
 
 def score(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `icd-bench run`.")],
-    metrics: Annotated[str | None, typer.Option(help="Comma-separated metrics, spelled name[:region[:flavour]], e.g. psnr,ssim:background:pie,lpips,clip_t:edited:pie,toy_edit. Default: PSNR/MSE/SSIM (whole and background) + the toy oracle on toy runs. `icd-bench list metrics` shows them.")] = None,
+    metrics: Annotated[str | None, typer.Option(
+        help="Comma-separated metrics, spelled name[:region[:flavour]], e.g. "
+             "psnr,ssim:background:pie,lpips,clip_t:edited:pie,toy_edit. Default: PSNR/MSE/SSIM (whole "
+             "and background) + the toy oracle on toy runs. `icd-bench list metrics` shows them.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Samples per batch: what each metric sees at once on the device, and how often values are saved.")] = 16,
-    option: Annotated[list[str] | None, typer.Option("--option", help="Metric setting KEY=VALUE, repeatable: lpips_net=alex|vgg|squeeze, clip_model=ViT-L-14, clip_pretrained=openai, fid_ref=FOLDER_OR_NPZ, fid_extractor=module:factory, structure_layer=11; for the icd flavour icd_images=auto|files|memory, autocast=auto|off|fp16|bf16, icd_psnr=pairs|list; for the pie flavour (PIE-Bench's protocol, its evaluate.py's behaviour first) pie_undefined=skip|zero, pie_brackets=strip|keep, pie_mask_border=on|off.")] = None,
-    weights_dir: Annotated[Path | None, typer.Option(help="Folder of metric weights laid out as DIR/<weight key>/... (sets ICD_BENCH_WEIGHTS; a missing weight's error names its key and layout).")] = None,
+    batch_size: Annotated[int, typer.Option(
+        help="Samples per batch: what each metric sees at once on "
+             "the device, and how often values are saved.")] = 16,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option",
+        help="Metric setting KEY=VALUE, repeatable: lpips_net=alex|vgg|squeeze, "
+             "clip_model=ViT-L-14, clip_pretrained=openai, fid_ref=FOLDER_OR_NPZ, "
+             "fid_extractor=module:factory, structure_layer=11; for the icd flavour "
+             "icd_images=auto|files|memory, autocast=auto|off|fp16|bf16, icd_psnr=pairs|list; "
+             "for the pie flavour (PIE-Bench's protocol, its evaluate.py's behaviour first) "
+             "pie_undefined=skip|zero, pie_brackets=strip|keep, pie_mask_border=on|off.")] = None,
+    weights_dir: Annotated[Path | None, typer.Option(
+        help="Folder of metric weights laid out as DIR/<weight key>/... (sets "
+             "ICD_BENCH_WEIGHTS; a missing weight's error names its key and layout).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    restart: Annotated[bool, typer.Option("--restart", help="Discard the values saved by earlier (or killed) scorings of this run and compute everything again.")] = False,
+    restart: Annotated[bool, typer.Option(
+        "--restart",
+        help="Discard the values saved by earlier (or killed) scorings "
+             "of this run and compute everything again.")] = False,
 ) -> None:
     """Score a run: every finished sample × metric into RUN_DIR/metrics.parquet, with a summary table.
 

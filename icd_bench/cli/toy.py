@@ -12,13 +12,15 @@ from rich.table import Table
 from icd_bench.cli.common import DeviceOption, _items, out
 from icd_bench.cli.toy_studies import toy_compare_edits, toy_probe, toy_table2
 
-toy_app = typer.Typer(help="The toy world: regenerate the demo set, measure the teacher's quality bar, run the "
-                           "Table 2 study of iCD configurations.",
+toy_app = typer.Typer(help="The toy world: regenerate the demo set, measure the teacher's quality bar, "
+                           "run the Table 2 study of iCD configurations.",
                       no_args_is_help=True)
 
 
 def toy_make_demo(
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to write the demo set (PIE-Bench layout).")],
+    out_dir: Annotated[Path, typer.Option(
+        "--out", "-o",
+        help="Where to write the demo set (PIE-Bench layout).")],
     seed: Annotated[int, typer.Option(help="Seed of the edit pairs.")] = 0,
     per_type: Annotated[int, typer.Option(help="Edits per edit type (7 types).")] = 10,
 ) -> None:
@@ -31,9 +33,13 @@ def toy_make_demo(
 
 def toy_evaluate(
     backbone: Annotated[str, typer.Option(help="The teacher to measure (default: the bundled one).")] = "toy",
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where quality.json and teacher-samples.png go.")] = Path("reports/toy"),
+    out_dir: Annotated[Path, typer.Option(
+        "--out", "-o",
+        help="Where quality.json and teacher-samples.png go.")] = Path("reports/toy"),
     steps: Annotated[int, typer.Option(help="DDIM steps.")] = 50,
-    guidance: Annotated[float | None, typer.Option(help="CFG scale of the samples (default: the teacher's default, picked on training combinations by `toy pick-guidance`).")] = None,
+    guidance: Annotated[float | None, typer.Option(
+        help="CFG scale of the samples (default: the teacher's default, picked "
+             "on training combinations by `toy pick-guidance`).")] = None,
     device: DeviceOption = "auto",
 ) -> None:
     """The teacher's quality bar: oracle accuracy of samples on held-out combinations, inversion PSNR."""
@@ -42,8 +48,8 @@ def toy_evaluate(
     from icd_bench.toy.evaluate import DEFAULT_GUIDANCE, evaluate_teacher
 
     bb = load_backbone(backbone, device=resolve_device(device, (0, 1)))
-    result = evaluate_teacher(bb, out_dir, steps=steps, guidance=DEFAULT_GUIDANCE if guidance is None else guidance,
-                              name=backbone)
+    result = evaluate_teacher(bb, out_dir, steps=steps,
+                              guidance=DEFAULT_GUIDANCE if guidance is None else guidance, name=backbone)
     acc, inv = result["held_out_accuracy"], result["demo_inversion"]
     table = Table(title=f"toy teacher quality ({result['sampler']})", title_justify="left", show_edge=False)
     table.add_column("measure")
@@ -68,7 +74,9 @@ def toy_pick_guidance(
     backbone: Annotated[str, typer.Option(help="The teacher (default: the bundled one).")] = "toy",
     steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
     total: Annotated[int, typer.Option(help="Training combinations sampled per scale.")] = 128,
-    out_file: Annotated[Path, typer.Option("--out", "-o", help="CSV of accuracy per scale.")] = Path("reports/toy/guidance-pick.csv"),
+    out_file: Annotated[Path, typer.Option(
+        "--out", "-o",
+        help="CSV of accuracy per scale.")] = Path("reports/toy/guidance-pick.csv"),
     device: DeviceOption = "auto",
 ) -> None:
     """Choose the teacher's default CFG scale on TRAINING combinations (the held-out bar stays untouched)."""
@@ -79,19 +87,27 @@ def toy_pick_guidance(
     values = _items(scales, "--scales", float)
     bb = load_backbone(backbone, device=resolve_device(device, (0, 1)))
     frame, best = write_guidance_pick(pick_guidance(bb, values, steps=steps, total=total), out_file)
-    table = Table(title=f"CFG scale on {total} training combinations (DDIM {steps})", title_justify="left", show_edge=False)
+    table = Table(title=f"CFG scale on {total} training combinations (DDIM {steps})", title_justify="left",
+                  show_edge=False)
     for col in ("guidance", "color", "position", "background", "shape", "size", "bar_mean"):
         table.add_column(col, justify="right")
     for row in frame.itertuples():
-        table.add_row(f"{row.guidance:g}", *(f"{getattr(row, c):.1%}" for c in ("color", "position", "background", "shape", "size", "bar_mean")))
+        table.add_row(f"{row.guidance:g}",
+                      *(f"{getattr(row, c):.1%}"
+                        for c in ("color", "position", "background", "shape", "size", "bar_mean")))
     out.print(table)
     out.print(f"best: CFG {best:g} (highest mean of colour, position, background); written to {out_file}")
 
 
 def toy_bundle_icd(
-    stage1: Annotated[Path, typer.Option(help="Stage 1's guidance-distilled student.")] = Path("runs/train/toy-cfg-distill/cfg_distill.safetensors"),
-    stage2: Annotated[Path, typer.Option(help="Stage 2's training folder (fcdm/cdm.safetensors, icd.json): training/toy-icd-continue.toml's, which continues training/toy-icd.toml's.")] = Path("runs/train/toy-icd-continue"),
-    into: Annotated[Path, typer.Option(help="Destination (the package's bundled toy iCD models).")] = Path("icd_bench/assets/toy/icd"),
+    stage1: Annotated[Path, typer.Option(
+        help="Stage 1's guidance-distilled student.",
+    )] = Path("runs/train/toy-cfg-distill/cfg_distill.safetensors"),
+    stage2: Annotated[Path, typer.Option(
+        help="Stage 2's training folder (fcdm/cdm.safetensors, icd.json): training/toy-icd-continue.toml's, "
+             "which continues training/toy-icd.toml's.")] = Path("runs/train/toy-icd-continue"),
+    into: Annotated[Path, typer.Option(
+        help="Destination (the package's bundled toy iCD models).")] = Path("icd_bench/assets/toy/icd"),
 ) -> None:
     """Copy the toy iCD models into the package as fp16 (what `--method icd-toy` loads by default)."""
     from icd_bench.toy.model import bundle_icd
@@ -101,8 +117,10 @@ def toy_bundle_icd(
 
 
 def toy_bundle_lcm(
-    run: Annotated[Path, typer.Option(help="The toy LCM's training folder (cdm.safetensors, icd.json).")] = Path("runs/train/toy-lcm"),
-    into: Annotated[Path, typer.Option(help="Destination (the package's bundled toy LCM).")] = Path("icd_bench/assets/toy/lcm"),
+    run: Annotated[Path, typer.Option(
+        help="The toy LCM's training folder (cdm.safetensors, icd.json).")] = Path("runs/train/toy-lcm"),
+    into: Annotated[Path, typer.Option(
+        help="Destination (the package's bundled toy LCM).")] = Path("icd_bench/assets/toy/lcm"),
 ) -> None:
     """Copy the toy LCM's consistency LoRA into the package as fp16 (what `renoise-toy` and
     `infedit-toy` load; their base is the bundled guidance-distilled student)."""

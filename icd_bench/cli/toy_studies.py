@@ -15,12 +15,17 @@ from icd_bench.errors import ConfigError
 
 def toy_probe(
     label: Annotated[str, typer.Option(help="The row's name in the CSV (e.g. the recipe variant).")],
-    forward_lora: Annotated[str | None, typer.Option(help="fCDm adapter (default: the bundled one; 'none': untrained).")] = None,
-    reverse_lora: Annotated[str | None, typer.Option(help="CDm adapter (default: the bundled one; 'none': untrained).")] = None,
-    teacher: Annotated[str, typer.Option(help="The guidance-distilled student.")] = "bundled:toy/icd/cfg_distill.safetensors",
+    forward_lora: Annotated[str | None, typer.Option(
+        help="fCDm adapter (default: the bundled one; 'none': untrained).")] = None,
+    reverse_lora: Annotated[str | None, typer.Option(
+        help="CDm adapter (default: the bundled one; 'none': untrained).")] = None,
+    teacher: Annotated[str, typer.Option(
+        help="The guidance-distilled student.")] = "bundled:toy/icd/cfg_distill.safetensors",
     guidance: Annotated[float, typer.Option(help="CFG scale of the guided reverse probe.")] = 5.0,
     images: Annotated[int, typer.Option(help="Toy scenes probed.")] = 16,
-    csv_file: Annotated[Path, typer.Option("--csv", help="CSV the row is appended to.")] = Path("reports/toy/probe.csv"),
+    csv_file: Annotated[Path, typer.Option(
+        "--csv",
+        help="CSV the row is appended to.")] = Path("reports/toy/probe.csv"),
 ) -> None:
     """Probe trained iCD adapters against the toy teacher: each step's distance to the teacher's DDIM
     trajectory (vs a plain DDIM jump), encoding statistics, reconstruction PSNR, unguided sample noise."""
@@ -30,9 +35,10 @@ def toy_probe(
         return None if value == "none" else (value or BUNDLED[key])
 
     fwd, rev = pick(forward_lora, "forward_lora"), pick(reverse_lora, "reverse_lora")
-    values = probe_models(teacher=teacher, forward_lora=fwd, reverse_lora=rev, guidance=guidance, images=images)
-    append_row(csv_file, label, values, {"forward_lora": fwd or "untrained", "reverse_lora": rev or "untrained",
-                                         "guidance": f"{guidance:g}"})
+    values = probe_models(teacher=teacher, forward_lora=fwd, reverse_lora=rev, guidance=guidance,
+                          images=images)
+    append_row(csv_file, label, values, {"forward_lora": fwd or "untrained",
+                                         "reverse_lora": rev or "untrained", "guidance": f"{guidance:g}"})
     write_markdown(csv_file, csv_file.with_suffix(".md"))
     table = Table(title=f"iCD probe: {label}", title_justify="left", show_edge=False)
     table.add_column("metric")
@@ -44,17 +50,23 @@ def toy_probe(
 
 
 def toy_compare_edits(
-    methods: Annotated[str, typer.Option(help="Comma-separated methods or presets to compare.")] = "icd-toy,ddim-toy",
-    guidance: Annotated[float | None, typer.Option(help="CFG scale every method edits with (default: the first method's).")] = None,
-    work: Annotated[Path, typer.Option(help="Where the edit runs go; re-running reuses finished samples.")] = Path("runs/toy-compare-edits"),
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where NAME.md, NAME.csv and NAME.png go.")] = Path("reports/toy"),
+    methods: Annotated[str, typer.Option(
+        help="Comma-separated methods or presets to compare.")] = "icd-toy,ddim-toy",
+    guidance: Annotated[float | None, typer.Option(
+        help="CFG scale every method edits with (default: the first method's).")] = None,
+    work: Annotated[Path, typer.Option(
+        help="Where the edit runs go; re-running reuses finished samples.")] = Path("runs/toy-compare-edits"),
+    out_dir: Annotated[Path, typer.Option(
+        "--out", "-o",
+        help="Where NAME.md, NAME.csv and NAME.png go.")] = Path("reports/toy"),
     name: Annotated[str, typer.Option(help="File name of the report (NAME.md / .csv / .png).")] = "edits",
     limit: Annotated[int | None, typer.Option(help="Only the first N demo edits.")] = None,
     device: DeviceOption = "auto",
 ) -> None:
     """Edit the demo set with each method at one CFG scale; the toy oracle scores edit success,
     background PSNR and kept attributes; a table with UNet evaluations and seconds per edit, and a
-    before/after grid. The methods table: --methods icd-toy,ddim-toy,ddim-p2p-toy,npi-toy,nti-toy,ef-ddpm-toy,renoise-toy,infedit-toy
+    before/after grid. The methods table: --methods \
+icd-toy,ddim-toy,ddim-p2p-toy,npi-toy,nti-toy,ef-ddpm-toy,renoise-toy,infedit-toy
     --name methods. Each method over its own guidance: `icd-bench sweep`."""
     from icd_bench.config import resolve_method
     from icd_bench.studies.compare_edits import compare_edits
@@ -68,18 +80,28 @@ def toy_compare_edits(
         f" --name {name}" if name != "edits" else "") + (f" --limit {limit}" if limit else "")
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"--name must be a plain file name, got {name!r}")
-    path = compare_edits(names, guidance, work, out_dir, device=device, limit=limit, command=command, name=name,
-                         log=out.print)
+    path = compare_edits(names, guidance, work, out_dir, device=device, limit=limit, command=command,
+                         name=name, log=out.print)
     typer.echo(path.read_text(encoding="utf-8"))
     out.print(f"written to {path}, {path.with_suffix('.csv')} and {path.with_suffix('.png')}")
 
 
 def toy_table2(
-    plan: Annotated[Path, typer.Option(help="Study plan (TOML): base recipe, configurations, table rows.")] = Path("training/toy-table2.toml"),
-    teacher: Annotated[str, typer.Option(help="Guidance-distilled student every configuration trains on (stage 1's output).")] = "bundled:toy/icd/cfg_distill.safetensors",
-    work: Annotated[Path, typer.Option(help="Training folders and invert runs; re-running resumes and reuses them.")] = Path("runs/toy-table2"),
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where table2.md and table2.csv go.")] = Path("reports/toy"),
-    only: Annotated[str | None, typer.Option(help="Comma-separated row names to (re)compute, e.g. A,C; the other rows are kept from the table2.csv already in --out.")] = None,
+    plan: Annotated[Path, typer.Option(
+        help="Study plan (TOML): base recipe, configurations, "
+             "table rows.")] = Path("training/toy-table2.toml"),
+    teacher: Annotated[str, typer.Option(
+        help="Guidance-distilled student every configuration trains on "
+             "(stage 1's output).")] = "bundled:toy/icd/cfg_distill.safetensors",
+    work: Annotated[Path, typer.Option(
+        help="Training folders and invert runs; re-running "
+             "resumes and reuses them.")] = Path("runs/toy-table2"),
+    out_dir: Annotated[Path, typer.Option(
+        "--out", "-o",
+        help="Where table2.md and table2.csv go.")] = Path("reports/toy"),
+    only: Annotated[str | None, typer.Option(
+        help="Comma-separated row names to (re)compute, e.g. A,C; the other "
+             "rows are kept from the table2.csv already in --out.")] = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:

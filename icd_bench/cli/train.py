@@ -15,8 +15,12 @@ train_app = typer.Typer(help="Train models: the toy world's teacher; iCD's guida
 
 @train_app.command("toy-teacher")
 def train_toy_teacher(
-    recipe: Annotated[Path, typer.Option(help="TOML recipe with \\[model] and \\[train] tables.")] = Path("training/toy-teacher.toml"),
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Training directory: checkpoints, loss.csv, eval.csv, pipeline/. Re-running resumes.")] = Path("runs/train/toy-teacher"),
+    recipe: Annotated[Path, typer.Option(
+        help="TOML recipe with \\[model] and \\[train] tables.")] = Path("training/toy-teacher.toml"),
+    out_dir: Annotated[Path, typer.Option(
+        "--out", "-o",
+        help="Training directory: checkpoints, loss.csv, eval.csv, pipeline/. "
+             "Re-running resumes.")] = Path("runs/train/toy-teacher"),
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
@@ -31,8 +35,12 @@ def train_toy_teacher(
 
 @train_app.command("cfg-distill")
 def train_cfg_distill_cmd(
-    recipe: Annotated[Path, typer.Option(help="TOML recipe with \\[data] and \\[train] tables.")] = Path("training/toy-cfg-distill.toml"),
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Training directory: checkpoints, loss.csv, cfg_distill.safetensors. Re-running resumes.")] = Path("runs/train/toy-cfg-distill"),
+    recipe: Annotated[Path, typer.Option(
+        help="TOML recipe with \\[data] and \\[train] tables.")] = Path("training/toy-cfg-distill.toml"),
+    out_dir: Annotated[Path, typer.Option(
+        "--out", "-o",
+        help="Training directory: checkpoints, loss.csv, cfg_distill.safetensors. "
+             "Re-running resumes.")] = Path("runs/train/toy-cfg-distill"),
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
@@ -47,8 +55,12 @@ def train_cfg_distill_cmd(
 
 @train_app.command("icd")
 def train_icd_cmd(
-    recipe: Annotated[Path, typer.Option(help="TOML recipe with \\[data] and \\[train] tables.")] = Path("training/toy-icd.toml"),
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Training directory: checkpoints, loss.csv, fcdm/cdm.safetensors. Re-running resumes.")] = Path("runs/train/toy-icd"),
+    recipe: Annotated[Path, typer.Option(
+        help="TOML recipe with \\[data] and \\[train] tables.")] = Path("training/toy-icd.toml"),
+    out_dir: Annotated[Path, typer.Option(
+        "--out", "-o",
+        help="Training directory: checkpoints, loss.csv, fcdm/cdm.safetensors. "
+             "Re-running resumes.")] = Path("runs/train/toy-icd"),
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:

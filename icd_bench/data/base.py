@@ -66,7 +66,8 @@ def checked_blend_words(sample_id: str, source: str, target: str, blend: tuple[s
         return None, ()
     for word, prompt, which in ((blend[0], source, "source"), (blend[1], target, "target")):
         if not has_word(prompt, word):
-            note = f"blend word {word!r} is not in the {which} prompt {prompt!r}; local blend is off for this sample"
+            note = (f"blend word {word!r} is not in the {which} prompt {prompt!r}; "
+                    f"local blend is off for this sample")
             warnings.warn(f"{sample_id}: {note}", SampleWarning, stacklevel=2)
             return None, (note,)
     return blend, ()
@@ -117,14 +118,16 @@ def read_csv_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict
             header = [h.strip() for h in reader.fieldnames or []]
             missing = [c for c in required if c not in header]
             if missing:
-                raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header)}")
+                raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; "
+                                  f"found {', '.join(header)}")
             return [(i, {(k or "").strip(): (v or "").strip() for k, v in row.items() if k})
                     for i, row in enumerate(reader, start=2)]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"{path}: unreadable CSV: {exc}") from None
 
 
-def open_dataset(name: str, *, data_dir: Path | None = None, split: str | None = None, task: str | None = None):
+def open_dataset(name: str, *, data_dir: Path | None = None, split: str | None = None,
+                 task: str | None = None):
     """Instantiate a registered dataset with the options given (unset ones keep its defaults). A
     dataset that declares ``tasks`` refuses the others; one whose constructor takes ``task`` is told
     it (e.g. to read no images for ``generate``)."""
@@ -144,7 +147,8 @@ def open_dataset(name: str, *, data_dir: Path | None = None, split: str | None =
 
 
 def open_run_dataset(config: dict):
-    """The dataset a run was made on, reopened from its manifest's ``config`` (name, data folder, split, task)."""
+    """The dataset a run was made on, reopened from its manifest's ``config`` (name, data folder, split,
+    task)."""
     ds = config.get("dataset") or {}
     return open_dataset(ds.get("name", "?"), data_dir=Path(ds["data_dir"]) if ds.get("data_dir") else None,
                         split=ds.get("split"), task=config.get("task"))

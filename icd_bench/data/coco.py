@@ -25,9 +25,10 @@ from icd_bench.errors import ConfigError, SampleError
 from icd_bench.registry import DATASETS
 from icd_bench.types import EditSample
 
-COCO_HINT = ("COCO 2014 images come from the COCO project (train2014.zip / val2014.zip; annotations_trainval2014.zip "
-             "for captions); unpack the split the file names point to (train2014/ for COCO_train2014_*, val2014/ for "
-             "COCO_val2014_*; and annotations/) under the data directory. See datasets/coco.md.")
+COCO_HINT = ("COCO 2014 images come from the COCO project (train2014.zip / val2014.zip; "
+             "annotations_trainval2014.zip for captions); unpack the split the file names point to "
+             "(train2014/ for COCO_train2014_*, val2014/ for COCO_val2014_*; and annotations/) "
+             "under the data directory. See datasets/coco.md.")
 SPLITS = ("train2014", "val2014")
 CAPTION_FILES = ("captions.csv", "generation_coco.csv")  # the second: the official iCD code's published list
 
@@ -57,7 +58,8 @@ def coco_image_file(root: Path, file_name: str, sample_id: str) -> Path:
     found = next((p for p in places if p.is_file()), None)
     if found is None:
         hint = f"; {file_name} is a {named} image: unpack {named}.zip into {root / named}" if named else ""
-        raise SampleError(sample_id, "image file not found: looked in " + ", ".join(str(p) for p in places) + hint)
+        raise SampleError(sample_id, "image file not found: looked in "
+                          + ", ".join(str(p) for p in places) + hint)
     return found
 
 
@@ -71,7 +73,8 @@ class CocoEdit:
         path = self.root / csv_name
         if not path.is_file():
             raise ConfigError(f"coco-edit data not found: {path} does not exist. It is the editing CSV of "
-                              f"the iCD reference code (file_name, old_caption, edited_caption, blended_words). "
+                              f"the iCD reference code "
+                              f"(file_name, old_caption, edited_caption, blended_words). "
                               f"{COCO_HINT}")
         self.rows: dict[str, tuple[int, dict[str, str]]] = {}
         for line, row in read_csv_rows(path, ("file_name", "old_caption", "edited_caption")):
@@ -96,8 +99,8 @@ class CocoEdit:
         image = load_rgb_image(coco_image_file(self.root, row["file_name"], sample_id), sample_id)
         blend, notes = checked_blend_words(sample_id, row["old_caption"], row["edited_caption"], blend)
         return EditSample(id=sample_id, image=image, source_prompt=row["old_caption"],
-                          target_prompt=row["edited_caption"], blend_words=blend, notes=notes, edit_type="replace",
-                          meta={"file_name": row["file_name"]})
+                          target_prompt=row["edited_caption"], blend_words=blend, notes=notes,
+                          edit_type="replace", meta={"file_name": row["file_name"]})
 
 
 @DATASETS.register("coco-captions")
@@ -109,12 +112,14 @@ class CocoCaptions:
         self.root = Path(data_dir or "datasets/coco").expanduser()
         self.with_images = task != "generate"
         self.captions: dict[str, tuple[str, str]] = {}
-        csv_path = next((p for p in (self.root / n for n in CAPTION_FILES) if p.is_file()), self.root / CAPTION_FILES[0])
+        csv_path = next((p for p in (self.root / n for n in CAPTION_FILES) if p.is_file()),
+                        self.root / CAPTION_FILES[0])
         ann = self.root / "annotations" / "captions_val2014.json"
         if csv_path.is_file():
             for _, row in read_csv_rows(csv_path, ("file_name", "caption"))[:limit]:
                 if row.get("file_name"):
-                    self.captions.setdefault(sample_id_for(row["file_name"]), (row["file_name"], row["caption"]))
+                    self.captions.setdefault(sample_id_for(row["file_name"]),
+                                             (row["file_name"], row["caption"]))
         elif ann.is_file():
             try:
                 data = json.loads(ann.read_text(encoding="utf-8"))
@@ -127,8 +132,8 @@ class CocoCaptions:
             for image_id in sorted(first)[:limit]:
                 self.captions[sample_id_for(files[image_id])] = (files[image_id], first[image_id])
         else:
-            raise ConfigError(f"coco-captions data not found: none of {', '.join(CAPTION_FILES)} (file_name,caption) "
-                              f"in {self.root}, nor {ann}. {COCO_HINT}")
+            raise ConfigError(f"coco-captions data not found: none of {', '.join(CAPTION_FILES)} "
+                              f"(file_name,caption) in {self.root}, nor {ann}. {COCO_HINT}")
 
     def ids(self) -> list[str]:
         return list(self.captions)
@@ -140,6 +145,7 @@ class CocoCaptions:
         file_name, caption = self.captions[sample_id]
         if not caption:
             raise SampleError(sample_id, "empty caption")
-        image = load_rgb_image(coco_image_file(self.root, file_name, sample_id), sample_id) if self.with_images else None
+        image = (load_rgb_image(coco_image_file(self.root, file_name, sample_id), sample_id)
+                 if self.with_images else None)
         return EditSample(id=sample_id, image=image, source_prompt=caption, target_prompt=caption,
                           meta={"file_name": file_name})

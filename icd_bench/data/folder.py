@@ -45,7 +45,8 @@ class FolderDataset:
                               "prompts.csv: file_name,source_prompt,target_prompt[,blend_words])")
         self.root = Path(data_dir).expanduser()
         if not self.root.is_dir():
-            raise ConfigError(f"data directory not found: {self.root}; --data-dir takes a directory with images and "
+            raise ConfigError(f"data directory not found: {self.root}; "
+                              "--data-dir takes a directory with images and "
                               "prompts.csv (file_name,source_prompt,target_prompt[,blend_words])")
         self.csv_path = self.root / csv_name
         if not self.csv_path.is_file():

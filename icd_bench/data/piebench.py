@@ -98,7 +98,8 @@ def read_id_list(path: Path) -> list[str]:
         header = list(rows[0]) if rows else []
         column = next((c for c in ("file_name", "id") if c in header), None)
         if column is None:
-            raise ConfigError(f"{path}: an id list needs a file_name or id column; found {', '.join(header) or 'none'}")
+            raise ConfigError(f"{path}: an id list needs a file_name or id column; "
+                              f"found {', '.join(header) or 'none'}")
         ids = [Path(r[column]).stem if column == "file_name" else r[column] for r in rows]
     else:
         try:
@@ -121,7 +122,9 @@ def in_split(sample_id: str, split: str) -> bool:
 
 @DATASETS.register("piebench")
 class PieBench:
-    """PIE-Bench (700 edits, 10 types) in its published layout; --split all|realistic|random or an id list file."""
+    """
+    PIE-Bench (700 edits, 10 types) in its published layout; --split all|realistic|random or an id list file.
+    """
 
     default_dir: ClassVar[str] = "datasets/piebench"
 
@@ -133,7 +136,8 @@ class PieBench:
             if not Path(split).expanduser().is_file():
                 if "/" in split or Path(split).suffix in (".csv", ".txt"):
                     raise ConfigError(f"{self.name} split file {split} does not exist (the published lists "
-                                      f"editing_pie_bench_140.csv / editing_pie_bench_all.csv: see datasets/piebench.md)")
+                                      f"editing_pie_bench_140.csv / editing_pie_bench_all.csv: "
+                                      f"see datasets/piebench.md)")
                 raise ConfigError(f"unknown {self.name} split {split!r}; use one of {', '.join(SPLITS)} "
                                   f"or the path of an id list (e.g. the published editing_pie_bench_140.csv)")
             listed = read_id_list(Path(split).expanduser())
@@ -152,7 +156,8 @@ class PieBench:
         if listed is not None:
             absent = [i for i in listed if i not in data]
             if absent:
-                raise ConfigError(f"{len(absent)} id(s) of {split} are not in {mapping}: {', '.join(absent[:5])}"
+                raise ConfigError(f"{len(absent)} id(s) of {split} are not in {mapping}: "
+                                  f"{', '.join(absent[:5])}"
                                   + (" ..." if len(absent) > 5 else ""))
             self.entries: dict[str, Any] = {k: data[k] for k in listed}
         else:
@@ -185,9 +190,11 @@ class PieBench:
         words = str(e.get("blended_word") or "").split()
         if words:
             if len(words) != 2:
-                raise SampleError(sample_id, f"blended_word must be 'source target', got {e['blended_word']!r}")
+                raise SampleError(sample_id,
+                                  f"blended_word must be 'source target', got {e['blended_word']!r}")
             blend = (words[0], words[1])
-        image = load_rgb_image(data_file(self.root / "annotation_images", str(e["image_path"]), sample_id), sample_id)
+        image = load_rgb_image(data_file(self.root / "annotation_images", str(e["image_path"]), sample_id),
+                               sample_id)
         blend, notes = checked_blend_words(sample_id, source, target, blend)
         try:
             drawn = decode_mask(list(e["mask"]), border=False)
@@ -199,8 +206,8 @@ class PieBench:
                            for m in (mask, drawn))
         type_id = str(e.get("editing_type_id", sample_id[0]))
         return EditSample(
-            id=sample_id, image=image, source_prompt=source, target_prompt=target, blend_words=blend, notes=notes,
-            edit_mask=mask, edit_type=EDIT_TYPES.get(type_id, type_id),
+            id=sample_id, image=image, source_prompt=source, target_prompt=target, blend_words=blend,
+            notes=notes, edit_mask=mask, edit_type=EDIT_TYPES.get(type_id, type_id),
             meta={"editing_type_id": type_id, "editing_instruction": e.get("editing_instruction", ""),
                   "source_words": src_words, "target_words": tgt_words, "image_path": e["image_path"],
                   # as published, for the pie protocol's switches (icd_bench.metrics.pie_protocol)

@@ -26,8 +26,9 @@ class Prompts:
 
     def __init__(self, data_dir: str | Path | None = None):
         if data_dir is None:
-            raise ConfigError("the prompts dataset needs --data-dir PROMPTS_FILE (a CSV with a caption or prompt "
-                              "column, e.g. the published generation_parti-prompts.csv, or one prompt per line)")
+            raise ConfigError("the prompts dataset needs --data-dir PROMPTS_FILE "
+                              "(a CSV with a caption or prompt column, "
+                              "e.g. the published generation_parti-prompts.csv, or one prompt per line)")
         self.path = Path(data_dir).expanduser()
         if not self.path.is_file():
             raise ConfigError(f"prompts file not found: {self.path} (--data-dir is the prompts file itself)")

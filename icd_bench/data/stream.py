@@ -52,7 +52,8 @@ def official_crop(im: Image.Image, side: int) -> Image.Image:
 
 def to_tensor(images: list[Image.Image]) -> torch.Tensor:
     """PIL images (side × side) → B×3×H×W float in [0, 1]."""
-    return torch.stack([torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1) for im in images])
+    return torch.stack([torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
+                        for im in images])
 
 
 # -- webdataset -------------------------------------------------------------------------------------
@@ -85,8 +86,8 @@ def _first_key(sample: dict, keys: str) -> Any:
 class _WebDatasetSource:
     def __init__(self, urls, image_key: str, caption_key: str):
         if not urls:
-            raise ConfigError("[data] source = \"webdataset\" needs urls = \"PATH/{00000..00009}.tar\" (a brace "
-                              "pattern, a list, or a folder of .tar shards)")
+            raise ConfigError("[data] source = \"webdataset\" needs urls = \"PATH/{00000..00009}.tar\" "
+                              "(a brace pattern, a list, or a folder of .tar shards)")
         self.shards = expand_shards(urls)
         missing = [s for s in self.shards if not _is_remote(s) and not Path(s).expanduser().is_file()]
         if not self.shards or missing:
@@ -95,12 +96,14 @@ class _WebDatasetSource:
                               f"downloaded .tar shards (e.g. urls = \"data/laion/{{00000..00099}}.tar\")")
         self.image_key, self.caption_key = image_key, caption_key
 
-    def epoch(self, seed: int, epoch: int, process: int, processes: int) -> Iterator[tuple[str, Image.Image, str]]:
+    def epoch(self, seed: int, epoch: int, process: int,
+              processes: int) -> Iterator[tuple[str, Image.Image, str]]:
         import webdataset as wds
 
         if len(self.shards) < processes:
-            raise ConfigError(f"{len(self.shards)} webdataset shard(s) for {processes} processes: each process "
-                              f"reads whole shards, so there must be at least as many shards as processes")
+            raise ConfigError(f"{len(self.shards)} webdataset shard(s) for {processes} processes: "
+                              f"each process reads whole shards, "
+                              f"so there must be at least as many shards as processes")
         order = list(self.shards)
         random.Random(f"{seed}:{epoch}").shuffle(order)
         mine = order[process::processes]
@@ -110,11 +113,14 @@ class _WebDatasetSource:
         for sample in ds:
             image, caption = _first_key(sample, self.image_key), _first_key(sample, self.caption_key)
             if image is None or caption is None:
-                raise ConfigError(f"webdataset sample {sample.get('__key__')!r} in {sample.get('__url__')} has no "
-                                  f"{'image (' + self.image_key + ')' if image is None else 'caption (' + self.caption_key + ')'}; "
+                missing = ("image (" + self.image_key + ")" if image is None
+                           else "caption (" + self.caption_key + ")")
+                raise ConfigError(f"webdataset sample {sample.get('__key__')!r} in {sample.get('__url__')} "
+                                  f"has no {missing}; "
                                   f"it has {', '.join(k for k in sample if not k.startswith('__'))}")
             key = f"{Path(str(sample.get('__url__', ''))).name}/{sample.get('__key__')}"
-            yield key, Image.open(io.BytesIO(image)), caption.decode("utf-8") if isinstance(caption, bytes) else str(caption)
+            yield (key, Image.open(io.BytesIO(image)),
+                   caption.decode("utf-8") if isinstance(caption, bytes) else str(caption))
 
 
 # -- Hugging Face datasets -----------------------------------------------------------------------------
@@ -125,7 +131,8 @@ class _HFSource:
         try:
             import datasets
         except ImportError:
-            raise ConfigError("[data] source = \"hf\" needs the datasets package: pip install 'icd-bench[train]'") from None
+            raise ConfigError("[data] source = \"hf\" needs the datasets package: "
+                              "pip install 'icd-bench[train]'") from None
         path = Path(name).expanduser()
         try:
             if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "state.json").is_file()
@@ -137,7 +144,8 @@ class _HFSource:
                     ds = ds[split]
             else:
                 if not path.exists() and "/" not in name:
-                    raise ConfigError(f"HF dataset {name!r} is neither a local folder nor a hub id (owner/name)")
+                    raise ConfigError(f"HF dataset {name!r} is neither a local folder "
+                                      f"nor a hub id (owner/name)")
                 ds = datasets.load_dataset(str(path) if path.exists() else name, split=split, streaming=True)
         except ConfigError:
             raise
@@ -155,7 +163,8 @@ class _HFSource:
         self.ds, self.image_column, self.caption_column = ds, image_column, caption_column
         self.map_style = isinstance(ds, datasets.Dataset)
 
-    def epoch(self, seed: int, epoch: int, process: int, processes: int) -> Iterator[tuple[str, Image.Image, str]]:
+    def epoch(self, seed: int, epoch: int, process: int,
+              processes: int) -> Iterator[tuple[str, Image.Image, str]]:
         if self.map_style:
             index = list(range(process, len(self.ds), processes))
             random.Random(f"{seed}:{epoch}").shuffle(index)
@@ -164,7 +173,8 @@ class _HFSource:
             from datasets.distributed import split_dataset_by_node
 
             part = split_dataset_by_node(self.ds, rank=process, world_size=processes)
-            rows = ((f"{process}:{k}", row) for k, row in enumerate(part))  # the k-th row of this process's part
+            # the k-th row of this process's part
+            rows = ((f"{process}:{k}", row) for k, row in enumerate(part))
         for key, row in rows:
             image = row[self.image_column]
             if isinstance(image, dict) and image.get("bytes"):

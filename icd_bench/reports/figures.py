@@ -51,7 +51,8 @@ def tradeoff_points(runs: list[Path], metric: str) -> list[dict]:
         data = load_run(run)
         mean, lo, hi = _metric(data.metrics, metric)
         if math.isnan(mean):
-            raise ConfigError(f"{run} has no scores for {metric!r}: run `icd-bench score {run} --metrics {metric}`")
+            raise ConfigError(f"{run} has no scores for {metric!r}: "
+                              f"run `icd-bench score {run} --metrics {metric}`")
         secs = [r["seconds"] for r in data.ok if r.get("seconds") is not None]
         nfe = [r["nfe"] for r in data.ok if r.get("nfe") is not None]
         points.append({"label": data.name, "mean": mean, "lo": lo,
@@ -64,11 +65,13 @@ def tradeoff_figure(runs: list[Path], metric: str, out: Path) -> list[Path]:
     plt = _pyplot()
     points = tradeoff_points(runs, metric)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, x, xlabel in ((axes[0], "seconds", "seconds per edit (log)"), (axes[1], "nfe", "UNet evaluations per edit (log)")):
+    for ax, x, xlabel in ((axes[0], "seconds", "seconds per edit (log)"),
+                          (axes[1], "nfe", "UNet evaluations per edit (log)")):
         for p in points:
             if not math.isfinite(p[x]) or p[x] <= 0:
                 continue
-            ax.errorbar([p[x]], [p["mean"]], yerr=[[p["mean"] - p["lo"]], [p["hi"] - p["mean"]]], fmt="o", capsize=3)
+            ax.errorbar([p[x]], [p["mean"]], yerr=[[p["mean"] - p["lo"]], [p["hi"] - p["mean"]]], fmt="o",
+                        capsize=3)
             ax.annotate(p["label"], (p[x], p["mean"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
@@ -85,7 +88,8 @@ def tau_points(runs: list[Path], x_metric: str, y_metric: str) -> list[dict]:
         data = load_run(run)
         tau = data.config.get("params", {}).get("tau")
         if tau is None:
-            raise ConfigError(f"{run}: its method has no tau parameter; the τ curve needs runs of a τ sweep "
+            raise ConfigError(f"{run}: its method has no tau parameter; "
+                              "the τ curve needs runs of a τ sweep "
                               "(e.g. --set tau=0.6, 0.7, 0.8 ...)")
         entry = by_tau.setdefault(float(tau), {"tau": float(tau), "x": math.nan, "y": math.nan})
         for key, metric in (("x", x_metric), ("y", y_metric)):
@@ -100,11 +104,13 @@ def tau_points(runs: list[Path], x_metric: str, y_metric: str) -> list[dict]:
 
 def tau_figure(runs: list[Path], x_metric: str, y_metric: str, out: Path) -> list[Path]:
     plt = _pyplot()
-    points = [p for p in tau_points(runs, x_metric, y_metric) if math.isfinite(p["x"]) and math.isfinite(p["y"])]
+    points = [p for p in tau_points(runs, x_metric, y_metric)
+              if math.isfinite(p["x"]) and math.isfinite(p["y"])]
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot([p["x"] for p in points], [p["y"] for p in points], "o-")
     for p in points:
-        ax.annotate(f"τ={p['tau']:g}", (p["x"], p["y"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.annotate(f"τ={p['tau']:g}", (p["x"], p["y"]), textcoords="offset points", xytext=(4, 4),
+                    fontsize=8)
     ax.set_xlabel(f"reconstruction: {x_metric}")
     ax.set_ylabel(f"generation: {y_metric}")
     ax.grid(alpha=0.3)

@@ -50,7 +50,8 @@ def _run(run: Path) -> dict:
     metrics = pd.DataFrame()
     if not data.metrics.empty:
         metrics = data.metrics.pivot_table(index="id", columns="metric", values="value", aggfunc="first")
-    return {"dir": data.dir, "name": data.name, "records": {r["id"]: r for r in data.records}, "metrics": metrics}
+    return {"dir": data.dir, "name": data.name, "records": {r["id"]: r for r in data.records},
+            "metrics": metrics}
 
 
 def write_gallery(runs: list[Path], out: Path, *, limit: int | None = None) -> Path:
@@ -102,8 +103,10 @@ def write_gallery(runs: list[Path], out: Path, *, limit: int | None = None) -> P
             else:
                 img = rel(d, r.get("outputs", {}).get("image"))
                 picture = f'<img src="{esc(img)}" alt="output" loading="lazy">' if img else "—"
-                cost = f'<div class="metric">NFE {esc(str(r.get("nfe")))}, {float(r.get("seconds") or 0):.2f} s</div>'
-                notes = "".join(f'<div class="warning">warning: {esc(str(n))}</div>' for n in r.get("warnings") or ())
+                cost = (f'<div class="metric">NFE {esc(str(r.get("nfe")))}, '
+                        f'{float(r.get("seconds") or 0):.2f} s</div>')
+                notes = "".join(f'<div class="warning">warning: {esc(str(n))}</div>'
+                                for n in r.get("warnings") or ())
                 cells.append(f"<td>{picture}{cost}{notes}</td>")
             for m in ms:
                 v = values.get(m)
@@ -114,8 +117,10 @@ def write_gallery(runs: list[Path], out: Path, *, limit: int | None = None) -> P
         attrs = " ".join(f'data-k{c}="{esc(str(v))}"' for c, v in keys.items())
         rows.append(f"<tr {attrs}>{''.join(cells)}</tr>")
     title = "icd-bench gallery: " + ", ".join(d["name"] for d in data)
-    page = (f"<!doctype html><html lang=en><meta charset=utf-8><title>{esc(title)}</title><style>{_STYLE}</style>"
-            f"<body><h1>{esc(title)}</h1><p>{len(ids)} samples; click a column title to sort (again: descending).</p>"
+    page = (f"<!doctype html><html lang=en><meta charset=utf-8><title>{esc(title)}</title>"
+            f"<style>{_STYLE}</style>"
+            f"<body><h1>{esc(title)}</h1>"
+            f"<p>{len(ids)} samples; click a column title to sort (again: descending).</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
             f"<script>{_SCRIPT}</script></body></html>")
     tmp = out.with_suffix(".tmp")

@@ -15,15 +15,17 @@ from icd_bench.store import METRIC_OPTIONS, RunStore
 @dataclass(frozen=True)
 class RunData:
     """``config`` (the manifest's), ``records`` (each sample's last record, error records included)
-    and ``metrics`` (metrics.parquet, long: id, metric, value, error; empty when unscored); ``metric_options``:
-    the options each metric key was scored with (metrics.json; empty for scorings older than it)."""
+    and ``metrics`` (metrics.parquet, long: id, metric, value, error; empty when unscored);
+    ``metric_options``: the options each metric key was scored with (metrics.json; empty for scorings
+    older than it)."""
 
     dir: Path
     config: dict
     records: list[dict]
     metrics: pd.DataFrame
     metric_options: dict = field(default_factory=dict)
-    protocol: dict = field(default_factory=dict)  # the manifest's: {"saw_mask": true | false | null (unknown)}
+    # the manifest's: {"saw_mask": true | false | null (unknown)}
+    protocol: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -58,5 +60,6 @@ def load_run(run: Path) -> RunData:
         options = {}
     return RunData(dir=run, config=config, records=store.records(), metrics=metrics, metric_options=options,
                    protocol=manifest.get("protocol")
-                   # runs from before the record: the runner's methods never read the mask; an import is unknown
+                   # runs from before the record: the runner's methods never read the mask;
+                   # an import is unknown
                    or {"saw_mask": None if config.get("method") == "imported" else False})

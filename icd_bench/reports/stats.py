@@ -34,13 +34,15 @@ def read_votes(path: str | Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
-        raise ConfigError(f"{path} is empty: expected a header {','.join(REQUIRED)}[,rater] and one row per vote") from None
+        raise ConfigError(f"{path} is empty: expected a header {','.join(REQUIRED)}[,rater] "
+                          f"and one row per vote") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path} is not a readable CSV: {str(e).splitlines()[0]}") from None
     df.columns = [c.strip() for c in df.columns]
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
-        raise ConfigError(f"{path} lacks the column(s) {', '.join(missing)}; expected {','.join(REQUIRED)}[,rater]")
+        raise ConfigError(f"{path} lacks the column(s) {', '.join(missing)}; "
+                          f"expected {','.join(REQUIRED)}[,rater]")
     if df.empty:
         raise ConfigError(f"{path} has a header but no votes")
     for c in df.columns:
@@ -49,8 +51,8 @@ def read_votes(path: str | Path) -> pd.DataFrame:
     bad = df[~df["choice"].isin(CHOICES)]
     if len(bad):
         rows = ", ".join(str(i + 2) for i in bad.index[:5])
-        raise ConfigError(f"{path}: unknown choice value(s) {sorted(set(bad['choice']))[:5]} on line(s) {rows}; "
-                          f"use one of {', '.join(CHOICES)}")
+        raise ConfigError(f"{path}: unknown choice value(s) {sorted(set(bad['choice']))[:5]} "
+                          f"on line(s) {rows}; use one of {', '.join(CHOICES)}")
     empty = df[(df["method_a"] == "") | (df["method_b"] == "") | (df["item_id"] == "")]
     if len(empty):
         raise ConfigError(f"{path}: empty item_id or method name on line(s) "
@@ -58,7 +60,8 @@ def read_votes(path: str | Path) -> pd.DataFrame:
     selfs = df[df["method_a"] == df["method_b"]]
     if len(selfs):
         raise ConfigError(f"{path}: a method compared with itself ({selfs['method_a'].iloc[0]!r}) on line(s) "
-                          f"{', '.join(str(i + 2) for i in selfs.index[:5])}; every vote needs two different methods")
+                          f"{', '.join(str(i + 2) for i in selfs.index[:5])}; "
+                          f"every vote needs two different methods")
     return df.reset_index(drop=True)
 
 
@@ -105,7 +108,8 @@ def _ci(samples: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def win_rates(df: pd.DataFrame, *, resamples: int = 1000, seed: int = 0, resample: str = "items") -> pd.DataFrame:
+def win_rates(df: pd.DataFrame, *, resamples: int = 1000, seed: int = 0,
+              resample: str = "items") -> pd.DataFrame:
     """One row per compared pair (method < opponent by name) with the method's win rate (ties split)
     and its 95 % bootstrap interval, plus wins / losses / ties and the vote and item counts."""
     if resample not in ("items", "votes"):
@@ -151,7 +155,8 @@ def _bradley_terry(v: _Votes, weight: np.ndarray, iters: int = 500) -> np.ndarra
     return np.log(p) - np.log(p).mean()
 
 
-def bradley_terry(df: pd.DataFrame, *, resamples: int = 1000, seed: int = 0, resample: str = "items") -> pd.DataFrame:
+def bradley_terry(df: pd.DataFrame, *, resamples: int = 1000, seed: int = 0,
+                  resample: str = "items") -> pd.DataFrame:
     """Methods ranked by Bradley–Terry log-strength, with 95 % bootstrap intervals."""
     if resample not in ("items", "votes"):
         raise ConfigError(f"resample must be items or votes, got {resample!r}")
@@ -189,7 +194,8 @@ def forest_plot(rates: pd.DataFrame, path: Path) -> list[Path]:
 
 
 def write_outputs(rates: pd.DataFrame, ranking: pd.DataFrame | None, out_dir: Path) -> list[Path]:
-    """`stats --out`: win-rates.csv, ranking.csv (when there is a ranking) and the forest plot; the paths written."""
+    """`stats --out`: win-rates.csv, ranking.csv (when there is a ranking) and the forest plot; the paths
+    written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rates.to_csv(out_dir / "win-rates.csv", index=False)
     written = [out_dir / "win-rates.csv"]

@@ -63,7 +63,8 @@ class TableSpec:
 # the iCD paper's own metric code (the icd flavour) first: a run scored with it is read with it
 _INVERSION = (Column("LPIPS", ("lpips:whole:icd", "lpips"), "lpips", False),
               Column("DINOv2", ("dinov2:whole:icd", "dinov2"), "dinov2", True),
-              Column("PSNR", ("psnr:whole:icd", "psnr"), "psnr", True, digits=2), Column("MSE", ("mse",), None, False, digits=5),
+              Column("PSNR", ("psnr:whole:icd", "psnr"), "psnr", True, digits=2),
+              Column("MSE", ("mse",), None, False, digits=5),
               Column("oracle preservation", ("toy_match",), None, True),  # toy-world runs
               Column("UNet evaluations", ("nfe",), None, False, digits=0))
 _DDIM_ROWS = {"ddim-sd15-inversion": ("unguided", "fDDIM50 | DDIM50"),
@@ -107,7 +108,8 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (
               {"ddim-p2p-sd15": ("", "DDIM+P2P"), "nti-sd15": ("", "NTI+P2P"), "npi-sd15": ("", "NPI+P2P")},
               # the folders of PnPInversion's released outputs (its evaluate.py's all_tgt_image_folders)
               {"ddim+p2p": ("", "DDIM+P2P"), "null-text-inversion+p2p_a800": ("", "NTI+P2P"),
-               "null-text-inversion+p2p_3090": ("", "NTI+P2P"), "negative-prompt-inversion+p2p": ("", "NPI+P2P"),
+               "null-text-inversion+p2p_3090": ("", "NTI+P2P"),
+               "negative-prompt-inversion+p2p": ("", "NPI+P2P"),
                "directinversion+p2p": ("", "DirectInversion+P2P")}),
 )}
 PAPER_SECTIONS = {"coco-edit": "COCO", "piebench": "PIE-Bench"}
@@ -149,8 +151,10 @@ def resolve_match(paper: pd.DataFrame, row: str) -> tuple[str, str]:
     rows = paper[paper["section"] == section]
     hits = sorted({c for c in rows["configuration"] if c == label or c.startswith(label + ":")})
     if len(hits) != 1:
-        known = sorted({f"{s}/{c}" if s else c for s, c in zip(paper["section"], paper["configuration"], strict=True)})
-        raise ConfigError(f"paper row {row!r} matches {len(hits)} rows; use SECTION/ROW, one of: {'; '.join(known)}")
+        known = sorted({f"{s}/{c}" if s else c
+                        for s, c in zip(paper["section"], paper["configuration"], strict=True)})
+        raise ConfigError(f"paper row {row!r} matches {len(hits)} rows; "
+                          f"use SECTION/ROW, one of: {'; '.join(known)}")
     return section, hits[0]
 
 
@@ -194,7 +198,8 @@ def protocol_notes(data, spec: TableSpec) -> list[str]:
 
 
 def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, seed: int = 0,
-                matches: dict[str, str] | None = None, by_edit_type: bool = False) -> tuple[pd.DataFrame, list[str]]:
+                matches: dict[str, str] | None = None,
+                by_edit_type: bool = False) -> tuple[pd.DataFrame, list[str]]:
     """Long result: one row per run × column (ours: mean, CI, n; the paper's value or NaN), plus the
     footnotes. ``matches``: run folder name → paper row (``SECTION/ROW``), beside the presets' own.
     ``by_edit_type``: each run also per edit type of its samples (column ``group``; "all" first; the paper's
@@ -206,21 +211,21 @@ def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, see
         raise ConfigError(f"--match names runs that are not given: {', '.join(unknown)}")
     rows, notes = [], []
     if paper.empty:
-        notes.append(f"the paper's numbers were not found ({paper_dir() / (spec.name + '.csv')}): run from the "
-                     "repository, where reports/paper/ holds them")
+        notes.append(f"the paper's numbers were not found ({paper_dir() / (spec.name + '.csv')}): "
+                     "run from the repository, where reports/paper/ holds them")
     used: dict[str, set[str]] = {}  # column → the metric keys its values came from
     for run in runs:
         data = load_run(run)
         config, metrics, records = data.config, data.metrics, data.ok
         if data.failed:
-            notes.append(f"{run.name}: {data.failed} of {len(data.records)} samples failed and are not in its means "
-                         "(their reasons are in its records.jsonl)")
+            notes.append(f"{run.name}: {data.failed} of {len(data.records)} samples failed "
+                         "and are not in its means (their reasons are in its records.jsonl)")
         preset = config.get("preset") or config.get("method")
         dataset = config.get("dataset", {}).get("name", "")
         if config.get("method") == "imported":  # `icd-bench import`: made elsewhere
             made = config.get("params", {})
-            notes.append(f"{run.name}: imported (made elsewhere) from {made.get('folder')}, {made.get('layout')} "
-                         "layout: its UNet evaluations and seconds are unknown")
+            notes.append(f"{run.name}: imported (made elsewhere) from {made.get('folder')}, "
+                         f"{made.get('layout')} layout: its UNet evaluations and seconds are unknown")
         notes += protocol_notes(data, spec)
         match = spec.matches.get(preset)
         section = configuration = None
@@ -238,27 +243,32 @@ def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, see
             for col in spec.columns:
                 if col.keys[0] in RECORD_KEYS:
                     key = col.keys[0]
-                    values = np.array([v for r in recs if (v := record_value(r, key)) is not None], dtype=float)
+                    values = np.array([v for r in recs if (v := record_value(r, key)) is not None],
+                                      dtype=float)
                 else:
                     key = next((k for k in col.keys if k in set(metrics["metric"])), None)
-                    values = mets.loc[mets["metric"] == key, "value"].to_numpy(dtype=float) if key else np.array([])
+                    values = (mets.loc[mets["metric"] == key, "value"].to_numpy(dtype=float) if key
+                              else np.array([]))
                 mean, lo, hi = bootstrap_mean(values * col.scale, resamples, seed)
                 theirs = math.nan
                 if configuration is not None and col.paper and group == ALL:
                     conf = configuration if col.configuration_part is None else \
                         configuration.split(" | ")[col.configuration_part]
-                    hit = paper[(paper["section"] == (col.paper_section or section)) & (paper["configuration"] == conf)
+                    hit = paper[(paper["section"] == (col.paper_section or section))
+                                & (paper["configuration"] == conf)
                                 & (paper["metric"] == col.paper)]
                     if len(hit):
                         theirs = float(hit["value"].iloc[0])
                 used.setdefault(col.label, set()).update([key] if key and key not in RECORD_KEYS else [])
-                rows.append({"run": run.name, "group": group, "dir": str(run), "preset": preset, "dataset": dataset,
-                             "task": config.get("task"), "paper_configuration": configuration or "",
+                rows.append({"run": run.name, "group": group, "dir": str(run), "preset": preset,
+                             "dataset": dataset, "task": config.get("task"),
+                             "paper_configuration": configuration or "",
                              "column": col.label, "metric": key or "", "n": int(np.isfinite(values).sum()),
                              "mean": mean, "ci_low": lo, "ci_high": hi, "paper": theirs})
     frame = pd.DataFrame(rows)
     shown = [c.label for c in spec.columns
-             if (frame[frame["column"] == c.label]["n"] > 0).any() or frame[frame["column"] == c.label]["paper"].notna().any()]
+             if (frame[frame["column"] == c.label]["n"] > 0).any()
+             or frame[frame["column"] == c.label]["paper"].notna().any()]
     hidden = [c.label for c in spec.columns if c.label not in shown]
     missing: dict[str, list[str]] = {}
     for r in rows:
@@ -266,12 +276,14 @@ def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, see
         if r["n"] == 0 and col.label in shown and r["group"] == ALL:
             missing.setdefault(col.keys[0], []).append(r["run"])
     for key, names in missing.items():
-        notes.append(f"not scored with {key}: {', '.join(names)} — run `icd-bench score RUN_DIR --metrics {key}`"
+        notes.append(f"not scored with {key}: {', '.join(names)} — "
+                     f"run `icd-bench score RUN_DIR --metrics {key}`"
                      if key not in RECORD_KEYS else f"no {key} in the records of {', '.join(names)}")
     if hidden:
         notes.append(f"not shown (no run has them and no paper number applies): {', '.join(hidden)}")
-    protocol = [f"{label} ← {', '.join(f'{k} ({PROTOCOLS.get(_flavour(k), _flavour(k))})' for k in sorted(keys))}"
-                for label, keys in used.items() if keys and label in shown]
+    protocol = [
+        f"{label} ← {', '.join(f'{k} ({PROTOCOLS.get(_flavour(k), _flavour(k))})' for k in sorted(keys))}"
+        for label, keys in used.items() if keys and label in shown]
     if protocol:
         notes.append("metric protocol per column: " + "; ".join(protocol))
     if not any(r["paper_configuration"] for r in rows):
@@ -307,7 +319,8 @@ def wide(spec: TableSpec, long: pd.DataFrame) -> pd.DataFrame:
             c = g[g["column"] == col.label].iloc[0]
             arrow = "↑" if col.higher_is_better else "↓"
             ours = DASH if math.isnan(c["mean"]) else (
-                f"{_fmt(c['mean'], col.digits)} [{_fmt(c['ci_low'], col.digits)}, {_fmt(c['ci_high'], col.digits)}]")
+                f"{_fmt(c['mean'], col.digits)} "
+                f"[{_fmt(c['ci_low'], col.digits)}, {_fmt(c['ci_high'], col.digits)}]")
             row[f"{col.label} {arrow} · this run"] = ours
             row[f"{col.label} {arrow} · n"] = int(c["n"])
             if col.paper:
@@ -323,10 +336,10 @@ def render(spec: TableSpec, long: pd.DataFrame, notes: list[str], fmt: str, comm
         return long.to_csv(index=False)
     if fmt == "md":
         body = "".join(line + "\n" for line in markdown_table(list(table.columns), table.to_numpy(), left=3))
-        return (f"# {spec.title}\n\nThis run: mean over samples [95 % bootstrap CI]; paper: the number printed in the "
-                f"paper for the matching setting — from the paper's own models and data, so beside runs of another "
-                f"backbone or dataset it shows the published ordering, not a target value. "
-                f"Regenerate with `{command}`.\n\n" + body
+        return (f"# {spec.title}\n\nThis run: mean over samples [95 % bootstrap CI]; paper: the number "
+                f"printed in the paper for the matching setting — from the paper's own models and data, "
+                f"so beside runs of another backbone or dataset it shows the published ordering, "
+                f"not a target value. Regenerate with `{command}`.\n\n" + body
                 + ("\n" + "\n".join(f"{f}  " for f in foot) + "\n" if foot else ""))
     if fmt == "tex":
         return table.to_latex(index=False, caption=spec.title, label=f"tab:{spec.name}") + "".join(

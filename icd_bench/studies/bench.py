@@ -98,13 +98,14 @@ def bare_unet_seconds(backbone, rows: int, repeats: int, unet=None) -> float:
     dim = getattr(unet.config, "time_cond_proj_dim", None)
     tc = torch.zeros(rows, dim, device=backbone.device, dtype=backbone.dtype) if dim else None
     t = torch.full((rows,), 500, device=backbone.device)
-    return _fastest_seconds(lambda: unet(x, t, timestep_cond=tc, **cond.unet_kwargs()), repeats, backbone.device)
+    return _fastest_seconds(lambda: unet(x, t, timestep_cond=tc, **cond.unet_kwargs()), repeats,
+                            backbone.device)
 
 
 @torch.no_grad()
 def bare_vae_seconds(backbone, part: str, rows: int, repeats: int) -> float:
-    """Seconds (fastest of ``repeats``) of the bare VAE encoder (``part="encoder"``, images → latents) or decoder
-    (latents → images) on ``rows`` rows."""
+    """Seconds (fastest of ``repeats``) of the bare VAE encoder (``part="encoder"``, images → latents) or
+    decoder (latents → images) on ``rows`` rows."""
     vae, dev = backbone.vae, backbone.device
     if part == "encoder":
         x = torch.rand(rows, 3, backbone.resolution, backbone.resolution, device=dev, dtype=vae.dtype)
@@ -179,8 +180,8 @@ def _load_method(preset: str, backbone: str | None, device: str, dtype: str, res
 
 
 def bench_method(preset: str, *, backbone: str | None, batch_sizes: list[int], repeats: int, device: str,
-                 dtype: str, dataset: str = "demo", resolution: int | None = None, compile_mode: str | None = None,
-                 log=print) -> list[dict]:
+                 dtype: str, dataset: str = "demo", resolution: int | None = None,
+                 compile_mode: str | None = None, log=print) -> list[dict]:
     from icd_bench.runner import open_dataset
 
     name, dev, method = _load_method(preset, backbone, device, dtype, resolution, compile_mode)
@@ -225,19 +226,22 @@ def _time_batch(method, samples: list, repeats: int, dev: torch.device) -> dict:
     bound /= bs
     med = statistics.median(per_edit)
     q1, q3 = _quantiles(per_edit)
-    return {"resolution": bb.resolution, "batch_size": bs, "seconds_per_edit": med, "iqr": [q1, q3], "nfe": nfe,
-            "seconds_per_unet_eval": med / nfe if nfe else None,
+    return {"resolution": bb.resolution, "batch_size": bs, "seconds_per_edit": med, "iqr": [q1, q3],
+            "nfe": nfe, "seconds_per_unet_eval": med / nfe if nfe else None,
             "unet_calls_by_rows": {str(k): v for k, v in sorted(counter.calls["unet"].items())},
-            "bare_seconds_by_rows": {part: {str(k): v for k, v in sorted(t.items())} for part, t in bare.items()},
+            "bare_seconds_by_rows": {part: {str(k): v for k, v in sorted(t.items())}
+                                     for part, t in bare.items()},
             "vae_calls_by_rows": {part: {str(k): v for k, v in sorted(counter.calls[part].items())}
                                   for part in ("encoder", "decoder")},
             "bound_seconds_per_edit": bound,
-            "overhead_seconds_per_edit": med - bound, "overhead_fraction": (med - bound) / med if med else None,
+            "overhead_seconds_per_edit": med - bound,
+            "overhead_fraction": (med - bound) / med if med else None,
             "peak_memory_mb": _peak_memory_mb(dev)}
 
 
 def _write_report(stem: Path, data: dict, lines: list[str]) -> Path:
-    """``stem.json`` (``data`` with the package versions) and ``stem.md`` (``lines``); returns the Markdown path."""
+    """``stem.json`` (``data`` with the package versions) and ``stem.md`` (``lines``); returns the
+    Markdown path."""
     from icd_bench.provenance import versions
 
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -254,8 +258,8 @@ def device_label(device: str) -> str:
 
 
 def run_bench(presets: list[str], *, backbone: str | None, batch_sizes: list[int], repeats: int, device: str,
-              dtype: str, out: Path, command: str, resolution: int | None = None, compile_mode: str | None = None,
-              log=print) -> Path:
+              dtype: str, out: Path, command: str, resolution: int | None = None,
+              compile_mode: str | None = None, log=print) -> Path:
     rows = []
     for p in presets:
         rows += bench_method(p, backbone=backbone, batch_sizes=batch_sizes, repeats=repeats, device=device,
@@ -267,25 +271,29 @@ def run_bench(presets: list[str], *, backbone: str | None, batch_sizes: list[int
     dev = device_label(device)
     data = {"command": command, "device": dev, "dtype": dtype, "compile": compile_mode, "results": rows}
     lines = [f"# Editing time: {', '.join(presets)}", "",
-             f"Device: {dev}; dtype {dtype}; torch.compile: {compile_mode or 'off'}. Regenerate with `{command}`.",
-             "Seconds per edit: median over the repeats (IQR). Bound = the method's UNet and VAE calls (by rows) × "
-             "the bare forward at those rows (fastest of 5 or more) / batch size; overhead = the rest (text encoding, sampler "
-             "arithmetic, attention control, NTI's backward passes). Prompt-to-Prompt's self-attention injection "
-             "computes one attention map for both branches, so a P2P method can run below the bound.", ""]
+             f"Device: {dev}; dtype {dtype}; torch.compile: {compile_mode or 'off'}. "
+             f"Regenerate with `{command}`.",
+             "Seconds per edit: median over the repeats (IQR). Bound = the method's UNet and VAE calls "
+             "(by rows) × the bare forward at those rows (fastest of 5 or more) / batch size; "
+             "overhead = the rest (text encoding, sampler arithmetic, attention control, NTI's backward "
+             "passes). Prompt-to-Prompt's self-attention injection computes one attention map for both "
+             "branches, so a P2P method can run below the bound.", ""]
     lines += markdown_table(
-        ["method", "backbone", "res.", "batch", "s / edit (IQR)", "NFE", "s / UNet eval", "bound s / edit", "overhead",
-         "ratio to iCD", "peak memory (MB)"],
+        ["method", "backbone", "res.", "batch", "s / edit (IQR)", "NFE", "s / UNet eval", "bound s / edit",
+         "overhead", "ratio to iCD", "peak memory (MB)"],
         ([r["method"], r["backbone"], r["resolution"], r["batch_size"],
           f"{r['seconds_per_edit']:.3f} ({r['iqr'][0]:.3f}–{r['iqr'][1]:.3f})", r["nfe"],
           f"{r['seconds_per_unet_eval']:.4f}", f"{r['bound_seconds_per_edit']:.3f}",
-          f"{100 * r['overhead_fraction']:.0f} %", "—" if r["ratio_to_icd"] is None else f"{r['ratio_to_icd']:.1f}×",
+          f"{100 * r['overhead_fraction']:.0f} %",
+          "—" if r["ratio_to_icd"] is None else f"{r['ratio_to_icd']:.1f}×",
           f"{r['peak_memory_mb']:.0f}"] for r in rows), left=2)
-    return _write_report(out / f"bench-{(backbone or 'preset-backbones').replace('/', '_')}-{device.split(':')[0]}",
-                         data, lines)
+    return _write_report(
+        out / f"bench-{(backbone or 'preset-backbones').replace('/', '_')}-{device.split(':')[0]}",
+        data, lines)
 
 
-def bench_demo(preset: str = DEMO_METHOD, *, samples: int = DEMO_SAMPLES, batch_size: int = 16, device: str = "cpu",
-               work: Path | None = None, log=print) -> dict:
+def bench_demo(preset: str = DEMO_METHOD, *, samples: int = DEMO_SAMPLES, batch_size: int = 16,
+               device: str = "cpu", work: Path | None = None, log=print) -> dict:
     """Time the demo job — ``icd-bench run --method PRESET --dataset demo --limit N --score --report``
     — phase by phase, in this process. Start-up = resolving and loading until the method is built;
     method = the seconds inside ``method.run`` (the runner's per-sample timing); harness = the rest of
@@ -320,10 +328,12 @@ def bench_demo(preset: str = DEMO_METHOD, *, samples: int = DEMO_SAMPLES, batch_
     harness = (t_run - seen["ready"]) - method_s
     result = {"method": preset, "samples": n, "ok": summary.ok, "batch_size": batch_size,
               "total_seconds": t_report - t0, "startup_seconds": startup, "method_seconds": method_s,
-              "harness_seconds": harness, "score_seconds": t_score - t_run, "report_seconds": t_report - t_score,
-              "model_bound_seconds": bound, "harness_fraction_of_bound": harness / bound if bound else None}
-    log(f"demo ({preset}, {n} samples, batch {batch_size}): {result['total_seconds']:.1f} s in all — start-up "
-        f"{startup:.1f} s, method {method_s:.1f} s (model bound {bound:.1f} s), harness {harness:.2f} s, "
+              "harness_seconds": harness, "score_seconds": t_score - t_run,
+              "report_seconds": t_report - t_score, "model_bound_seconds": bound,
+              "harness_fraction_of_bound": harness / bound if bound else None}
+    log(f"demo ({preset}, {n} samples, batch {batch_size}): {result['total_seconds']:.1f} s in all — "
+        f"start-up {startup:.1f} s, method {method_s:.1f} s (model bound {bound:.1f} s), "
+        f"harness {harness:.2f} s, "
         f"score {result['score_seconds']:.1f} s, report {result['report_seconds']:.2f} s")
     return result
 
@@ -333,17 +343,19 @@ def run_demo_bench(presets: list[str] | None, *, device: str, out: Path, command
     results = [bench_demo(p, device=device, log=log) for p in presets or [DEMO_METHOD]]
     dev = device_label(device)
     lines = [f"# The demo job, timed: {', '.join(r['method'] for r in results)}", "",
-             f"Device: {dev}. Regenerate with `{command}`. The job: `icd-bench run --method METHOD --dataset demo "
-             f"--task edit --limit {DEMO_SAMPLES} --batch-size 16`, then `icd-bench score` (default metrics) and the "
-             "gallery page, in one process. Start-up = resolving the run and loading the models; method = time "
-             "inside the method (its UNet / VAE bound beside it); harness = the rest of the run (loading samples, "
+             f"Device: {dev}. Regenerate with `{command}`. The job: "
+             f"`icd-bench run --method METHOD --dataset demo --task edit --limit {DEMO_SAMPLES} "
+             f"--batch-size 16`, then `icd-bench score` (default metrics) and the gallery page, in one "
+             "process. Start-up = resolving the run and loading the models; method = time inside the "
+             "method (its UNet / VAE bound beside it); harness = the rest of the run (loading samples, "
              "writing images and records).", ""]
     lines += markdown_table(
-        ["method", "samples", "total s", "start-up s", "method s", "model bound s", "harness s", "harness / bound",
-         "score s", "report s"],
+        ["method", "samples", "total s", "start-up s", "method s", "model bound s", "harness s",
+         "harness / bound", "score s", "report s"],
         ([r["method"], r["samples"], f"{r['total_seconds']:.1f}", f"{r['startup_seconds']:.1f}",
           f"{r['method_seconds']:.1f}", f"{r['model_bound_seconds']:.1f}", f"{r['harness_seconds']:.2f}",
-          "—" if r["harness_fraction_of_bound"] is None else f"{100 * r['harness_fraction_of_bound']:.1f} %",
+          "—" if r["harness_fraction_of_bound"] is None
+          else f"{100 * r['harness_fraction_of_bound']:.1f} %",
           f"{r['score_seconds']:.1f}", f"{r['report_seconds']:.2f}"] for r in results))
-    return _write_report(out / f"demo-{device.split(':')[0]}", {"command": command, "device": dev, "results": results},
-                         lines)
+    return _write_report(out / f"demo-{device.split(':')[0]}",
+                         {"command": command, "device": dev, "results": results}, lines)

@@ -52,8 +52,9 @@ def compare_edits(methods: list[str], guidance: float, work: Path, out: Path, *,
     work, out = Path(work), Path(out)
     results, outputs = [], {}
     for method in methods:
-        cfg = RunConfig(method=method, dataset=dataset, backbone=None, task="edit", limit=limit, batch_size=16,
-                        overrides=[guidance_override(method, guidance)], device=device, out=work / method)
+        cfg = RunConfig(method=method, dataset=dataset, backbone=None, task="edit", limit=limit,
+                        batch_size=16, overrides=[guidance_override(method, guidance)], device=device,
+                        out=work / method)
         summary = Runner(cfg).run()
         frame, _ = score_run(summary.out, ["toy_edit"])
         records = _records(summary.out)
@@ -80,14 +81,16 @@ def compare_edits(methods: list[str], guidance: float, work: Path, out: Path, *,
     if command:
         lines += [f"Regenerate with `{command}`.", ""]
     lines += markdown_table(
-        ["method", "edits", "UNet evaluations per edit", "seconds per edit", "edit success", "background PSNR (dB)",
-         "kept attributes"],
-        ([r["method"], int(r["n"]), f"{r['nfe']:.0f}", f"{r['seconds per edit']:.2f}", f"{r['edit success']:.0%}",
-          f"{r['background PSNR (dB)']:.1f}", f"{r['kept attributes']:.0%}"] for _, r in overall.iterrows()))
+        ["method", "edits", "UNet evaluations per edit", "seconds per edit", "edit success",
+         "background PSNR (dB)", "kept attributes"],
+        ([r["method"], int(r["n"]), f"{r['nfe']:.0f}", f"{r['seconds per edit']:.2f}",
+          f"{r['edit success']:.0%}", f"{r['background PSNR (dB)']:.1f}", f"{r['kept attributes']:.0%}"]
+         for _, r in overall.iterrows()))
     by_type = []
     for group in table.loc[table["edit type"] != "all", "edit type"].drop_duplicates():
         part = table[table["edit type"] == group].set_index("method")
-        by_type.append([group, int(part["n"].iloc[0]), *(f"{part.loc[m, 'edit success']:.0%}" for m in methods)])
+        by_type.append([group, int(part["n"].iloc[0]),
+                        *(f"{part.loc[m, 'edit success']:.0%}" for m in methods)])
     lines += ["", "Edit success by edit type:", "", *markdown_table(["edit type", "n", *methods], by_type)]
     lines += ["", f"![before and after]({name}.png)", ""]
     (out / f"{name}.md").write_text("\n".join(lines), encoding="utf-8")

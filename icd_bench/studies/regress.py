@@ -65,7 +65,8 @@ def measure(*, dataset: str = "demo", limit: int | None = None, device: str = "c
         for case, preset in CASES.items():
             log(f"{case}: inverting the {dataset} set with {preset} ...")
             cfg = RunConfig(method=preset, dataset=dataset, task="invert", limit=limit, batch_size=16,
-                            overrides=[*OVERRIDES[case], *(extra or {}).get(case, [])], device=device, out=root / case)
+                            overrides=[*OVERRIDES[case], *(extra or {}).get(case, [])], device=device,
+                            out=root / case)
             summary = Runner(cfg).run()
             if summary.failed:
                 raise ConfigError(f"{case}: {summary.failed} samples failed (see {summary.out}/errors.log)")
@@ -109,7 +110,8 @@ def failed(rows: list[dict]) -> bool:
 
 def read_baseline(path: Path) -> dict:
     if not path.is_file():
-        raise ConfigError(f"no regression baseline at {path}: create it deliberately with `icd-bench regress --update`")
+        raise ConfigError(f"no regression baseline at {path}: "
+                          f"create it deliberately with `icd-bench regress --update`")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -154,10 +156,11 @@ def check(*, update: bool, baseline: Path, limit: int | None, device: str, work:
     base = None if update else read_baseline(baseline)
     if base is not None and base.get("limit") != limit:
         raise ConfigError(f"{baseline} was measured with limit {base.get('limit')}, this check with {limit}: "
-                          "compare like with like (or write a baseline for this limit with --update --baseline FILE)")
+                          "compare like with like "
+                          "(or write a baseline for this limit with --update --baseline FILE)")
     if update and extra and baseline == BASELINE:
-        raise ConfigError("--update with --set would store a baseline of other weights than the bundled ones; "
-                          "write such a baseline to another file with --baseline")
+        raise ConfigError("--update with --set would store a baseline of other weights "
+                          "than the bundled ones; write such a baseline to another file with --baseline")
     current = measure(limit=limit, device=device, work=work, extra=extra, log=log)
     if update:
         write_baseline(baseline, current, dataset="demo", limit=limit)

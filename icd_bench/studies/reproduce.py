@@ -66,7 +66,8 @@ class SuiteRun:
     seed: int = 0
     dtype: str = "fp32"
     data_dir: str | None = None
-    options: tuple[tuple[str, str], ...] = ()  # metric options, as `icd-bench score --option`; {data_dir}: the run's
+    # metric options, as `icd-bench score --option`; {data_dir}: the run's
+    options: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,12 +127,14 @@ def load_suite(name_or_path: str) -> Suite:
     data = read_toml(path, "suite")
     unknown = set(data) - SUITE_KEYS
     if unknown:
-        raise ConfigError(f"suite {path}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(SUITE_KEYS))}")
+        raise ConfigError(f"suite {path}: unknown key(s) {', '.join(sorted(unknown))}; "
+                          f"allowed: {', '.join(sorted(SUITE_KEYS))}")
     table = data.get("table")
     if table not in TABLES:
         raise ConfigError(f"suite {path}: table must be one of {', '.join(TABLES)}, got {table!r}")
     figure = data.get("figure", {})
-    if figure and (not isinstance(figure, dict) or figure.get("kind") not in FIGURE_KINDS or "metric" not in figure):
+    if figure and (not isinstance(figure, dict) or figure.get("kind") not in FIGURE_KINDS
+                   or "metric" not in figure):
         raise ConfigError(f"suite {path}: figure must be {{kind = \"tradeoff\", metric = \"<metric key>\"}}")
     defaults = data.get("defaults", {})
     entries = data.get("runs", [])
@@ -143,7 +146,8 @@ def load_suite(name_or_path: str) -> Suite:
         where = f"suite {path}, run {entry.get('name', k + 1)!r}"
         bad = set(merged) - RUN_KEYS
         if bad:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(bad))}; allowed: {', '.join(sorted(RUN_KEYS))}")
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(bad))}; "
+                              f"allowed: {', '.join(sorted(RUN_KEYS))}")
         for key in ("name", "method", "dataset"):
             if not isinstance(merged.get(key), str) or not merged[key]:
                 raise ConfigError(f"{where}: {key} = \"...\" is required")
@@ -152,16 +156,20 @@ def load_suite(name_or_path: str) -> Suite:
         seen.add(merged["name"])
         options = merged.get("options", {})
         if not isinstance(options, dict):
-            raise ConfigError(f"{where}: options must be a table of metric options (e.g. {{fid_ref = \"...\"}})")
+            raise ConfigError(f"{where}: options must be a table of metric options "
+                              f"(e.g. {{fid_ref = \"...\"}})")
         metrics = merged.get("metrics")
-        if metrics is not None and not (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics)):
+        if metrics is not None and not (isinstance(metrics, list)
+                                        and all(isinstance(m, str) for m in metrics)):
             raise ConfigError(f"{where}: metrics must be a list of metric keys")
         runs.append(SuiteRun(
-            name=merged["name"], method=merged["method"], dataset=merged["dataset"], task=merged.get("task", "edit"),
-            split=merged.get("split"), metrics=tuple(metrics) if metrics is not None else None,
+            name=merged["name"], method=merged["method"], dataset=merged["dataset"],
+            task=merged.get("task", "edit"), split=merged.get("split"),
+            metrics=tuple(metrics) if metrics is not None else None,
             overrides=_overrides(merged.get("set", {}), where), match=merged.get("match"),
-            backbone=merged.get("backbone"), limit=merged.get("limit"), batch_size=int(merged.get("batch_size", 1)),
-            seed=int(merged.get("seed", 0)), dtype=merged.get("dtype", "fp32"), data_dir=merged.get("data_dir"),
+            backbone=merged.get("backbone"), limit=merged.get("limit"),
+            batch_size=int(merged.get("batch_size", 1)), seed=int(merged.get("seed", 0)),
+            dtype=merged.get("dtype", "fp32"), data_dir=merged.get("data_dir"),
             options=tuple((str(k), str(v)) for k, v in options.items())))
     by_edit_type = data.get("by_edit_type", False)
     if not isinstance(by_edit_type, bool):
@@ -199,7 +207,8 @@ def parse_sets(items: list[str], suite: Suite) -> dict[str, list[str]]:
     for item in items:
         target, dot, rest = item.partition(".")
         if not dot or "=" not in rest or not target:
-            raise ConfigError(f"--set expects RUN.KEY=VALUE (RUN: a run of the suite, or * for all), got {item!r}")
+            raise ConfigError(f"--set expects RUN.KEY=VALUE (RUN: a run of the suite, or * for all), "
+                              f"got {item!r}")
         if target != "*" and target not in names:
             raise ConfigError(f"--set {item!r}: the suite has no run {target!r} (runs: {', '.join(names)})")
         for name in names if target == "*" else [target]:
@@ -222,7 +231,8 @@ class Planned:
     config: Any  # runner.RunConfig
     out: Path
     metric_options: dict[str, str] = field(default_factory=dict)
-    switches: tuple[str, ...] = ()  # KEY=VALUE: the official behaviour set on this run (empty with corrections)
+    # KEY=VALUE: the official behaviour set on this run (empty with corrections)
+    switches: tuple[str, ...] = ()
 
     @property
     def metrics(self) -> list[str] | None:
@@ -248,7 +258,8 @@ def plan(suite: Suite, options: Options) -> list[Planned]:
 
     unknown = sorted(set(options.only) - {r.name for r in suite.runs})
     if unknown:
-        raise ConfigError(f"--only: the suite has no run(s) {', '.join(unknown)} (runs: {', '.join(r.name for r in suite.runs)})")
+        raise ConfigError(f"--only: the suite has no run(s) {', '.join(unknown)} "
+                          f"(runs: {', '.join(r.name for r in suite.runs)})")
     out = []
     for run in suite.runs:
         if options.only and run.name not in options.only:
@@ -263,8 +274,8 @@ def plan(suite: Suite, options: Options) -> list[Planned]:
         cfg = RunConfig(method=run.method, dataset=run.dataset, data_dir=data_dir, split=split,
                         backbone=run.backbone, task=run.task, out=options.root / run.name, limit=limit,
                         batch_size=options.batch_size or run.batch_size, seed=run.seed,
-                        overrides=[*switches, *run.overrides, *options.sets.get(run.name, [])], device=options.device,
-                        dtype=run.dtype)
+                        overrides=[*switches, *run.overrides, *options.sets.get(run.name, [])],
+                        device=options.device, dtype=run.dtype)
         folder = str(data_dir) if data_dir is not None else "."
         metric_options = {k: v.replace("{data_dir}", folder).replace("{lists}", str(options.lists))
                           for k, v in run.options}
@@ -278,7 +289,8 @@ def _weight_files(spec) -> list[str]:
     missing = []
     for key in spec.requires:
         value = getattr(spec.params, key, None)
-        if isinstance(value, str) and value and not value.startswith("bundled:") and not Path(value).expanduser().exists():
+        if (isinstance(value, str) and value and not value.startswith("bundled:")
+                and not Path(value).expanduser().exists()):
             missing.append(f"{key} = {value} does not exist")
     return missing
 
@@ -451,27 +463,31 @@ def reproduce(suite: Suite, options: Options, *, run_one: Callable[[Any], Any] |
         elif score_one is not None:
             score_one(p)
         else:
-            score_run(p.out, p.metrics, device=str(resolve_device(options.device, (0, 1))), options=p.metric_options)
+            score_run(p.out, p.metrics, device=str(resolve_device(options.device, (0, 1))),
+                      options=p.metric_options)
     runs = [p.out for p in planned]
     spec = TABLES[suite.table]
     matches = {p.run.name: p.run.match for p in planned if p.run.match}
-    long, notes = build_table(spec, runs, resamples=resamples, matches=matches, by_edit_type=suite.by_edit_type)
+    long, notes = build_table(spec, runs, resamples=resamples, matches=matches,
+                              by_edit_type=suite.by_edit_type)
     command = command_line(suite, options)
     written = []
     for fmt in ("md", "csv"):
         path = options.root / f"{suite.table}.{fmt}"
         text = render(spec, long, notes, fmt, command)
         if fmt == "md":
-            head = ([suite.description] if suite.description else []) + provenance_lines(planned, options.corrections)
+            head = (([suite.description] if suite.description else [])
+                    + provenance_lines(planned, options.corrections))
             text = "\n\n".join([*head, text])
         path.write_text(text, encoding="utf-8")
         written.append(path)
     if suite.figure:
         from icd_bench.reports.figures import tradeoff_figure
 
-        written += tradeoff_figure(runs, suite.figure["metric"], options.root / "figure" / suite.figure["kind"])
+        written += tradeoff_figure(runs, suite.figure["metric"],
+                                   options.root / "figure" / suite.figure["kind"])
     return Result(runs=runs, written=written, summaries=summaries)
 
 
-__all__ = ["Options", "Planned", "Suite", "SuiteRun", "find_suite", "group_problems", "list_suites", "load_suite",
-           "parse_data_dirs", "parse_sets", "plan", "preflight", "reproduce", "status"]
+__all__ = ["Options", "Planned", "Suite", "SuiteRun", "find_suite", "group_problems", "list_suites",
+           "load_suite", "parse_data_dirs", "parse_sets", "plan", "preflight", "reproduce", "status"]

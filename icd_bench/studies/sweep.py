@@ -11,10 +11,10 @@ given — or any ``--set`` field), each point an ordinary run directory under ``
   CLIP-T) and of the preservation measure (x, e.g. background PSNR, LPIPS, DINOv2) with 95 % bootstrap
   intervals over the samples, UNet evaluations per edit, whether the point is on its method's Pareto front
   and on the front of all methods together;
-- ``NAME.md`` (and ``NAME-matched.csv``): those points per method, then each method **at matched preservation**: its curve (points in
-  knob order, joined by straight lines) read at given levels of x, with bootstrap intervals (the samples
-  resampled jointly across a method's points, so the interval covers the reading, not only the points);
-  "—" where the curve does not reach the level;
+- ``NAME.md`` (and ``NAME-matched.csv``): those points per method, then each method **at matched
+  preservation**: its curve (points in knob order, joined by straight lines) read at given levels of x,
+  with bootstrap intervals (the samples resampled jointly across a method's points, so the interval
+  covers the reading, not only the points); "—" where the curve does not reach the level;
 - ``NAME.png``: y against x per method with both intervals, each point labelled with its knob value, each
   method's Pareto points filled and the front of all methods drawn.
 
@@ -100,8 +100,9 @@ def run_points(methods: Sequence[str], knob: str, values: dict[str, list[float]]
     points = []
     for k, (method, key, value) in enumerate(plan, 1):
         out = Path(work) / method / f"{key}={value:g}"
-        cfg = RunConfig(method=method, dataset=dataset, data_dir=data_dir, split=split, task="edit", limit=limit,
-                        batch_size=batch_size, overrides=[f"{key}={value}"], device=device, out=out)
+        cfg = RunConfig(method=method, dataset=dataset, data_dir=data_dir, split=split, task="edit",
+                        limit=limit, batch_size=batch_size, overrides=[f"{key}={value}"], device=device,
+                        out=out)
         summary = Runner(cfg).run()
         score_run(out, metrics, device="cpu" if device == "auto" else device, options=score_options)
         log(f"[{k}/{len(plan)}] {method} {key}={value:g}: {summary.skipped + summary.ok} edits "
@@ -111,7 +112,8 @@ def run_points(methods: Sequence[str], knob: str, values: dict[str, list[float]]
 
 
 def _values(run_dir: Path, keys: Sequence[str]) -> tuple[pd.DataFrame, float, float]:
-    """Per-sample values of ``keys`` (id × key), the mean UNet evaluations and seconds per edit of a scored run."""
+    """Per-sample values of ``keys`` (id × key), the mean UNet evaluations and seconds per edit of a
+    scored run."""
     from icd_bench.reports.runs import load_run
 
     data = load_run(run_dir)
@@ -120,7 +122,8 @@ def _values(run_dir: Path, keys: Sequence[str]) -> tuple[pd.DataFrame, float, fl
     wide = m.pivot_table(index="id", columns="metric", values="value", aggfunc="last")
     missing = [k for k in keys if k not in wide.columns]
     if missing:
-        raise ConfigError(f"{run_dir} has no scores for {', '.join(missing)}: score it with metrics giving them")
+        raise ConfigError(f"{run_dir} has no scores for {', '.join(missing)}: "
+                          f"score it with metrics giving them")
     nfe = [r["nfe"] for r in data.ok if r.get("nfe") is not None]
     seconds = [r["seconds"] for r in data.ok if r.get("seconds") is not None]
     return (wide[list(keys)], (float(np.mean(nfe)) if nfe else math.nan),
@@ -128,7 +131,8 @@ def _values(run_dir: Path, keys: Sequence[str]) -> tuple[pd.DataFrame, float, fl
 
 
 def dominated(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """For points (higher x and y better), whether another point is at least as good in both and better in one."""
+    """For points (higher x and y better), whether another point is at least as good in both and better
+    in one."""
     xs, ys = np.asarray(xs, float), np.asarray(ys, float)
     out = np.zeros(len(xs), bool)
     for i in range(len(xs)):
@@ -147,7 +151,8 @@ def read_at(xs: np.ndarray, ys: np.ndarray, level: float) -> float:
     for i in range(len(xs)):
         if xs[i] == level:
             best = ys[i] if math.isnan(best) else max(best, ys[i])
-    for (x0, y0), (x1, y1) in zip(zip(xs[:-1], ys[:-1], strict=True), zip(xs[1:], ys[1:], strict=True), strict=True):
+    for (x0, y0), (x1, y1) in zip(zip(xs[:-1], ys[:-1], strict=True), zip(xs[1:], ys[1:], strict=True),
+                                  strict=True):
         if min(x0, x1) < level < max(x0, x1):
             y = y0 + (level - x0) * (y1 - y0) / (x1 - x0)
             best = y if math.isnan(best) else max(best, y)
@@ -167,7 +172,8 @@ def analyse(points: Sequence[Point], x: str, y: str, *, levels: Sequence[float] 
         mine = sorted((p for p in points if p.method == method), key=lambda p: p.value)
         tables = [(p, *_values(p.run_dir, [x, y])) for p in mine]
         common = sorted(set.intersection(*(set(t.dropna().index) for _, t, _, _ in tables)))
-        idx = rng.integers(0, len(common), (resamples, len(common))) if common else np.zeros((resamples, 0), int)
+        idx = (rng.integers(0, len(common), (resamples, len(common))) if common
+               else np.zeros((resamples, 0), int))
         boot_x, boot_y = [], []
         for p, t, nfe, seconds in tables:
             vx, vy = t[x].to_numpy(float), t[y].to_numpy(float)
@@ -177,8 +183,10 @@ def analyse(points: Sequence[Point], x: str, y: str, *, levels: Sequence[float] 
                 row[key], row[f"{key} low"], row[f"{key} high"] = bootstrap_mean(v, resamples, seed)
             rows.append(row)
             paired = t.loc[common]
-            boot_x.append(sx * paired[x].to_numpy(float)[idx].mean(1) if common else np.full(resamples, math.nan))
-            boot_y.append(sy * paired[y].to_numpy(float)[idx].mean(1) if common else np.full(resamples, math.nan))
+            boot_x.append(sx * paired[x].to_numpy(float)[idx].mean(1) if common
+                          else np.full(resamples, math.nan))
+            boot_y.append(sy * paired[y].to_numpy(float)[idx].mean(1) if common
+                          else np.full(resamples, math.nan))
         per_method[method] = (np.array(boot_x), np.array(boot_y), len(common))
     table = pd.DataFrame(rows)
     ox, oy = sx * table[x].to_numpy(float), sy * table[y].to_numpy(float)
@@ -189,7 +197,8 @@ def analyse(points: Sequence[Point], x: str, y: str, *, levels: Sequence[float] 
 
     if levels is None:  # the quartiles of the points' preservation, rounded
         finite = table[x].dropna().to_numpy(float)
-        levels = sorted({round(float(q) * 2) / 2 for q in np.percentile(finite, [25, 50, 75])}) if len(finite) else []
+        levels = (sorted({round(float(q) * 2) / 2 for q in np.percentile(finite, [25, 50, 75])})
+                  if len(finite) else [])
     matched = []
     for method, part in table.groupby("method", sort=False):
         bx, by, n_common = per_method[method]
@@ -199,14 +208,16 @@ def analyse(points: Sequence[Point], x: str, y: str, *, levels: Sequence[float] 
             reads = np.array([read_at(bx[:, b], by[:, b], sx * level) for b in range(bx.shape[1])])
             reached = reads[np.isfinite(reads)]
             lo, hi = (np.percentile(reached, [2.5, 97.5]) if len(reached) else (math.nan, math.nan))
-            matched.append({"method": method, f"{x} level": level, y: sy * value if np.isfinite(value) else math.nan,
+            matched.append({"method": method, f"{x} level": level,
+                            y: sy * value if np.isfinite(value) else math.nan,
                             f"{y} low": sy * (lo if sy > 0 else hi), f"{y} high": sy * (hi if sy > 0 else lo),
                             "resamples reaching it": len(reached) / max(bx.shape[1], 1), "n": n_common})
     return table, pd.DataFrame(matched)
 
 
 def _fmt(v: float, digits: int = 3) -> str:
-    return "—" if v is None or not np.isfinite(v) else f"{v:.{digits}g}" if abs(v) < 1 else f"{v:.{digits + 1}g}"
+    return ("—" if v is None or not np.isfinite(v)
+            else f"{v:.{digits}g}" if abs(v) < 1 else f"{v:.{digits + 1}g}")
 
 
 def write_report(table: pd.DataFrame, matched: pd.DataFrame, x: str, y: str, out: Path, name: str, *,
@@ -217,11 +228,12 @@ def write_report(table: pd.DataFrame, matched: pd.DataFrame, x: str, y: str, out
     table.to_csv(out / f"{name}.csv", index=False, float_format="%.5g")
     arrow = lambda k: "↑" if higher_is_better(k) else "↓"  # noqa: E731
     lines = [f"# {title}", "",
-             f"Each method is run over its knob; every point is scored: *{y}* {arrow(y)} (edit strength) against "
-             f"*{x}* {arrow(x)} (preservation), means with 95 % bootstrap intervals over the samples. A point on "
-             "its method's Pareto front (★) is not beaten on both by another setting of the same method; ◆ marks "
-             "the front of all methods together. Seconds per edit are wall-clock times of each point's own run "
-             "(batch time / batch size; a resumed point keeps its first timing).", ""]
+             f"Each method is run over its knob; every point is scored: *{y}* {arrow(y)} (edit strength) "
+             f"against *{x}* {arrow(x)} (preservation), means with 95 % bootstrap intervals over the "
+             "samples. A point on its method's Pareto front (★) is not beaten on both by another setting "
+             "of the same method; ◆ marks the front of all methods together. Seconds per edit are "
+             "wall-clock times of each point's own run (batch time / batch size; a resumed point keeps "
+             "its first timing).", ""]
     if command:
         lines += [f"Regenerate with `{command}`.", ""]
     lines += [*notes, ""] if notes else []
@@ -233,16 +245,16 @@ def write_report(table: pd.DataFrame, matched: pd.DataFrame, x: str, y: str, out
                      _fmt(r["seconds per edit"], 2),
                      f"{_fmt(r[y])} [{_fmt(r[f'{y} low'])}, {_fmt(r[f'{y} high'])}]",
                      f"{_fmt(r[x])} [{_fmt(r[f'{x} low'])}, {_fmt(r[f'{x} high'])}]", mark])
-    lines += markdown_table(["method", "setting", "n", "UNet evaluations", "seconds per edit", f"{y} {arrow(y)}",
-                             f"{x} {arrow(x)}",
+    lines += markdown_table(["method", "setting", "n", "UNet evaluations", "seconds per edit",
+                             f"{y} {arrow(y)}", f"{x} {arrow(x)}",
                              "front"], body)
     if not matched.empty:
         levels = list(dict.fromkeys(matched[f"{x} level"]))
         lines += ["", f"## At matched preservation ({x} = {', '.join(f'{v:g}' for v in levels)})", "",
-                  f"Each method's curve read at the level (linear between neighbouring settings; the best reading "
-                  f"where it crosses the level more than once), {y} with its 95 % bootstrap interval; — where the "
-                  "curve does not reach the level; † where under 95 % of the resampled curves reach it (the interval is "
-                  "then over those that do).", ""]
+                  f"Each method's curve read at the level (linear between neighbouring settings; the best "
+                  f"reading where it crosses the level more than once), {y} with its 95 % bootstrap "
+                  "interval; — where the curve does not reach the level; † where under 95 % of the "
+                  "resampled curves reach it (the interval is then over those that do).", ""]
         head = ["method", *(f"{y} at {x} = {v:g}" for v in levels)]
         body = []
         for method, part in matched.groupby("method", sort=False):
@@ -273,16 +285,18 @@ def draw(table: pd.DataFrame, x: str, y: str, path: Path, *, title: str = "") ->
         c = colours(k % 10)
         ax.plot(part[x], part[y], "-", color=c, alpha=0.6, lw=1.2, label=method)
         ax.errorbar(part[x], part[y], xerr=[part[x] - part[f"{x} low"], part[f"{x} high"] - part[x]],
-                    yerr=[part[y] - part[f"{y} low"], part[f"{y} high"] - part[y]], fmt="none", ecolor=c, alpha=0.35,
-                    lw=0.8)
+                    yerr=[part[y] - part[f"{y} low"], part[f"{y} high"] - part[y]], fmt="none", ecolor=c,
+                    alpha=0.35, lw=0.8)
         front = part["pareto (method)"].to_numpy(bool)
         ax.scatter(part[x][front], part[y][front], color=c, s=36, zorder=3)
         ax.scatter(part[x][~front], part[y][~front], facecolor="white", edgecolor=c, s=36, zorder=3)
         for _, r in part.iterrows():
-            ax.annotate(f"{r['value']:g}", (r[x], r[y]), textcoords="offset points", xytext=(4, 3), fontsize=7, color=c)
+            ax.annotate(f"{r['value']:g}", (r[x], r[y]), textcoords="offset points", xytext=(4, 3),
+                        fontsize=7, color=c)
     front = table[table["pareto (all)"]].sort_values(x)
     if len(front):
-        ax.plot(front[x], front[y], "--", color="black", lw=1, alpha=0.7, label="front of all methods", zorder=2)
+        ax.plot(front[x], front[y], "--", color="black", lw=1, alpha=0.7, label="front of all methods",
+                zorder=2)
     ax.set_xlabel(f"{x} ({'higher' if higher_is_better(x) else 'lower'} is better: preservation)")
     ax.set_ylabel(f"{y} ({'higher' if higher_is_better(y) else 'lower'} is better: edit)")
     if title:
@@ -295,7 +309,7 @@ def draw(table: pd.DataFrame, x: str, y: str, path: Path, *, title: str = "") ->
     return path
 
 
-# -- the stored demo curves: what `run --dataset demo --task edit --score` shows beside its own figures --------
+# -- the stored demo curves: what `run --dataset demo --task edit --score` shows beside its own figures ------
 #: Every method's curve of a whole-demo-set guidance sweep (`store_curves`), shipped in the package.
 CURVES = ASSETS / "toy" / "demo-curves.json"
 #: The baseline the main job is read against: DDIM-50, a plain prompt switch.
@@ -349,7 +363,8 @@ def demo_comparison(run_dir: Path, label: str, means: dict[str, float], path: Pa
     from icd_bench.reports.runs import load_run
 
     stored = load_curves(path)
-    if stored is None or BASELINE not in stored["methods"] or stored["y"] not in means or stored["x"] not in means:
+    if (stored is None or BASELINE not in stored["methods"] or stored["y"] not in means
+            or stored["x"] not in means):
         return None
     x, y = stored["x"], stored["y"]
     data = load_run(run_dir)
@@ -359,8 +374,9 @@ def demo_comparison(run_dir: Path, label: str, means: dict[str, float], path: Pa
         own = params.get(knob_field(label, GUIDANCE))
     except ConfigError:
         own = None
-    rows = [{"method": f"this run ({label})", "cfg": f"{own:g}" if own is not None else "—", "edits": len(ok),
-             "success": means[y], "background_psnr": means[x], "nfe": statistics.mean(r["nfe"] for r in ok),
+    rows = [{"method": f"this run ({label})", "cfg": f"{own:g}" if own is not None else "—",
+             "edits": len(ok), "success": means[y], "background_psnr": means[x],
+             "nfe": statistics.mean(r["nfe"] for r in ok),
              "seconds_per_edit": statistics.mean(r["seconds"] for r in ok)}]
     points = stored["methods"][BASELINE]["points"]
     default = resolve_method(BASELINE, []).params_dict()[stored["methods"][BASELINE]["knob"]]

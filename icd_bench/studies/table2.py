@@ -61,7 +61,8 @@ class StudyPlan:
     rows: list[StudyRow] = field(default_factory=list)
 
     def config_label(self, name: str) -> str:
-        return f"fDDIM{self.ddim_steps} | DDIM{self.ddim_steps}" if name == "ddim" else self.configs[name].get("label", name)
+        return (f"fDDIM{self.ddim_steps} | DDIM{self.ddim_steps}" if name == "ddim"
+                else self.configs[name].get("label", name))
 
 
 def load_plan(path: str | Path) -> StudyPlan:
@@ -92,7 +93,8 @@ def load_plan(path: str | Path) -> StudyPlan:
                               f"{', '.join(DECODES)}")
         rows.append(row)
     plan = StudyPlan(path=path, recipe=(path.parent / data["recipe"]).resolve(), rows=rows,
-                     configs={k: dict(v) for k, v in data["configs"].items()}, train=dict(data.get("train", {})),
+                     configs={k: dict(v) for k, v in data["configs"].items()},
+                     train=dict(data.get("train", {})),
                      **{k: data[k] for k in ("description", "dataset", "data_dir", "limit", "guided_scale",
                                              "dcfg_tau", "ddim_steps") if k in data})
     if "metrics" in data:
@@ -108,7 +110,8 @@ def config_recipe(plan: StudyPlan, name: str, teacher: str | None = None) -> dic
     from icd_bench.training_utils import load_recipe
 
     recipe = load_recipe(plan.recipe, ICD_SECTIONS)
-    overrides = {**plan.train, **{k: v for k, v in plan.configs[name].items() if k not in ("label", "adapters")}}
+    overrides = {**plan.train,
+                 **{k: v for k, v in plan.configs[name].items() if k not in ("label", "adapters")}}
     if teacher:
         overrides["teacher"] = teacher
     fields = set(recipe["train"].__dataclass_fields__)
@@ -170,12 +173,14 @@ def run_study(plan: StudyPlan, work: Path, out: Path, *, teacher: str | None = N
             from icd_bench.paths import user_path
 
             given = user_path(plan.configs[name]["adapters"])
-            paths = {"teacher": recipe["train"].teacher or None, "forward_lora": str(given / "fcdm.safetensors"),
+            paths = {"teacher": recipe["train"].teacher or None,
+                     "forward_lora": str(given / "fcdm.safetensors"),
                      "reverse_lora": str(given / "cdm.safetensors")}
             for key in ("forward_lora", "reverse_lora"):
                 if not Path(paths[key]).is_file():
                     raise ConfigError(f"configuration {name}: {paths[key]} not found")
-        elif done.is_file() and (meta := json.loads(done.read_text()))["recipe"]["train"]["steps"] == recipe["train"].steps:
+        elif (done.is_file() and (meta := json.loads(done.read_text()))["recipe"]["train"]["steps"]
+              == recipe["train"].steps):
             paths = {k: meta[k] for k in ("teacher", "forward_lora", "reverse_lora")}
         else:
             log(f"training configuration {name} ({plan.config_label(name)}) in {folder}")
@@ -185,7 +190,8 @@ def run_study(plan: StudyPlan, work: Path, out: Path, *, teacher: str | None = N
     results = []
     for row in rows:
         method, sets = row_overrides(plan, row, trained)
-        cfg = RunConfig(method=method, dataset=plan.dataset, data_dir=Path(plan.data_dir) if plan.data_dir else None,
+        cfg = RunConfig(method=method, dataset=plan.dataset,
+                        data_dir=Path(plan.data_dir) if plan.data_dir else None,
                         backbone=backbone, task="invert", limit=plan.limit, batch_size=16, overrides=sets,
                         device=device, out=work / "runs" / _slug(row.name))
         summary = Runner(cfg).run()
@@ -238,15 +244,16 @@ def write_table(plan: StudyPlan, results: list[dict], out: Path, *, teacher: str
     frame = pd.DataFrame(results)
     frame.to_csv(out / "table2.csv", index=False)
     metrics = [m for m in plan.metrics if m in frame.columns]
-    command = f"icd-bench toy table2 --plan {plan.path.as_posix()}" + (f" --teacher {teacher}" if teacher else "")
+    command = (f"icd-bench toy table2 --plan {plan.path.as_posix()}"
+               + (f" --teacher {teacher}" if teacher else ""))
     lines = ["# Table 2 on the toy world: iCD configurations, inversion quality", "",
              plan.description.strip(), "",
              f"Dataset `{plan.dataset}`" + (f" (first {plan.limit})" if plan.limit else "") +
              f": each image is encoded (forward model, unguided) and decoded again; metrics compare the "
              f"reconstruction with the original. Regenerate with `{command}`.", ""]
     sections = {"Unguided decoding (w = 1)": ["unguided"],
-                f"Guided decoding, w = {plan.guided_scale:g} (d.CFG: guided only where t/T ≤ {plan.dcfg_tau:g})":
-                    ["guided", "guided-dcfg"]}
+                f"Guided decoding, w = {plan.guided_scale:g} "
+                f"(d.CFG: guided only where t/T ≤ {plan.dcfg_tau:g})": ["guided", "guided-dcfg"]}
     for title, decodes in sections.items():
         part = frame[frame["decode"].isin(decodes)]
         if part.empty:

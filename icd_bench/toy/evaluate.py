@@ -31,8 +31,8 @@ def _ddim_decode(backbone: Backbone, latents, prompts: list[str], steps: int, w:
     """DDIM decoding with constant CFG w (the ``ddim`` method's, τ = 1) → images in [0, 1]."""
     cond = backbone.encode_prompt(prompts)
     null = backbone.null_embeds(len(prompts)) if w != 1.0 else None
-    x0 = ddim_sample(lambda x, t, i: guided_noise(backbone, x, t, cond, null, w), latents, _grid(backbone, steps),
-                     backbone.alphas_cumprod, backbone.final_alpha_cumprod)
+    x0 = ddim_sample(lambda x, t, i: guided_noise(backbone, x, t, cond, null, w), latents,
+                     _grid(backbone, steps), backbone.alphas_cumprod, backbone.final_alpha_cumprod)
     return backbone.decode(x0)
 
 
@@ -55,7 +55,8 @@ def sample_accuracy(backbone: Backbone, *, steps: int = 50, guidance: float = DE
     for i in tqdm(range(0, len(eval_scenes), batch), desc="sampling", disable=not progress):
         chunk = eval_scenes[i:i + batch]
         gens = [torch.Generator().manual_seed(seed_base + i + k) for k in range(len(chunk))]
-        out = _ddim_decode(backbone, backbone.initial_noise(gens), [s.caption() for s in chunk], steps, guidance)
+        out = _ddim_decode(backbone, backbone.initial_noise(gens), [s.caption() for s in chunk], steps,
+                           guidance)
         for img, scene in zip(out, chunk, strict=True):
             pil = tensor_to_pil(img)
             images.append(pil)
@@ -129,21 +130,23 @@ def inversion_psnr(backbone: Backbone, *, steps: int = 50, limit: int | None = N
     return {"psnr_mean": sum(values) / len(values), "psnr_min": min(values), "n": len(values)}
 
 
-def sample_grid(images: list[Image.Image], captions: list[str], columns: int = 8, scale: int = 4) -> Image.Image:
+def sample_grid(images: list[Image.Image], captions: list[str], columns: int = 8,
+                scale: int = 4) -> Image.Image:
     """Samples enlarged ``scale``× with their prompts written under each."""
     cells = list(zip(images, captions, strict=True))
     return image_grid([cells[i:i + columns] for i in range(0, len(cells), columns)], cell=32 * scale)
 
 
-def evaluate_teacher(backbone: Backbone, out_dir: Path, *, steps: int = 50, guidance: float = DEFAULT_GUIDANCE,
-                     progress: bool = True, name: str | None = None) -> dict:
+def evaluate_teacher(backbone: Backbone, out_dir: Path, *, steps: int = 50,
+                     guidance: float = DEFAULT_GUIDANCE, progress: bool = True,
+                     name: str | None = None) -> dict:
     """Run the whole quality bar; writes ``quality.json`` and ``teacher-samples.png`` in ``out_dir``.
     ``name``: how the teacher is recorded (the ``--backbone`` given; default its source path)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     verdicts: list[dict[str, bool]] = []
-    accuracy, images, eval_scenes = sample_accuracy(backbone, steps=steps, guidance=guidance, progress=progress,
-                                                    per_scene=verdicts)
+    accuracy, images, eval_scenes = sample_accuracy(backbone, steps=steps, guidance=guidance,
+                                                    progress=progress, per_scene=verdicts)
     by_count: dict[str, dict[str, float]] = {}
     for count in sorted({len(s.objects) for s in eval_scenes}):
         group = [v for v, s in zip(verdicts, eval_scenes, strict=True) if len(s.objects) == count]
@@ -157,5 +160,6 @@ def evaluate_teacher(backbone: Backbone, out_dir: Path, *, steps: int = 50, guid
     (out_dir / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
     # the grid: one-object scenes first, then the two-object ones (where errors concentrate)
     shown = list(range(32)) + list(range(max(32, len(images) - 16), len(images)))
-    sample_grid([images[i] for i in shown], [eval_scenes[i].caption() for i in shown]).save(out_dir / "teacher-samples.png")
+    sample_grid([images[i] for i in shown],
+                [eval_scenes[i].caption() for i in shown]).save(out_dir / "teacher-samples.png")
     return result

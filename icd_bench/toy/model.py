@@ -34,8 +34,10 @@ class ToyModelConfig:
     text_intermediate: int = 128
     max_length: int = 77  # tokens per prompt (BOS + words + EOS + padding)
     text_time_embedding: bool = False  # also add an attention-pooled prompt embedding to the time embedding
-    cross_attention_levels: int = 1  # how many of the lowest-resolution levels have (cross-)attention: 1 = 8×8, 2 = 8×8 and 16×16
-    transformer_layers: int = 1  # transformer blocks (self-, cross-attention, MLP) at each attention level and in the mid block
+    # how many of the lowest-resolution levels have (cross-)attention: 1 = 8×8, 2 = 8×8 and 16×16
+    cross_attention_levels: int = 1
+    # transformer blocks (self-, cross-attention, MLP) at each attention level and in the mid block
+    transformer_layers: int = 1
 
 
 def load_tokenizer(path: Path = TOKENIZER_DIR, max_length: int = 77):
@@ -49,9 +51,10 @@ def build_text_encoder(cfg: ToyModelConfig, tokenizer):
 
     return CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=cfg.text_hidden, intermediate_size=cfg.text_intermediate,
-        num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads, max_position_embeddings=cfg.max_length,
-        projection_dim=cfg.text_hidden, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+        num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads,
+        max_position_embeddings=cfg.max_length, projection_dim=cfg.text_hidden,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id))
 
 
 def build_unet(cfg: ToyModelConfig, time_cond_proj_dim: int | None = None):
@@ -59,16 +62,19 @@ def build_unet(cfg: ToyModelConfig, time_cond_proj_dim: int | None = None):
 
     n, k = len(cfg.block_out_channels), cfg.cross_attention_levels
     if not 1 <= k < n:
-        raise ValueError(f"cross_attention_levels must be between 1 and {n - 1} (attention at full resolution is too slow here)")
+        raise ValueError(f"cross_attention_levels must be between 1 and {n - 1} "
+                         f"(attention at full resolution is too slow here)")
     return UNet2DConditionModel(
         sample_size=cfg.resolution, in_channels=3, out_channels=3,
         block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
         down_block_types=("DownBlock2D",) * (n - k) + ("CrossAttnDownBlock2D",) * k,
         up_block_types=("CrossAttnUpBlock2D",) * k + ("UpBlock2D",) * (n - k),
-        transformer_layers_per_block=(1,) * (n - k) + (cfg.transformer_layers,) * k if cfg.transformer_layers > 1 else 1,
+        transformer_layers_per_block=((1,) * (n - k) + (cfg.transformer_layers,) * k
+                                      if cfg.transformer_layers > 1 else 1),
         cross_attention_dim=cfg.text_hidden, attention_head_dim=cfg.attention_head_dim,
         norm_num_groups=8, time_cond_proj_dim=time_cond_proj_dim,
-        addition_embed_type="text" if cfg.text_time_embedding else None, addition_embed_type_num_heads=cfg.text_heads)
+        addition_embed_type="text" if cfg.text_time_embedding else None,
+        addition_embed_type_num_heads=cfg.text_heads)
 
 
 def build_scheduler():
@@ -77,7 +83,8 @@ def build_scheduler():
     return DDIMScheduler(**SD_SCHEDULER_CONFIG)
 
 
-def save_pipeline(directory: Path, tokenizer, text_encoder, unet, scheduler, *, extra: dict | None = None) -> Path:
+def save_pipeline(directory: Path, tokenizer, text_encoder, unet, scheduler, *,
+                  extra: dict | None = None) -> Path:
     """Save a pixel-space pipeline (no VAE) in the diffusers layout the backbone loader reads."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -86,7 +93,8 @@ def save_pipeline(directory: Path, tokenizer, text_encoder, unet, scheduler, *, 
     unet.save_pretrained(directory / "unet")
     scheduler.save_pretrained(directory / "scheduler")
     index = {"_class_name": "ToyPixelPipeline", "_diffusers_version": "0.30.0",
-             "tokenizer": ["transformers", "CLIPTokenizer"], "text_encoder": ["transformers", "CLIPTextModel"],
+             "tokenizer": ["transformers", "CLIPTokenizer"],
+             "text_encoder": ["transformers", "CLIPTextModel"],
              "unet": ["diffusers", "UNet2DConditionModel"], "scheduler": ["diffusers", "DDIMScheduler"],
              "_icd_bench": {"kind": "toy", **(extra or {})}}
     (directory / "model_index.json").write_text(json.dumps(index, indent=2))
@@ -117,21 +125,23 @@ def bundle_icd(stage1: Path, stage2: Path, into: Path) -> list[str]:
     info = stage2 / "icd.json"
     if not info.is_file():
         raise ConfigError(f"{info} not found: stage 2 has not finished in {stage2}")
-    for src, name in ((Path(stage1), "cfg_distill.safetensors"), (stage2 / "fcdm.safetensors", "fcdm.safetensors"),
+    for src, name in ((Path(stage1), "cfg_distill.safetensors"),
+                      (stage2 / "fcdm.safetensors", "fcdm.safetensors"),
                       (stage2 / "cdm.safetensors", "cdm.safetensors")):
         half_copy(src, into / name)
     meta = json.loads(info.read_text())
     meta["continues"] = _earlier_stages(meta)
     meta.update({"teacher": "bundled:toy/icd/cfg_distill.safetensors",
-                 "forward_lora": "bundled:toy/icd/fcdm.safetensors", "reverse_lora": "bundled:toy/icd/cdm.safetensors",
-                 "stored_as": "fp16"})
+                 "forward_lora": "bundled:toy/icd/fcdm.safetensors",
+                 "reverse_lora": "bundled:toy/icd/cdm.safetensors", "stored_as": "fp16"})
     (into / "icd.json").write_text(json.dumps(meta, indent=2) + "\n")
     return sorted(p.name for p in into.iterdir())
 
 
 def _earlier_stages(meta: dict) -> list[dict]:
     """The provenance (``icd.json``: recipe, versions) of the trainings a continued training started from
-    (its ``init_reverse_lora``'s folder, and so on back), the latest first; empty for a training from scratch."""
+    (its ``init_reverse_lora``'s folder, and so on back), the latest first; empty for a training from
+    scratch."""
     import json
 
     from icd_bench.errors import ConfigError

@@ -147,11 +147,13 @@ def score_edit(output: Image.Image | np.ndarray, source: Scene, target: Scene) -
     _, tgt_masks = target.render()
     success = all(score_scene(out.astype(np.uint8), target).values())
     if source.background != target.background:
-        keep = _erode(np.any(src_masks, axis=0) & np.any(tgt_masks, axis=0))  # edges blend with the background
+        # edges blend with the background
+        keep = _erode(np.any(src_masks, axis=0) & np.any(tgt_masks, axis=0))
         kept = read_masked(out.astype(np.uint8), src_masks)["colors"] == [o.color for o in source.objects]
     else:
         keep = source.background_mask() & target.background_mask()
-        kept = read_masked(out.astype(np.uint8), np.concatenate([src_masks, tgt_masks]))["background"] == source.background
+        kept = (read_masked(out.astype(np.uint8), np.concatenate([src_masks, tgt_masks]))["background"]
+                == source.background)
     diff = (out[keep] - np.asarray(src_img, np.float32)[keep]) / 255.0
     mse = float(np.mean(diff**2)) if diff.size else 0.0
     return {"edit_success": bool(success), "background_psnr": psnr_from_mse(mse), "kept": bool(kept)}

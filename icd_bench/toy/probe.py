@@ -11,13 +11,15 @@ import torch
 
 from icd_bench.markdown import markdown_table
 
-BUNDLED = {"teacher": "bundled:toy/icd/cfg_distill.safetensors", "forward_lora": "bundled:toy/icd/fcdm.safetensors",
+BUNDLED = {"teacher": "bundled:toy/icd/cfg_distill.safetensors",
+           "forward_lora": "bundled:toy/icd/fcdm.safetensors",
            "reverse_lora": "bundled:toy/icd/cdm.safetensors"}
 
 
-def probe_models(*, teacher: str, forward_lora: str | None, reverse_lora: str | None, boundaries: str = "4step-tau0.8",
-                 guidance: float = 5.0, images: int = 16, seed: int = 0, lora_alpha: float | None = None,
-                 backbone: str = "toy", device: str = "cpu") -> dict[str, float]:
+def probe_models(*, teacher: str, forward_lora: str | None, reverse_lora: str | None,
+                 boundaries: str = "4step-tau0.8", guidance: float = 5.0, images: int = 16, seed: int = 0,
+                 lora_alpha: float | None = None, backbone: str = "toy",
+                 device: str = "cpu") -> dict[str, float]:
     """Probe one (forward, reverse) adapter pair (None: zero-initialised, i.e. the untrained student) on
     ``images`` toy training-distribution scenes (seed ``seed``); the metrics of `icd_bench.icd.probe`."""
     from icd_bench.backbones import load_backbone
@@ -27,10 +29,11 @@ def probe_models(*, teacher: str, forward_lora: str | None, reverse_lora: str | 
     from icd_bench.icd.train import DataConfig, TrainData
 
     bb = load_backbone(backbone, device=device, dtype=torch.float32)
-    pipe = ICDPipeline(bb, choose_boundaries(boundaries, None, None), teacher=teacher, forward_lora=forward_lora,
-                       reverse_lora=reverse_lora, lora_alpha=lora_alpha)
+    pipe = ICDPipeline(bb, choose_boundaries(boundaries, None, None), teacher=teacher,
+                       forward_lora=forward_lora, reverse_lora=reverse_lora, lora_alpha=lora_alpha)
     # the toy training data's scenes, from a seed no training recipe uses
-    x, captions = TrainData(DataConfig(source="toy"), 10_000 + seed, bb.preprocess, bb.resolution).batch(0, images)
+    x, captions = TrainData(DataConfig(source="toy"), 10_000 + seed, bb.preprocess,
+                            bb.resolution).batch(0, images)
     return Probe(pipe).run(x, captions, guidance, seed=seed)
 
 
@@ -79,11 +82,14 @@ def write_markdown(csv_path: Path, md_path: Path) -> None:
              "Teacher row: a plain DDIM jump over the same segment (guided: at the first row's w), the "
              "teacher's 50-step inversion std, DDIM-50 samples' high-frequency energy.", ""]
     first = rows[0]
-    teacher = ["teacher (DDIM)", *(first.get(REFERENCE[c], "") if c in REFERENCE else "—" for c, _ in SUMMARY)]
+    teacher = ["teacher (DDIM)",
+               *(first.get(REFERENCE[c], "") if c in REFERENCE else "—" for c, _ in SUMMARY)]
     lines += markdown_table(["model pair", *(h for _, h in SUMMARY)],
                             [teacher, *([r["label"], *(r.get(c, "") for c, _ in SUMMARY)] for r in rows)])
-    lines += ["", "Each variant of `training/probe/`: `icd-bench train icd --recipe training/probe/NAME.toml --out "
+    lines += ["", "Each variant of `training/probe/`: "
+              "`icd-bench train icd --recipe training/probe/NAME.toml --out "
               "runs/train/probe-NAME`, then `icd-bench toy probe --label ... --forward-lora "
-              "runs/train/probe-NAME/fcdm.safetensors --reverse-lora runs/train/probe-NAME/cdm.safetensors` (the "
-              "bundled pair: no adapter options; the untrained one: `--forward-lora none --reverse-lora none`)."]
+              "runs/train/probe-NAME/fcdm.safetensors --reverse-lora runs/train/probe-NAME/cdm.safetensors` "
+              "(the bundled pair: no adapter options; the untrained one: "
+              "`--forward-lora none --reverse-lora none`)."]
     md_path.write_text("\n".join(lines) + "\n")

@@ -193,7 +193,8 @@ def random_scene(rng: random.Random, p_two: float = 0.35) -> Scene:
 def single_object_combinations() -> list[Scene]:
     """Every one-object scene: 4 backgrounds × 3 shapes × 6 colours × 2 sizes × 5 positions."""
     return [Scene(bg, (SceneObject(sh, c, sz, pos),))
-            for bg in BACKGROUNDS for sh in SHAPES for c in OBJECT_COLORS for sz in SIZES for pos in POSITIONS]
+            for bg in BACKGROUNDS for sh in SHAPES for c in OBJECT_COLORS for sz in SIZES
+            for pos in POSITIONS]
 
 
 def is_held_out(scene: Scene, fraction: float = 0.18) -> bool:

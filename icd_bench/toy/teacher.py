@@ -83,7 +83,8 @@ class SceneBatcher:
             self.cache[key] = torch.from_numpy(np.asarray(im, np.float32) / 127.5 - 1).permute(2, 0, 1)
         return self.cache[key]
 
-    def batch(self, step: int, size: int, dropout: float, p_two: float = 0.35) -> tuple[torch.Tensor, list[str]]:
+    def batch(self, step: int, size: int, dropout: float,
+              p_two: float = 0.35) -> tuple[torch.Tensor, list[str]]:
         rng = random.Random(f"{self.seed}:{step}")
         chosen = [scenes.training_scene(rng, p_two) for _ in range(size)]
         captions = ["" if rng.random() < dropout else s.caption() for s in chosen]
@@ -146,8 +147,8 @@ def evaluate(tokenizer, text_encoder, unet, cfg: TeacherTrainConfig, device) -> 
     accuracy.pop("n")
     if cfg.eval_pairs:
         pairs = [s for s in scenes.held_out_eval_scenes(len(held) + cfg.eval_pairs) if len(s.objects) == 2]
-        pair_acc, _, _ = sample_accuracy(bb, steps=cfg.eval_steps, guidance=cfg.eval_guidance, eval_scenes=pairs,
-                                         seed_base=2000)
+        pair_acc, _, _ = sample_accuracy(bb, steps=cfg.eval_steps, guidance=cfg.eval_guidance,
+                                         eval_scenes=pairs, seed_base=2000)
         accuracy["pairs"] = pair_acc["color"]
     return accuracy
 
@@ -213,13 +214,15 @@ def train_teacher(recipe: dict, out_dir: Path, *, device: str = "auto", progress
         optimizer.zero_grad(set_to_none=True)
         ema_unet.step(accelerator.unwrap_model(unet).parameters())
         ema_text.step(accelerator.unwrap_model(text_encoder).parameters())
-        loop.after_step(step, {"loss": loss.item()}, schedule.get_last_lr()[0])  # checkpoints before evaluating
+        # checkpoints before evaluating
+        loop.after_step(step, {"loss": loss.item()}, schedule.get_last_lr()[0])
         done = step + 1
         if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
             te_eval, unet_eval = _ema_copies(accelerator, text_encoder, unet, ema_text, ema_unet)
             acc = evaluate(tokenizer, te_eval, unet_eval, cfg, dev)
             evals.append({"step": done, **{k: f"{v:.4f}" for k, v in acc.items()}})
-            loop.bar.write(f"step {done}: held-out oracle accuracy " + ", ".join(f"{k} {v:.0%}" for k, v in acc.items()))
+            loop.bar.write(f"step {done}: held-out oracle accuracy "
+                           + ", ".join(f"{k} {v:.0%}" for k, v in acc.items()))
             loop.t_last = time.perf_counter()  # evaluation time is not training time
     loop.close()
     te_final, unet_final = _ema_copies(accelerator, text_encoder, unet, ema_text, ema_unet)
@@ -242,7 +245,8 @@ def warm_start(pipeline_dir: Path, text_encoder, unet) -> list[str]:
              "unet": pipeline_dir / "unet" / "diffusion_pytorch_model.safetensors"}
     for f in files.values():
         if not f.is_file():
-            raise ConfigError(f"init_from: {f} not found; give a folder written by `icd-bench train toy-teacher` "
+            raise ConfigError(f"init_from: {f} not found; "
+                              "give a folder written by `icd-bench train toy-teacher` "
                               "(its pipeline/) or bundled:toy/teacher")
     for name, model in (("text_encoder", text_encoder), ("unet", unet)):
         saved = load_file(files[name])
@@ -256,7 +260,8 @@ def warm_start(pipeline_dir: Path, text_encoder, unet) -> list[str]:
             raise ConfigError(f"init_from: the text encoder in {pipeline_dir} lacks {missing[0]}")
     saved_unet = load_file(files["unet"])
     added = [k for k in unet.state_dict() if k not in saved_unet]
-    with torch.no_grad():  # the residual branches of a new transformer block; the output of a new Transformer2D
+    # the residual branches of a new transformer block; the output of a new Transformer2D
+    with torch.no_grad():
         for module_name, module in unet.named_modules():
             if module_name.endswith(("attn1.to_out.0", "attn2.to_out.0", "ff.net.2", "proj_out")) and \
                     f"{module_name}.weight" in added:

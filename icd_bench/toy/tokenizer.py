@@ -87,7 +87,8 @@ def _write_tokenizer(out_dir: str | Path, merges: list[tuple[str, ...]]) -> Path
     out.mkdir(parents=True, exist_ok=True)
     (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False),
                                     encoding="utf-8")
-    (out / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+    (out / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges),
+                                    encoding="utf-8")
     config = {"model_max_length": 77, "bos_token": BOS, "eos_token": EOS, "unk_token": EOS,
               "pad_token": EOS, "do_lower_case": True, "tokenizer_class": "CLIPTokenizer"}
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
