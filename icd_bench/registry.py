@@ -148,10 +148,12 @@ DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset", "icd_bench.data
 METRICS: Registry[type[Metric]] = Registry("metric", "icd_bench.metrics", ("icd_bench.metrics",),
                                            base="icd_bench.metrics.base:Metric")
 #: a backbone factory ``(device, dtype) -> Backbone``
-BACKBONES: Registry[Callable[..., Backbone]] = Registry("backbone", "icd_bench.backbones", ("icd_bench.backbones",))
+BACKBONES: Registry[Callable[..., Backbone]] = Registry("backbone", "icd_bench.backbones",
+                                                        ("icd_bench.backbones",))
 #: generated training data for the trainers' ``[data] source`` (the toy world's scenes): name → a class
 #: ``(seed, resolution)`` with ``batch(step, size, process) -> (images in [0, 1], captions)``
-TRAIN_SOURCES: Registry[Any] = Registry("training source", "icd_bench.training_sources", ("icd_bench.toy.teacher",))
+TRAIN_SOURCES: Registry[Any] = Registry("training source", "icd_bench.training_sources",
+                                        ("icd_bench.toy.teacher",))
 
 REGISTRIES: dict[str, Registry[Any]] = {
     "methods": METHODS,

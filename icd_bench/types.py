@@ -31,7 +31,8 @@ class EditSample:
     edit_mask: np.ndarray | None = None  # H×W bool: where the edit may act
     edit_type: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()  # warnings about this sample (local blend turned off, ...): kept in its record
+    # warnings about this sample (local blend turned off, ...): kept in its record
+    notes: tuple[str, ...] = ()
 
 
 @dataclass

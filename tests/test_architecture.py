@@ -12,8 +12,8 @@ import icd_bench
 
 #: lowest first; a module may import from its own layer and from any layer listed before it
 LAYERS: list[set[str]] = [
-    {"errors", "registry", "types", "words", "paths", "config", "provenance", "imaging", "gallery", "store", "markdown",
-     "training_utils"},                      # shared helpers with no knowledge of models or methods
+    {"errors", "registry", "types", "words", "paths", "config", "provenance", "imaging", "gallery", "store",
+     "markdown", "training_utils"},          # shared helpers with no knowledge of models or methods
     {"backbones", "diffusion", "attention"},  # the models and the math every method shares
     {"data"},                                # datasets and training data
     {"icd"},                                 # the iCD algorithm: training and inference
@@ -108,7 +108,8 @@ def test_the_core_math_never_reaches_up():
     for unit in ("diffusion", "attention", "backbones"):
         for path in (PACKAGE / unit).rglob("*.py"):
             for _, module in _imports(path):
-                assert module.split(".")[1] not in {"icd", "methods", "toy", "metrics", "runner"}, (path, module)
+                assert module.split(".")[1] not in {"icd", "methods", "toy", "metrics", "runner"}, \
+                    (path, module)
 
 
 def test_tests_never_change_the_machine():
@@ -119,9 +120,11 @@ def test_tests_never_change_the_machine():
         if path == Path(__file__):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.List | ast.Tuple) and node.elts and isinstance(node.elts[0], ast.Constant):
+            if (isinstance(node, ast.List | ast.Tuple) and node.elts
+                    and isinstance(node.elts[0], ast.Constant)):
                 head = node.elts[0].value
                 rest = [e.value for e in node.elts[1:3] if isinstance(e, ast.Constant)]
                 if head in ("apt-get", "apt", "dpkg") or (head in ("pip", "pip3") and "install" in rest):
-                    found.append(f"{path.relative_to(tests)}:{node.lineno}: {head} {' '.join(map(str, rest))}")
+                    found.append(f"{path.relative_to(tests)}:{node.lineno}: "
+                                 f"{head} {' '.join(map(str, rest))}")
     assert found == [], "tests that change the machine:\n" + "\n".join(found)

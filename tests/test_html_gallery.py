@@ -42,18 +42,21 @@ def make_run(root, name, values, prompts):
     with (run / "records.jsonl").open("w") as f:
         for k, p in enumerate(prompts):
             for sub in ("images", "sources"):
-                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(run / sub / f"s{k}.png")
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+                    run / sub / f"s{k}.png")
             f.write(json.dumps({"id": f"s{k}", "status": "ok", "nfe": 8, "seconds": 0.1, "source_prompt": p,
                                 "target_prompt": p + " edited",
-                                "outputs": {"image": f"images/s{k}.png", "source": f"sources/s{k}.png"}}) + "\n")
+                                "outputs": {"image": f"images/s{k}.png",
+                                            "source": f"sources/s{k}.png"}}) + "\n")
     pd.DataFrame([{"id": f"s{k}", "metric": "psnr", "value": v, "error": None}
                   for k, v in enumerate(values)]).to_parquet(run / "metrics.parquet")
     return run
 
 
 def render(chromium, page, *args):
-    res = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
-                          *args, page], capture_output=True, text=True, timeout=120)
+    res = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--allow-file-access-from-files", *args, page],
+                         capture_output=True, text=True, timeout=120)
     return res
 
 
@@ -88,7 +91,8 @@ def test_page_without_a_browser_escapes_links_relatively_and_shows_failures_and_
                             "outputs": {"image": "images/s1.png", "source": "sources/s1.png"}}) + "\n")
     page = write_gallery([a], tmp_path / "g.html")
     text = page.read_text()
-    assert text.count("warning: ") == 1 and "warning: blend word &#x27;x&#x27; is not in &lt;b&gt;it&lt;/b&gt;" in text
+    assert (text.count("warning: ") == 1
+            and "warning: blend word &#x27;x&#x27; is not in &lt;b&gt;it&lt;/b&gt;" in text)
     assert HOSTILE not in text and "&lt;script&gt;" in text and "&quot;friends&quot;" in text
     assert 'src="runs/icd-toy/images/s1.png"' in text
     assert "failed: image &lt;unreadable&gt;" in text
@@ -98,9 +102,10 @@ def test_run_with_score_and_report_ends_with_a_page_to_open(tmp_path):
     import sys
 
     out = tmp_path / "run"
-    res = subprocess.run([sys.executable, "-m", "icd_bench", "run", "--method", "ddim-toy-inversion", "--dataset",
-                          "demo", "--task", "invert", "--limit", "2", "--set", "num_inference_steps=5", "--out",
-                          str(out), "--score", "--report"], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, "-m", "icd_bench", "run", "--method", "ddim-toy-inversion",
+                          "--dataset", "demo", "--task", "invert", "--limit", "2",
+                          "--set", "num_inference_steps=5", "--out", str(out), "--score", "--report"],
+                         capture_output=True, text=True,
                          env={"HF_HUB_OFFLINE": "1", "PATH": "", "COLUMNS": "200", "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-2000:]
     assert "run summary" in res.stdout and "scores of" in res.stdout and "toy_match" in res.stdout

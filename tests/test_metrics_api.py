@@ -120,7 +120,8 @@ def test_a_failed_sample_counts_as_failed_under_every_value_of_its_metric(tmp_pa
     from icd_bench.runner import RunConfig, Runner
 
     out = tmp_path / "run"
-    Runner(RunConfig(method="ddim-toy", dataset="demo", out=out, limit=2, overrides=["num_inference_steps=3"])).run()
+    Runner(RunConfig(method="ddim-toy", dataset="demo", out=out, limit=2,
+                     overrides=["num_inference_steps=3"])).run()
     real = toy._scenes
     first = sorted(p.stem for p in (out / "images").iterdir())[0]
 

@@ -75,8 +75,8 @@ def replace_mapper(tokenizer, source: str, target: str, official_tail: bool = Fa
     L = tokenizer.model_max_length
     sw, tw = source.split(), target.split()
     if len(sw) != len(tw):
-        raise ValueError(f"a replace edit needs prompts with the same number of words ({len(sw)} vs {len(tw)}); "
-                         f"use refine for added or removed words")
+        raise ValueError(f"a replace edit needs prompts with the same number of words "
+                         f"({len(sw)} vs {len(tw)}); use refine for added or removed words")
     src_spans, tgt_spans = _word_spans(tokenizer, sw), _word_spans(tokenizer, tw)
     swapped = [k for k, (a, b) in enumerate(zip(sw, tw, strict=True)) if a != b]
     words = len(sw) if not (official_tail and swapped) else swapped[-1] + 1
@@ -147,9 +147,10 @@ def refine_mapper(tokenizer, source: str, target: str) -> tuple[torch.Tensor, to
 
 
 def infedit_refine_mapper(tokenizer, source: str, target: str, source_states: torch.Tensor,
-                          target_states: torch.Tensor, blend_word: str = "") -> tuple[torch.Tensor, torch.Tensor,
-                                                                                       torch.Tensor]:
-    """InfEdit's refine alignment (its ``seq_aligner.get_mapper``): (mapper, alphas, blend), each of length L.
+                          target_states: torch.Tensor,
+                          blend_word: str = "") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """InfEdit's refine alignment (its ``seq_aligner.get_mapper``): (mapper, alphas, blend), each of
+    length L.
 
     The global alignment of `refine_mapper`, then in every run of new target tokens that replaces
     deleted source tokens, the one (target, source) pair of highest cosine similarity of the text
@@ -173,7 +174,8 @@ def infedit_refine_mapper(tokenizer, source: str, target: str, source_states: to
             best, pair = float("-inf"), None
             for t in range(start, i):
                 for s in range(int(mapper[start - 1]) + 1, int(mapper[i])):
-                    sim = float(torch.nn.functional.cosine_similarity(source_states[t], target_states[s], dim=0))
+                    sim = float(torch.nn.functional.cosine_similarity(source_states[t], target_states[s],
+                                                                      dim=0))
                     if sim > best:
                         best, pair = sim, (t, s)
             if pair is not None:

@@ -8,14 +8,14 @@ as usual. While an edit is active, the target branch is steered by the source br
 al., 2022):
 
 - **cross-attention** (the first ``int(cross_replace · (N + 1))`` of N steps, the original's
-  window): the target's attention
-  probabilities become ``P_src @ A + P_tgt @ B`` — A is the replace matrix (B = 0), or for refine
-  the gather of aligned source tokens weighted by α (and B = diag(1 − α)); reweighting multiplies
-  the columns of the target's edited words (its words not in the source, stop words skipped: the
-  iCD editing script) or of its blend word (PIE-Bench's runs) by the amplify factor. Because ``(P @ A) @ V = P @ (A @ V)``, this runs
-  as ``SDPA(q_src, k_src, A·v_tgt) [+ SDPA(q_tgt, k_tgt, B·v_tgt)]``: no L×N map is materialised;
-- **self-attention** (the first ``int(self_replace · N)`` steps): the target takes the source's attention
-  pattern, ``SDPA(q_src, k_src, v_tgt)`` — the source's queries and keys swapped in;
+  window): the target's attention probabilities become ``P_src @ A + P_tgt @ B`` — A is the
+  replace matrix (B = 0), or for refine the gather of aligned source tokens weighted by α (and
+  B = diag(1 − α)); reweighting multiplies the columns of the target's edited words (its words not
+  in the source, stop words skipped: the iCD editing script) or of its blend word (PIE-Bench's
+  runs) by the amplify factor. Because ``(P @ A) @ V = P @ (A @ V)``, this runs as
+  ``SDPA(q_src, k_src, A·v_tgt) [+ SDPA(q_tgt, k_tgt, B·v_tgt)]``: no L×N map is materialised;
+- **self-attention** (the first ``int(self_replace · N)`` steps): the target takes the source's
+  attention pattern, ``SDPA(q_src, k_src, v_tgt)`` — the source's queries and keys swapped in;
 - **local blend** (from ``blend_start`` on): cross-attention maps of the blend words are kept only
   at the blend resolution (the only place probabilities are computed explicitly), and after each
   step the target latents outside the words' mask are reset to the source's.
@@ -75,7 +75,8 @@ class P2PParams:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.self_max_tokens < 0:
-            raise ValueError(f"self_max_tokens must be >= 0 (0: no self-attention injection), got {self.self_max_tokens}")
+            raise ValueError(f"self_max_tokens must be >= 0 (0: no self-attention injection), "
+                             f"got {self.self_max_tokens}")
 
 
 def edited_target_words(source: str, target: str) -> list[str]:
@@ -169,8 +170,8 @@ class P2PControl(AttentionControl):
     def __init__(self, tokenizer, sources: Sequence[str], targets: Sequence[str], num_steps: int,
                  config: P2PParams | None = None, blend_words: Sequence[tuple[str, str] | None] | None = None,
                  blend_resolution: int | None = None, store_maps: bool = False):
-        super().__init__(len(sources), num_steps, tokenizer.model_max_length, blend_resolution=blend_resolution,
-                         store_maps=store_maps)
+        super().__init__(len(sources), num_steps, tokenizer.model_max_length,
+                         blend_resolution=blend_resolution, store_maps=store_maps)
         self.cfg = config or P2PParams()
         L = tokenizer.model_max_length
         A, B = self.A, self.B
@@ -188,7 +189,8 @@ class P2PControl(AttentionControl):
             if self.cfg.amplify != 1.0:
                 eq = torch.ones(L)
                 for w in self.amplified_words(k, src, tgt, blend_words):
-                    eq[word_token_positions(tokenizer, tgt, w, exact=self.cfg.reference_compat)] = self.cfg.amplify
+                    eq[word_token_positions(tokenizer, tgt, w,
+                                            exact=self.cfg.reference_compat)] = self.cfg.amplify
                 A[k] = A[k] * eq
                 B[k] = B[k] * eq
         # local blend: the token positions of each sample's blend words, in each branch
@@ -274,7 +276,8 @@ class P2PAttnProcessor:
         batch = hidden_states.shape[0]
         query = attn.to_q(hidden_states)
         context = hidden_states if not is_cross else (
-            attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states)
+            attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross
+            else encoder_hidden_states)
         key, value = attn.to_k(context), attn.to_v(context)
         heads = attn.heads
         d = key.shape[-1] // heads
@@ -355,13 +358,14 @@ def prompt_to_prompt(backbone, sources: Sequence[str], targets: Sequence[str], n
         yield control
 
 
-#: sample(latents, cond, callback) -> latents: a method's sampler loop over 2n rows, ``callback`` after each step
+#: sample(latents, cond, callback) -> latents: a method's sampler loop over 2n rows, ``callback`` after
+#: each step
 Sampler = Callable[[torch.Tensor, PromptEmbeds, Callback], torch.Tensor]
 
 
 def p2p_decode(backbone, sample: Sampler, x: torch.Tensor, sources: Sequence[str], targets: Sequence[str],
-               num_steps: int, config: P2PParams, blend_words=None, *, source_cond: PromptEmbeds | None = None,
-               steps_run: int | None = None) -> torch.Tensor:
+               num_steps: int, config: P2PParams, blend_words=None, *,
+               source_cond: PromptEmbeds | None = None, steps_run: int | None = None) -> torch.Tensor:
     """Decode the latents ``x`` (n rows) with the source and the target prompts in one batch
     ``[sources; targets]`` of 2n rows, the target steered by Prompt-to-Prompt; returns the target rows.
 

@@ -68,7 +68,8 @@ class UACControl(AttentionControl):
     def __init__(self, tokenizer, sources: Sequence[str], targets: Sequence[str], num_steps: int,
                  source_states: torch.Tensor, target_states: torch.Tensor, config: UACParams | None = None,
                  blend_words: Sequence[str | None] | None = None, blend_resolution: int | None = None):
-        super().__init__(len(sources), num_steps, tokenizer.model_max_length, blend_resolution=blend_resolution)
+        super().__init__(len(sources), num_steps, tokenizer.model_max_length,
+                         blend_resolution=blend_resolution)
         self.cfg = config or UACParams()
         L = tokenizer.model_max_length
         for k, (src, tgt) in enumerate(zip(sources, targets, strict=True)):
@@ -94,7 +95,8 @@ class UACControl(AttentionControl):
 
     # -- local blend ---------------------------------------------------------------------------
     def blend(self, x_tgt: torch.Tensor, x_mut: torch.Tensor, alpha_t: float) -> torch.Tensor:
-        """The target latents after a step: their own inside the blend word's mask, the mutual branch's outside."""
+        """The target latents after a step: their own inside the blend word's mask, the mutual branch's
+        outside."""
         if not self.blending or not self.maps:
             return x_tgt
         (hw, maps), = self.maps.items()
@@ -115,10 +117,12 @@ class UACControl(AttentionControl):
         on its blocks, no blend after the last step (its output is x̂_0, not the landed latents)."""
         self.check_layout(info.x)
         x_src, x_tgt, x_mut = info.x.chunk(3)
-        return torch.cat([x_src, self.advance(x_tgt, x_mut, info.alpha_from, blend=info.index + 1 < self.num_steps),
+        return torch.cat([x_src,
+                          self.advance(x_tgt, x_mut, info.alpha_from, blend=info.index + 1 < self.num_steps),
                           x_mut])
 
-    def advance(self, x_tgt: torch.Tensor, x_mut: torch.Tensor, alpha_t: float, blend: bool = True) -> torch.Tensor:
+    def advance(self, x_tgt: torch.Tensor, x_mut: torch.Tensor, alpha_t: float,
+                blend: bool = True) -> torch.Tensor:
         """After a step, with the new target and mutual latents: local blend (``blend``), then the
         schedule's next step (what `step_callback` does with the batch's blocks)."""
         if blend and self.step > 0:
@@ -139,7 +143,8 @@ class UACAttnProcessor(P2PAttnProcessor):
                 return self._cross(q, k, v)
             plain = F.scaled_dot_product_attention(q[:-n3], k[:-n3], v[:-n3])
             return torch.cat([plain, self._cross(q[-n3:], k[-n3:], v[-n3:])])
-        return torch.cat([self._self(q[g:g + n3], k[g:g + n3], v[g:g + n3]) for g in range(0, q.shape[0], n3)])
+        return torch.cat([self._self(q[g:g + n3], k[g:g + n3], v[g:g + n3])
+                          for g in range(0, q.shape[0], n3)])
 
     def _self(self, q, k, v) -> torch.Tensor:
         n = self.control.n
@@ -168,7 +173,8 @@ class UACAttnProcessor(P2PAttnProcessor):
             c.record(refined)
             return torch.cat([out_s, (refined if edit else pt) @ vt, pm @ vm])
         A, B = c.matrices(v)
-        out_t = F.scaled_dot_product_attention(qm, km, A @ vt) + F.scaled_dot_product_attention(qt, kt, B @ vt)
+        out_t = (F.scaled_dot_product_attention(qm, km, A @ vt)
+                 + F.scaled_dot_product_attention(qt, kt, B @ vt))
         return torch.cat([out_s, out_t, F.scaled_dot_product_attention(qm, km, vm)])
 
 

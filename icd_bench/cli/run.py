@@ -200,7 +200,7 @@ def score(
     """Score a run: every finished sample × metric into RUN_DIR/metrics.parquet, with a summary table.
 
     Model-based metrics (lpips, dinov2, clip_t, clip_i, imagereward, fid, structure_distance) need
-    the metrics extra (pip install 'icd-bench[metrics]') and their weights: --weights-dir, then the
+    the metrics extra (pip install 'icd-bench\\[metrics]') and their weights: --weights-dir, then the
     local Hugging Face / torch caches, then a download when online; missing weights stop the
     command before any sample is scored.
 

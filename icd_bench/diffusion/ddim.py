@@ -2,8 +2,9 @@
 
 Written in the style of k-diffusion samplers: each loop is one function over a noise-prediction
 callable ``eps_fn(x, t, i) -> ε`` (``i`` is the step index), with an optional progress bar and a
-callback (`loop.StepInfo`, shared by every loop of this package). The noise schedule ᾱ comes from a diffusers scheduler (``scheduler.alphas_cumprod``);
-the timestep grid reuses ``DDIMScheduler.set_timesteps`` so it matches diffusers exactly.
+callback (`loop.StepInfo`, shared by every loop of this package). The noise schedule ᾱ comes from a
+diffusers scheduler (``scheduler.alphas_cumprod``); the timestep grid reuses
+``DDIMScheduler.set_timesteps`` so it matches diffusers exactly.
 
 Notation: ``alphas_cumprod[t]`` is ᾱ_t, written α_t in the iCD paper. A grid is a descending list
 of timesteps ``t_0 > t_1 > ... > t_{N-1}``; the step from ``t_i`` lands on ``t_{i+1}``, and the

@@ -73,5 +73,6 @@ def ddpm_sample(eps_fn: EpsFn, x: torch.Tensor, timesteps: Sequence[int], alphas
         t, s = timesteps[i], landing_timestep(timesteps, i)
         a_t, a_s = alpha_at(alphas_cumprod, t, final_alpha), alpha_at(alphas_cumprod, s, final_alpha)
         mean, sigma = ddpm_step_mean(x, eps_fn(x, t, i), a_t, a_s, eta)
-        x = apply_callback(callback, StepInfo(i, t, s, a_t, a_s, mean + (sigma if sigma > 0 else 1.0) * zs[k].to(x)))
+        x = apply_callback(callback, StepInfo(i, t, s, a_t, a_s,
+                                              mean + (sigma if sigma > 0 else 1.0) * zs[k].to(x)))
     return x

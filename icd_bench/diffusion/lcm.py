@@ -10,8 +10,9 @@ Luo et al. 2023) re-noises x̂_0 to the next timestep with fresh noise z_i:
 
 Storing the z_i makes the sampler deterministic, and then one step has an exact inverse in x_{t_i}
 given ε (`lcm_invert_step`) — ReNoise's fixed point. `lcm_sample` and `ddcm_sample` are the
-sampler loops (`loop.StepInfo` callbacks, as every loop of this package). The timestep grid is diffusers' LCMScheduler's
-(skipping steps of its 50-step original schedule), so it matches LCM pipelines exactly.
+sampler loops (`loop.StepInfo` callbacks, as every loop of this package). The timestep grid is
+diffusers' LCMScheduler's (skipping steps of its 50-step original schedule), so it matches LCM
+pipelines exactly.
 """
 
 from __future__ import annotations
@@ -95,11 +96,13 @@ def ddcm_step(x_src: torch.Tensor, x_tgt: torch.Tensor, eps_src: torch.Tensor, e
 @torch.no_grad()
 def lcm_sample(eps_fn: EpsFn, x: torch.Tensor, timesteps: Sequence[int], alphas_cumprod: torch.Tensor,
                noises: Sequence[torch.Tensor], *, callback: Callback | None = None) -> torch.Tensor:
-    """LCM multistep sampling from x at ``timesteps[0]``, re-noising step i with ``noises[i]``; returns x̂_0."""
+    """LCM multistep sampling from x at ``timesteps[0]``, re-noising step i with ``noises[i]``;
+    returns x̂_0."""
     for i, t in enumerate(timesteps):
         s = landing_timestep(timesteps, i)
         a_t, a_s = alpha_at(alphas_cumprod, t), alpha_at(alphas_cumprod, s)
-        x = apply_callback(callback, StepInfo(i, t, s, a_t, a_s, lcm_step(x, eps_fn(x, t, i), a_t, a_s, noises[i])))
+        x = apply_callback(callback, StepInfo(i, t, s, a_t, a_s,
+                                              lcm_step(x, eps_fn(x, t, i), a_t, a_s, noises[i])))
     return x
 
 

@@ -5,8 +5,9 @@ A loop calls ``eps_fn(x, t, i) -> ε`` (``t`` the timestep ε is evaluated at, `
 its grid) and, after each step, ``callback(StepInfo)``; a tensor the callback returns replaces the
 latents (P2P's local blend does so). Every loop fills `StepInfo` the same way: ``index`` is the step's
 position on its grid (0 = the noisiest sampling step, also when a loop starts later on the grid or
-walks it upwards; `ddim.ddim_path`, which walks a given path, its position on the path), ``t_from`` the timestep the step leaves and ``t_to`` the one it lands on
-(`schedule.CLEAN` for the clean end), ``alpha_from`` / ``alpha_to`` their ᾱ, ``x`` the landed latents.
+walks it upwards; `ddim.ddim_path`, which walks a given path, its position on the path), ``t_from``
+the timestep the step leaves and ``t_to`` the one it lands on (`schedule.CLEAN` for the clean end),
+``alpha_from`` / ``alpha_to`` their ᾱ, ``x`` the landed latents.
 """
 
 from __future__ import annotations

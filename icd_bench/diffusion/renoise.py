@@ -51,7 +51,8 @@ class ReNoiseConfig:
 
     def __post_init__(self):
         if self.kl_reference not in KL_REFERENCES:
-            raise ValueError(f"kl_reference must be one of {', '.join(KL_REFERENCES)}, got {self.kl_reference!r}")
+            raise ValueError(f"kl_reference must be one of {', '.join(KL_REFERENCES)}, "
+                             f"got {self.kl_reference!r}")
         for name in ("renoise_steps", "first_step_renoise_steps", "reg_steps", "ac_rolls"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
@@ -91,7 +92,8 @@ def auto_correlation_loss(x: torch.Tensor, generator: torch.Generator | None) ->
     for c in range(x.shape[0]):
         for n, r in zip(levels, rolls[c].tolist(), strict=True):
             n = n[c]
-            loss = loss + (n * torch.roll(n, r, dims=0)).mean() ** 2 + (n * torch.roll(n, r, dims=1)).mean() ** 2
+            loss = (loss + (n * torch.roll(n, r, dims=0)).mean() ** 2
+                    + (n * torch.roll(n, r, dims=1)).mean() ** 2)
     return loss
 
 

@@ -52,10 +52,12 @@ class Boundaries:
         if len(r) != len(f):
             raise ConfigError(f"forward and reverse need the same number of steps: {list(f)} vs {list(r)}")
         if f[1:] != r[:-1]:
-            raise ConfigError(f"forward and reverse boundaries are not consistent: the forward steps after the "
-                              f"first ({list(f[1:])}) must equal the reverse steps before the last ({list(r[:-1])})")
+            raise ConfigError(f"forward and reverse boundaries are not consistent: the forward steps after "
+                              f"the first ({list(f[1:])}) must equal the reverse steps before the last "
+                              f"({list(r[:-1])})")
         if f[0] >= r[0]:
-            raise ConfigError(f"the first forward step ({f[0]}) must lie below the first reverse boundary ({r[0]})")
+            raise ConfigError(f"the first forward step ({f[0]}) must lie below the first reverse boundary "
+                              f"({r[0]})")
 
     @classmethod
     def named(cls, name: str) -> Boundaries:

@@ -4,7 +4,8 @@ Every model enters as ``eps(x, t, w) -> ε`` over a batch (``t``: a (B,) long te
 ``w``: a (B,) tensor of CFG scales in the paper's convention, 1 = unguided). The solver grid is
 the teacher's coarse DDIM grid with skip k = T / N (SD1.5: k = 20, grid 19, 39, …, 999).
 
-- **Guidance distillation** (stage 1): ε_student(x_t, t, c, w) ≈ ε(x_t, t, ∅) + w (ε(x_t, t, c) − ε(x_t, t, ∅)).
+- **Guidance distillation** (stage 1):
+  ε_student(x_t, t, c, w) ≈ ε(x_t, t, ∅) + w (ε(x_t, t, c) − ε(x_t, t, ∅)).
 - **CD, reverse** (eq. 3 on the guided process): the student at t_n maps to its segment's lower
   boundary s; the target is the target network at t_{n−1} = t_n − k, after ONE teacher DDIM step
   from t_n with guidance w (the boundary condition: the teacher's point itself when t_{n−1} = s).
@@ -103,8 +104,8 @@ def guidance_distillation_loss(student: Eps, teacher_cond: Eps, teacher_uncond: 
 
 
 def _consistency(student: Eps, target_net: Eps, teacher: Eps, solver: Solver, x0: torch.Tensor,
-                 noise: torch.Tensor, t: torch.Tensor, t_adj: torch.Tensor, boundary: torch.Tensor, w: torch.Tensor,
-                 kind: str, clean_anchor: bool = True) -> torch.Tensor:
+                 noise: torch.Tensor, t: torch.Tensor, t_adj: torch.Tensor, boundary: torch.Tensor,
+                 w: torch.Tensor, kind: str, clean_anchor: bool = True) -> torch.Tensor:
     """Both directions' consistency loss: the student maps x_t to ``boundary``; the target is one
     teacher step t → ``t_adj`` (t_{n−1} or t_{n+1}) and then the target net to the same boundary —
     or the teacher's point itself when ``t_adj`` is the boundary."""
@@ -141,8 +142,8 @@ def forward_cd_loss(student: Eps, target_net: Eps, teacher: Eps, solver: Solver,
     _check_index(index, solver.num_steps - 1)
     t = solver.grid[index]
     u = _forward_boundaries(boundaries, t + solver.skip)
-    loss = _consistency(student, target_net, teacher, solver, x0, noise, t, t + solver.skip, u, torch.ones(len(t)),
-                        kind)
+    loss = _consistency(student, target_net, teacher, solver, x0, noise, t, t + solver.skip, u,
+                        torch.ones(len(t)), kind)
     return loss, {"t": t, "u": u}
 
 

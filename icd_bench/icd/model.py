@@ -29,9 +29,9 @@ FORWARD, REVERSE = "fcdm", "cdm"  # adapter names ("forward" would shadow nn.Mod
 PEFT_PREFIX = "unet.base_model.model."
 #: The modules LoRA targets when adapters are created here (LCM-LoRA's list, which the reference
 #: training code inherits); imported adapters use exactly the modules their file names.
-DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
-                        "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv",
-                        "time_emb_proj")
+DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj",
+                        "ff.net.2", "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv",
+                        "upsamplers.0.conv", "time_emb_proj")
 #: The release's LoRA scale: alpha 8 at rank 64 (the reference loader's conversion).
 RELEASE_LORA_ALPHA = 8.0
 #: SD1.5's guidance-embedding width in the release (``time_cond_proj_dim``).
@@ -52,8 +52,8 @@ def add_guidance_embedding(unet, dim: int = RELEASE_GUIDANCE_DIM, *, share_weigh
     """
     has_input = unet.config.time_cond_proj_dim is not None
     state = {k: v.detach() if share_weights else v.detach().clone() for k, v in unet.state_dict().items()}
-    new, missing, unexpected = _with_guidance_input(unet, unet.config.time_cond_proj_dim if has_input else dim,
-                                                    state)
+    new, missing, unexpected = _with_guidance_input(
+        unet, unet.config.time_cond_proj_dim if has_input else dim, state)
     if unexpected or set(missing) != (set() if has_input else {"time_embedding.cond_proj.weight"}):
         raise RuntimeError(f"unexpected keys adding the guidance embedding: {missing} {unexpected}")
     if not has_input:
@@ -71,7 +71,8 @@ def _with_guidance_input(unet, dim: int, state: dict[str, torch.Tensor]):
 
     config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
     with torch.device("meta"):
-        new = UNet2DConditionModel.from_config({**config, "time_cond_proj_dim": None if dim is None else int(dim)})
+        new = UNet2DConditionModel.from_config({**config,
+                                                "time_cond_proj_dim": None if dim is None else int(dim)})
     missing, unexpected = new.load_state_dict(state, strict=False, assign=True)
     return new, missing, unexpected
 
@@ -112,7 +113,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
         raise ConfigError(f"{path} is not a tensor state dict loadable with weights_only=True "
-                          f"({first_line(e)}); only plain tensor checkpoints are read, never pickled code") from None
+                          f"({first_line(e)}); only plain tensor checkpoints are read, "
+                          f"never pickled code") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):

@@ -62,7 +62,8 @@ class ICDPipeline:
         self.adapters: dict[str, dict] = {}
         for name, path in ((FORWARD, forward_lora), (REVERSE, reverse_lora)):
             if path:
-                self.adapters[name] = {"source": str(path), **load_adapter(unet, name, path, alpha=lora_alpha)}
+                self.adapters[name] = {"source": str(path),
+                                       **load_adapter(unet, name, path, alpha=lora_alpha)}
             else:
                 alpha = lora_alpha if lora_alpha is not None else RELEASE_LORA_ALPHA
                 attach_adapter(unet, name, rank=lora_rank, alpha=alpha)
@@ -116,8 +117,9 @@ class ICDPipeline:
         with active_adapter(self.unet, REVERSE):
             return icd_decode(eps_fn, x, self.boundaries, bb.alphas_cumprod, callback=callback)
 
-    def decode_p2p(self, x: torch.Tensor, sources: Sequence[str], targets: Sequence[str], w: float, tau: float,
-                   config: P2PParams, blend_words=None, source_cond: PromptEmbeds | None = None) -> torch.Tensor:
+    def decode_p2p(self, x: torch.Tensor, sources: Sequence[str], targets: Sequence[str], w: float,
+                   tau: float, config: P2PParams, blend_words=None,
+                   source_cond: PromptEmbeds | None = None) -> torch.Tensor:
         """Decode the same noise latents with the source (unguided) and the target prompts in one
         batch, the target steered by Prompt-to-Prompt (`attention.p2p_decode`); returns the target
         branch's latents. ``source_cond``: the sources' embeddings when the caller has them already."""
@@ -126,6 +128,6 @@ class ICDPipeline:
         def sample(x2, cond, callback):
             return self.decode(x2, cond, w, tau, callback=callback, branches=2, unguided_rows=n)
 
-        return p2p_decode(self.backbone, sample, x, sources, targets, self.boundaries.steps, config, blend_words,
-                          source_cond=source_cond)
+        return p2p_decode(self.backbone, sample, x, sources, targets, self.boundaries.steps, config,
+                          blend_words, source_cond=source_cond)
 

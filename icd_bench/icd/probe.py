@@ -89,7 +89,8 @@ class Probe:
             traj[step.t_to] = step.x
 
         with adapters_off(self.pipe.unet):
-            ddim_path(lambda x, t, i: self._eps(x, t, cond, 1.0), x, self.grid[::-1], self.alphas, callback=keep)
+            ddim_path(lambda x, t, i: self._eps(x, t, cond, 1.0), x, self.grid[::-1], self.alphas,
+                      callback=keep)
         return traj
 
     @torch.no_grad()

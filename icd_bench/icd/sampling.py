@@ -28,7 +28,8 @@ def consistency_step(x_t: torch.Tensor, eps: torch.Tensor, t: int, s: int,
     return consistency.consistency_step(x_t, eps, t, clean_at_zero(s), alphas_cumprod)
 
 
-def noise_to_start(x0: torch.Tensor, noise: torch.Tensor, t: int, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+def noise_to_start(x0: torch.Tensor, noise: torch.Tensor, t: int,
+                   alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """q(x_t | x_0): the image noised to the first forward step (the reference starts at t = 19)."""
     return q_sample(x0, noise.to(x0.dtype), alpha_at(alphas_cumprod, t))
 

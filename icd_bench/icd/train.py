@@ -90,7 +90,8 @@ class CommonTrainConfig:
     grad_clip: float = 1.0
     loss: str = "l2"  # l2 | huber (pseudo-Huber, as the reference)
     huber_c: float = 0.001
-    guidance_scales: tuple[float, ...] = (1.0, 3.0, 5.0, 7.0)  # w (1 = unguided); paper SD1.5: 1, 8, 12, 16, 20
+    # w (1 = unguided); paper SD1.5: 1, 8, 12, 16, 20
+    guidance_scales: tuple[float, ...] = (1.0, 3.0, 5.0, 7.0)
     seed: int = 0
     checkpoint_every: int = 250
     log_every: int = 25
@@ -143,9 +144,10 @@ class ICDTrainConfig(CommonTrainConfig):
     # "summed": the four terms' gradients summed into one optimiser step per batch; "per_term": an
     # optimiser step (clipped) after each term, one optimiser per adapter — the official trainer's schedule
     optimizer_steps: str = "summed"
-    shared_noise: bool = False  # one noise draw per batch for every term (the official trainer), else one per term
-    # the UNet and its inputs in channels-last memory layout (oneDNN's convolutions; measured on the 2-core CPU:
-    # a stage-2 step 5 % faster at batch 16, 3 % at batch 8)
+    # one noise draw per batch for every term (the official trainer), else one per term
+    shared_noise: bool = False
+    # the UNet and its inputs in channels-last memory layout (oneDNN's convolutions; measured on the
+    # 2-core CPU: a stage-2 step 5 % faster at batch 16, 3 % at batch 8)
     channels_last: bool = True
 
     def __post_init__(self):
@@ -225,7 +227,8 @@ def _step_generator(seed: int, step: int, process: int) -> torch.Generator:
 
 
 def _micro_steps(step: int, accumulate: int) -> range:
-    """The data / noise indices of an optimiser step's micro-batches (``step`` itself without accumulation)."""
+    """The data / noise indices of an optimiser step's micro-batches (``step`` itself without
+    accumulation)."""
     return range(step * accumulate, (step + 1) * accumulate)
 
 
@@ -239,14 +242,16 @@ class AdapterOptimisers:
     "summed"``: one step per batch) or one per adapter (``"per_term"``: a step after each term, the
     official trainer's schedule); before each step the gradients are averaged over processes and clipped."""
 
-    def __init__(self, acc, unet, names: list[str], params: dict[str, torch.nn.Parameter], cfg: ICDTrainConfig):
+    def __init__(self, acc, unet, names: list[str], params: dict[str, torch.nn.Parameter],
+                 cfg: ICDTrainConfig):
         self.acc, self.cfg = acc, cfg
         self.groups = ({"all": list(params.values())} if cfg.optimizer_steps == "summed" else
                        {name: list(adapter_parameters(unet, name).values()) for name in names})
         self.optimizers = {}
         for key, group in self.groups.items():
             optimizer = torch.optim.AdamW(group, lr=cfg.lr, weight_decay=0.0)
-            self.optimizers[key] = acc.prepare(optimizer, warmup_schedule(optimizer, cfg.warmup, cfg.lr_decay, cfg.steps))
+            self.optimizers[key] = acc.prepare(optimizer, warmup_schedule(optimizer, cfg.warmup, cfg.lr_decay,
+                                                                          cfg.steps))
 
     def step(self, key: str) -> None:
         """Average over processes, clip, step the optimiser ``key`` (and its schedule), zero its grads."""
@@ -284,7 +289,8 @@ class AdapterEps:
         self.dim = unet.config.time_cond_proj_dim
 
     def _forward(self, x, t, w, cond):
-        return self.unet(x, t.to(x.device), timestep_cond=_w_embedding(w, self.dim, x), **cond.unet_kwargs()).sample
+        return self.unet(x, t.to(x.device), timestep_cond=_w_embedding(w, self.dim, x),
+                         **cond.unet_kwargs()).sample
 
     def eps(self, adapter: str | None, cond):
         """ε of the teacher (``adapter`` None) or of ``adapter``."""
@@ -334,8 +340,8 @@ def train_cfg_distill(recipe: dict, out_dir: Path, *, device: str = "auto", prog
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
     schedule = warmup_schedule(optimizer, cfg.warmup, cfg.lr_decay, cfg.steps)
     student, optimizer, schedule = acc.prepare(student, optimizer, schedule)
-    data = TrainData(recipe["data"], cfg.seed, bb.preprocess, bb.resolution, acc.process_index, acc.num_processes,
-                     out_dir)
+    data = TrainData(recipe["data"], cfg.seed, bb.preprocess, bb.resolution, acc.process_index,
+                     acc.num_processes, out_dir)
     solver = Solver(bb.alphas_cumprod.float())
     loop = TrainLoop(acc, out_dir, recipe, cfg, ["loss"], progress, log, "cfg distillation",
                      params=acc.unwrap_model(student).parameters())
@@ -360,7 +366,8 @@ def train_cfg_distill(recipe: dict, out_dir: Path, *, device: str = "auto", prog
             uncond = null.repeat(len(x0))
             with acc.autocast():
                 loss, _ = guidance_distillation_loss(run(student, cond, True), run(teacher, cond, False),
-                                                     run(teacher, uncond, False), solver, x0, noise, t, w, cfg.loss)
+                                                     run(teacher, uncond, False), solver, x0, noise, t, w,
+                                                     cfg.loss)
             acc.backward(loss / k)
             total += loss.item() / k
         if cfg.grad_clip:
@@ -453,8 +460,8 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
     state = AdapterState(params, ema)
     optimisers = AdapterOptimisers(acc, unet, names, params, cfg)
     acc.register_for_checkpointing(state)
-    data = TrainData(recipe["data"], cfg.seed, bb.preprocess, bb.resolution, acc.process_index, acc.num_processes,
-                     out_dir)
+    data = TrainData(recipe["data"], cfg.seed, bb.preprocess, bb.resolution, acc.process_index,
+                     acc.num_processes, out_dir)
     solver = Solver(bb.alphas_cumprod.float(), cfg.solver_steps)
     fields = [f for f, on in (("cd", cfg.train_reverse), ("fcd", cfg.train_forward),
                               ("preserve_f", cfg.train_forward and cfg.lambda_f > 0),
@@ -506,7 +513,8 @@ def train_icd(recipe: dict, out_dir: Path, *, device: str = "auto", progress: bo
     terms = [t for t, on in ((("cd", REVERSE, cd_term, 1.0), cfg.train_reverse),
                              (("fcd", FORWARD, fcd_term, 1.0), cfg.train_forward),
                              (("preserve_f", FORWARD, preserve_f_term, cfg.lambda_f), "preserve_f" in fields),
-                             (("preserve_r", REVERSE, preserve_r_term, cfg.lambda_r), "preserve_r" in fields)) if on]
+                             (("preserve_r", REVERSE, preserve_r_term, cfg.lambda_r), "preserve_r" in fields))
+             if on]
     k = cfg.accumulate
     for step in range(loop.start, cfg.steps):
         micro = [batch_of(m) for m in _micro_steps(step, k)]

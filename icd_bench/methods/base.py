@@ -21,7 +21,8 @@ class NoParams:
 def without_mask(sample: EditSample) -> EditSample:
     """The sample as a method that may not see the evaluation mask gets it (no ``edit_mask``, nor its copy
     in ``meta``)."""
-    return replace(sample, edit_mask=None, meta={k: v for k, v in sample.meta.items() if k != "mask_without_border"})
+    return replace(sample, edit_mask=None,
+                   meta={k: v for k, v in sample.meta.items() if k != "mask_without_border"})
 
 
 class EditingMethod:
@@ -38,8 +39,9 @@ class EditingMethod:
     name: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
     tasks: ClassVar[tuple[str, ...]] = TASKS
-    #: whether ``edit`` is given the dataset's edit mask (recorded in the run's manifest as ``protocol.saw_mask``);
-    #: otherwise its samples arrive without one, as PIE-Bench's methods get only the prompts
+    #: whether ``edit`` is given the dataset's edit mask (recorded in the run's manifest as
+    #: ``protocol.saw_mask``); otherwise its samples arrive without one, as PIE-Bench's methods get only
+    #: the prompts
     sees_edit_mask: ClassVar[bool] = False
 
     def __init__(self, backbone: Backbone, params=None):
@@ -101,7 +103,8 @@ class EditingMethod:
                     extras = [{"latent_nll": round(float(v), 6)} for v in latent_nll(inv.latents)]
                     out = self.reconstruct(inv)
                 else:  # PIE-Bench's protocol: a method sees the edit mask only if it declares it
-                    out = self.edit(sources, samples if self.sees_edit_mask else [without_mask(s) for s in samples],
+                    out = self.edit(sources,
+                                    samples if self.sees_edit_mask else [without_mask(s) for s in samples],
                                     generators)
         nfe = spent[0] // n
         out = out.float().cpu()  # one transfer (and sync) per batch

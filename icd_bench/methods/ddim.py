@@ -27,8 +27,10 @@ class DDIMParams:
     guidance_scale: float = 7.5  # w when decoding (reconstruction, editing, generation)
     inversion_guidance_scale: float = 1.0  # w when inverting; 1 = unguided (paper, Table 1)
     tau: float = 1.0  # dynamic CFG: guided only where t/T <= tau; 1.0 = guided at every step
-    inversion_tau: float = 1.0  # the same for inverting (Table 1's "Enc, d.CFG"); 1.0 = guided at every step
-    # the grid's offset; None: the checkpoint's scheduler config (SD: 1, grid 981…1, also PIE-Bench's runs); 0: 980…0
+    # the same for inverting (Table 1's "Enc, d.CFG"); 1.0 = guided at every step
+    inversion_tau: float = 1.0
+    # the grid's offset; None: the checkpoint's scheduler config (SD: 1, grid 981…1, also PIE-Bench's
+    # runs); 0: 980…0
     steps_offset: int | None = None
 
     def __post_init__(self):
@@ -50,7 +52,8 @@ class DDIM(EditingMethod):
     Params: ClassVar[type] = DDIMParams
 
     def _timesteps(self) -> list[int]:
-        return ddim_timesteps(self.backbone.scheduler, self.params.num_inference_steps, self.params.steps_offset)
+        return ddim_timesteps(self.backbone.scheduler, self.params.num_inference_steps,
+                              self.params.steps_offset)
 
     def unconditional(self, inversion: Inversion | None, n: int) -> Callable[[int], PromptEmbeds]:
         """step index → the unconditional embeddings ∅ of n rows that CFG uses at that decoding step:
@@ -58,8 +61,8 @@ class DDIM(EditingMethod):
         null = self.backbone.null_embeds(n)
         return lambda i: null
 
-    def _sample(self, latents: torch.Tensor, cond: PromptEmbeds, uncond: Callable[[int], PromptEmbeds], w: float,
-                *, branches: int = 1, callback=None) -> torch.Tensor:
+    def _sample(self, latents: torch.Tensor, cond: PromptEmbeds, uncond: Callable[[int], PromptEmbeds],
+                w: float, *, branches: int = 1, callback=None) -> torch.Tensor:
         """DDIM decoding of ``latents`` with (dynamic) CFG; ``uncond(i)`` gives step i's ∅ rows (one
         set per branch), asked for only on guided steps."""
         bb, p = self.backbone, self.params
@@ -89,7 +92,8 @@ class DDIM(EditingMethod):
         def keep(info):
             trajectory[info.index] = info.x  # the latents at t_i, where undoing sampling step i lands
 
-        xT = ddim_invert(eps_fn, x0, self._timesteps(), bb.alphas_cumprod, bb.final_alpha_cumprod, callback=keep)
+        xT = ddim_invert(eps_fn, x0, self._timesteps(), bb.alphas_cumprod, bb.final_alpha_cumprod,
+                         callback=keep)
         return Inversion(latents=xT, prompts=list(prompts), image_latents=x0,
                          state={"source_cond": cond, "trajectory": trajectory})
 

@@ -45,8 +45,8 @@ class DDIMP2P(DDIM):
         uncond = self.unconditional(inv, n)
 
         def sample(x2, cond, callback):
-            return self._sample(x2, cond, lambda i: PromptEmbeds.cat([uncond(i), uncond(i)]), p.guidance_scale,
-                                branches=2, callback=callback)
+            return self._sample(x2, cond, lambda i: PromptEmbeds.cat([uncond(i), uncond(i)]),
+                                p.guidance_scale, branches=2, callback=callback)
 
         x0 = p2p_decode(bb, sample, inv.latents, sources, targets, len(self._timesteps()), p,
                         [s.blend_words for s in samples], source_cond=inv.state["source_cond"])

@@ -41,7 +41,8 @@ class EFDDPMParams(P2PParams):
     eta: float = 1.0
     p2p: bool = False  # the paper's setting: a plain prompt switch
     self_max_tokens: int = 16 * 16  # the EF controllers' rule for self-attention injection
-    zero_last_noise: bool = False  # the reference's zeroed noise map of the final step (inexact reconstruction)
+    # the reference's zeroed noise map of the final step (inexact reconstruction)
+    zero_last_noise: bool = False
     OFFICIAL_SWITCHES: ClassVar[dict[str, object]] = {"zero_last_noise": True}
 
     def __post_init__(self):
@@ -91,7 +92,8 @@ class EFDDPM(EditingMethod):
         """(steps, n, C, h, w): the noise that noises the image to each grid timestep (descending t), drawn
         from each sample's generator in that order."""
         shape = self.backbone.latent_shape(1)
-        return torch.stack([torch.cat([torch.randn(shape, generator=g) for _ in range(steps)]) for g in generators], 1)
+        return torch.stack([torch.cat([torch.randn(shape, generator=g) for _ in range(steps)])
+                            for g in generators], 1)
 
     def _sample(self, inv: Inversion, x, cond, w, uncond, branches=1, callback=None) -> torch.Tensor:
         bb, p = self.backbone, self.params
@@ -112,12 +114,13 @@ class EFDDPM(EditingMethod):
         inv = self.invert(images, sources, generators)
         uncond = inv.state["uncond"]
         if not p.p2p:
-            return bb.decode(self._sample(inv, inv.latents, bb.encode_prompt(targets), p.target_guidance_scale,
-                                          uncond))
+            return bb.decode(self._sample(inv, inv.latents, bb.encode_prompt(targets),
+                                          p.target_guidance_scale, uncond))
         w = torch.tensor([p.source_guidance_scale] * n + [p.target_guidance_scale] * n)
 
         def sample(x2, cond, callback):
-            return self._sample(inv, x2, cond, w, PromptEmbeds.cat([uncond, uncond]), branches=2, callback=callback)
+            return self._sample(inv, x2, cond, w, PromptEmbeds.cat([uncond, uncond]), branches=2,
+                                callback=callback)
 
         # the windows are fractions of the whole grid (the reference's controller is built for all
         # steps), of which the sampler runs the last num_inference_steps − skip

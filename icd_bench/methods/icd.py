@@ -62,11 +62,11 @@ class ICDParams(P2PParams):
 
 @METHODS.register("icd")
 class ICD(EditingMethod):
-    """iCD: forward (encoding) and reverse (decoding) multi-boundary consistency models;
-    ``guidance_scale`` is the embedded w, whose code w − 1 the release feeds the model (20 = the paper's "CFG 19").
+    """iCD: encoding and decoding multi-boundary consistency models; w 20 = the paper's "CFG 19".
 
-    The `icd-sd15` preset's w 20 is the official launch script's ``--guidance_scale 19``, which goes into
-    the guidance embedding as the code itself (see the ``icd-sd15`` preset and docs/methods/icd.md).
+    ``guidance_scale`` is the embedded w, whose code w − 1 the release feeds the model: the `icd-sd15`
+    preset's w 20 is the official launch script's ``--guidance_scale 19``, which goes into the guidance
+    embedding as the code itself (the ``icd-sd15`` preset and docs/methods/icd.md).
     """
 
     Params: ClassVar[type] = ICDParams
@@ -87,8 +87,8 @@ class ICD(EditingMethod):
         scales, where = trained
         if min(scales) <= p.guidance_scale <= max(scales):
             return []
-        return [f"guidance_scale {p.guidance_scale:g} is outside the scales the decoding adapter was trained on "
-                f"({', '.join(f'{w:g}' for w in scales)}; {where}): expect degraded outputs"]
+        return [f"guidance_scale {p.guidance_scale:g} is outside the scales the decoding adapter was trained "
+                f"on ({', '.join(f'{w:g}' for w in scales)}; {where}): expect degraded outputs"]
 
     def invert(self, images: torch.Tensor, prompts: list[str],
                generators: Sequence[torch.Generator]) -> Inversion:
@@ -118,5 +118,6 @@ class ICD(EditingMethod):
 
     def generate(self, prompts: list[str], generators: Sequence[torch.Generator]) -> torch.Tensor:
         bb, p = self.backbone, self.params
-        x0 = self.pipe.decode(self.initial_noise(generators), bb.encode_prompt(prompts), p.guidance_scale, p.tau)
+        x0 = self.pipe.decode(self.initial_noise(generators), bb.encode_prompt(prompts), p.guidance_scale,
+                              p.tau)
         return bb.decode(x0)

@@ -82,7 +82,8 @@ class InfEdit(ConsistencyMethod):
         start = q_sample(x0, noises[-1], a0) if p.noised_start else noises[-1]
         src_embeds = bb.encode_prompt(sources)
         cond = PromptEmbeds.cat([src_embeds, bb.encode_prompt(targets), src_embeds][:branches])
-        scales = torch.tensor([p.source_guidance] * n + [p.target_guidance] * n + [p.source_guidance] * n)[: branches * n]
+        scales = torch.tensor([p.source_guidance] * n + [p.target_guidance] * n
+                              + [p.source_guidance] * n)[: branches * n]
         embedded = p.guidance == "embedded"
         guided = not embedded and (p.source_guidance != 1.0 or p.target_guidance != 1.0)
         uncond = bb.null_embeds(branches * n) if guided else None

@@ -37,7 +37,8 @@ class ConsistencyParams:
 
     def __post_init__(self):
         if not 1 <= self.num_steps <= 50:
-            raise ValueError(f"num_steps must be in 1..50 (LCM's 50-step origin schedule), got {self.num_steps}")
+            raise ValueError(f"num_steps must be in 1..50 (LCM's 50-step origin schedule), "
+                             f"got {self.num_steps}")
         if self.model_guidance < 0:
             raise ValueError("model_guidance must be >= 0")
 
@@ -51,7 +52,8 @@ class ConsistencyMethod(EditingMethod):
         super().__init__(backbone, params)
         p = self.params
         if p.unet or p.lora:  # a UNet of the method's own: the backbone's stays as it was (`close`)
-            unet = load_guidance_distilled_unet(p.unet, backbone.unet) if p.unet else shared_copy(backbone.unet)
+            unet = (load_guidance_distilled_unet(p.unet, backbone.unet) if p.unet
+                    else shared_copy(backbone.unet))
             if p.lora:
                 load_adapter(unet, LCM_ADAPTER, p.lora, alpha=p.lora_alpha)
                 unet.set_adapter(LCM_ADAPTER)  # its only adapter
@@ -61,7 +63,8 @@ class ConsistencyMethod(EditingMethod):
 
     @property
     def embeds_guidance(self) -> bool:
-        return bool(getattr(self.backbone.unet.config, "time_cond_proj_dim", None)) and self.params.guidance_embedding
+        return (bool(getattr(self.backbone.unet.config, "time_cond_proj_dim", None))
+                and self.params.guidance_embedding)
 
     def guidance_cond(self, rows: int, w: torch.Tensor | None = None) -> torch.Tensor | None:
         """The guidance embedding of ``model_guidance`` (or of per-row scales ``w``) for ``rows``
@@ -73,7 +76,8 @@ class ConsistencyMethod(EditingMethod):
         return guidance_embedding(guidance_code(w), dim).to(self.backbone.device, self.backbone.dtype)
 
     def eps(self, x: torch.Tensor, t: int, cond: PromptEmbeds, uncond: PromptEmbeds | None = None,
-            w: float | torch.Tensor = 1.0, *, branches: int = 1, embedded_w: torch.Tensor | None = None) -> torch.Tensor:
+            w: float | torch.Tensor = 1.0, *, branches: int = 1,
+            embedded_w: torch.Tensor | None = None) -> torch.Tensor:
         """ε of the consistency model, with explicit CFG of scale w (per row allowed) on top;
         ``embedded_w``: per-row scales for the guidance embedding instead of ``model_guidance``."""
         return guided_noise(self.backbone, x, t, cond, uncond, w, self.guidance_cond(x.shape[0], embedded_w),

@@ -120,8 +120,8 @@ class Metric:
         if unknown:
             raise TypeError(f"{cls.__qualname__}.needs has {unknown}: a metric can need {', '.join(NEEDS)}")
 
-    def __init__(self, spec: MetricSpec, device: torch.device | str = "cpu", options: dict[str, str] | None = None,
-                 task: str | None = None):
+    def __init__(self, spec: MetricSpec, device: torch.device | str = "cpu",
+                 options: dict[str, str] | None = None, task: str | None = None):
         self.spec = spec
         self.device = torch.device(device)
         self.options = dict(options or {})

@@ -118,7 +118,8 @@ def clip_weight_spec(model_name: str, pretrained: str) -> WeightSpec:
         hub, filename = hf_hub.rsplit("/", 1) if hf_hub.count("/") > 1 else (hf_hub, "")
         if filename and filename not in files:
             files = (filename, *files)
-    return WeightSpec(key, f"CLIP {model_name} with {pretrained} weights (open_clip)", files, hub=hub, single_file=True)
+    return WeightSpec(key, f"CLIP {model_name} with {pretrained} weights (open_clip)", files, hub=hub,
+                      single_file=True)
 
 
 def load_clip(model_name: str, pretrained: str, path: Path, device: torch.device) -> LoadedClip:
@@ -132,7 +133,8 @@ def load_clip(model_name: str, pretrained: str, path: Path, device: torch.device
         if open_clip.get_model_config(model_name) is None:
             close = difflib.get_close_matches(model_name, open_clip.list_models(), n=5)
             raise ConfigError(f"clip_model={model_name!r} is not an open_clip architecture"
-                              + (f"; did you mean {', '.join(close)}?" if close else " (see open_clip.list_models())"))
+                              + (f"; did you mean {', '.join(close)}?" if close
+                                 else " (see open_clip.list_models())"))
         tag = open_clip.get_pretrained_cfg(model_name, pretrained)
         preprocess = {k: tag[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag}
         try:
@@ -142,7 +144,8 @@ def load_clip(model_name: str, pretrained: str, path: Path, device: torch.device
         except Exception as exc:  # noqa: BLE001 - unreadable file, or weights of another architecture
             raise ConfigError(f"cannot load {path} into open_clip's {model_name}: {exc}") from None
         model.eval().requires_grad_(False)
-        return LoadedClip(model, open_clip.get_tokenizer(model_name), dict(open_clip.get_model_preprocess_cfg(model)))
+        return LoadedClip(model, open_clip.get_tokenizer(model_name),
+                          dict(open_clip.get_model_preprocess_cfg(model)))
 
     return cached_model("clip", (path, model_name, pretrained, device), load)
 
@@ -181,7 +184,8 @@ def clip_pixels(x: torch.Tensor, cfg: dict[str, Any]) -> torch.Tensor:
             top, left = int(round((nh - h) / 2.0)), int(round((nw - w) / 2.0))
             x = x[..., top:top + h, left:left + w]
     else:
-        raise ConfigError(f"open_clip resize_mode {resize_mode!r} is not supported (shortest, squash, longest)")
+        raise ConfigError(f"open_clip resize_mode {resize_mode!r} is not supported "
+                          f"(shortest, squash, longest)")
     return normalize(x, cfg.get("mean", CLIP_MEAN), cfg.get("std", CLIP_STD))
 
 
@@ -194,7 +198,8 @@ def clip_pixels_pie(x: torch.Tensor, cfg: dict[str, Any]) -> torch.Tensor:
     size = cfg.get("size", 224)
     side = size if isinstance(size, int) else int(size[0])
     processor = CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side},
-                                   image_mean=list(cfg.get("mean", CLIP_MEAN)), image_std=list(cfg.get("std", CLIP_STD)))
+                                   image_mean=list(cfg.get("mean", CLIP_MEAN)),
+                                   image_std=list(cfg.get("std", CLIP_STD)))
     pixels = (x.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
     out = processor(images=[p for p in pixels], return_tensors="pt")["pixel_values"]
     return out.to(x.device)
@@ -202,7 +207,8 @@ def clip_pixels_pie(x: torch.Tensor, cfg: dict[str, Any]) -> torch.Tensor:
 
 @dataclass
 class IcdClip:
-    """CLIP as the iCD code loads it: ``AutoProcessor`` (PIL image processor + tokenizer) and ``AutoModel``."""
+    """CLIP as the iCD code loads it: ``AutoProcessor`` (PIL image processor + tokenizer) and
+    ``AutoModel``."""
 
     model: torch.nn.Module
     tokenizer: Any
@@ -254,7 +260,8 @@ class _ClipMetric(Metric):
         self._clip()  # resolves the checkpoint (WeightsNotFoundError) and checks that it loads
 
     def _icd_clip(self) -> IcdClip:
-        return load_icd_clip(resolve(CLIP_HF_VIT_L_14, needed_by=f"metric '{self.name}:whole:icd'"), self.device)
+        return load_icd_clip(resolve(CLIP_HF_VIT_L_14, needed_by=f"metric '{self.name}:whole:icd'"),
+                             self.device)
 
     def _icd_views(self, images: Sequence[torch.Tensor], role: str) -> list:
         return icd_protocol.views(images, role=role, options=self.options, task=self.task)
@@ -276,7 +283,8 @@ class _ClipMetric(Metric):
     def _icd_scores(self, clip: IcdClip, items: Sequence[ScoreItem]) -> torch.Tensor:
         raise NotImplementedError
 
-    def _images(self, clip: LoadedClip, images: Sequence[torch.Tensor], regions: Sequence[np.ndarray | None]) -> torch.Tensor:
+    def _images(self, clip: LoadedClip, images: Sequence[torch.Tensor],
+                regions: Sequence[np.ndarray | None]) -> torch.Tensor:
         x = stack(images, self.device)
         if self.spec.region == "edited":
             x = apply_mask(x, regions)
@@ -291,7 +299,8 @@ class _ClipMetric(Metric):
         regions = [self.region_mask(item) for item in items]
         for item, region in zip(items, regions, strict=True):
             if region is not None and region.shape != tuple(item.output.shape[-2:]):
-                raise ValueError(f"mask {region.shape} does not match the image {tuple(item.output.shape[-2:])}")
+                raise ValueError(f"mask {region.shape} does not match the image "
+                                 f"{tuple(item.output.shape[-2:])}")
         return regions
 
     def _values(self, cos: torch.Tensor, regions: Sequence[np.ndarray | None]) -> list[dict[str, float]]:
@@ -321,7 +330,9 @@ class _ClipMetric(Metric):
 
 @METRICS.register("clip_t")
 class ClipT(_ClipMetric):
-    """CLIP text-image similarity of the output and the target prompt (open_clip ViT-L/14; icd: transformers')."""
+    """
+    CLIP text-image similarity of the output and the target prompt (open_clip ViT-L/14; icd: transformers').
+    """
 
     needs = ("target_prompt",)
 

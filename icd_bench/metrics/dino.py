@@ -53,12 +53,12 @@ Flavours differ only in the normalisation of step 1:
 
 Model details kept from the original: DINO's blocks use ``LayerNorm(eps=1e-6)``
 (facebookresearch/dino ``vision_transformer.py``, ``vit_base``) while the hub's converted DINO
-configs carry transformers' default 1e-12, so the model is loaded with ``layer_norm_eps=1e-6``; for inputs whose patch grid is
-not the 28×28 the position embeddings were trained at (non-square images), they are
-interpolated the way DINO's ``interpolate_pos_encoding`` does it (bicubic, ``scale_factor`` =
-(grid + 0.1)/28), not transformers' size-based variant. PIE-Bench's 512×512 images become
-224×224 and use the embeddings as they are. Option ``structure_layer`` (default 11) picks another
-block. Whole image only: PIE-Bench's ``structure_distance`` row is the whole-image one.
+configs carry transformers' default 1e-12, so the model is loaded with ``layer_norm_eps=1e-6``; for
+inputs whose patch grid is not the 28×28 the position embeddings were trained at (non-square
+images), they are interpolated the way DINO's ``interpolate_pos_encoding`` does it (bicubic,
+``scale_factor`` = (grid + 0.1)/28), not transformers' size-based variant. PIE-Bench's 512×512
+images become 224×224 and use the embeddings as they are. Option ``structure_layer`` (default 11)
+picks another block. Whole image only: PIE-Bench's ``structure_distance`` row is the whole-image one.
 """
 
 from __future__ import annotations
@@ -148,7 +148,8 @@ class Dinov2Preprocess:
 
     @staticmethod
     def from_folder(folder: Path) -> Dinov2Preprocess:
-        """The folder's ``preprocessor_config.json``, else DINOv2's processor defaults (256 / 224 / ImageNet)."""
+        """The folder's ``preprocessor_config.json``, else DINOv2's processor defaults (256 / 224 /
+        ImageNet)."""
         path = Path(folder) / "preprocessor_config.json"
         if not path.is_file():
             return Dinov2Preprocess()
@@ -210,12 +211,13 @@ def load_dinov2(folder: Path, device: torch.device | str = "cpu"):
 
 
 def load_dinov2_icd(folder: Path, device: torch.device | str = "cpu"):
-    """(PIL image processor, float32 ``Dinov2Model``) of a transformers folder, as ``calc_dinov2_images_images``
-    loads them; cached per (folder, device)."""
+    """(PIL image processor, float32 ``Dinov2Model``) of a transformers folder, as
+    ``calc_dinov2_images_images`` loads them; cached per (folder, device)."""
     from transformers import Dinov2Model
 
     def load():
-        return icd_protocol.pil_image_processor(folder), icd_protocol.float32_model(Dinov2Model, folder).to(device)
+        return (icd_protocol.pil_image_processor(folder),
+                icd_protocol.float32_model(Dinov2Model, folder).to(device))
 
     return cached_model("dinov2-icd", (folder, torch.device(device)), load)
 
@@ -240,8 +242,10 @@ class DINOv2Similarity(Metric):
 
     def _score_icd(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         processor, model = load_dinov2_icd(self._folder, self.device)
-        sources = icd_protocol.views([it.source for it in items], role="source", options=self.options, task=self.task)
-        outputs = icd_protocol.views([it.output for it in items], role="output", options=self.options, task=self.task)
+        sources = icd_protocol.views([it.source for it in items], role="source", options=self.options,
+                                     task=self.task)
+        outputs = icd_protocol.views([it.output for it in items], role="output", options=self.options,
+                                     task=self.task)
         with torch.inference_mode():
             pix_src = processor(images=sources, return_tensors="pt")["pixel_values"].to(self.device)
             pix_out = processor(images=outputs, return_tensors="pt")["pixel_values"].to(self.device)
@@ -307,7 +311,8 @@ def _dino_interpolate_pos_encoding(self, embeddings: torch.Tensor, height: int, 
     grid = F.interpolate(pos[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2),
                          scale_factor=(h0 / side, w0 / side), mode="bicubic")
     if grid.shape[-2:] != (int(h0), int(w0)):
-        raise ValueError(f"position grid {tuple(grid.shape[-2:])} does not match the patch grid {(int(h0), int(w0))}")
+        raise ValueError(f"position grid {tuple(grid.shape[-2:])} does not match the patch grid "
+                         f"{(int(h0), int(w0))}")
     return torch.cat((pos[:, :1], grid.permute(0, 2, 3, 1).reshape(1, -1, dim)), dim=1)
 
 
@@ -317,7 +322,8 @@ def load_dino_vit(folder: Path, device: torch.device | str = "cpu"):
     from transformers import ViTModel
 
     def load():
-        model = ViTModel.from_pretrained(str(folder), add_pooling_layer=False, layer_norm_eps=DINO_LAYER_NORM_EPS)
+        model = ViTModel.from_pretrained(str(folder), add_pooling_layer=False,
+                                         layer_norm_eps=DINO_LAYER_NORM_EPS)
         model.embeddings.interpolate_pos_encoding = types.MethodType(_dino_interpolate_pos_encoding,
                                                                      model.embeddings)
         return model

@@ -76,7 +76,8 @@ def inception_extractor(device: torch.device) -> Extractor:
 
     path = resolve(FID_INCEPTION, needed_by="metric 'fid'")
     if path.name != "inception-2015-12-05.pt":
-        raise ConfigError(f"clean-fid loads the Inception file by its name: rename {path} to inception-2015-12-05.pt")
+        raise ConfigError(f"clean-fid loads the Inception file by its name: rename {path} to "
+                          f"inception-2015-12-05.pt")
     return InceptionV3W(str(path.parent), download=False, resize_inside=False).to(device).eval()
 
 
@@ -117,7 +118,8 @@ def pytorch_fid_inception(device: torch.device) -> Extractor:
             try:
                 model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
             except Exception as exc:  # noqa: BLE001 - a file that is not the FID Inception state dict
-                raise ConfigError(f"cannot load {path} as pytorch-fid's FID Inception weights: {exc}") from None
+                raise ConfigError(f"cannot load {path} as pytorch-fid's FID Inception weights: "
+                                  f"{exc}") from None
         return model.to(device).eval()
 
     model = cached_model("fid-inception-pytorch", (path, device), load)
@@ -132,7 +134,8 @@ def pytorch_fid_inception(device: torch.device) -> Extractor:
 
 
 def icd_fid_input(images: Sequence[Image.Image]) -> torch.Tensor:
-    """``get_activations``' transform on PIL images: ``Resize(256, LANCZOS)``, ``CenterCrop(256)``, ``ToTensor``."""
+    """``get_activations``' transform on PIL images: ``Resize(256, LANCZOS)``, ``CenterCrop(256)``,
+    ``ToTensor``."""
     import torchvision.transforms as TF
 
     transform = TF.Compose([TF.Resize(256, interpolation=TF.InterpolationMode.LANCZOS), TF.CenterCrop(256),
@@ -174,8 +177,8 @@ def image_features(images: Sequence[Image.Image], extractor: Extractor, device: 
 
 def streamed_stats(chunks: Chunks, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of ``n`` rows read chunk by chunk, as clean-fid and pytorch-fid compute them
-    (``np.cov(rowvar=False)``), in two passes: the mean, then the centred scatter ``Σ (x − μ)ᵀ(x − μ) / (n − 1)``
-    (``np.cov``'s formula), in float64; memory D² whatever n."""
+    (``np.cov(rowvar=False)``), in two passes: the mean, then the centred scatter
+    ``Σ (x − μ)ᵀ(x − μ) / (n − 1)`` (``np.cov``'s formula), in float64; memory D² whatever n."""
     if n < 2:
         raise ValueError(f"FID needs at least 2 images per set, got {n}")
     total, count = None, 0
@@ -236,7 +239,8 @@ def folder_stats(folder: Path, extractor: Extractor, device: torch.device, flavo
 
 
 def check_reference(ref: Path) -> None:
-    """A `ConfigError` now when ``ref`` is neither an .npz with ``mu`` and ``sigma`` nor a folder of images."""
+    """A `ConfigError` now when ``ref`` is neither an .npz with ``mu`` and ``sigma`` nor a folder of
+    images."""
     if ref.is_file() and ref.suffix == ".npz":
         try:
             with np.load(ref) as data:
@@ -280,7 +284,8 @@ class FID(Metric):
     """FID of the outputs against a reference, one value per run (clean-fid; icd: pytorch-fid's Inception).
 
     ``fid`` is clean-fid's (``--option fid_ref=FOLDER_OR_NPZ``), ``fid:whole:icd`` the iCD paper's
-    (pytorch-fid's Inception at 256², against the release's COCO statistics unless ``fid_ref`` names others)."""
+    (pytorch-fid's Inception at 256², against the release's COCO statistics unless ``fid_ref`` names
+    others)."""
 
     flavours = ("clean", ICD)
     needs = ()
@@ -313,22 +318,27 @@ class FID(Metric):
         self._extractor()  # imports a fid_extractor, or resolves and loads Inception, now
 
     def _extractor(self) -> Extractor:
-        """The feature extractor, loaded once per metric (a factory that cannot be imported fails in `check`)."""
+        """The feature extractor, loaded once per metric (a factory that cannot be imported fails in
+        `check`)."""
         if getattr(self, "_loaded_extractor", None) is None:
-            self._loaded_extractor = load_extractor(self.options.get("fid_extractor"), self.device, self.spec.flavour)
+            self._loaded_extractor = load_extractor(self.options.get("fid_extractor"), self.device,
+                                                    self.spec.flavour)
         return self._loaded_extractor
 
     def features(self, items: Sequence[ScoreItem]) -> np.ndarray:
-        """One row of features per output: clean-fid's resize and extractor, or (``icd``) ``get_activations``'."""
+        """One row of features per output: clean-fid's resize and extractor, or (``icd``)
+        ``get_activations``'."""
         if self.spec.flavour == ICD:
-            images = icd_protocol.views([i.output for i in items], role="output", options=self.options, task=self.task)
+            images = icd_protocol.views([i.output for i in items], role="output", options=self.options,
+                                        task=self.task)
         else:
             images = [tensor_to_pil(i.output) for i in items]
         return image_features(images, self._extractor(), self.device, self.spec.flavour)
 
     def compute(self, chunks: Chunks, n: int) -> dict[str, float]:
         mu, sigma = streamed_stats(chunks, n)
-        mu_ref, sigma_ref = reference_stats(self._reference(), self._extractor(), self.device, self.spec.flavour)
+        mu_ref, sigma_ref = reference_stats(self._reference(), self._extractor(), self.device,
+                                            self.spec.flavour)
         if mu.shape != np.shape(mu_ref):
             raise ValueError(f"features of {mu.shape[0]} dimensions against reference statistics of "
                              f"{np.shape(mu_ref)[0]}")

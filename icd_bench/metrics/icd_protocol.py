@@ -133,7 +133,8 @@ def unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def official_scores(values: torch.Tensor) -> list[float]:
-    """The values as the official code stores them (``scores = torch.zeros(n); scores[i:j] = ...``: float32)."""
+    """The values as the official code stores them (``scores = torch.zeros(n); scores[i:j] = ...``:
+    float32)."""
     scores = torch.zeros(len(values))
     scores[:] = values
     return [float(v) for v in scores]

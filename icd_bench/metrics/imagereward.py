@@ -172,8 +172,10 @@ def map_checkpoint(state_dict: Mapping[str, Any], source: str = "") -> dict[str,
     - ``blip.text_encoder.<k>`` → ``text``: `BlipTextModel` keys, unchanged (transformers' port of
       `med.py` keeps BLIP's names: ``embeddings.{word,position}_embeddings``, ``embeddings.LayerNorm``,
       ``encoder.layer.N.{attention,crossattention}.{self.query,self.key,self.value,output.dense,
-      output.LayerNorm}``, ``encoder.layer.N.intermediate.dense``, ``encoder.layer.N.output.{dense,LayerNorm}``).
-    - ``mlp.<k>`` → ``mlp``: the reward head, unchanged (``layers.{0,2,4,6,7}``; odd indices are dropouts).
+      output.LayerNorm}``, ``encoder.layer.N.intermediate.dense``,
+      ``encoder.layer.N.output.{dense,LayerNorm}``).
+    - ``mlp.<k>`` → ``mlp``: the reward head, unchanged (``layers.{0,2,4,6,7}``; odd indices are
+      dropouts).
     - `UNUSED_KEYS`: dropped. Anything else: a `ConfigError` naming the keys.
     """
     parts: dict[str, dict[str, torch.Tensor]] = {"vision": {}, "text": {}, "mlp": {}}
@@ -215,7 +217,8 @@ def _mismatch_message(*, unexpected: Sequence[str] = (), missing: Sequence[str] 
             f"blip.text_encoder.*, mlp.layers.*); " + "; ".join(pieces))
 
 
-def load_exact(module: nn.Module, state_dict: Mapping[str, torch.Tensor], part: str, source: str = "") -> None:
+def load_exact(module: nn.Module, state_dict: Mapping[str, torch.Tensor], part: str,
+               source: str = "") -> None:
     """Load ``state_dict`` into ``module`` only if it fills every tensor with the right shape and
     has nothing left over; otherwise a `ConfigError` listing the mismatches by checkpoint name."""
     own = module.state_dict()
@@ -224,7 +227,8 @@ def load_exact(module: nn.Module, state_dict: Mapping[str, torch.Tensor], part: 
     shapes = [f"{checkpoint_key(part, k)} {tuple(v.shape)} (model {tuple(own[k].shape)})"
               for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
     if missing or unexpected or shapes:
-        raise ConfigError(_mismatch_message(unexpected=unexpected, missing=missing, shapes=shapes, source=source))
+        raise ConfigError(_mismatch_message(unexpected=unexpected, missing=missing, shapes=shapes,
+                                            source=source))
     module.load_state_dict(dict(state_dict), strict=True)
 
 
@@ -232,8 +236,8 @@ def vision_config(vision_sd: Mapping[str, torch.Tensor]):
     """`BlipVisionConfig` of the ViT whose (mapped) tensors are ``vision_sd``, read off their shapes."""
     from transformers import BlipVisionConfig
 
-    needed = ("embeddings.class_embedding", "embeddings.position_embedding", "embeddings.patch_embedding.weight",
-              "encoder.layers.0.mlp.fc1.weight")
+    needed = ("embeddings.class_embedding", "embeddings.position_embedding",
+              "embeddings.patch_embedding.weight", "encoder.layers.0.mlp.fc1.weight")
     absent = [checkpoint_key("vision", k) for k in needed if k not in vision_sd]
     if absent:
         raise ConfigError(_mismatch_message(missing=absent))
@@ -245,7 +249,8 @@ def vision_config(vision_sd: Mapping[str, torch.Tensor]):
     positions = int(vision_sd["embeddings.position_embedding"].shape[1])
     grid = math.isqrt(positions - 1)
     if grid * grid + 1 != positions:
-        raise ConfigError(f"{positions} position embeddings: expected a square grid of patches plus one class token")
+        raise ConfigError(f"{positions} position embeddings: expected a square grid of patches plus one "
+                          f"class token")
     depth = len({int(m.group(1)) for k in vision_sd if (m := re.match(r"encoder\.layers\.(\d+)\.", k))})
     if width % VIT_HEAD_DIM:
         raise ConfigError(f"vision width {width} is not a multiple of BLIP's head size {VIT_HEAD_DIM}")
@@ -269,8 +274,9 @@ def text_config(med_config: Mapping[str, Any], encoder_width: int):
         raise ConfigError("med_config.json has no cross-attention (add_cross_attention): "
                           "not ImageReward's text encoder")
     if med_config.get("position_embedding_type", "absolute") != "absolute":
-        raise ConfigError(f"med_config.json: position_embedding_type {med_config['position_embedding_type']!r} "
-                          "is not supported (ImageReward uses absolute positions)")
+        raise ConfigError(f"med_config.json: position_embedding_type "
+                          f"{med_config['position_embedding_type']!r} is not supported "
+                          "(ImageReward uses absolute positions)")
     if int(med_config["max_position_embeddings"]) < MAX_LENGTH:
         raise ConfigError(f"med_config.json: max_position_embeddings < {MAX_LENGTH} tokens")
     return BlipTextConfig(
@@ -284,7 +290,8 @@ def text_config(med_config: Mapping[str, Any], encoder_width: int):
         pad_token_id=int(med_config.get("pad_token_id", 0)),
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
         bos_token_id=None, eos_token_id=None, sep_token_id=None,
-        is_decoder=True,  # builds the cross-attention blocks; forward runs it as an encoder (is_decoder=False)
+        # builds the cross-attention blocks; forward runs it as an encoder (is_decoder=False)
+        is_decoder=True,
         use_cache=False)
 
 
@@ -330,8 +337,9 @@ class ImageRewardModel(nn.Module):
         encoder_attention_mask=ones).last_hidden_state[:, 0, :]``."""
         embeds = self.image_embeds(pixel_values)
         image_atts = torch.ones(embeds.shape[:-1], dtype=torch.long, device=embeds.device)
-        out = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask, encoder_hidden_states=embeds,
-                                encoder_attention_mask=image_atts, is_decoder=False)
+        out = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                encoder_hidden_states=embeds, encoder_attention_mask=image_atts,
+                                is_decoder=False)
         return out.last_hidden_state[:, 0, :].float()
 
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
@@ -359,7 +367,8 @@ def build_tokenizer(folder: Path):
 
 def tokenize(tokenizer, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """``tokenizer(prompt, padding='max_length', truncation=True, max_length=35)``: (ids, attention mask)."""
-    enc = tokenizer(list(prompts), padding="max_length", truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
+    enc = tokenizer(list(prompts), padding="max_length", truncation=True, max_length=MAX_LENGTH,
+                    return_tensors="pt")
     return enc["input_ids"], enc["attention_mask"]
 
 
@@ -413,8 +422,8 @@ def build_model(weights_dir: Path, tokenizer_dir: Path) -> tuple[ImageRewardMode
     t_cfg = text_config(med, v_cfg.hidden_size)
     tokenizer = build_tokenizer(tokenizer_dir)
     if len(tokenizer) != t_cfg.vocab_size:
-        raise ConfigError(f"the tokenizer of {tokenizer_dir} has {len(tokenizer)} tokens with [DEC] and [ENC] "
-                          f"added, ImageReward's text encoder {t_cfg.vocab_size} (med_config.json): "
+        raise ConfigError(f"the tokenizer of {tokenizer_dir} has {len(tokenizer)} tokens with [DEC] and "
+                          f"[ENC] added, ImageReward's text encoder {t_cfg.vocab_size} (med_config.json): "
                           "not bert-base-uncased's vocab.txt?")
     with _no_init():
         model = ImageRewardModel(v_cfg, t_cfg)
@@ -424,7 +433,8 @@ def build_model(weights_dir: Path, tokenizer_dir: Path) -> tuple[ImageRewardMode
     return model.float().eval(), tokenizer
 
 
-def load(weights_dir: Path, tokenizer_dir: Path, device: torch.device | str = "cpu") -> tuple[ImageRewardModel, Any]:
+def load(weights_dir: Path, tokenizer_dir: Path,
+         device: torch.device | str = "cpu") -> tuple[ImageRewardModel, Any]:
     """(model, tokenizer), loaded once per (weights folder, tokenizer folder, device)."""
     def build():
         model, tokenizer = build_model(Path(weights_dir), Path(tokenizer_dir))

@@ -85,17 +85,20 @@ def load_trunk(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> N
     slice_of = {idx: name for name, sl in model.net.named_children() for idx, _ in sl.named_children()}
     features = {k[len("features."):]: v for k, v in state_dict.items() if k.startswith("features.")}
     if not features:
-        raise ConfigError("the LPIPS trunk file is not a torchvision classifier state dict (no 'features.*' keys)")
+        raise ConfigError("the LPIPS trunk file is not a torchvision classifier state dict "
+                          "(no 'features.*' keys)")
     mapped = {}
     for key, value in features.items():
         idx, _, rest = key.partition(".")
         if idx not in slice_of:
-            raise ConfigError(f"the LPIPS trunk file has 'features.{key}', which lpips' {model.pnet_type} trunk does not use")
+            raise ConfigError(f"the LPIPS trunk file has 'features.{key}', which lpips' {model.pnet_type} "
+                              f"trunk does not use")
         mapped[f"{slice_of[idx]}.{idx}.{rest}"] = value
     try:
         model.net.load_state_dict(mapped, strict=True)
     except RuntimeError as exc:
-        raise ConfigError(f"the LPIPS trunk file does not fit lpips' {model.pnet_type} trunk: {exc}") from None
+        raise ConfigError(f"the LPIPS trunk file does not fit lpips' {model.pnet_type} trunk: "
+                          f"{exc}") from None
 
 
 def load_lpips(net: str, path: Path, device: torch.device) -> torch.nn.Module:
@@ -105,7 +108,8 @@ def load_lpips(net: str, path: Path, device: torch.device) -> torch.nn.Module:
     def load():
         import lpips
 
-        with warnings.catch_warnings():  # lpips builds its random trunk with torchvision's deprecated `pretrained=`
+        # lpips builds its random trunk with torchvision's deprecated `pretrained=`
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
         try:
@@ -136,16 +140,19 @@ def piq_lin_weights(path: Path) -> list[torch.Tensor]:
         raise ConfigError(f"cannot read piq's LPIPS weights {path}: {exc}") from None
     if isinstance(weights, dict):
         weights = list(weights.values())
-    sizes = [int(w.numel()) if torch.is_tensor(w) else -1 for w in weights] if isinstance(weights, list | tuple) else []
+    sizes = ([int(w.numel()) if torch.is_tensor(w) else -1 for w in weights]
+             if isinstance(weights, list | tuple) else [])
     if sizes != list(PIQ_CHANNELS):
         raise ConfigError(f"{path} is not piq's lpips_weights.pt: expected 5 per-channel weights of "
-                          f"{', '.join(map(str, PIQ_CHANNELS))} values, got sizes {sizes or type(weights).__name__}")
+                          f"{', '.join(map(str, PIQ_CHANNELS))} values, "
+                          f"got sizes {sizes or type(weights).__name__}")
     return [w.float().reshape(1, -1, 1, 1) for w in weights]
 
 
 def load_piq_lpips(trunk: Path, lin: Path, device: torch.device) -> torch.nn.Module:
     """``piq.LPIPS(reduction='none')`` without its downloads: piq's ``ContentLoss`` over torchvision's
-    VGG-16 features loaded from ``trunk``, with piq's lin weights from ``lin``; cached per files and device."""
+    VGG-16 features loaded from ``trunk``, with piq's lin weights from ``lin``; cached per files and
+    device."""
 
     def load():
         import piq
@@ -178,7 +185,8 @@ def icd_lpips_input(images) -> torch.Tensor:
     return torch.tensor(batch).permute(0, 3, 1, 2) / 255.0
 
 
-def lpips_distance(model: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, *, spatial: bool = False) -> torch.Tensor:
+def lpips_distance(model: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, *,
+                   spatial: bool = False) -> torch.Tensor:
     """LPIPS of B×3×H×W images in [0, 1] (lpips' ``normalize=True``): B values, or B×H×W maps
     with ``spatial`` (lpips' ``spatial=True``)."""
     before = model.spatial
@@ -224,10 +232,13 @@ class LPIPS(Metric):
         self._model()  # resolves the trunk (WeightsNotFoundError) and checks that it loads
 
     def _score_icd(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
-        outputs = icd_protocol.views([it.output for it in items], role="output", options=self.options, task=self.task)
-        sources = icd_protocol.views([it.source for it in items], role="source", options=self.options, task=self.task)
+        outputs = icd_protocol.views([it.output for it in items], role="output", options=self.options,
+                                     task=self.task)
+        sources = icd_protocol.views([it.source for it in items], role="source", options=self.options,
+                                     task=self.task)
         with torch.inference_mode():  # calculate_lpips(generated or edited, real or source)
-            values = self._model()(icd_lpips_input(outputs).to(self.device), icd_lpips_input(sources).to(self.device))
+            values = self._model()(icd_lpips_input(outputs).to(self.device),
+                                   icd_lpips_input(sources).to(self.device))
         return [{self.spec.key: float(v)} for v in values.float().cpu()]
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
@@ -237,21 +248,25 @@ class LPIPS(Metric):
         model = self._model()
         for item in items:
             if item.output.shape != item.source.shape:
-                raise ValueError(f"output {tuple(item.output.shape)} and source {tuple(item.source.shape)} differ in size")
+                raise ValueError(f"output {tuple(item.output.shape)} and source {tuple(item.source.shape)} "
+                                 f"differ in size")
         regions = [self.region_mask(item) for item in items]
         for item, region in zip(items, regions, strict=True):
             if region is not None and region.shape != tuple(item.output.shape[-2:]):
-                raise ValueError(f"mask {region.shape} does not match the image {tuple(item.output.shape[-2:])}")
+                raise ValueError(f"mask {region.shape} does not match the image "
+                                 f"{tuple(item.output.shape[-2:])}")
         with torch.inference_mode():
             a = stack([item.output for item in items], self.device)
             b = stack([item.source for item in items], self.device)
             if self.spec.region == "whole":
                 values = lpips_distance(model, a, b).double().cpu().numpy()
             elif self.spec.flavour == "pie":
-                values = lpips_distance(model, apply_mask(a, regions), apply_mask(b, regions)).double().cpu().numpy()
+                values = lpips_distance(model, apply_mask(a, regions),
+                                        apply_mask(b, regions)).double().cpu().numpy()
             else:
                 maps = lpips_distance(model, a, b, spatial=True).double().cpu().numpy()
-                values = np.array([m[r].mean() if r.any() else np.nan for m, r in zip(maps, regions, strict=True)])
+                values = np.array([m[r].mean() if r.any() else np.nan
+                                   for m, r in zip(maps, regions, strict=True)])
         out = []
         for value, region in zip(values, regions, strict=True):
             if region is not None and not region.any():

@@ -59,7 +59,8 @@ def prompt(item, role: str, options: dict[str, str]) -> str:
         return stripped
     raw = item.meta.get(RAW_PROMPT[role])
     if raw is None:
-        raise ValueError("pie_brackets=keep needs the published prompt: a PIE-Bench sample's (this one has none)")
+        raise ValueError("pie_brackets=keep needs the published prompt: a PIE-Bench sample's "
+                         "(this one has none)")
     return raw
 
 
@@ -69,7 +70,8 @@ def mask(item, options: dict[str, str]) -> np.ndarray | None:
         return item.mask
     drawn = item.meta.get("mask_without_border")
     if drawn is None:
-        raise ValueError("pie_mask_border=off needs the mask as drawn: a PIE-Bench sample's (this one has none)")
+        raise ValueError("pie_mask_border=off needs the mask as drawn: a PIE-Bench sample's "
+                         "(this one has none)")
     from icd_bench.backbones.base import fit_mask
 
     return fit_mask(np.asarray(drawn, dtype=bool), item.mask.shape[-1])

@@ -89,7 +89,8 @@ class MSE(_PixelMetric):
 
 
 def icd_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """``calculate_psnr``'s value for one pair of uint8 images: float64, ``20·log10(255/√mse)``, inf when equal."""
+    """``calculate_psnr``'s value for one pair of uint8 images: float64, ``20·log10(255/√mse)``, inf
+    when equal."""
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return math.inf if mse == 0 else 20 * math.log10(255.0 / math.sqrt(mse))
 
@@ -115,8 +116,10 @@ class PSNR(_PixelMetric):
 
     def _icd_values(self, items: Sequence[ScoreItem]) -> list[float]:
         self.require(items)
-        outputs = icd_protocol.views([it.output for it in items], role="output", options=self.options, task=self.task)
-        sources = icd_protocol.views([it.source for it in items], role="source", options=self.options, task=self.task)
+        outputs = icd_protocol.views([it.output for it in items], role="output", options=self.options,
+                                     task=self.task)
+        sources = icd_protocol.views([it.source for it in items], role="source", options=self.options,
+                                     task=self.task)
         values = []
         for out, src in zip(outputs, sources, strict=True):
             a, b = np.asarray(out), np.asarray(src)
@@ -142,8 +145,8 @@ class PSNR(_PixelMetric):
 
     def undefined(self, key: str, value: float) -> str:
         if self.spec.flavour == ICD and math.isinf(value):
-            return ("identical images: PSNR is infinite (the official calculate_psnr then returns inf for the "
-                    "whole run; --option icd_psnr=list reproduces that)")
+            return ("identical images: PSNR is infinite (the official calculate_psnr then returns inf for "
+                    "the whole run; --option icd_psnr=list reproduces that)")
         return super().undefined(key, value)
 
     def whole(self, a, b):
@@ -155,7 +158,8 @@ class PSNR(_PixelMetric):
 
 @METRICS.register("ssim")
 class SSIM(_PixelMetric):
-    """SSIM (torchmetrics, Gaussian 11×11, σ 1.5) of [0, 1] images (whole, background, edited; pie and clean)."""
+    """SSIM (torchmetrics, Gaussian 11×11, σ 1.5) of [0, 1] images (whole, background, edited; pie and clean).
+    """
 
 
     def whole(self, a, b):

@@ -46,8 +46,8 @@ from icd_bench.store import METRIC_OPTIONS, atomic_write_bytes
 
 #: What ``icd-bench score`` computes when --metrics is not given (offline, no weights needed); the
 #: background ones only when the dataset has edit masks.
-DEFAULT_METRICS = ("psnr", "mse", "ssim", "psnr:background:pie", "psnr:background:clean", "ssim:background:pie",
-                   "mse:background:pie")
+DEFAULT_METRICS = ("psnr", "mse", "ssim", "psnr:background:pie", "psnr:background:clean",
+                   "ssim:background:pie", "mse:background:pie")
 TOY_METRICS = ("toy_edit", "toy_match")
 #: The row id of a set metric's value (FID): one per run, not per sample.
 SET_ID = "(set)"
@@ -214,7 +214,8 @@ class MetricState:
         rows = []
         for item, res, error in _batch_or_each(self.metric.score, items):
             for k, value in (res if error is None else dict.fromkeys(self.metric.keys(), math.nan)).items():
-                why = error if error is not None else (None if math.isfinite(value) else self.metric.undefined(k, value))
+                why = error if error is not None else (None if math.isfinite(value)
+                                                       else self.metric.undefined(k, value))
                 rows.append({"id": item.id, "metric": k, "value": float(value), "error": why})
         return rows
 
@@ -224,7 +225,8 @@ class MetricState:
         if kept:
             self.append_features([item.id for item, _ in kept], np.stack([row for _, row in kept]))
         self.append_rows([{"id": item.id, "metric": self.spec.key, "value": math.nan,
-                           "error": f"left out of the set: {error}"} for item, _, error in done if error is not None])
+                           "error": f"left out of the set: {error}"}
+                          for item, _, error in done if error is not None])
 
     # -- the result ----------------------------------------------------------------------------
     def result_rows(self, ids: set[str]) -> list[dict]:
@@ -246,7 +248,8 @@ class MetricState:
             for start in range(0, len(order), CHUNK):
                 block = order[start:start + CHUNK]
                 wanted = {where[i][0] for i in block}
-                cache = {p: cache[p] if p in cache else _stored_rows(p) for p in wanted}  # only this block's files
+                # only this block's files
+                cache = {p: cache[p] if p in cache else _stored_rows(p) for p in wanted}
                 yield np.stack([cache[where[i][0]][where[i][1]] for i in block])
 
         try:

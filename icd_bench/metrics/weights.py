@@ -137,7 +137,8 @@ def resolve(key: str | WeightSpec, *, needed_by: str = "") -> Path:
         if found is None:
             raise WeightsNotFoundError(
                 f"{ENV} maps {spec.key!r} to {mapping[spec.key]}, which does not hold {spec.description} "
-                f"(expected {'the file ' + spec.files[0] if spec.single_file else 'a folder with ' + ', '.join(spec.files)})")
+                f"""(expected {'the file ' + spec.files[0] if spec.single_file
+                               else 'a folder with ' + ', '.join(spec.files)})""")
         return found
     for root in roots:
         looked.append(str(root / spec.key))
@@ -176,7 +177,8 @@ CLIP_VIT_L_14 = register(WeightSpec(
 CLIP_HF_VIT_L_14 = register(WeightSpec(
     "clip-vit-large-patch14", "CLIP ViT-L/14 in transformers' layout (openai/clip-vit-large-patch14: "
     "config, weights, image processor, tokenizer)",
-    ("config.json", "preprocessor_config.json", "vocab.json", "merges.txt"), hub="openai/clip-vit-large-patch14"))
+    ("config.json", "preprocessor_config.json", "vocab.json", "merges.txt"),
+    hub="openai/clip-vit-large-patch14"))
 DINOV2_BASE = register(WeightSpec(
     "dinov2-base", "DINOv2 ViT-B/14 (facebook/dinov2-base, transformers layout)",
     ("config.json",), hub="facebook/dinov2-base"))
@@ -190,10 +192,12 @@ LPIPS_VGG = register(WeightSpec(
     "lpips-vgg", "the VGG-16 trunk of LPIPS (torchvision ImageNet weights)", ("vgg16-397923af.pth",),
     url="https://download.pytorch.org/models/vgg16-397923af.pth", single_file=True))
 LPIPS_SQUEEZE = register(WeightSpec(
-    "lpips-squeeze", "the SqueezeNet 1.1 trunk of LPIPS (torchvision ImageNet weights)", ("squeezenet1_1-b8a52dc0.pth",),
+    "lpips-squeeze", "the SqueezeNet 1.1 trunk of LPIPS (torchvision ImageNet weights)",
+    ("squeezenet1_1-b8a52dc0.pth",),
     url="https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth", single_file=True))
 LPIPS_PIQ = register(WeightSpec(
-    "lpips-piq", "piq's LPIPS lin weights (lpips_weights.pt, the file piq.LPIPS downloads)", ("lpips_weights.pt",),
+    "lpips-piq", "piq's LPIPS lin weights (lpips_weights.pt, the file piq.LPIPS downloads)",
+    ("lpips_weights.pt",),
     url="https://github.com/photosynthesis-team/photosynthesis.metrics/releases/download/v0.4.0/lpips_weights.pt",
     single_file=True))
 IMAGEREWARD_V1 = register(WeightSpec(
@@ -209,8 +213,8 @@ FID_INCEPTION = register(WeightSpec(
     single_file=True))
 
 FID_INCEPTION_PYTORCH = register(WeightSpec(
-    "fid-inception-pytorch", "pytorch-fid's FID Inception weights (pt_inception-2015-12-05-6726825d.pth), the "
-    "iCD code's utils/inception.py weights", ("pt_inception-2015-12-05-6726825d.pth",),
+    "fid-inception-pytorch", "pytorch-fid's FID Inception weights (pt_inception-2015-12-05-6726825d.pth), "
+    "the iCD code's utils/inception.py weights", ("pt_inception-2015-12-05-6726825d.pth",),
     url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
     single_file=True))
 FID_STATS_COCO512 = register(WeightSpec(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from golden_inputs import GOLDENS
 
 REFERENCES = {"icd": "yandex-research/invertible-cd", "pie": "cure-lab/PnPInversion",

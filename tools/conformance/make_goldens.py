@@ -72,13 +72,15 @@ sys.path.insert(0, str(ROOT / "tests" / "conformance"))
 import golden_inputs as gi  # noqa: E402
 
 ICD_ARGS = [  # running/sd1.5/launch_editing_iCD_sd1.5.sh (cross 0.3, self 0.6)
-    "--model_id_DM", "unused", "--num_reverse_cons_steps", "4", "--reverse_timesteps", "259", "519", "779", "999",
+    "--model_id_DM", "unused", "--num_reverse_cons_steps", "4",
+    "--reverse_timesteps", "259", "519", "779", "999",
     "--num_forward_cons_steps", "4", "--forward_timesteps", "19", "259", "519", "779",
     "--guidance_scale", "19", "--dynamic_guidance", "True", "--tau1", "0.8", "--tau2", "0.8",
     "--cross_replace_steps", "0.3", "--self_replace_steps", "0.6", "--amplify_factor", "4",
     "--max_forward_timestep_idx", "49", "--start_timestep", "19", "--nti_guidance_scale", "8.0",
     "--use_npi", "False", "--use_nti", "False", "--use_cons_inversion", "True", "--use_cons_editing", "True",
-    "--lora_rank", "64", "--w_embed_dim", "512", "--num_ddim_steps", "50", "--device", "cpu", "--dtype", "fp32",
+    "--lora_rank", "64", "--w_embed_dim", "512", "--num_ddim_steps", "50",
+    "--device", "cpu", "--dtype", "fp32",
     "--is_replacement", "False", "--seed", "30",
 ]
 LISTS = ("editing_coco.csv", "editing_pie_bench_140.csv", "editing_pie_bench_all.csv")
@@ -192,10 +194,11 @@ def run_icd_edit(repo: Path, csv: Path, tokenizer, stopwords: list[str], capture
 
         def make_controller(prompts, is_replace_controller, cross_replace_steps, self_replace_steps,
                             blend_words=None, equilizer_params=None):
-            c = real_make(prompts, is_replace_controller, cross_replace_steps, self_replace_steps, blend_words,
-                          equilizer_params)
+            c = real_make(prompts, is_replace_controller, cross_replace_steps, self_replace_steps,
+                          blend_words, equilizer_params)
             captured.append({"prompts": list(prompts), "is_replace": bool(is_replace_controller),
-                             "cross_replace_steps": cross_replace_steps, "self_replace_steps": self_replace_steps,
+                             "cross_replace_steps": cross_replace_steps,
+                             "self_replace_steps": self_replace_steps,
                              "blend_words": blend_words, "eq_params": equilizer_params,
                              "num_steps": p2p.NUM_DDIM_STEPS, **describe(c)})
             return c
@@ -248,10 +251,11 @@ def pnp_controller(ac, tokenizer, source: str, target: str, blend: list[str], nu
     """run_editing_p2p.py's call for one image: blend words split from "src tgt", eq on the target's."""
     pipeline = types.SimpleNamespace(tokenizer=tokenizer)
     with cuda_is_cpu():
-            return ac.make_controller(pipeline=pipeline, prompts=[source, target], is_replace_controller=False,
+        return ac.make_controller(pipeline=pipeline, prompts=[source, target], is_replace_controller=False,
                                   cross_replace_steps={"default_": 0.4}, self_replace_steps=0.6,
                                   blend_words=((blend[0],), (blend[1],)) if len(blend) else None,
-                                  equilizer_params={"words": (blend[1],), "values": (2,)} if len(blend) else None,
+                                  equilizer_params=({"words": (blend[1],), "values": (2,)}
+                                                    if len(blend) else None),
                                   num_ddim_steps=num_steps, device="cpu")
 
 
@@ -285,11 +289,11 @@ def ddim_goldens(scheduler_cls) -> dict:
     from models.p2p.inversion import NullInversion
 
     tok, te = gi.text_components()
-    scheduler = scheduler_cls(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=False)  # as models/p2p_editor.py builds it
+    scheduler = scheduler_cls(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False)  # as models/p2p_editor.py builds it
     scheduler.set_timesteps(gi.DDIM_STEPS)
-    model = types.SimpleNamespace(unet=gi.AnalyticUNet().double(), tokenizer=tok, text_encoder=te, scheduler=scheduler,
-                                  device="cpu")
+    model = types.SimpleNamespace(unet=gi.AnalyticUNet().double(), tokenizer=tok, text_encoder=te,
+                                  scheduler=scheduler, device="cpu")
     inv = NullInversion(model=model, num_ddim_steps=gi.DDIM_STEPS)
     inv.init_prompt(gi.DDIM_PROMPT)
     x0 = gi.ddim_image() * 2 - 1
@@ -306,7 +310,8 @@ def ddim_goldens(scheduler_cls) -> dict:
 
     full = 17  # float64 goldens at full precision
     return {"timesteps": [int(t) for t in scheduler.timesteps],
-            "trajectory": [rounded(x, full) for x in trajectory], "null_embeds": [rounded(u, full) for u in nulls],
+            "trajectory": [rounded(x, full) for x in trajectory],
+            "null_embeds": [rounded(u, full) for u in nulls],
             "nti_reconstruction": rounded(decode(nulls), full),
             "npi_reconstruction": rounded(decode([cond] * gi.DDIM_STEPS), full)}
 
@@ -329,14 +334,14 @@ def official_icd(repo: Path, work: Path) -> types.SimpleNamespace:
     w = gi.icd_weights(work)
     ldm, reverse, forward = loading.load_models(
         model_id=str(w["pipeline"]), device="cpu", reverse_checkpoint=str(w[REVERSE]),
-        forward_checkpoint=str(w[FORWARD]), r=gi.LORA_RANK, w_embed_dim=512, teacher_checkpoint=str(w["teacher"]),
-        dtype="fp32")
+        forward_checkpoint=str(w[FORWARD]), r=gi.LORA_RANK, w_embed_dim=512,
+        teacher_checkpoint=str(w["teacher"]), dtype="fp32")
     noise_scheduler = DDPMScheduler.from_pretrained(str(w["pipeline"]), subfolder="scheduler")
     solver = generation.Generator(model=ldm, noise_scheduler=noise_scheduler, n_steps=50,
                                   forward_cons_model=forward, reverse_cons_model=reverse, num_endpoints=4,
                                   num_forward_endpoints=4, max_forward_timestep_index=49,
-                                  reverse_timesteps=[259, 519, 779, 999], forward_timesteps=[19, 259, 519, 779],
-                                  start_timestep=19)
+                                  reverse_timesteps=[259, 519, 779, 999],
+                                  forward_timesteps=[19, 259, 519, 779], start_timestep=19)
     p2p.tokenizer, p2p.device = ldm.tokenizer, "cpu"
     return types.SimpleNamespace(p2p=p2p, generation=generation, solver=solver, reverse=reverse, weights=w)
 
@@ -390,7 +395,8 @@ def icd_goldens(repo: Path, work: Path) -> dict:
         out = {"encoded": rounded(latent)}
         for label, target in (("replace", gi.ICD_TARGET), ("refine", gi.ICD_REFINE_TARGET)):
             x, image, controller, words = official_icd_edit(ref, latent, target)
-            out[label] = {"prompts": [gi.ICD_SOURCE, target], "controller": type(controller.prev_controller).__name__,
+            out[label] = {"prompts": [gi.ICD_SOURCE, target],
+                          "controller": type(controller.prev_controller).__name__,
                           "amplified": words, "latents": rounded(x), "image": image.tolist()}
         out["generate"] = {"prompt": gi.ICD_TARGET, "code": 7.0, "seed": gi.ICD_SEED,
                            "latents": rounded(official_icd_generate(ref, gi.ICD_TARGET, 7.0, gi.ICD_SEED))}
@@ -446,8 +452,8 @@ def pie_metric_goldens(repo: Path) -> dict:
             with random_lpips_trunk():
                 calc.lpips_metric_calculator = LearnedPerceptualImagePatchSimilarity(net_type="squeeze")
                 for suffix in ("", "_unedit_part", "_edit_part"):
-                    lpips["lpips" + suffix] = float(evaluate.calculate_metric(calc, "lpips" + suffix, src, tgt,
-                                                                               mask3, mask3, "", ""))
+                    lpips["lpips" + suffix] = float(evaluate.calculate_metric(calc, "lpips" + suffix, src,
+                                                                               tgt, mask3, mask3, "", ""))
             out.append({"mask": mask.astype(int).tolist(), "values": values, "lpips": lpips})
         return {"cases": out}
     finally:
@@ -506,23 +512,26 @@ def training_goldens(repo: Path) -> dict:
     try:
         train = importlib.import_module("src.train")
         lcm = importlib.import_module("src.lcm")
-        noise_scheduler = DDPMScheduler(**{k: v for k, v in SD_SCHEDULER_CONFIG.items() if k != "set_alpha_to_one"})
+        noise_scheduler = DDPMScheduler(**{k: v for k, v in SD_SCHEDULER_CONFIG.items()
+                                           if k != "set_alpha_to_one"})
         solver = lcm.DDIMSolver(noise_scheduler.alphas_cumprod.numpy(), timesteps=1000, ddim_timesteps=50,
                                 num_endpoints=4, num_forward_endpoints=4, endpoints="0,259,519,779",
                                 forward_endpoints="259,519,779,999")
-        args = types.SimpleNamespace(num_ddim_timesteps=50, embed_guidance=True, loss_type="huber", huber_c=0.001,
-                                     max_grad_norm=1.0)
+        args = types.SimpleNamespace(num_ddim_timesteps=50, embed_guidance=True, loss_type="huber",
+                                     huber_c=0.001, max_grad_norm=1.0)
         nothing = types.SimpleNamespace(backward=lambda loss: None, sync_gradients=False, step=lambda: None,
                                         zero_grad=lambda **k: None)
         tok, te = gi.text_components()
         with torch.no_grad():
             cond = te.float()(tok([gi.DDIM_PROMPT] * gi.TRAIN_BATCH, padding="max_length", max_length=77,
                                   return_tensors="pt").input_ids)[0]
-        student, teacher = gi.AnalyticUNet(seed=11, guidance_dim=512), gi.AnalyticUNet(seed=12, guidance_dim=512)
+        student, teacher = (gi.AnalyticUNet(seed=11, guidance_dim=512),
+                            gi.AnalyticUNet(seed=12, guidance_dim=512))
         x0, noise = gi.train_inputs()
         w = torch.tensor(gi.TRAIN_CODES).reshape(-1, 1, 1, 1)
         out = {}
-        for name, step in (("reverse_cd", train.reverse_train_step), ("forward_cd", train.forward_train_step)):
+        for name, step in (("reverse_cd", train.reverse_train_step),
+                           ("forward_cd", train.forward_train_step)):
             seed = gi.TRAIN_SEEDS[name]
             torch.manual_seed(seed)
             loss = step(args, nothing, x0, noise, cond, None, {}, student, teacher, solver,
@@ -544,9 +553,11 @@ def renoise_goldens(repo: Path) -> dict:
         rn = importlib.import_module("src.renoise_inversion")
         eps, reference = gi.renoise_inputs()
         out = rn.noise_regularization(eps, reference, lambda_kl=0.065, lambda_ac=20.0, num_reg_steps=4,
-                                      num_ac_rolls=5, generator=torch.Generator().manual_seed(gi.RENOISE_SEED))
+                                      num_ac_rolls=5,
+                                      generator=torch.Generator().manual_seed(gi.RENOISE_SEED))
         only_ac = rn.noise_regularization(eps, reference, lambda_kl=0.0, lambda_ac=20.0, num_reg_steps=4,
-                                          num_ac_rolls=5, generator=torch.Generator().manual_seed(gi.RENOISE_SEED))
+                                          num_ac_rolls=5,
+                                          generator=torch.Generator().manual_seed(gi.RENOISE_SEED))
         return {"regularised": rounded(out), "ac_only": rounded(only_ac)}
     finally:
         sys.path.remove(str(repo))
@@ -569,9 +580,10 @@ def ddcm_goldens(repo: Path) -> dict:
         steps = []
         for i, t in enumerate(scheduler.timesteps):
             x = gi.ddcm_inputs(i)
-            prev_xs, prev_xt, pred_x0 = ead.ddcm_sampler(scheduler, x["x_s"], x["x_t"], t, x["e_s"], x["e_t"], x["x_0"],
-                                                         noise=x["noise"], eta=1.0)
-            steps.append({"t": int(t), "x_s": rounded(prev_xs), "x_t": rounded(prev_xt), "pred_x0": rounded(pred_x0)})
+            prev_xs, prev_xt, pred_x0 = ead.ddcm_sampler(scheduler, x["x_s"], x["x_t"], t, x["e_s"], x["e_t"],
+                                                         x["x_0"], noise=x["noise"], eta=1.0)
+            steps.append({"t": int(t), "x_s": rounded(prev_xs), "x_t": rounded(prev_xt),
+                          "pred_x0": rounded(pred_x0)})
         return {"timesteps": [int(t) for t in scheduler.timesteps], "steps": steps}
     finally:
         sys.path.remove(str(repo))
@@ -602,10 +614,12 @@ def prepare_pnp(work: Path) -> Path:
     save_components(gi.pnp_components(clip_tokenizer()), work / "pipeline")
     from icd_bench.backbones.loaders import SD_SCHEDULER_CONFIG
 
-    cases = [{"method": m, "source": s, "target": t, "blend": list(b), "replace": r, "num_steps": gi.PNP_STEPS,
-              "latent": gi.pnp_latent(k)} for k, (m, s, t, b, r) in enumerate(gi.PNP_CASES)]
-    cases += [{"method": "edit-friendly-inversion+p2p", "source": s, "target": t, "num_steps": gi.PNP_EF_STEPS,
-               "skip": gi.PNP_EF_SKIP, "latent": gi.pnp_latent(len(gi.PNP_CASES) + k)}
+    cases = [{"method": m, "source": s, "target": t, "blend": list(b), "replace": r,
+              "num_steps": gi.PNP_STEPS, "latent": gi.pnp_latent(k)}
+             for k, (m, s, t, b, r) in enumerate(gi.PNP_CASES)]
+    cases += [{"method": "edit-friendly-inversion+p2p", "source": s, "target": t,
+               "num_steps": gi.PNP_EF_STEPS, "skip": gi.PNP_EF_SKIP,
+               "latent": gi.pnp_latent(len(gi.PNP_CASES) + k)}
               for k, (s, t) in enumerate(gi.PNP_EF_CASES)]
     torch.save({"cases": cases, "scheduler": dict(SD_SCHEDULER_CONFIG)}, work / "cases.pt")
     return work
@@ -628,8 +642,10 @@ def infedit_uac_goldens(repo: Path, python: Path, tokenizer, work: Path) -> dict
     ref = run_reference("infedit_uac_reference.py", repo, python, prepare_uac(tokenizer, work))
     out = []
     for (source, target, blend), r in zip(gi.UAC_CASES, ref["results"], strict=True):
-        steps = [{"t": st["t"], **{k: rounded(gi.uac_project(st[k])) for k in ("x_s", "x_t", "x_m", "x_t_blended")},
-                  "mask": None if st["mask"] is None else np.packbits(st["mask"].flatten().numpy()).tobytes().hex()}
+        steps = [{"t": st["t"],
+                  **{k: rounded(gi.uac_project(st[k])) for k in ("x_s", "x_t", "x_m", "x_t_blended")},
+                  "mask": (None if st["mask"] is None
+                           else np.packbits(st["mask"].flatten().numpy()).tobytes().hex())}
                  for st in r["steps"]]
         out.append({"source": source, "target": target, "blend": blend, "timesteps": r["timesteps"],
                     "noises": [rounded(gi.uac_project(z)) for z in r["noises"]], "steps": steps,
@@ -637,8 +653,9 @@ def infedit_uac_goldens(repo: Path, python: Path, tokenizer, work: Path) -> dict
     return {"cases": out, "reference_versions": ref["versions"]}
 
 
-PIE_P2P_WHAT = ("models/p2p_editor.P2PEditor (ddim+p2p, negative-prompt-inversion+p2p, null-text-inversion+p2p) with "
-                "run_editing_p2p.py's arguments and run_editing_edit_friendly_p2p.edit_image_EF with its main's, on "
+PIE_P2P_WHAT = ("models/p2p_editor.P2PEditor (ddim+p2p, negative-prompt-inversion+p2p, "
+                "null-text-inversion+p2p) with run_editing_p2p.py's arguments and "
+                "run_editing_edit_friendly_p2p.edit_image_EF with its main's, on "
                 "golden_inputs.pnp_components, via tools/conformance/pnp_p2p_reference.py")
 
 
@@ -653,11 +670,12 @@ def pnp_p2p_goldens(repo: Path, python: Path, work: Path) -> dict:
     for c, r in zip(cases, ref["results"], strict=True):
         common = {k: c[k] for k in ("method", "source", "target", "num_steps")}
         if c["method"] == "edit-friendly-inversion+p2p":
-            ef.append({**common, "skip": c["skip"], **{k: rounded(r[k][0], 7) for k in ("edit", "reconstruction",
-                                                                                        "prompt_switch")}})
+            ef.append({**common, "skip": c["skip"],
+                       **{k: rounded(r[k][0], 7) for k in ("edit", "reconstruction", "prompt_switch")}})
         else:
             out.append({**common, "blend": c["blend"], "replace": c["replace"],
-                        "reconstruction": rounded(r["reconstruction"][0], 7), "edit": rounded(r["edit"][1], 7)})
+                        "reconstruction": rounded(r["reconstruction"][0], 7),
+                        "edit": rounded(r["edit"][1], 7)})
     return {"cases": out, "ef_cases": ef, "reference_versions": ref["versions"]}
 
 
@@ -678,16 +696,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--icd-repo", type=Path, required=True)
     ap.add_argument("--pnp-repo", type=Path, required=True)
-    ap.add_argument("--benchmarks", type=Path, required=True, help="the published lists (../shared/benchmarks)")
+    ap.add_argument("--benchmarks", type=Path, required=True,
+                    help="the published lists (../shared/benchmarks)")
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "conformance" / "goldens")
     ap.add_argument("--icd-commit", help="the commit of --icd-repo when it is an exported tree, not a clone")
     ap.add_argument("--pnp-commit", help="the same for --pnp-repo")
-    ap.add_argument("--renoise-repo", type=Path, help="garibida/ReNoise-Inversion (its noise regularisation golden)")
+    ap.add_argument("--renoise-repo", type=Path,
+                    help="garibida/ReNoise-Inversion (its noise regularisation golden)")
     ap.add_argument("--renoise-commit", help="the commit of --renoise-repo when it is an exported tree")
     ap.add_argument("--infedit-repo", type=Path, help="sled-group/InfEdit (its DDCM sampler golden)")
     ap.add_argument("--infedit-commit", help="the commit of --infedit-repo when it is an exported tree")
     ap.add_argument("--pnp-python", type=Path,
-                    help="a Python with PnPInversion's environment (diffusers 0.10): its P2P editors' end-to-end golden")
+                    help="a Python with PnPInversion's environment (diffusers 0.10): "
+                         "its P2P editors' end-to-end golden")
     ap.add_argument("--infedit-python", type=Path,
                     help="a Python with InfEdit's environment (diffusers 0.24): its end-to-end golden")
     ap.add_argument("--renoise-python", type=Path,
@@ -717,8 +738,9 @@ def main() -> None:
         p2p.NUM_DDIM_STEPS = c["num_steps"]
         controller = p2p.make_controller(c["prompts"], c["is_replace"], c["cross_replace_steps"],
                                          c["self_replace_steps"], c["blend_words"], c["eq_params"])
-        icd_cases[label] = {"prompts": c["prompts"], "blend_words": c["blend_words"], "num_steps": c["num_steps"],
-                            "case": len(icd_cases), **drive(controller, len(icd_cases), c["num_steps"])}
+        icd_cases[label] = {"prompts": c["prompts"], "blend_words": c["blend_words"],
+                            "num_steps": c["num_steps"], "case": len(icd_cases),
+                            **drive(controller, len(icd_cases), c["num_steps"])}
     windows = []  # the injection windows for other step counts and fractions
     for n in (4, 8, 10, 50):
         for f in (0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 1.0):
@@ -779,57 +801,64 @@ def main() -> None:
 
         model_metrics = pie_model_metric_goldens(args.pnp_repo, args.dino_repo)
 
-    icd_ref = {"repository": "yandex-research/invertible-cd", "commit": commit(args.icd_repo, args.icd_commit)}
+    icd_ref = {"repository": "yandex-research/invertible-cd",
+               "commit": commit(args.icd_repo, args.icd_commit)}
     pie_ref = {"repository": "cure-lab/PnPInversion", "commit": commit(args.pnp_repo, args.pnp_commit)}
     words = {"tokenizer": "CLIP ViT-L/14 BPE (open_clip's vocabulary), model_max_length 77",
-             "stopwords": "nltk stand-in: " + ("--stopwords file" if args.stopwords else "icd_bench.words.STOPWORDS")}
-    both = {"icd": {**icd_ref, "what": "running/sd1.5/edit.py main() with launch_editing_iCD_sd1.5.sh's arguments; "
-                                       "utils.p2p.make_controller"},
-            "pie": {**pie_ref, "what": "models/p2p/attention_control.make_controller with run_editing_p2p.py's "
-                                       "arguments"}}
+             "stopwords": "nltk stand-in: " + ("--stopwords file" if args.stopwords
+                                               else "icd_bench.words.STOPWORDS")}
+    both = {"icd": {**icd_ref, "what": "running/sd1.5/edit.py main() with launch_editing_iCD_sd1.5.sh's "
+                                       "arguments; utils.p2p.make_controller"},
+            "pie": {**pie_ref, "what": "models/p2p/attention_control.make_controller with "
+                                       "run_editing_p2p.py's arguments"}}
     goldens = {
         "p2p_alignment.json": ({"provenance": provenance(both, "the two references' seq_aligner and word "
                                                                "positions on the published lists", **words),
                                 "icd": icd, "pie": pie, "windows": windows}),
-        "p2p_controllers.json": {"provenance": provenance(both, "the two references' P2P controllers on given "
-                                                                "attention maps", **words),
+        "p2p_controllers.json": {"provenance": provenance(both, "the two references' P2P controllers on "
+                                                                "given attention maps", **words),
                                  "cases": {**icd_cases, "pie_refine": pie_case}},
         "ddim_nti_npi.json": {"provenance": provenance(
-            {"pie": pie_ref}, "models/p2p/inversion.NullInversion (ddim_loop, null_optimization, get_noise_pred) "
-                              "with models/p2p/scheduler_dev.DDIMSchedulerDev on golden_inputs.AnalyticUNet"), **ddim},
+            {"pie": pie_ref}, "models/p2p/inversion.NullInversion (ddim_loop, null_optimization, "
+                              "get_noise_pred) with models/p2p/scheduler_dev.DDIMSchedulerDev on "
+                              "golden_inputs.AnalyticUNet"), **ddim},
         "icd_sd15.json": {"provenance": provenance(
             {"icd": icd_ref}, "utils/loading.load_models, utils/generation.Generator.cons_inversion / "
-                              "cons_generation, utils/p2p.make_controller on golden_inputs.icd_weights", **words),
+                              "cons_generation, utils/p2p.make_controller on "
+                              "golden_inputs.icd_weights", **words),
             **icd_e2e},
         "pie_metrics.json": {"provenance": provenance(
-            {"pie": pie_ref}, "evaluation/evaluate.py mask_decode + calculate_metric with MetricsCalculator's "
-                              "PSNR / MSE / SSIM (torchmetrics) and LPIPS (torchmetrics, SqueezeNet; trunk "
-                              "golden_inputs.lpips_trunk)"), **pie_metrics},
+            {"pie": pie_ref}, "evaluation/evaluate.py mask_decode + calculate_metric with "
+                              "MetricsCalculator's PSNR / MSE / SSIM (torchmetrics) and LPIPS (torchmetrics, "
+                              "SqueezeNet; trunk golden_inputs.lpips_trunk)"), **pie_metrics},
         "ef_ddpm.json": {"provenance": provenance(
             {"pie": pie_ref}, "models/edit_friendly_ddm/inversion_utils.py inversion_forward_process / "
                               "inversion_reverse_process on golden_inputs.AnalyticUNet (float64)"), **ef},
         "icd_training.json": {"provenance": provenance(
-            {"icd": icd_ref}, "training/src/train.py reverse_train_step / forward_train_step with src.lcm.DDIMSolver "
-                              "on golden_inputs' guidance-embedded analytic predictors"), **training},
+            {"icd": icd_ref}, "training/src/train.py reverse_train_step / forward_train_step with "
+                              "src.lcm.DDIMSolver on golden_inputs' guidance-embedded analytic "
+                              "predictors"), **training},
     }
     if renoise is not None:
         goldens["renoise.json"] = {"provenance": provenance(
             {"renoise": {"repository": "garibida/ReNoise-Inversion",
                          "commit": commit(args.renoise_repo, args.renoise_commit)}},
             "src/renoise_inversion.py noise_regularization (released strengths, seeded rolls)"), **renoise}
-    infedit_ref = {"repository": "sled-group/InfEdit", "commit": commit(args.infedit_repo, args.infedit_commit)}
+    infedit_ref = {"repository": "sled-group/InfEdit",
+                   "commit": commit(args.infedit_repo, args.infedit_commit)}
     if ddcm is not None:
         goldens["infedit_ddcm.json"] = {"provenance": provenance(
-            {"infedit": infedit_ref}, "pipeline_ead.py ddcm_sampler, LCMScheduler 12 steps, eta 1 (run_pie_bench.py)"),
-            **ddcm}
+            {"infedit": infedit_ref},
+            "pipeline_ead.py ddcm_sampler, LCMScheduler 12 steps, eta 1 (run_pie_bench.py)"), **ddcm}
     if pie_p2p is not None:
         goldens["pie_p2p.json"] = {"provenance": provenance(
-            {"pie": pie_ref}, PIE_P2P_WHAT, reference_versions=pie_p2p.pop("reference_versions"), **words), **pie_p2p}
+            {"pie": pie_ref}, PIE_P2P_WHAT, reference_versions=pie_p2p.pop("reference_versions"), **words),
+            **pie_p2p}
     if uac is not None:
         goldens["infedit_uac.json"] = {"provenance": provenance(
             {"infedit": infedit_ref},
-            "run_pie_bench.py inference() with main()'s arguments (EditPipeline, AttentionRefine, LocalBlend) on "
-            "golden_inputs.uac_components, via tools/conformance/infedit_uac_reference.py",
+            "run_pie_bench.py inference() with main()'s arguments (EditPipeline, AttentionRefine, "
+            "LocalBlend) on golden_inputs.uac_components, via tools/conformance/infedit_uac_reference.py",
             reference_versions=uac.pop("reference_versions"), **words), **uac}
     if renoise_loop is not None:
         goldens["renoise_loop.json"] = renoise_loop
@@ -841,7 +870,8 @@ def main() -> None:
         goldens["pie_model_metrics.json"] = {"provenance": prov, **model_metrics}
     args.out.mkdir(parents=True, exist_ok=True)
     for name, golden in goldens.items():
-        (args.out / name).write_text(json.dumps(golden, indent=1 if name == "pie_model_metrics.json" else None))
+        (args.out / name).write_text(json.dumps(golden,
+                                                indent=1 if name == "pie_model_metrics.json" else None))
     print(f"{len(icd)} iCD pairs, {len(pie)} PIE-Bench pairs, 3 controller cases → {args.out}")
 
 
