@@ -313,6 +313,7 @@ class Runner:
         seeds = [sample_seed(self.cfg.seed, s.id) for s in samples]
         generators = [torch.Generator("cpu").manual_seed(sd) for sd in seeds]
         start = time.perf_counter()
+        out_of_memory = False
         try:
             sources, outputs = method.run(self.cfg.task, samples, generators)
         except SampleError as exc:
@@ -324,11 +325,7 @@ class Runner:
         except torch.cuda.OutOfMemoryError:
             if self.cfg.debug and len(samples) == 1:
                 raise
-            torch.cuda.empty_cache()
-            if len(samples) > 1:  # halve and retry
-                return self._split(store, method, samples, halves=True)
-            return {samples[0].id: ("error", "CUDA out of memory at batch size 1; free GPU memory, use "
-                                    "--dtype fp16 or a smaller model")}
+            out_of_memory = True  # retried below, outside this block: the error holds the batch's tensors
         except Exception as exc:
             if self.cfg.debug:
                 raise
@@ -336,6 +333,12 @@ class Runner:
                 return self._split(store, method, samples, halves=False)
             store.log_error(f"--- {samples[0].id}\n{traceback.format_exc()}")
             return {samples[0].id: ("error", f"{type(exc).__name__}: {exc}")}
+        if out_of_memory:  # the failed batch's tensors are released by now
+            torch.cuda.empty_cache()
+            if len(samples) > 1:  # halve and retry
+                return self._split(store, method, samples, halves=True)
+            return {samples[0].id: ("error", "CUDA out of memory at batch size 1; free GPU memory, use "
+                                    "--dtype fp16 or a smaller model")}
         seconds = (time.perf_counter() - start) / len(samples)
         if self.cfg.task == "invert" and sources is not None:  # reconstruction quality, for free
             values = psnr(torch.stack([o.image for o in outputs]), sources.float().cpu())

@@ -115,3 +115,27 @@ def test_disk_full_stops_the_run_clearly_and_resuming_completes_it(images_dir, t
     assert sorted(got) == sorted(want)
     for k in want:
         assert np.abs(got[k] - want[k]).max() <= 1
+
+
+def test_the_halved_retry_runs_after_the_failed_batch_is_released(images_dir, tiny_sd15_dir, tmp_path,
+                                                                  monkeypatch):
+    """An out-of-memory error's traceback holds the failed call's tensors: retrying inside the ``except``
+    block would leave the halves that much less GPU memory."""
+    import weakref
+
+    original = Backbone.predict_noise
+    held: list = []
+    alive_at_retry: list[bool] = []
+
+    def small_gpu(self, latents, *args, **kwargs):
+        if latents.shape[0] > 2:
+            big = torch.empty(1024)  # a tensor of the failed call, referenced only by its frame
+            held.append(weakref.ref(big))
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if held:
+            alive_at_retry.append(held[-1]() is not None)
+        return original(self, latents, *args, **kwargs)
+
+    monkeypatch.setattr(Backbone, "predict_noise", small_gpu)
+    summary = Runner(cfg(images_dir, tiny_sd15_dir, tmp_path / "run", limit=2, batch_size=2)).run()
+    assert summary.ok == 2 and held and alive_at_retry and not any(alive_at_retry)
