@@ -144,19 +144,24 @@ def dominated(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return out
 
 
-def read_at(xs: np.ndarray, ys: np.ndarray, level: float) -> float:
-    """A curve (points in knob order, joined by straight lines) read at x = ``level``: the best y (higher is
-    better) over its crossings; NaN where it does not reach the level."""
-    best = math.nan
+def crossings(xs: Sequence[float], level: float) -> list[tuple[int, int, float]]:
+    """Where a curve (points in knob order, joined by straight lines) is at x = ``level``, in knob order:
+    ``(i, j, t)`` with the curve there at point i + t·(point j − point i) — j = i + 1 inside a segment,
+    j = i (t = 0) at a point on the level."""
+    out = []
     for i in range(len(xs)):
         if xs[i] == level:
-            best = ys[i] if math.isnan(best) else max(best, ys[i])
-    for (x0, y0), (x1, y1) in zip(zip(xs[:-1], ys[:-1], strict=True), zip(xs[1:], ys[1:], strict=True),
-                                  strict=True):
-        if min(x0, x1) < level < max(x0, x1):
-            y = y0 + (level - x0) * (y1 - y0) / (x1 - x0)
-            best = y if math.isnan(best) else max(best, y)
-    return best
+            out.append((i, i, 0.0))
+        if i + 1 < len(xs) and min(xs[i], xs[i + 1]) < level < max(xs[i], xs[i + 1]):
+            out.append((i, i + 1, (level - xs[i]) / (xs[i + 1] - xs[i])))
+    return out
+
+
+def read_at(xs: np.ndarray, ys: np.ndarray, level: float) -> float:
+    """A curve read at x = ``level``: the best y (higher is better) over its `crossings`; NaN where it does
+    not reach the level."""
+    reads = [ys[i] + t * (ys[j] - ys[i]) for i, j, t in crossings(xs, level)]
+    return max(reads) if reads else math.nan
 
 
 def analyse(points: Sequence[Point], x: str, y: str, *, levels: Sequence[float] | None = None,
@@ -344,16 +349,6 @@ def load_curves(path: Path = CURVES) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if Path(path).is_file() else None
 
 
-def _crossing(points: list[dict], key: str, level: float) -> tuple[dict, dict, float] | None:
-    """The first pair of neighbouring points (in knob order) whose ``key`` spans ``level``, and where
-    between them it lies (0 at the first, 1 at the second); None where the curve does not reach it."""
-    for a, b in zip(points[:-1], points[1:], strict=True):
-        lo, hi = sorted((a[key], b[key]))
-        if lo <= level <= hi:
-            return a, b, (0.0 if hi == lo else (level - a[key]) / (b[key] - a[key]))
-    return None
-
-
 def demo_comparison(run_dir: Path, label: str, means: dict[str, float], path: Path = CURVES) -> dict | None:
     """A scored demo edit run beside the stored DDIM-50 curve (``BASELINE``): DDIM-50 at the run's own CFG
     (where the curve has that point), at DDIM-50's default CFG, and at the run's background PSNR (its curve
@@ -390,9 +385,10 @@ def demo_comparison(run_dir: Path, label: str, means: dict[str, float], path: Pa
         rows.append(row("DDIM-50, same CFG", f"{own:g}", at[own]))
     if default in at:
         rows.append(row("DDIM-50, default", f"{default:g}", at[default]))
-    found = _crossing(points, x, means[x])
-    if found is not None:
-        a, b, f = found
+    found = crossings([p[x] for p in points], means[x])
+    if found:  # the first crossing in knob order; success, CFG and seconds linear there
+        (i, j, f), = found[:1]
+        a, b = points[i], points[j]
         mix = {k: a[k] + f * (b[k] - a[k]) for k in ("value", "nfe", "seconds_per_edit", x, y)}
         rows.append(row("DDIM-50, same bg", f"≈{mix['value']:.1f}",
                         {**mix, "edits": min(a["edits"], b["edits"])}))
