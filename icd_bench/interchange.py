@@ -45,7 +45,6 @@ and why) beside the images: in ``output/<name>/``, or in ``OUT`` for the ``icd``
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import shutil
@@ -58,7 +57,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from icd_bench.data.base import load_rgb_image, open_dataset, open_run_dataset
+from icd_bench.data.base import load_rgb_image, open_dataset, open_run_dataset, read_csv_rows
 from icd_bench.errors import ConfigError, SampleError, SampleWarning
 from icd_bench.imaging import IMAGE_SUFFIXES
 from icd_bench.provenance import git_commit, versions
@@ -95,15 +94,14 @@ def _pie_image_paths(ds, ids: list[str], dataset: str | None) -> dict[str, str]:
 
 
 def _by_csv(folder: Path, mapping: Path) -> dict[str, Path]:
-    try:
-        with open(mapping, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError(f"cannot read the mapping {mapping}: {exc}") from None
-    if not rows or not {"id", "file"} <= set(rows[0]):
-        raise ConfigError(f"{mapping} needs the columns id and file "
-                          f"(sample id → image file relative to {folder})")
-    return {r["id"].strip(): folder / r["file"].strip() for r in rows if r["id"].strip()}
+    """Sample id → image file (relative to ``folder``) from a CSV with the columns ``id`` and ``file``."""
+    if not mapping.is_file():
+        raise ConfigError(f"cannot read the mapping {mapping}: no such file")
+    rows = [r for _, r in read_csv_rows(mapping, ("id", "file")) if r["id"]]
+    if not rows:
+        raise ConfigError(f"{mapping} maps no sample: it needs rows of id (sample id) and file (relative "
+                          f"to {folder})")
+    return {r["id"]: folder / r["file"] for r in rows}
 
 
 def _by_name(folder: Path, ids: list[str]) -> dict[str, Path]:

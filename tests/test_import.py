@@ -172,10 +172,11 @@ def test_folder_layout_by_file_name_or_by_a_mapping_csv(tmp_path, images_dir):
                              out=tmp_path / "by-csv", mapping=tmp_path / "map.csv", size=48)
     assert summary.ok == 2 and {i for i, _ in summary.errors} == {"img2", "img3", "img4"}
     assert all("names no file" in why for _, why in summary.errors)
-    with pytest.raises(ConfigError, match="id and file"):
-        (tmp_path / "bad.csv").write_text("name,path\n")
-        import_outputs("folder", outputs, dataset="folder", data_dir=images_dir, out=tmp_path / "bad",
-                       mapping=tmp_path / "bad.csv")
+    for text, why in (("name,path\n", r"missing column\(s\) id, file"), ("id,file\n", "maps no sample")):
+        (tmp_path / "bad.csv").write_text(text)
+        with pytest.raises(ConfigError, match=why):
+            import_outputs("folder", outputs, dataset="folder", data_dir=images_dir, out=tmp_path / "bad",
+                           mapping=tmp_path / "bad.csv")
 
 
 def test_import_command_then_score_as_a_user_would(pie, tmp_path):

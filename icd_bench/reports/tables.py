@@ -222,15 +222,15 @@ def build_table(spec: TableSpec, runs: list[Path], *, resamples: int = 1000, see
                          "and are not in its means (their reasons are in its records.jsonl)")
         preset = config.get("preset") or config.get("method")
         dataset = config.get("dataset", {}).get("name", "")
+        notes += protocol_notes(data, spec)
+        match = spec.matches.get(preset)
+        section = configuration = None
         if config.get("method") == "imported":  # `icd-bench import`: made elsewhere
             made = config.get("params", {})
             notes.append(f"{run.name}: imported (made elsewhere) from {made.get('folder')}, "
                          f"{made.get('layout')} layout: its UNet evaluations and seconds are unknown")
-        notes += protocol_notes(data, spec)
-        match = spec.matches.get(preset)
-        section = configuration = None
-        if config.get("method") == "imported":  # the producer's own name for it, when the table knows it
-            match = spec.published.get(config.get("params", {}).get("producer_method", "")) or match
+            # the producer's own name for it, when the table knows it
+            match = spec.published.get(made.get("producer_method", "")) or match
         if run.name in explicit:
             section, configuration = explicit[run.name]
         elif match:

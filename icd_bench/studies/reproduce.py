@@ -406,26 +406,16 @@ def command_line(suite: Suite, options: Options) -> str:
     return " ".join(parts)
 
 
-def provenance_lines(planned: list[Planned], corrections: bool) -> list[str]:
-    """Two lines for a table: which method behaviour ran, and which protocol made each metric column."""
-    from icd_bench.metrics.base import PROTOCOLS, MetricSpec
-
+def behaviour_line(planned: list[Planned], corrections: bool) -> str:
+    """The line that heads a table: which method behaviour ran (the table's notes say which protocol made
+    each metric column)."""
     if corrections:
-        behaviour = ("**Method behaviour**: the project's corrections of the official implementations "
-                     "(`--corrections`; the README's deviations table).")
-    else:
-        switched = sorted({f"{p.run.name}: {', '.join(p.switches)}" for p in planned if p.switches})
-        behaviour = ("**Method behaviour**: the official implementations' (the suite sets their switches: "
-                     + ("; ".join(switched) if switched else "none differ for these methods")
-                     + "; `--corrections` runs the project's corrections instead).")
-    columns: dict[str, set[str]] = {}
-    for p in planned:
-        for text in p.run.metrics or ():
-            spec = MetricSpec.parse(text)
-            columns.setdefault(spec.flavour, set()).add(spec.key)
-    protocol = "; ".join(f"{', '.join(f'`{k}`' for k in sorted(keys))} — {PROTOCOLS.get(flavour, flavour)}"
-                         for flavour, keys in sorted(columns.items()))
-    return [behaviour, f"**Metric protocol** per column: {protocol or 'the scorer defaults'}."]
+        return ("**Method behaviour**: the project's corrections of the official implementations "
+                "(`--corrections`; the README's deviations table).")
+    switched = sorted({f"{p.run.name}: {', '.join(p.switches)}" for p in planned if p.switches})
+    return ("**Method behaviour**: the official implementations' (the suite sets their switches: "
+            + ("; ".join(switched) if switched else "none differ for these methods")
+            + "; `--corrections` runs the project's corrections instead).")
 
 
 @dataclass
@@ -476,8 +466,8 @@ def reproduce(suite: Suite, options: Options, *, run_one: Callable[[Any], Any] |
         path = options.root / f"{suite.table}.{fmt}"
         text = render(spec, long, notes, fmt, command)
         if fmt == "md":
-            head = (([suite.description] if suite.description else [])
-                    + provenance_lines(planned, options.corrections))
+            head = ([suite.description] if suite.description else []) + [
+                behaviour_line(planned, options.corrections)]
             text = "\n\n".join([*head, text])
         path.write_text(text, encoding="utf-8")
         written.append(path)
