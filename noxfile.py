@@ -60,7 +60,8 @@ def toy_teacher(session: nox.Session) -> None:
 
 @nox.session
 def toy_icd(session: nox.Session) -> None:
-    """Train the toy iCD models from the bundled teacher (stage 1, stage 2) and bundle them."""
+    """Train the toy iCD models from the bundled teacher (stage 1, stage 2 and its three continuations) and
+    bundle them."""
     session.install("-e", ".")
     session.run("icd-bench", "train", "cfg-distill", "--recipe", "training/toy-cfg-distill.toml",
                 "--out", "runs/train/toy-cfg-distill", *session.posargs, env=OFFLINE)
@@ -68,6 +69,10 @@ def toy_icd(session: nox.Session) -> None:
                 "--out", "runs/train/toy-icd", *session.posargs, env=OFFLINE)
     session.run("icd-bench", "train", "icd", "--recipe", "training/toy-icd-continue.toml", "--out",
                 "runs/train/toy-icd-continue", *session.posargs, env=OFFLINE)
+    session.run("icd-bench", "train", "icd", "--recipe", "training/toy-icd-continue2.toml", "--out",
+                "runs/train/toy-icd-continue2", *session.posargs, env=OFFLINE)
+    session.run("icd-bench", "train", "icd", "--recipe", "training/toy-icd-continue3.toml", "--out",
+                "runs/train/toy-icd-continue3", *session.posargs, env=OFFLINE)
     session.run("icd-bench", "toy", "bundle-icd", env=OFFLINE)
 
 

@@ -104,8 +104,9 @@ def toy_bundle_icd(
         help="Stage 1's guidance-distilled student.",
     )] = Path("runs/train/toy-cfg-distill/cfg_distill.safetensors"),
     stage2: Annotated[Path, typer.Option(
-        help="Stage 2's training folder (fcdm/cdm.safetensors, icd.json): training/toy-icd-continue.toml's, "
-             "which continues training/toy-icd.toml's.")] = Path("runs/train/toy-icd-continue"),
+        help="Stage 2's training folder (fcdm/cdm.safetensors, icd.json): training/toy-icd-continue3.toml's, "
+             "which continues training/toy-icd.toml's through -continue.toml and -continue2.toml.",
+    )] = Path("runs/train/toy-icd-continue3"),
     into: Annotated[Path, typer.Option(
         help="Destination (the package's bundled toy iCD models).")] = Path("icd_bench/assets/toy/icd"),
 ) -> None:
