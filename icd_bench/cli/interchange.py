@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from icd_bench.cli.common import _progress, out
+from icd_bench.cli.common import QuietOption, _progress, out
 
 
 def _listed(heading: str, items: list[tuple[str, str]], shown: int = 20) -> None:
@@ -54,7 +54,7 @@ def import_cmd(
         "--saw-mask/--no-saw-mask",
         help="Whether the method was given the benchmark's edit mask "
              "(PIE-Bench's protocol; tables say so). Default: unknown.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Import outputs made elsewhere as a run directory that score, report, gallery, stats and reproduce read
     like any other (NFE and seconds unknown). A missing, unreadable or wrongly sized image fails its sample,
@@ -95,7 +95,7 @@ def export_cmd(
     force: Annotated[bool, typer.Option(
         "--force",
         help="Replace images an earlier export left in that place.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Write a run's edits in a benchmark's own layout, so its official evaluator can run on them. Samples the
     run did not finish are skipped and listed (in the icd layout their row numbers stay empty)."""

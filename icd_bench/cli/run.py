@@ -10,6 +10,7 @@ from rich.table import Table
 
 from icd_bench.cli._compare import print_demo_comparison
 from icd_bench.cli.common import (
+    QuietOption,
     _items,
     _pairs,
     _parse_shard,
@@ -191,7 +192,7 @@ def score(
     weights_dir: Annotated[Path | None, typer.Option(
         help="Folder of metric weights laid out as DIR/<weight key>/... (sets "
              "ICD_BENCH_WEIGHTS; a missing weight's error names its key and layout).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOption = False,
     restart: Annotated[bool, typer.Option(
         "--restart",
         help="Discard the values saved by earlier (or killed) scorings "

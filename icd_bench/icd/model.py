@@ -50,16 +50,20 @@ def add_guidance_embedding(unet, dim: int = RELEASE_GUIDANCE_DIM, *, share_weigh
     holds ``unet``'s own tensors (no second set of weights in memory) — for callers that replace
     ``unet`` by it.
     """
-    has_input = unet.config.time_cond_proj_dim is not None
-    state = {k: v.detach() if share_weights else v.detach().clone() for k, v in unet.state_dict().items()}
-    new, missing, unexpected = _with_guidance_input(
-        unet, unet.config.time_cond_proj_dim if has_input else dim, state)
-    if unexpected or set(missing) != (set() if has_input else {"time_embedding.cond_proj.weight"}):
+    if unet.config.time_cond_proj_dim is not None:
+        return _copy(unet, share_weights)
+    state = _state(unet, share_weights)
+    new, missing, unexpected = _with_guidance_input(unet, dim, state)
+    if unexpected or set(missing) != {"time_embedding.cond_proj.weight"}:
         raise RuntimeError(f"unexpected keys adding the guidance embedding: {missing} {unexpected}")
-    if not has_input:
-        proj = new.time_embedding.cond_proj
-        proj.weight = torch.nn.Parameter(torch.zeros(proj.weight.shape, dtype=state["conv_in.weight"].dtype))
+    proj = new.time_embedding.cond_proj
+    proj.weight = torch.nn.Parameter(torch.zeros(proj.weight.shape, dtype=state["conv_in.weight"].dtype))
     return _placed_like(new, unet)
+
+
+def _state(unet, share_weights: bool) -> dict[str, torch.Tensor]:
+    """``unet``'s tensors, detached: its own (``share_weights``) or copies."""
+    return {k: v.detach() if share_weights else v.detach().clone() for k, v in unet.state_dict().items()}
 
 
 def _with_guidance_input(unet, dim: int, state: dict[str, torch.Tensor]):
@@ -80,8 +84,13 @@ def _with_guidance_input(unet, dim: int, state: dict[str, torch.Tensor]):
 def shared_copy(unet):
     """A second UNet module over ``unet``'s own tensors (no second set of weights): adapters attached
     to it leave ``unet`` as it was."""
+    return _copy(unet, share_weights=True)
+
+
+def _copy(unet, share_weights: bool):
+    """A second UNet module of ``unet``'s architecture (its guidance input as it is) over its tensors."""
     new, missing, unexpected = _with_guidance_input(unet, unet.config.time_cond_proj_dim,
-                                                    {k: v.detach() for k, v in unet.state_dict().items()})
+                                                    _state(unet, share_weights))
     if missing or unexpected:
         raise RuntimeError(f"unexpected keys copying the UNet: {missing} {unexpected}")
     return _placed_like(new, unet)

@@ -387,7 +387,7 @@ def demo_comparison(run_dir: Path, label: str, means: dict[str, float], path: Pa
         rows.append(row("DDIM-50, default", f"{default:g}", at[default]))
     found = crossings([p[x] for p in points], means[x])
     if found:  # the first crossing in knob order; success, CFG and seconds linear there
-        (i, j, f), = found[:1]
+        i, j, f = found[0]
         a, b = points[i], points[j]
         mix = {k: a[k] + f * (b[k] - a[k]) for k in ("value", "nfe", "seconds_per_edit", x, y)}
         rows.append(row("DDIM-50, same bg", f"≈{mix['value']:.1f}",
