@@ -18,7 +18,7 @@ from icd_bench.attention.p2p import P2PParams, p2p_decode
 from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.methods.ddim import DDIM, DDIMParams
 from icd_bench.registry import METHODS
-from icd_bench.types import EditSample
+from icd_bench.types import EditSample, Inversion
 
 
 @dataclass
@@ -46,8 +46,13 @@ class DDIMP2P(DDIM):
 
         def sample(x2, cond, callback):
             return self._sample(x2, cond, lambda i: PromptEmbeds.cat([uncond(i), uncond(i)]),
-                                p.guidance_scale, branches=2, callback=callback)
+                                p.guidance_scale, branches=2, callback=self.branch_callback(inv, callback))
 
         x0 = p2p_decode(bb, sample, inv.latents, sources, targets, len(self._timesteps()), p,
                         [s.blend_words for s in samples], source_cond=inv.state["source_cond"])
         return bb.decode(x0)
+
+    def branch_callback(self, inversion: Inversion, callback):
+        """The callback of the two-branch decode ``[sources; targets]``: P2P's (its schedule and local
+        blend); Direct Inversion puts the source rows back on the inversion's trajectory before it."""
+        return callback

@@ -352,6 +352,16 @@ PNP_CASES = (  # (P2PEditor method, source, target, blend words "src tgt", repla
 
 PNP_PRESETS = {"ddim+p2p": "ddim-p2p-sd15", "negative-prompt-inversion+p2p": "npi-sd15",
                "null-text-inversion+p2p": "nti-sd15"}  # P2PEditor's method → the preset of its PIE-Bench row
+# PIE-Bench's other editors, golden pie_baselines.json (tools/conformance/pie_baselines.py): the same
+# components and steps; the cases' latents are pnp_latent(PNP_BASELINE_LATENTS + k)
+PNP_BASELINE_CASES = (  # (P2PEditor method, source, target, blend words "src tgt", replace controller)
+    ("directinversion+p2p", "a cat sitting on a wooden table", "a cat sitting on a big wooden table",
+     ("table", "table"), False),
+    ("directinversion+p2p", "a cat sitting on a wooden table", "a dog sitting on a wooden table",
+     ("cat", "dog"), True),
+)
+PNP_BASELINE_LATENTS = 100
+PNP_PRESETS["directinversion+p2p"] = "direct-inversion-sd15"
 PNP_EF_STEPS, PNP_EF_SKIP = 10, 3  # run_editing_edit_friendly_p2p.py's NUM_DDIM_STEPS / SKIP, made small
 PNP_EF_CASES = (  # (source, target): its controller is replace for equal word counts, else refine
     ("a cat sitting on a wooden table", "a cat sitting on a big wooden table"),
