@@ -383,7 +383,16 @@ def p2p_decode(backbone, sample: Sampler, x: torch.Tensor, sources: Sequence[str
     cond = PromptEmbeds.cat([source_cond, backbone.encode_prompt(targets)])
 
     with prompt_to_prompt(backbone, sources, targets, num_steps, config, blend_words) as control:
-        out = sample(torch.cat([x, x]), cond, control.step_callback)
+        out = controlled_decode(control, sample, torch.cat([x, x]), cond, steps_run)
+    return out[n:]
+
+
+def controlled_decode(control: AttentionControl, sample: Sampler, x: torch.Tensor, cond: PromptEmbeds,
+                      steps_run: int | None = None) -> torch.Tensor:
+    """Run ``sample`` on the batch ``x`` (the control's `layout`) with ``control.step_callback`` as its
+    callback, the control installed already; then check that it reported ``steps_run`` steps (default its
+    ``num_steps``) and kept the layout. Every attention-controlled decode (P2P, MasaCtrl) ends here."""
+    out = sample(x, cond, control.step_callback)
     control.check_finished(steps_run)
     control.check_layout(out)
-    return out[n:]
+    return out

@@ -32,3 +32,10 @@ def rectify_source(landings: Sequence[torch.Tensor], rows: int, then: Callback |
                                              info.alpha_to, x))
 
     return callback
+
+
+def trajectory_landings(trajectory: dict[int, torch.Tensor], clean: torch.Tensor, num_steps: int
+                        ) -> list[torch.Tensor]:
+    """Where each of ``num_steps`` sampling steps lands on a DDIM inversion's trajectory (``trajectory[i]``:
+    the latents at grid timestep t_i): x*_{t_{i+1}}, the ``clean`` latents last."""
+    return [trajectory[i + 1] for i in range(num_steps - 1)] + [clean]

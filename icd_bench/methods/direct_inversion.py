@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import torch
 
-from icd_bench.diffusion.direct import rectify_source
+from icd_bench.diffusion.direct import rectify_source, trajectory_landings
 from icd_bench.methods.ddim_p2p import DDIMP2P, DDIMP2PParams
 from icd_bench.registry import METHODS
 from icd_bench.types import Inversion
@@ -36,13 +36,10 @@ class DirectInversion(DDIMP2P):
 
     Params: ClassVar[type] = DirectInversionParams
 
-    def landings(self, inversion: Inversion) -> list[torch.Tensor]:
-        """Where each sampling step lands on the trajectory: x*_{t_{i+1}}, the clean latents last."""
-        trajectory, n = inversion.state["trajectory"], len(self._timesteps())
-        return [trajectory[i + 1] for i in range(n - 1)] + [inversion.image_latents]
-
     def branch_callback(self, inversion: Inversion, callback):
-        return rectify_source(self.landings(inversion), inversion.latents.shape[0], then=callback)
+        landings = trajectory_landings(inversion.state["trajectory"], inversion.image_latents,
+                                       len(self._timesteps()))
+        return rectify_source(landings, inversion.latents.shape[0], then=callback)
 
     def reconstruct(self, inversion: Inversion) -> torch.Tensor:
         return self.backbone.decode(inversion.image_latents)

@@ -105,7 +105,8 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (
                Column("bg SSIM ×10²", ("ssim:background:pie",), "background_ssim", True, 1e2, 2),
                Column("CLIP whole", ("clip_t:whole:pie", "clip_t"), "clip_whole", True, digits=2),
                Column("CLIP edited", ("clip_t:edited:pie",), "clip_edited", True, digits=2)),
-              {"ddim-p2p-sd15": ("", "DDIM+P2P"), "nti-sd15": ("", "NTI+P2P"), "npi-sd15": ("", "NPI+P2P")},
+              {"ddim-p2p-sd15": ("", "DDIM+P2P"), "nti-sd15": ("", "NTI+P2P"), "npi-sd15": ("", "NPI+P2P"),
+               "direct-inversion-sd15": ("", "DirectInversion+P2P")},
               # the folders of PnPInversion's released outputs (its evaluate.py's all_tgt_image_folders)
               {"ddim+p2p": ("", "DDIM+P2P"), "null-text-inversion+p2p_a800": ("", "NTI+P2P"),
                "null-text-inversion+p2p_3090": ("", "NTI+P2P"),

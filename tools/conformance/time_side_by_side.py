@@ -16,7 +16,9 @@ side's overhead around small UNet calls, not an SD1.5-size edit.
 - with ``--pnp-python``: PIE-Bench's P2P editors end to end (``P2PEditor``: DDIM + P2P, NPI + P2P,
   NTI + P2P, each inversion + reconstruction + P2P edit, 10 steps) in their own environment vs the
   presets, on the PIE-P2P golden's model and cases (``pnp_p2p_reference.py --repeats``), and its EF + P2P
-  script (``edit_image_EF``: inversion, P2P edit, prompt-switch decode) vs ``ef-ddpm-sd15-50``;
+  script (``edit_image_EF``: inversion, P2P edit, prompt-switch decode) vs ``ef-ddpm-sd15-50``; and
+  PIE-Bench's other editors (``pie-baselines``: Direct Inversion + P2P) on pie_baselines.json's model and
+  first case;
 - with ``--infedit-repo`` / ``--infedit-python``: InfEdit's PIE-Bench run (12 steps, unified attention
   control) in its own environment vs `infedit-lcm-sd15` (``infedit_uac_reference.py --repeats``).
 
@@ -197,24 +199,31 @@ def nti_side_by_side(pnp_repo: Path, repeats: int) -> dict:
 PNP_TIMED = (0, 2, 3)  # golden_inputs.PNP_CASES: DDIM + P2P refine, NPI + P2P, NTI + P2P
 
 
-def pie_p2p_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> list[dict]:
+def pie_p2p_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path, *, baselines: bool = False
+                         ) -> list[dict]:
     """PIE-Bench's P2P editors (pnp_p2p_reference.py, in their own environment) vs the presets, end to end on
-    the PIE-P2P golden's model and cases."""
+    the PIE-P2P golden's model and cases (``baselines``: pie_baselines.json's cases, its first timed)."""
     from PIL import Image
 
     from icd_bench.config import resolve_method
     from icd_bench.registry import METHODS
     from icd_bench.types import EditSample
 
-    ref = mk.run_reference("pnp_p2p_reference.py", pnp_repo, python, mk.prepare_pnp(work), repeats,
-                           ",".join(map(str, PNP_TIMED)))
+    if baselines:
+        from pie_baselines import prepare
+
+        cases, timed_cases, first = gi.PNP_BASELINE_CASES, (0,), gi.PNP_BASELINE_LATENTS
+    else:
+        prepare, cases, timed_cases, first = mk.prepare_pnp, gi.PNP_CASES, PNP_TIMED, 0
+    ref = mk.run_reference("pnp_p2p_reference.py", pnp_repo, python, prepare(work), repeats,
+                           ",".join(map(str, timed_cases)))
     backbone = gi.pnp_backbone(mk.clip_tokenizer())
     rows = []
-    for k in PNP_TIMED:
-        name, source, target, blend, _ = gi.PNP_CASES[k]
+    for k in timed_cases:
+        name, source, target, blend, _ = cases[k]
         spec = resolve_method(gi.PNP_PRESETS[name], [f"num_inference_steps={gi.PNP_STEPS}"])
         method = METHODS.get(spec.method)(backbone, spec.params)
-        latent = gi.pnp_latent(k)
+        latent = gi.pnp_latent(first + k)
         backbone.encode_image = lambda images, latent=latent: latent
         backbone.decode = lambda latents: latents
         sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source,
@@ -325,7 +334,7 @@ def infedit_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> 
                     "InfEdit run_pie_bench (diffusers 0.24)", ref["results"][0], t_ours, nfe_ours)
 
 
-PARTS = ("icd", "nti", "pie-p2p", "ef", "infedit", "renoise")
+PARTS = ("icd", "nti", "pie-p2p", "pie-baselines", "ef", "infedit", "renoise")
 
 
 def kept_rows(report: Path) -> dict[str, str]:
@@ -368,6 +377,10 @@ def main() -> None:
     if args.pnp_python and "pie-p2p" in only:
         with tempfile.TemporaryDirectory() as work:
             rows += pie_p2p_side_by_side(args.pnp_repo, args.pnp_python, args.repeats, Path(work))
+    if args.pnp_python and "pie-baselines" in only:
+        with tempfile.TemporaryDirectory() as work:
+            rows += pie_p2p_side_by_side(args.pnp_repo, args.pnp_python, args.repeats, Path(work),
+                                         baselines=True)
     if args.pnp_python and "ef" in only:
         with tempfile.TemporaryDirectory() as work:
             rows.append(ef_side_by_side(args.pnp_repo, args.pnp_python, args.repeats, Path(work)))
@@ -410,7 +423,10 @@ def main() -> None:
                               f"{r['ref_unet_rows']:.0f} / {r['ours_unet_rows']:.0f} |")
     lines += list(table.values())
     lines += ["", "UNet rows: every row of every UNet call (the reference's iCD runs its CFG batch of "
-              "[uncond, cond] rows and keeps the conditional half; the project runs only the rows it uses)."]
+              "[uncond, cond] rows and keeps the conditional half; the project runs only the rows it uses; "
+              "PnPInversion's Direct Inversion walks its source branch once more to store its offsets, "
+              "and again for the reconstruction, where the project puts the source rows on the trajectory "
+              "inside the edit)."]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
