@@ -70,6 +70,10 @@ class MutualSelfAttentionControl(AttentionControl):
     def install(self, unet) -> Iterator[MutualSelfAttentionControl]:
         original = dict(unet.attn_processors)
         layers = self_attention_layers(unet)
+        if self.cfg.start_layer >= len(layers):
+            raise ValueError(f"MasaCtrl's start_layer {self.cfg.start_layer} leaves none of this UNet's "
+                             f"{len(layers)} self-attention layers under control: set start_layer below "
+                             f"{len(layers)}")
         unet.set_attn_processor({name: MutualSelfAttnProcessor(self, layers.get(name)) for name in original})
         try:
             yield self

@@ -362,6 +362,17 @@ PNP_BASELINE_CASES = (  # (P2PEditor method, source, target, blend words "src tg
 )
 PNP_BASELINE_LATENTS = 100
 PNP_PRESETS["directinversion+p2p"] = "direct-inversion-sd15"
+# PIE-Bench's MasaCtrl editors (run_editing_masactrl.MasaCtrlEditor: the source branch decodes the empty
+# prompt): (method, source, target); latents pnp_latent(PNP_MASACTRL_LATENTS + k). Its MasaCtrl decode
+# runs the pipeline's default 50 steps whatever the editor's step count, so the cases run 50 throughout.
+PNP_MASACTRL_CASES = (
+    ("ddim+masactrl", "a cat sitting on a wooden table", "a dog sitting on a wooden table"),
+    ("directinversion+masactrl", "a cat sitting on a wooden table", "a cat sitting on a big wooden table"),
+)
+PNP_MASACTRL_STEPS = 50
+PNP_MASACTRL_LATENTS = 200
+PNP_PRESETS["ddim+masactrl"] = "masactrl-sd15"
+PNP_PRESETS["directinversion+masactrl"] = "direct-inversion-masactrl-sd15"
 PNP_EF_STEPS, PNP_EF_SKIP = 10, 3  # run_editing_edit_friendly_p2p.py's NUM_DDIM_STEPS / SKIP, made small
 PNP_EF_CASES = (  # (source, target): its controller is replace for equal word counts, else refine
     ("a cat sitting on a wooden table", "a cat sitting on a big wooden table"),
