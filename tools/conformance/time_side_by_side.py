@@ -19,6 +19,9 @@ side's overhead around small UNet calls, not an SD1.5-size edit.
   script (``edit_image_EF``: inversion, P2P edit, prompt-switch decode) vs ``ef-ddpm-sd15-50``; and
   PIE-Bench's other editors (``pie-baselines``: Direct Inversion + P2P) on pie_baselines.json's model and
   first case;
+- with ``--masactrl-python``: PIE-Bench's DDIM + MasaCtrl editor in its own environment (diffusers 0.15) vs
+  `masactrl-sd15` on pie_baselines.json's first MasaCtrl case (50 steps; ``masactrl_reference.py
+  --repeats``; its row says its own repeat count, the reference being slow on the CPU);
 - with ``--infedit-repo`` / ``--infedit-python``: InfEdit's PIE-Bench run (12 steps, unified attention
   control) in its own environment vs `infedit-lcm-sd15` (``infedit_uac_reference.py --repeats``).
 
@@ -244,6 +247,38 @@ def pie_p2p_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path,
     return rows
 
 
+def masactrl_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> dict:
+    """PIE-Bench's DDIM + MasaCtrl (``masactrl_reference.py``, in its own environment: inversion, the target
+    prompt's plain synthesis it shows beside the edit, the MasaCtrl decode) vs `masactrl-sd15` (inversion and
+    the MasaCtrl decode, whose source row is the reconstruction), on pie_baselines.json's first MasaCtrl
+    case at its 50 steps."""
+    from pie_baselines import prepare_masactrl
+    from PIL import Image
+
+    from icd_bench.config import resolve_method
+    from icd_bench.registry import METHODS
+    from icd_bench.types import EditSample
+
+    ref = mk.run_reference("masactrl_reference.py", pnp_repo, python, prepare_masactrl(work), repeats, "0")
+    backbone = gi.pnp_backbone(mk.clip_tokenizer())
+    name, source, target = gi.PNP_MASACTRL_CASES[0]
+    spec = resolve_method(gi.PNP_PRESETS[name], [f"num_inference_steps={gi.PNP_MASACTRL_STEPS}"])
+    method = METHODS.get(spec.method)(backbone, spec.params)
+    latent = gi.pnp_latent(gi.PNP_MASACTRL_LATENTS)
+    backbone.encode_image = lambda images: latent
+    backbone.decode = lambda latents: latents
+    sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source, target_prompt=target)
+
+    def ours():
+        return method.run("edit", [sample], [torch.Generator().manual_seed(0)])
+
+    t_ours, rows_ours = timed_rows(ours, repeats, backbone.unet)
+    label = (f"{spec.preset} (invert + MasaCtrl edit, {gi.PNP_MASACTRL_STEPS} steps, 64² latent; "
+             f"median of {repeats})")
+    return half_row(label, "PnPInversion MasaCtrlEditor (diffusers 0.15)", ref["results"][0], t_ours,
+                    rows_ours)
+
+
 def ef_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> dict:
     """PIE-Bench's EF + P2P script (``edit_image_EF``: one inversion, the P2P edit, its prompt-switch decode;
     in its own environment) vs `ef-ddpm-sd15-50` doing the same work (one inversion shared by the P2P edit and
@@ -334,7 +369,7 @@ def infedit_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> 
                     "InfEdit run_pie_bench (diffusers 0.24)", ref["results"][0], t_ours, nfe_ours)
 
 
-PARTS = ("icd", "nti", "pie-p2p", "pie-baselines", "ef", "infedit", "renoise")
+PARTS = ("icd", "nti", "pie-p2p", "pie-baselines", "masactrl", "ef", "infedit", "renoise")
 
 
 def kept_rows(report: Path) -> dict[str, str]:
@@ -355,6 +390,8 @@ def main() -> None:
     ap.add_argument("--pnp-repo", type=Path, required=True)
     ap.add_argument("--pnp-python", type=Path,
                     help="PnPInversion's environment (diffusers 0.10): its P2P editors")
+    ap.add_argument("--masactrl-python", type=Path,
+                    help="PnPInversion's MasaCtrl environment (diffusers 0.15): its MasaCtrl editor")
     ap.add_argument("--infedit-repo", type=Path)
     ap.add_argument("--infedit-python", type=Path, help="InfEdit's environment (diffusers 0.24)")
     ap.add_argument("--renoise-repo", type=Path)
@@ -381,6 +418,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as work:
             rows += pie_p2p_side_by_side(args.pnp_repo, args.pnp_python, args.repeats, Path(work),
                                          baselines=True)
+    if args.masactrl_python and "masactrl" in only:
+        with tempfile.TemporaryDirectory() as work:
+            rows.append(masactrl_side_by_side(args.pnp_repo, args.masactrl_python, args.repeats, Path(work)))
     if args.pnp_python and "ef" in only:
         with tempfile.TemporaryDirectory() as work:
             rows.append(ef_side_by_side(args.pnp_repo, args.pnp_python, args.repeats, Path(work)))
@@ -398,6 +438,8 @@ def main() -> None:
                f"{args.pnp_repo.name}")
     if args.pnp_python:
         command += " --pnp-python PNP_VENV/bin/python"
+    if args.masactrl_python:
+        command += " --masactrl-python MASACTRL_VENV/bin/python"
     if args.infedit_repo and args.infedit_python:
         command += f" --infedit-repo {args.infedit_repo.name} --infedit-python INFEDIT_VENV/bin/python"
     if args.renoise_repo and args.renoise_python:
