@@ -19,7 +19,7 @@ import importlib
 import sys
 import types
 
-from reference_half import count_rows, load_text_encoder, parse_args, timed  # this folder
+from reference_half import count_rows, load_text_encoder, parse_args, save_results, timed  # this folder
 
 
 def main() -> None:
@@ -116,12 +116,8 @@ def main() -> None:
                         "timesteps": [int(t) for t in scheduler.timesteps], "unet_rows": sum(rows),
                         "seconds": timed(functools.partial(edit, source, target, local),
                                          args.repeats if k in args.time_cases else 0)})
-    import transformers
 
-    torch.save({"results": results, "versions": {"torch": str(torch.__version__),
-                                                 "diffusers": diffusers.__version__,
-                                                 "transformers": transformers.__version__}},
-               args.work / "reference.pt")
+    save_results(args.work, results)
 
 
 if __name__ == "__main__":

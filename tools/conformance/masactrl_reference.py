@@ -21,7 +21,7 @@ import importlib
 import sys
 from types import ModuleType
 
-from reference_half import count_rows, load_text_encoder, parse_args, timed  # this folder
+from reference_half import count_rows, load_text_encoder, parse_args, save_results, timed  # this folder
 
 
 def main() -> None:
@@ -39,8 +39,6 @@ def main() -> None:
                         ("torchvision.utils", {"save_image": None})):
         sys.modules.setdefault(name, ModuleType(name)).__dict__.update(attrs)
 
-    import diffusers
-    import transformers
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTokenizer
 
@@ -101,10 +99,7 @@ def main() -> None:
         results.append({**out, "unet_rows": unet_rows, "seconds": timed(lambda case=case: run(case), repeats),
                         "steps_offset": int(editor.model.scheduler.config.steps_offset),
                         "timesteps": [int(t) for t in editor.model.scheduler.timesteps]})
-    torch.save({"results": results, "versions": {"torch": str(torch.__version__),
-                                                 "diffusers": diffusers.__version__,
-                                                 "transformers": transformers.__version__}},
-               args.work / "reference.pt")
+    save_results(args.work, results)
 
 
 if __name__ == "__main__":

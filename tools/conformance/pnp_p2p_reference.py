@@ -23,7 +23,7 @@ import importlib
 import sys
 from types import SimpleNamespace
 
-from reference_half import count_rows, load_text_encoder, parse_args, timed  # this folder
+from reference_half import count_rows, load_text_encoder, parse_args, save_results, timed  # this folder
 
 
 class VAE:
@@ -53,8 +53,6 @@ def main() -> None:
     cases = torch.load(args.work / "cases.pt")
     sys.path.insert(0, str(args.repo))
 
-    import diffusers
-    import transformers
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTokenizer
 
@@ -146,10 +144,7 @@ def main() -> None:
         results.append({**out, "unet_rows": unet_rows,
                         "seconds": timed(run, args.repeats if k in args.time_cases else 0)})
     torch.Tensor.to = real_to
-    torch.save({"results": results, "versions": {"torch": str(torch.__version__),
-                                                 "diffusers": diffusers.__version__,
-                                                 "transformers": transformers.__version__}},
-               args.work / "reference.pt")
+    save_results(args.work, results)
 
 
 if __name__ == "__main__":

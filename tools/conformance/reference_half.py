@@ -1,5 +1,5 @@
 """What the reference halves (``*_reference.py``) share: their command line, reading the saved text
-encoder into an older transformers release, counting UNet rows, and timing.
+encoder into an older transformers release, counting UNet rows, timing, and writing their results.
 
 Imported by those scripts in the references' own environments (an old diffusers / transformers, no
 icd_bench), so only the standard library, torch, transformers and safetensors are used here.
@@ -65,3 +65,16 @@ def timed(fn, repeats: int) -> float | None:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def save_results(work: Path, results) -> None:
+    """``work/reference.pt``: a half's ``results`` with the versions of torch, diffusers and transformers
+    of the environment that made them (what the goldens record as ``reference_versions``)."""
+    import diffusers
+    import torch
+    import transformers
+
+    torch.save({"results": results, "versions": {"torch": str(torch.__version__),
+                                                 "diffusers": diffusers.__version__,
+                                                 "transformers": transformers.__version__}},
+               work / "reference.pt")

@@ -24,7 +24,7 @@ import importlib
 import sys
 import types
 
-from reference_half import count_rows, load_text_encoder, parse_args, timed  # this folder
+from reference_half import count_rows, load_text_encoder, parse_args, save_results, timed  # this folder
 
 
 def main() -> None:
@@ -37,7 +37,6 @@ def main() -> None:
     sys.modules["pyrallis"] = types.SimpleNamespace(wrap=lambda *a, **k: (lambda fn: fn))
     sys.path.insert(0, str(args.repo))
 
-    import diffusers
     from diffusers import AutoencoderKL, LCMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
     from diffusers.utils.torch_utils import randn_tensor
     from transformers import CLIPTokenizer
@@ -128,12 +127,8 @@ def main() -> None:
             "reconstruction": reconstruction.clone(), "unet_rows": sum(rows),
             "seconds": timed(lambda cfg=cfg: run(cfg), args.repeats if k in args.time_cases else 0)}
 
-    import transformers
 
-    torch.save({"results": results, "versions": {"torch": str(torch.__version__),
-                                                 "diffusers": diffusers.__version__,
-                                                 "transformers": transformers.__version__}},
-               args.work / "reference.pt")
+    save_results(args.work, results)
 
 
 if __name__ == "__main__":
