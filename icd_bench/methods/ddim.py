@@ -16,6 +16,7 @@ import torch
 
 from icd_bench.backbones.base import PromptEmbeds
 from icd_bench.diffusion import ddim_invert, ddim_sample, ddim_timesteps, dynamic_guidance_scale, guided_noise
+from icd_bench.diffusion.direct import rectify_source, trajectory_landings
 from icd_bench.methods.base import EditingMethod
 from icd_bench.registry import METHODS
 from icd_bench.types import EditSample, Inversion
@@ -96,6 +97,13 @@ class DDIM(EditingMethod):
                          callback=keep)
         return Inversion(latents=xT, prompts=list(prompts), image_latents=x0,
                          state={"source_cond": cond, "trajectory": trajectory})
+
+    def on_trajectory(self, inversion: Inversion, callback):
+        """Direct Inversion for a two-branch decode ``[sources; targets]`` of this inversion: ``callback``
+        preceded by putting the source rows back on the inversion's trajectory (`diffusion.direct`)."""
+        landings = trajectory_landings(inversion.state["trajectory"], inversion.image_latents,
+                                       len(self._timesteps()))
+        return rectify_source(landings, inversion.latents.shape[0], then=callback)
 
     def reconstruct(self, inversion: Inversion) -> torch.Tensor:
         n = len(inversion.prompts)

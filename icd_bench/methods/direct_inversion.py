@@ -15,7 +15,6 @@ from typing import ClassVar
 
 import torch
 
-from icd_bench.diffusion.direct import rectify_source, trajectory_landings
 from icd_bench.methods.ddim_p2p import DDIMP2P, DDIMP2PParams
 from icd_bench.registry import METHODS
 from icd_bench.types import Inversion
@@ -37,9 +36,7 @@ class DirectInversion(DDIMP2P):
     Params: ClassVar[type] = DirectInversionParams
 
     def branch_callback(self, inversion: Inversion, callback):
-        landings = trajectory_landings(inversion.state["trajectory"], inversion.image_latents,
-                                       len(self._timesteps()))
-        return rectify_source(landings, inversion.latents.shape[0], then=callback)
+        return self.on_trajectory(inversion, callback)
 
     def reconstruct(self, inversion: Inversion) -> torch.Tensor:
         return self.backbone.decode(inversion.image_latents)

@@ -21,7 +21,6 @@ import torch
 from icd_bench.attention.masactrl import MasaCtrlParams, mutual_self_attention
 from icd_bench.attention.p2p import controlled_decode
 from icd_bench.backbones.base import PromptEmbeds
-from icd_bench.diffusion.direct import rectify_source, trajectory_landings
 from icd_bench.methods.ddim import DDIM, DDIMParams
 from icd_bench.registry import METHODS
 from icd_bench.types import EditSample, Inversion
@@ -69,8 +68,7 @@ class MasaCtrl(DDIM):
 
         def sample(x2, cond, callback):
             if p.direct_inversion:
-                landings = trajectory_landings(inv.state["trajectory"], inv.image_latents, steps)
-                callback = rectify_source(landings, n, then=callback)
+                callback = self.on_trajectory(inv, callback)
             return self._sample(x2, cond, lambda i: PromptEmbeds.cat([uncond(i), uncond(i)]),
                                 p.guidance_scale, branches=2, callback=callback)
 
