@@ -412,6 +412,29 @@ def reuse_inversion(method) -> dict:
     return inverted
 
 
+def pnp_editor(backbone, monkeypatch, ref: dict, latent: torch.Tensor, *overrides: str):
+    """The project's method for a PIE-Bench editor golden case ``ref`` (its method's preset at the case's
+    steps, ``p2p_mode=replace`` where the case's controller replaces, then ``overrides``), on ``backbone``
+    patched so that ``latent`` is the encoding and decoding is the identity, inverting once for the edit
+    and the reconstruction; and the case's sample. Returns (method, sample)."""
+    from PIL import Image
+
+    from icd_bench.config import resolve_method
+    from icd_bench.registry import METHODS
+    from icd_bench.types import EditSample
+
+    extra = ["p2p_mode=replace"] if ref.get("replace") else []
+    spec = resolve_method(PNP_PRESETS[ref["method"]],
+                          [f"num_inference_steps={ref['num_steps']}", *extra, *overrides])
+    monkeypatch.setattr(backbone, "encode_image", lambda images: latent)
+    monkeypatch.setattr(backbone, "decode", lambda latents: latents)
+    sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=ref["source"],
+                        target_prompt=ref["target"], blend_words=tuple(ref.get("blend", ())))
+    method = METHODS.get(spec.method)(backbone, spec.params)
+    reuse_inversion(method)
+    return method, sample
+
+
 def pnp_latent(case: int) -> torch.Tensor:
     """The clean source latent (1, 4, PNP_SIDE, PNP_SIDE) of a case (both sides skip the VAE)."""
     return torch.randn(1, 4, PNP_SIDE, PNP_SIDE, generator=_gen(5151, case))

@@ -20,11 +20,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from PIL import Image
-
-from icd_bench.config import resolve_method
-from icd_bench.registry import METHODS
-from icd_bench.types import EditSample
 
 import golden_inputs as gi
 from golden_inputs import golden, rel
@@ -39,18 +34,8 @@ def backbone(clip_tokenizer):
 
 
 def _method(backbone, case: int, monkeypatch, *overrides):
-    ref = G["cases"][case]
-    extra = ["p2p_mode=replace"] if ref["replace"] else []
-    spec = resolve_method(gi.PNP_PRESETS[ref["method"]],
-                          [f"num_inference_steps={ref['num_steps']}", *extra, *overrides])
-    latent = gi.pnp_latent(gi.PNP_BASELINE_LATENTS + case)
-    monkeypatch.setattr(backbone, "encode_image", lambda images: latent)
-    monkeypatch.setattr(backbone, "decode", lambda latents: latents)
-    sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=ref["source"],
-                        target_prompt=ref["target"], blend_words=tuple(ref["blend"]))
-    method = METHODS.get(spec.method)(backbone, spec.params)
-    gi.reuse_inversion(method)
-    return method, sample
+    return gi.pnp_editor(backbone, monkeypatch, G["cases"][case],
+                         gi.pnp_latent(gi.PNP_BASELINE_LATENTS + case), *overrides)
 
 
 def test_the_cases_are_the_ones_the_golden_was_made_from():
@@ -79,17 +64,8 @@ def test_without_the_rectified_source_branch_the_edit_is_ddim_p2p_and_misses(bac
 
 
 def _masactrl(backbone, case: int, monkeypatch, *overrides):
-    ref = G["masactrl_cases"][case]
-    spec = resolve_method(gi.PNP_PRESETS[ref["method"]],
-                          [f"num_inference_steps={ref['num_steps']}", *overrides])
-    latent = gi.pnp_latent(gi.PNP_MASACTRL_LATENTS + case)
-    monkeypatch.setattr(backbone, "encode_image", lambda images: latent)
-    monkeypatch.setattr(backbone, "decode", lambda latents: latents)
-    sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=ref["source"],
-                        target_prompt=ref["target"])
-    method = METHODS.get(spec.method)(backbone, spec.params)
-    gi.reuse_inversion(method)
-    return method, sample
+    return gi.pnp_editor(backbone, monkeypatch, G["masactrl_cases"][case],
+                         gi.pnp_latent(gi.PNP_MASACTRL_LATENTS + case), *overrides)
 
 
 def test_the_masactrl_cases_are_the_ones_the_golden_was_made_from_on_the_presets_grid(backbone):

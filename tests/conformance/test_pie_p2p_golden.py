@@ -33,17 +33,7 @@ def backbone(clip_tokenizer):
 
 
 def _method(backbone, case: int, monkeypatch, *overrides):
-    ref = G["cases"][case]
-    extra = ["p2p_mode=replace"] if ref["replace"] else []
-    spec = resolve_method(gi.PNP_PRESETS[ref["method"]],
-                          [f"num_inference_steps={ref['num_steps']}", *extra, *overrides])
-    monkeypatch.setattr(backbone, "encode_image", lambda images: gi.pnp_latent(case))
-    monkeypatch.setattr(backbone, "decode", lambda latents: latents)
-    sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=ref["source"],
-                        target_prompt=ref["target"], blend_words=tuple(ref["blend"]))
-    method = METHODS.get(spec.method)(backbone, spec.params)
-    gi.reuse_inversion(method)  # one inversion for the edit and the reconstruction
-    return method, sample
+    return gi.pnp_editor(backbone, monkeypatch, G["cases"][case], gi.pnp_latent(case), *overrides)
 
 
 def _edit(backbone, case, monkeypatch, *overrides) -> torch.Tensor:
