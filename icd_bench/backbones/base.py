@@ -335,13 +335,16 @@ class Backbone:
 
     # -- the model ---------------------------------------------------------------------------
     def predict_noise(self, latents: torch.Tensor, t: int | torch.Tensor, cond: PromptEmbeds,
-                      timestep_cond: torch.Tensor | None = None, *, branches: int = 1) -> torch.Tensor:
+                      timestep_cond: torch.Tensor | None = None, *, branches: int = 1,
+                      counted: int | None = None) -> torch.Tensor:
         """ε_θ(x_t, t, c): one UNet evaluation on every row of ``latents`` (counted in ``nfe``).
 
         ``timestep_cond`` is the guidance embedding of guidance-distilled UNets
         (``time_cond_proj_dim``); plain UNets take None. ``branches`` > 1 marks rows that are
         parallel branches of the same samples in one batched call — Prompt-to-Prompt's source
-        and target — counted once, the convention of the iCD paper's step counts.
+        and target — counted once, the convention of the iCD paper's step counts. ``counted`` gives the
+        rows to count where the branches differ in rows (Plug-and-Play's unguided source row beside its
+        guided target's two: 2 per sample).
         """
         b = latents.shape[0]
         if not torch.is_tensor(t):  # a fill on the device: no host-to-device copy inside the loop
@@ -351,7 +354,7 @@ class Backbone:
             t = t.expand(b)
         if b % branches:
             raise ValueError(f"{b} rows do not split into {branches} branches")
-        self.nfe.add(b // branches)
+        self.nfe.add(b // branches if counted is None else counted)
         if timestep_cond is not None:
             timestep_cond = timestep_cond.to(self.device, self.dtype)
         out = self.unet(latents.to(self.device, self.dtype), t, timestep_cond=timestep_cond,

@@ -373,6 +373,16 @@ PNP_MASACTRL_STEPS = 50
 PNP_MASACTRL_LATENTS = 200
 PNP_PRESETS["ddim+masactrl"] = "masactrl-sd15"
 PNP_PRESETS["directinversion+masactrl"] = "direct-inversion-masactrl-sd15"
+# PIE-Bench's Plug-and-Play editors (run_editing_pnp.py; golden pie_pnp.json, tools/conformance/pie_pnp.py):
+# (method, source, target); latents pnp_latent(PIE_PNP_LATENTS + k); the script's NUM_DDIM_STEPS made small
+PIE_PNP_CASES = (
+    ("ddim+pnp", "a cat sitting on a wooden table", "a dog sitting on a wooden table"),
+    ("directinversion+pnp", "a cat sitting on a wooden table", "a cat sitting on a big wooden table"),
+)
+PIE_PNP_STEPS = 10
+PIE_PNP_LATENTS = 300
+PNP_PRESETS["ddim+pnp"] = "pnp-sd15"
+PNP_PRESETS["directinversion+pnp"] = "direct-inversion-pnp-sd15"
 PNP_EF_STEPS, PNP_EF_SKIP = 10, 3  # run_editing_edit_friendly_p2p.py's NUM_DDIM_STEPS / SKIP, made small
 PNP_EF_CASES = (  # (source, target): its controller is replace for equal word counts, else refine
     ("a cat sitting on a wooden table", "a cat sitting on a big wooden table"),
