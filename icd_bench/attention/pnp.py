@@ -80,16 +80,17 @@ class PnPControl(AttentionControl):
     def install(self, unet) -> Iterator[PnPControl]:
         layers = self_attention_layers(unet)
         if self.cfg.attention_start_layer >= len(layers):
-            raise ValueError(f"PnP's attention_start_layer {self.cfg.attention_start_layer} leaves none of this "
-                             f"UNet's {len(layers)} self-attention layers injected: set it below {len(layers)}")
+            raise ValueError(f"PnP's attention_start_layer {self.cfg.attention_start_layer} leaves none of "
+                             f"this UNet's {len(layers)} self-attention layers injected: set it below "
+                             f"{len(layers)}")
         try:
             block = unet.get_submodule(self.cfg.feature_layer)
         except AttributeError:
             block = None
         conv = getattr(block, "conv2", None)
         if not isinstance(conv, torch.nn.Conv2d):
-            raise ValueError(f"PnP's feature_layer {self.cfg.feature_layer!r} is not a residual block of this "
-                             f"UNet (one of {', '.join(sorted(_resnets(unet)))})")
+            raise ValueError(f"PnP's feature_layer {self.cfg.feature_layer!r} is not a residual block of "
+                             f"this UNet (one of {', '.join(sorted(_resnets(unet)))})")
         original = dict(unet.attn_processors)
         injected = {name for name, k in layers.items() if k >= self.cfg.attention_start_layer}
         unet.set_attn_processor({name: PnPAttnProcessor(self) if name in injected else proc

@@ -87,7 +87,8 @@ class PlugAndPlay(DDIM):
                 # one call on [sources; ∅ targets; c targets]; the source row counts as a parallel branch
                 eps = bb.predict_noise(torch.cat([sources[i].to(x.dtype), x, x]), t, cond, counted=2 * n)
                 _, eps_uncond, eps_cond = eps.chunk(3)
-                return cfg_combine(eps_uncond, eps_cond, dynamic_guidance_scale(t, T, p.guidance_scale, p.tau))
+                w = dynamic_guidance_scale(t, T, p.guidance_scale, p.tau)
+                return cfg_combine(eps_uncond, eps_cond, w)
 
             return ddim_sample(eps_fn, x, self._timesteps(), bb.alphas_cumprod, bb.final_alpha_cumprod,
                                callback=callback)

@@ -17,7 +17,8 @@ OWN = {"p2p_alignment": {"icd", "pie"}, "p2p_controllers": {"icd", "pie"}, "ddim
        "icd_sd15": {"icd"}, "pie_metrics": {"pie"}, "ef_ddpm": {"pie"}, "icd_training": {"icd"},
        "renoise": {"renoise"}, "renoise_loop": {"renoise"}, "infedit_ddcm": {"infedit"},
        "infedit_uac": {"infedit"}, "pie_p2p": {"pie"}, "pie_model_metrics": {"pie", "dino"},
-       "pie_export": {"pie", "dino"}, "icd_metrics": set(), "pie_baselines": {"pie"}}
+       "pie_export": {"pie", "dino"}, "icd_metrics": set(), "pie_baselines": {"pie"},
+       "pie_pnp": {"pie"}}
 
 
 def test_every_golden_is_listed():

@@ -7,8 +7,8 @@ official code (cure-lab/PnPInversion ``run_editing_pnp.py``, after MichalGeyer/p
 (``--commit`` names the commit when ``--repo`` is an exported tree, not a clone.) The editors run in the
 environment PIE-Bench pins for them (``environment/pnp_requirements.txt``; ``--python``: torch,
 "diffusers==0.17.1", "transformers==4.30.2", "huggingface-hub==0.16.4", "numpy<2", "matplotlib<3.9",
-pillow, safetensors, tqdm) through ``pnp_reference.py``. This writes golden_inputs.pnp_components and the cases
-(golden_inputs.PIE_PNP_CASES, ``ddim+pnp`` and ``directinversion+pnp`` at PIE_PNP_STEPS steps), runs the
+pillow, safetensors, tqdm) through ``pnp_reference.py``. This writes golden_inputs.pnp_components and the
+cases (golden_inputs.PIE_PNP_CASES, ``ddim+pnp`` and ``directinversion+pnp`` at PIE_PNP_STEPS steps), runs the
 reference and reads back per case the edit's final latents (7 significant digits), its latents after
 every step (golden_inputs.uac_project's 16 numbers), the DDIM + PnP reconstruction and the UNet rows.
 Nothing of the reference is copied; only its outputs are written, with its commit, what of it ran and the
@@ -33,8 +33,9 @@ import golden_inputs as gi  # noqa: E402  (tests/conformance, put on the path by
 
 OUT = mg.ROOT / "tests" / "conformance" / "goldens" / "pie_pnp.json"
 WHAT = ("run_editing_pnp.py's edit_image_ddim_PnP (ddim+pnp) and edit_image_directinversion_PnP "
-        "(directinversion+pnp) with its main's arguments (CFG 7.5, pnp_f_t 0.8, pnp_attn_t 0.5), NUM_DDIM_STEPS "
-        f"{gi.PIE_PNP_STEPS}, float32, via tools/conformance/pnp_reference.py; on golden_inputs.pnp_components")
+        "(directinversion+pnp) with its main's arguments (CFG 7.5, pnp_f_t 0.8, pnp_attn_t 0.5), "
+        f"NUM_DDIM_STEPS {gi.PIE_PNP_STEPS}, float32, via tools/conformance/pnp_reference.py; on "
+        "golden_inputs.pnp_components")
 
 
 def prepare(work: Path) -> Path:
@@ -55,7 +56,8 @@ def pie_pnp_golden(repo: Path, python: Path, commit: str | None) -> dict:
         ref = mg.run_reference("pnp_reference.py", repo, python, prepare(Path(work)))
     cases = [{"method": m, "source": s, "target": t, "num_steps": gi.PIE_PNP_STEPS,
               "unet_rows": out["unet_rows"], "timesteps": out["timesteps"],
-              "reconstruction": mg.rounded(out["reconstruction"][0], 7), "edit": mg.rounded(out["edit"][0], 7),
+              "reconstruction": mg.rounded(out["reconstruction"][0], 7),
+              "edit": mg.rounded(out["edit"][0], 7),
               "edit_steps": [mg.rounded(gi.uac_project(x[None])) for x in out["edit_steps"]]}
              for (m, s, t), out in zip(gi.PIE_PNP_CASES, ref["results"], strict=True)]
     pie = {"repository": "cure-lab/PnPInversion", "commit": mg.commit(repo, commit)}

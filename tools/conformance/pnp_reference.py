@@ -132,7 +132,8 @@ def main() -> None:
     module.load_512 = lambda path: np.zeros((512, 512, 3), dtype=np.uint8)
     module.txt_draw = lambda text: np.zeros((512, 512, 3), dtype=np.uint8)
     module.latent2image = lambda model, latents: np.zeros((1, 512, 512, 3), dtype=np.uint8)
-    editors = {"ddim+pnp": module.edit_image_ddim_PnP, "directinversion+pnp": module.edit_image_directinversion_PnP}
+    editors = {"ddim+pnp": module.edit_image_ddim_PnP,
+               "directinversion+pnp": module.edit_image_directinversion_PnP}
     rows = (count_rows(model.unet), count_rows(pnp.unet))  # the inversion's and reconstruction's, the edit's
 
     def run(case):

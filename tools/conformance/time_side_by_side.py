@@ -22,6 +22,9 @@ side's overhead around small UNet calls, not an SD1.5-size edit.
 - with ``--masactrl-python``: PIE-Bench's DDIM + MasaCtrl editor in its own environment (diffusers 0.15) vs
   `masactrl-sd15` on pie_baselines.json's first MasaCtrl case (50 steps; ``masactrl_reference.py
   --repeats``; its row says its own repeat count, the reference being slow on the CPU);
+- with ``--pnp-editor-python``: PIE-Bench's Plug-and-Play editors (DDIM + PnP, Direct Inversion + PnP) in
+  their own environment (diffusers 0.17.1) vs `pnp-sd15` and `direct-inversion-pnp-sd15` on pie_pnp.json's
+  cases (10 steps; ``pnp_reference.py --repeats``);
 - with ``--infedit-repo`` / ``--infedit-python``: InfEdit's PIE-Bench run (12 steps, unified attention
   control) in its own environment vs `infedit-lcm-sd15` (``infedit_uac_reference.py --repeats``).
 
@@ -279,6 +282,39 @@ def masactrl_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path
                     rows_ours)
 
 
+def pnp_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> list[dict]:
+    """PIE-Bench's Plug-and-Play editors (``pnp_reference.py``, in their own environment: inversion, the
+    DDIM reconstruction it runs for both, the three-row PnP decode) vs `pnp-sd15` (with its official switch)
+    and `direct-inversion-pnp-sd15`, on pie_pnp.json's two cases at their 10 steps."""
+    from pie_pnp import prepare
+    from PIL import Image
+
+    from icd_bench.config import resolve_method
+    from icd_bench.registry import METHODS
+    from icd_bench.types import EditSample
+
+    ref = mk.run_reference("pnp_reference.py", pnp_repo, python, prepare(work), repeats, "0,1")
+    backbone = gi.pnp_backbone(mk.clip_tokenizer())
+    rows = []
+    for k, (name, source, target) in enumerate(gi.PIE_PNP_CASES):
+        official = ["reference_compat=true"] if name == "ddim+pnp" else []
+        spec = resolve_method(gi.PNP_PRESETS[name], [f"num_inference_steps={gi.PIE_PNP_STEPS}", *official])
+        method = METHODS.get(spec.method)(backbone, spec.params)
+        latent = gi.pnp_latent(gi.PIE_PNP_LATENTS + k)
+        backbone.encode_image = lambda images, latent=latent: latent
+        backbone.decode = lambda latents: latents
+        sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source, target_prompt=target)
+
+        def ours(method=method, sample=sample):
+            return method.run("edit", [sample], [torch.Generator().manual_seed(0)])
+
+        t_ours, rows_ours = timed_rows(ours, repeats, backbone.unet)
+        label = f"{spec.preset} (invert + PnP edit, {gi.PIE_PNP_STEPS} steps, 64² latent; median of {repeats})"
+        rows.append(half_row(label, f"PnPInversion run_editing_pnp {name} (diffusers 0.17.1)", ref["results"][k],
+                             t_ours, rows_ours))
+    return rows
+
+
 def ef_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> dict:
     """PIE-Bench's EF + P2P script (``edit_image_EF``: one inversion, the P2P edit, its prompt-switch decode;
     in its own environment) vs `ef-ddpm-sd15-50` doing the same work (one inversion shared by the P2P edit and
@@ -369,7 +405,7 @@ def infedit_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> 
                     "InfEdit run_pie_bench (diffusers 0.24)", ref["results"][0], t_ours, nfe_ours)
 
 
-PARTS = ("icd", "nti", "pie-p2p", "pie-baselines", "masactrl", "ef", "infedit", "renoise")
+PARTS = ("icd", "nti", "pie-p2p", "pie-baselines", "masactrl", "pnp", "ef", "infedit", "renoise")
 
 
 def kept_rows(report: Path) -> dict[str, str]:
@@ -392,6 +428,8 @@ def main() -> None:
                     help="PnPInversion's environment (diffusers 0.10): its P2P editors")
     ap.add_argument("--masactrl-python", type=Path,
                     help="PnPInversion's MasaCtrl environment (diffusers 0.15): its MasaCtrl editor")
+    ap.add_argument("--pnp-editor-python", type=Path,
+                    help="PnPInversion's Plug-and-Play environment (diffusers 0.17.1): its PnP editors")
     ap.add_argument("--infedit-repo", type=Path)
     ap.add_argument("--infedit-python", type=Path, help="InfEdit's environment (diffusers 0.24)")
     ap.add_argument("--renoise-repo", type=Path)
@@ -421,6 +459,9 @@ def main() -> None:
     if args.masactrl_python and "masactrl" in only:
         with tempfile.TemporaryDirectory() as work:
             rows.append(masactrl_side_by_side(args.pnp_repo, args.masactrl_python, args.repeats, Path(work)))
+    if args.pnp_editor_python and "pnp" in only:
+        with tempfile.TemporaryDirectory() as work:
+            rows += pnp_side_by_side(args.pnp_repo, args.pnp_editor_python, args.repeats, Path(work))
     if args.pnp_python and "ef" in only:
         with tempfile.TemporaryDirectory() as work:
             rows.append(ef_side_by_side(args.pnp_repo, args.pnp_python, args.repeats, Path(work)))
@@ -440,6 +481,8 @@ def main() -> None:
         command += " --pnp-python PNP_VENV/bin/python"
     if args.masactrl_python:
         command += " --masactrl-python MASACTRL_VENV/bin/python"
+    if args.pnp_editor_python:
+        command += " --pnp-editor-python PNP_EDITOR_VENV/bin/python"
     if args.infedit_repo and args.infedit_python:
         command += f" --infedit-repo {args.infedit_repo.name} --infedit-python INFEDIT_VENV/bin/python"
     if args.renoise_repo and args.renoise_python:
