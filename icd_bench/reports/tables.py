@@ -107,7 +107,8 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (
                Column("CLIP edited", ("clip_t:edited:pie",), "clip_edited", True, digits=2)),
               {"ddim-p2p-sd15": ("", "DDIM+P2P"), "nti-sd15": ("", "NTI+P2P"), "npi-sd15": ("", "NPI+P2P"),
                "direct-inversion-sd15": ("", "DirectInversion+P2P"), "masactrl-sd15": ("", "DDIM+MasaCtrl"),
-               "direct-inversion-masactrl-sd15": ("", "DirectInversion+MasaCtrl"), "pnp-sd15": ("", "DDIM+PnP"),
+               "direct-inversion-masactrl-sd15": ("", "DirectInversion+MasaCtrl"),
+               "pnp-sd15": ("", "DDIM+PnP"),
                "direct-inversion-pnp-sd15": ("", "DirectInversion+PnP")},
               # the folders of PnPInversion's released outputs (its evaluate.py's all_tgt_image_folders)
               {"ddim+p2p": ("", "DDIM+P2P"), "null-text-inversion+p2p_a800": ("", "NTI+P2P"),

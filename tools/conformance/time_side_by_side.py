@@ -303,15 +303,17 @@ def pnp_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> 
         latent = gi.pnp_latent(gi.PIE_PNP_LATENTS + k)
         backbone.encode_image = lambda images, latent=latent: latent
         backbone.decode = lambda latents: latents
-        sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source, target_prompt=target)
+        sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source,
+                            target_prompt=target)
 
         def ours(method=method, sample=sample):
             return method.run("edit", [sample], [torch.Generator().manual_seed(0)])
 
         t_ours, rows_ours = timed_rows(ours, repeats, backbone.unet)
-        label = f"{spec.preset} (invert + PnP edit, {gi.PIE_PNP_STEPS} steps, 64² latent; median of {repeats})"
-        rows.append(half_row(label, f"PnPInversion run_editing_pnp {name} (diffusers 0.17.1)", ref["results"][k],
-                             t_ours, rows_ours))
+        label = (f"{spec.preset} (invert + PnP edit, {gi.PIE_PNP_STEPS} steps, 64² latent; median of "
+                 f"{repeats})")
+        rows.append(half_row(label, f"PnPInversion run_editing_pnp {name} (diffusers 0.17.1)",
+                             ref["results"][k], t_ours, rows_ours))
     return rows
 
 
