@@ -10,6 +10,7 @@ from icd_bench.methods import (  # noqa: F401  (register the built-ins)
     masactrl,
     npi,
     nti,
+    pix2pix_zero,
     pnp,
     renoise,
 )

@@ -109,14 +109,18 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (
                "direct-inversion-sd15": ("", "DirectInversion+P2P"), "masactrl-sd15": ("", "DDIM+MasaCtrl"),
                "direct-inversion-masactrl-sd15": ("", "DirectInversion+MasaCtrl"),
                "pnp-sd15": ("", "DDIM+PnP"),
-               "direct-inversion-pnp-sd15": ("", "DirectInversion+PnP")},
+               "direct-inversion-pnp-sd15": ("", "DirectInversion+PnP"),
+               "pix2pix-zero-sd15": ("", "DDIM+pix2pix-zero"),
+               "direct-inversion-pix2pix-zero-sd15": ("", "DirectInversion+pix2pix-zero")},
               # the folders of PnPInversion's released outputs (its evaluate.py's all_tgt_image_folders)
               {"ddim+p2p": ("", "DDIM+P2P"), "null-text-inversion+p2p_a800": ("", "NTI+P2P"),
                "null-text-inversion+p2p_3090": ("", "NTI+P2P"),
                "negative-prompt-inversion+p2p": ("", "NPI+P2P"),
                "directinversion+p2p": ("", "DirectInversion+P2P"), "ddim+masactrl": ("", "DDIM+MasaCtrl"),
                "directinversion+masactrl": ("", "DirectInversion+MasaCtrl"), "ddim+pnp": ("", "DDIM+PnP"),
-               "directinversion+pnp": ("", "DirectInversion+PnP")}),
+               "directinversion+pnp": ("", "DirectInversion+PnP"),
+               "ddim+pix2pix-zero": ("", "DDIM+pix2pix-zero"),
+               "directinversion+pix2pix-zero": ("", "DirectInversion+pix2pix-zero")}),
 )}
 PAPER_SECTIONS = {"coco-edit": "COCO", "piebench": "PIE-Bench"}
 

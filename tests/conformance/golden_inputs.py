@@ -383,6 +383,18 @@ PIE_PNP_STEPS = 10
 PIE_PNP_LATENTS = 300
 PNP_PRESETS["ddim+pnp"] = "pnp-sd15"
 PNP_PRESETS["directinversion+pnp"] = "direct-inversion-pnp-sd15"
+# PIE-Bench's pix2pix-zero editors (run_editing_pix2pix_zero.py; golden pie_pix2pix_zero.json,
+# tools/conformance/pie_pix2pix_zero.py): (method, source, target); the BLIP caption given as the source
+# prompt (what the project inverts with); latents pnp_latent(PIE_P2PZ_LATENTS + k); NUM_DDIM_STEPS made small
+PIE_P2PZ_CASES = (
+    ("ddim+pix2pix-zero", "a cat sitting on a wooden table", "a dog sitting on a wooden table"),
+    ("directinversion+pix2pix-zero", "a cat sitting on a wooden table",
+     "a cat sitting on a big wooden table"),
+)
+PIE_P2PZ_STEPS = 10
+PIE_P2PZ_LATENTS = 400
+PNP_PRESETS["ddim+pix2pix-zero"] = "pix2pix-zero-sd15"
+PNP_PRESETS["directinversion+pix2pix-zero"] = "direct-inversion-pix2pix-zero-sd15"
 PNP_EF_STEPS, PNP_EF_SKIP = 10, 3  # run_editing_edit_friendly_p2p.py's NUM_DDIM_STEPS / SKIP, made small
 PNP_EF_CASES = (  # (source, target): its controller is replace for equal word counts, else refine
     ("a cat sitting on a wooden table", "a cat sitting on a big wooden table"),

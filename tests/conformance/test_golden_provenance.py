@@ -18,7 +18,7 @@ OWN = {"p2p_alignment": {"icd", "pie"}, "p2p_controllers": {"icd", "pie"}, "ddim
        "renoise": {"renoise"}, "renoise_loop": {"renoise"}, "infedit_ddcm": {"infedit"},
        "infedit_uac": {"infedit"}, "pie_p2p": {"pie"}, "pie_model_metrics": {"pie", "dino"},
        "pie_export": {"pie", "dino"}, "icd_metrics": set(), "pie_baselines": {"pie"},
-       "pie_pnp": {"pie"}}
+       "pie_pnp": {"pie"}, "pie_pix2pix_zero": {"pie"}}
 
 
 def test_every_golden_is_listed():

@@ -25,6 +25,9 @@ side's overhead around small UNet calls, not an SD1.5-size edit.
 - with ``--pnp-editor-python``: PIE-Bench's Plug-and-Play editors (DDIM + PnP, Direct Inversion + PnP) in
   their own environment (diffusers 0.17.1) vs `pnp-sd15` and `direct-inversion-pnp-sd15` on pie_pnp.json's
   cases (10 steps; ``pnp_reference.py --repeats``);
+- with ``--pix2pix-zero-python``: PIE-Bench's pix2pix-zero editors in their own environment (diffusers 0.14)
+  vs `pix2pix-zero-sd15` and `direct-inversion-pix2pix-zero-sd15` on pie_pix2pix_zero.json's cases (10
+  steps; ``pix2pix_zero_reference.py --repeats``);
 - with ``--infedit-repo`` / ``--infedit-python``: InfEdit's PIE-Bench run (12 steps, unified attention
   control) in its own environment vs `infedit-lcm-sd15` (``infedit_uac_reference.py --repeats``).
 
@@ -317,6 +320,40 @@ def pnp_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> 
     return rows
 
 
+def pix2pix_zero_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> list[dict]:
+    """PIE-Bench's pix2pix-zero editors (``pix2pix_zero_reference.py``, in their own environment: the
+    regularised inversion, the reference decode, the guided edit) vs `pix2pix-zero-sd15` and
+    `direct-inversion-pix2pix-zero-sd15`, on pie_pix2pix_zero.json's two cases at their 10 steps."""
+    from pie_pix2pix_zero import prepare
+    from PIL import Image
+
+    from icd_bench.config import resolve_method
+    from icd_bench.registry import METHODS
+    from icd_bench.types import EditSample
+
+    ref = mk.run_reference("pix2pix_zero_reference.py", pnp_repo, python, prepare(work), repeats, "0,1")
+    backbone = gi.pnp_backbone(mk.clip_tokenizer())
+    rows = []
+    for k, (name, source, target) in enumerate(gi.PIE_P2PZ_CASES):
+        spec = resolve_method(gi.PNP_PRESETS[name], [f"num_inference_steps={gi.PIE_P2PZ_STEPS}"])
+        method = METHODS.get(spec.method)(backbone, spec.params)
+        latent = gi.pnp_latent(gi.PIE_P2PZ_LATENTS + k)
+        backbone.encode_image = lambda images, latent=latent: latent
+        backbone.decode = lambda latents: latents
+        sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source,
+                            target_prompt=target)
+
+        def ours(method=method, sample=sample):
+            return method.run("edit", [sample], [torch.Generator().manual_seed(0)])
+
+        t_ours, rows_ours = timed_rows(ours, repeats, backbone.unet)
+        label = (f"{spec.preset} (regularised inversion + guided edit, {gi.PIE_P2PZ_STEPS} steps, 64² "
+                 f"latent; median of {repeats})")
+        rows.append(half_row(label, f"PnPInversion run_editing_pix2pix_zero {name} (diffusers 0.14)",
+                             ref["results"][k], t_ours, rows_ours))
+    return rows
+
+
 def ef_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> dict:
     """PIE-Bench's EF + P2P script (``edit_image_EF``: one inversion, the P2P edit, its prompt-switch decode;
     in its own environment) vs `ef-ddpm-sd15-50` doing the same work (one inversion shared by the P2P edit and
@@ -407,7 +444,8 @@ def infedit_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> 
                     "InfEdit run_pie_bench (diffusers 0.24)", ref["results"][0], t_ours, nfe_ours)
 
 
-PARTS = ("icd", "nti", "pie-p2p", "pie-baselines", "masactrl", "pnp", "ef", "infedit", "renoise")
+PARTS = ("icd", "nti", "pie-p2p", "pie-baselines", "masactrl", "pnp", "pix2pix-zero", "ef", "infedit",
+         "renoise")
 
 
 def kept_rows(report: Path) -> dict[str, str]:
@@ -432,6 +470,8 @@ def main() -> None:
                     help="PnPInversion's MasaCtrl environment (diffusers 0.15): its MasaCtrl editor")
     ap.add_argument("--pnp-editor-python", type=Path,
                     help="PnPInversion's Plug-and-Play environment (diffusers 0.17.1): its PnP editors")
+    ap.add_argument("--pix2pix-zero-python", type=Path,
+                    help="PnPInversion's pix2pix-zero environment (diffusers 0.14): its pix2pix-zero editors")
     ap.add_argument("--infedit-repo", type=Path)
     ap.add_argument("--infedit-python", type=Path, help="InfEdit's environment (diffusers 0.24)")
     ap.add_argument("--renoise-repo", type=Path)
@@ -464,6 +504,10 @@ def main() -> None:
     if args.pnp_editor_python and "pnp" in only:
         with tempfile.TemporaryDirectory() as work:
             rows += pnp_side_by_side(args.pnp_repo, args.pnp_editor_python, args.repeats, Path(work))
+    if args.pix2pix_zero_python and "pix2pix-zero" in only:
+        with tempfile.TemporaryDirectory() as work:
+            rows += pix2pix_zero_side_by_side(args.pnp_repo, args.pix2pix_zero_python, args.repeats,
+                                              Path(work))
     if args.pnp_python and "ef" in only:
         with tempfile.TemporaryDirectory() as work:
             rows.append(ef_side_by_side(args.pnp_repo, args.pnp_python, args.repeats, Path(work)))
@@ -485,6 +529,8 @@ def main() -> None:
         command += " --masactrl-python MASACTRL_VENV/bin/python"
     if args.pnp_editor_python:
         command += " --pnp-editor-python PNP_EDITOR_VENV/bin/python"
+    if args.pix2pix_zero_python:
+        command += " --pix2pix-zero-python PIX2PIX_ZERO_VENV/bin/python"
     if args.infedit_repo and args.infedit_python:
         command += f" --infedit-repo {args.infedit_repo.name} --infedit-python INFEDIT_VENV/bin/python"
     if args.renoise_repo and args.renoise_python:
