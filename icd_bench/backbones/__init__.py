@@ -22,6 +22,7 @@ from icd_bench.registry import BACKBONES
 
 SD15_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SDXL_HUB_ID = "stabilityai/stable-diffusion-xl-base-1.0"
+SDXL_TURBO_HUB_ID = "stabilityai/sdxl-turbo"
 
 
 @BACKBONES.register("sd15")
@@ -34,6 +35,12 @@ def sd15(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32)
 def sdxl(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
     """Stable Diffusion XL base 1.0 (stabilityai/stable-diffusion-xl-base-1.0), 1024×1024."""
     return load_pretrained(SDXL_HUB_ID, device=device, dtype=dtype)
+
+
+@BACKBONES.register("sdxl-turbo")
+def sdxl_turbo(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
+    """SDXL-Turbo (stabilityai/sdxl-turbo), SDXL distilled for 1–4 steps, 512×512 (TurboEdit's backbone)."""
+    return load_pretrained(SDXL_TURBO_HUB_ID, device=device, dtype=dtype)
 
 
 @BACKBONES.register("tiny-sd15")
@@ -103,7 +110,7 @@ def check_backbone(spec: str) -> None:
     for want of files (nothing is loaded): the hub models' files, a local directory's, the toy teacher."""
     from icd_bench.backbones.loaders import check_pretrained
 
-    hub = {"sd15": SD15_HUB_ID, "sdxl": SDXL_HUB_ID}
+    hub = {"sd15": SD15_HUB_ID, "sdxl": SDXL_HUB_ID, "sdxl-turbo": SDXL_TURBO_HUB_ID}
     if spec in hub:
         return check_pretrained(hub[spec])
     if spec == "toy":

@@ -13,6 +13,7 @@ from icd_bench.methods import (  # noqa: F401  (register the built-ins)
     pix2pix_zero,
     pnp,
     renoise,
+    turboedit,
 )
 from icd_bench.methods.base import EditingMethod
 

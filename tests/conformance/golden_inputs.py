@@ -462,6 +462,29 @@ def pnp_latent(case: int) -> torch.Tensor:
     return torch.randn(1, 4, PNP_SIDE, PNP_SIDE, generator=_gen(5151, case))
 
 
+# -- TurboEdit (GiilDe/turbo-edit main.run; golden turboedit.json, tools/conformance/turboedit_golden.py) ----------
+#: tiny SDXL (icd_bench.backbones.tiny, seed TURBO_SEED) with SDXL-Turbo's scheduler; (steps, latent side,
+#: source, target): the 64² case's last inversion noise exceeds the 15.5 norm cap, the 16² ones' do not
+TURBO_SEED = 31
+TURBO_CASES = (
+    (4, 16, "a cat sitting on a wooden table", "a dog sitting on a wooden table"),
+    (3, 16, "a red car in front of a house", "a blue car in front of a house"),
+    (4, 64, "a cat sitting on a wooden table", "a cat sitting on a big wooden table"),
+)
+TURBO_RUN_SEED, TURBO_W = 2, 1.5  # main.py's --seed and --w defaults
+TURBO_PRESETS = {4: "turboedit-sdxl-turbo", 3: "turboedit-sdxl-turbo-3step"}
+#: SDXL-Turbo's scheduler as load_pipe builds it (DDPMScheduler.from_pretrained of the hub's config): SD's β
+#: schedule, trailing spacing, no x̂0 clipping
+TURBO_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                       beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="trailing")
+
+
+def turbo_latent(case: int) -> torch.Tensor:
+    """The clean latent (1, 4, side, side) of a TurboEdit case (both sides skip the VAE)."""
+    side = TURBO_CASES[case][1]
+    return torch.randn(1, 4, side, side, generator=_gen(6161, case))
+
+
 # -- PIE-Bench's model-based metrics: structure distance (DINO ViT-B/8) and CLIP similarity -------------
 DINO_SEED, CLIP_SEED = 23, 29
 #: PIE-Bench's extractor reshapes ``qkv`` by ViT-B's width and heads and reads block 11: the full ViT-B/8.

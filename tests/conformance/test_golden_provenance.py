@@ -11,14 +11,15 @@ from golden_inputs import GOLDENS
 
 REFERENCES = {"icd": "yandex-research/invertible-cd", "pie": "cure-lab/PnPInversion",
               "renoise": "garibida/ReNoise-Inversion", "infedit": "sled-group/InfEdit",
-              "dino": "facebookresearch/dino"}
+              "dino": "facebookresearch/dino", "turboedit": "GiilDe/turbo-edit"}
 #: the references each golden compares against; any other named in its provenance is a defect
 OWN = {"p2p_alignment": {"icd", "pie"}, "p2p_controllers": {"icd", "pie"}, "ddim_nti_npi": {"pie"},
        "icd_sd15": {"icd"}, "pie_metrics": {"pie"}, "ef_ddpm": {"pie"}, "icd_training": {"icd"},
        "renoise": {"renoise"}, "renoise_loop": {"renoise"}, "infedit_ddcm": {"infedit"},
        "infedit_uac": {"infedit"}, "pie_p2p": {"pie"}, "pie_model_metrics": {"pie", "dino"},
        "pie_export": {"pie", "dino"}, "icd_metrics": set(), "pie_baselines": {"pie"},
-       "pie_pnp": {"pie"}, "pie_pix2pix_zero": {"pie"}}
+       "pie_pnp": {"pie"}, "pie_pix2pix_zero": {"pie"},
+       "turboedit": {"turboedit"}}
 
 
 def test_every_golden_is_listed():

@@ -25,17 +25,20 @@ def parse_args(description: str) -> argparse.Namespace:
     return args
 
 
-def load_text_encoder(directory: Path):
-    """The CLIP text model saved by the project's transformers, in this environment's: newer releases drop
-    the ``text_model.`` prefix and the ``position_ids`` buffer, which older ones expect (the buffer keeps
-    its initial value, ``arange``); any other missing or unexpected key is an error."""
+def load_text_encoder(directory: Path, projection: bool = False):
+    """The CLIP text model (``projection``: with its projection, SDXL's second encoder) saved by the project's
+    transformers, in this environment's: newer releases drop the ``text_model.`` prefix and the
+    ``position_ids`` buffer, which older ones expect (the buffer keeps its initial value, ``arange``); any
+    other missing or unexpected key is an error."""
     from safetensors.torch import load_file
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    model = CLIPTextModel(CLIPTextConfig.from_pretrained(directory)).eval()
+    model = (CLIPTextModelWithProjection if projection else CLIPTextModel)(
+        CLIPTextConfig.from_pretrained(directory)).eval()
     state = load_file(directory / "model.safetensors")
     missing, unexpected = model.load_state_dict(
-        {k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in state.items()}, strict=False)
+        {k if k.startswith(("text_model.", "text_projection.")) else f"text_model.{k}": v
+         for k, v in state.items()}, strict=False)
     if unexpected or any(not k.endswith("position_ids") for k in missing):
         raise RuntimeError(f"the saved text encoder does not fit: missing {missing}, unexpected {unexpected}")
     return model
