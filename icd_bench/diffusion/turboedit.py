@@ -69,7 +69,8 @@ def norm_coefficient(z: torch.Tensor, max_norm: float) -> torch.Tensor:
 
 @torch.no_grad()
 def turbo_decode(eps_fn, targets: Sequence[torch.Tensor], timesteps: Sequence[int],
-                 alphas_cumprod: torch.Tensor, w: float, max_norms: Sequence[float], *, callback: Callback | None = None) -> torch.Tensor:
+                 alphas_cumprod: torch.Tensor, w: float, max_norms: Sequence[float], *,
+                 callback: Callback | None = None) -> torch.Tensor:
     """The edit from ``targets[0]``; ``eps_fn(rows, t, i)`` gets the 3n rows ``[x_i; y; y]`` and returns their
     ε (source, source, target prompt). ``callback`` sees y after each step."""
     y = targets[0]

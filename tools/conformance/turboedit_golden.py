@@ -7,10 +7,11 @@
 (``--commit`` names the commit when ``--repo`` is an exported tree, not a clone.) The reference runs in the
 environment its ``requirements.txt`` pins (``--python``: torch, "diffusers==0.27.2", "transformers==4.43.3",
 "accelerate==0.33.0", "ml-collections==0.1.1", "json-with-comments==1.2.7", "huggingface-hub<0.26",
-"numpy<2", pillow, safetensors, pyyaml) through ``turboedit_reference.py``. This writes the tiny SDXL-shaped
-components (icd_bench.backbones.tiny, seed golden_inputs.TURBO_SEED) and the cases (golden_inputs.TURBO_CASES:
-the 4- and the 3-step configuration, seed 2, w 1.5; 16² latents and a 64² one) and reads back per case the edit's latents after every
-step and the noised latents ``x_ts`` (7 significant digits) and the UNet rows. Nothing of the reference is
+"numpy<2", pillow, safetensors, pyyaml) through ``turboedit_reference.py``. This writes the tiny
+SDXL-shaped components (icd_bench.backbones.tiny, seed golden_inputs.TURBO_SEED) and the cases
+(golden_inputs.TURBO_CASES: the 4- and the 3-step configuration, seed 2, w 1.5; 16² latents and a 64² one)
+and reads back per case the edit's latents after every step and the noised latents ``x_ts`` (7 significant
+digits), the timesteps it stepped at and the UNet rows. Nothing of the reference is
 copied; only its outputs are written, with its commit, what of it ran and the package versions of its
 environment.
 """
@@ -57,12 +58,13 @@ def turboedit_golden(repo: Path, python: Path, commit: str | None) -> dict:
     """The golden (provenance inside)."""
     with tempfile.TemporaryDirectory() as work:
         ref = mg.run_reference("turboedit_reference.py", repo, python, prepare(Path(work)))
-    cases = [{"num_steps": k, "side": side, "source": s, "target": t, "seed": gi.TURBO_RUN_SEED, "w": gi.TURBO_W,
-              "unet_rows": out["unet_rows"], "timesteps": out["timesteps"],
+    cases = [{"num_steps": k, "side": side, "source": s, "target": t, "seed": gi.TURBO_RUN_SEED,
+              "w": gi.TURBO_W, "unet_rows": out["unet_rows"], "timesteps": out["timesteps"],
               "x_ts": mg.rounded(out["x_ts"], 7), "steps": mg.rounded(out["steps"], 7)}
              for (k, side, s, t), out in zip(gi.TURBO_CASES, ref["results"], strict=True)]
     turbo = {"repository": "GiilDe/turbo-edit", "commit": mg.commit(repo, commit)}
-    prov = mg.provenance({"turboedit": turbo}, WHAT, command=mg.invocation("tools/conformance/turboedit_golden.py"),
+    prov = mg.provenance({"turboedit": turbo}, WHAT,
+                         command=mg.invocation("tools/conformance/turboedit_golden.py"),
                          reference_versions=ref["versions"], scheduler=dict(gi.TURBO_SCHEDULER),
                          tokenizer="icd_bench.backbones.tiny's character-level CLIP tokenizer, both encoders")
     return {"provenance": prov, "cases": cases}
@@ -70,7 +72,8 @@ def turboedit_golden(repo: Path, python: Path, commit: str | None) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repo", type=Path, required=True, help="GiilDe/turbo-edit (a clone or an exported tree)")
+    ap.add_argument("--repo", type=Path, required=True,
+                    help="GiilDe/turbo-edit (a clone or an exported tree)")
     ap.add_argument("--python", type=Path, required=True,
                     help="a Python with the reference's environment (diffusers 0.27.2)")
     ap.add_argument("--commit", help="the commit of --repo when it is an exported tree")

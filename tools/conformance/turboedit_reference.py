@@ -105,7 +105,8 @@ def main() -> None:
         out = run(case)
         unet_rows = sum(rows)
         repeats = args.repeats if k in args.time_cases else 0
-        results.append({**out, "unet_rows": unet_rows, "seconds": timed(lambda case=case: run(case), repeats)})
+        results.append({**out, "unet_rows": unet_rows,
+                        "seconds": timed(lambda case=case: run(case), repeats)})
     save_results(args.work, results)
 
 
