@@ -462,7 +462,7 @@ def pnp_latent(case: int) -> torch.Tensor:
     return torch.randn(1, 4, PNP_SIDE, PNP_SIDE, generator=_gen(5151, case))
 
 
-# -- TurboEdit (GiilDe/turbo-edit main.run; golden turboedit.json, tools/conformance/turboedit_golden.py) -----
+# -- TurboEdit (GiilDe/turbo-edit main.run; golden turboedit.json, tools/conformance/turboedit_golden.py) ---
 #: tiny SDXL (icd_bench.backbones.tiny, seed TURBO_SEED) with SDXL-Turbo's scheduler; (steps, latent side,
 #: source, target): the 64² case's last inversion noise exceeds the 15.5 norm cap, the 16² ones' do not
 TURBO_SEED = 31
@@ -476,8 +476,8 @@ TURBO_PRESETS = {4: "turboedit-sdxl-turbo", 3: "turboedit-sdxl-turbo-3step"}
 #: SDXL-Turbo's scheduler as load_pipe builds it (DDPMScheduler.from_pretrained of the hub's config): SD's β
 #: schedule, trailing spacing, no x̂0 clipping
 TURBO_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                       beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-                       timestep_spacing="trailing")
+                       beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+                       steps_offset=1, timestep_spacing="trailing")
 
 
 def turbo_latent(case: int) -> torch.Tensor:
