@@ -67,7 +67,7 @@ def toy_compare_edits(
     background PSNR and kept attributes; a table with UNet evaluations and seconds per edit, and a
     before/after grid. The methods table: --methods \
 icd-toy,ddim-toy,ddim-p2p-toy,npi-toy,nti-toy,direct-inversion-toy,masactrl-toy,pnp-toy,\
-pix2pix-zero-toy,ef-ddpm-toy,renoise-toy,infedit-toy
+pix2pix-zero-toy,ef-ddpm-toy,renoise-toy,infedit-toy,turboedit-toy
     --name methods. Each method over its own guidance: `icd-bench sweep`."""
     from icd_bench.config import resolve_method
     from icd_bench.studies.compare_edits import compare_edits

@@ -36,10 +36,11 @@ from icd_bench.markdown import markdown_table
 #: an SDXL-size LCM) at SDXL size. Presets keep their settings on the backbone given.
 METHOD_SETS = {
     "toy": ["icd-toy", "ddim-toy", "ddim-p2p-toy", "npi-toy", "nti-toy", "direct-inversion-toy",
-            "masactrl-toy", "pnp-toy", "pix2pix-zero-toy", "ef-ddpm-toy", "renoise-toy", "infedit-toy"],
+            "masactrl-toy", "pnp-toy", "pix2pix-zero-toy", "ef-ddpm-toy", "renoise-toy", "infedit-toy",
+            "turboedit-toy"],
     "sd15": ["icd-sd15", "ddim-p2p-sd15", "npi-sd15", "nti-sd15", "direct-inversion-sd15", "masactrl-sd15",
              "pnp-sd15", "pix2pix-zero-sd15", "ef-ddpm-sd15", "renoise-lcm-sd15", "infedit-lcm-sd15"],
-    "sdxl": ["icd-sdxl", "renoise-lcm-sd15"],
+    "sdxl": ["icd-sdxl", "renoise-lcm-sd15", "turboedit-sdxl-turbo"],
 }
 DEMO_METHOD = "icd-toy"
 DEMO_SAMPLES = 64

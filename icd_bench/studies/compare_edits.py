@@ -32,13 +32,15 @@ def _records(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(load_run(run_dir).ok)
 
 
-def guidance_override(method: str, guidance: float) -> str:
+def guidance_override(method: str, guidance: float) -> str | None:
     """The ``--set`` that makes ``method`` edit at CFG ``guidance``: its ``guidance_scale``, the
     target scale of methods with separate source and target scales (EF-DDPM, InfEdit), or the w a
-    guidance-embedded consistency model is given (ReNoise) — `sweep.knob_field`'s guidance field."""
-    from icd_bench.studies.sweep import GUIDANCE, knob_field
+    guidance-embedded consistency model is given (ReNoise) — `sweep.knob_field`'s guidance field. None for
+    a method without CFG (TurboEdit): it edits at its preset's setting."""
+    from icd_bench.studies.sweep import GUIDANCE, NON_CFG_GUIDANCE_FIELDS, knob_field
 
-    return f"{knob_field(method, GUIDANCE)}={guidance}"
+    field = knob_field(method, GUIDANCE)
+    return None if field in NON_CFG_GUIDANCE_FIELDS else f"{field}={guidance}"
 
 
 def compare_edits(methods: list[str], guidance: float, work: Path, out: Path, *, dataset: str = "demo",
@@ -52,8 +54,9 @@ def compare_edits(methods: list[str], guidance: float, work: Path, out: Path, *,
     work, out = Path(work), Path(out)
     results, outputs = [], {}
     for method in methods:
+        override = guidance_override(method, guidance)
         cfg = RunConfig(method=method, dataset=dataset, backbone=None, task="edit", limit=limit,
-                        batch_size=16, overrides=[guidance_override(method, guidance)], device=device,
+                        batch_size=16, overrides=[override] if override else [], device=device,
                         out=work / method)
         summary = Runner(cfg).run()
         frame, _ = score_run(summary.out, ["toy_edit"])
@@ -71,9 +74,13 @@ def compare_edits(methods: list[str], guidance: float, work: Path, out: Path, *,
     table.to_csv(out / f"{name}.csv", index=False, float_format="%.4f")
 
     overall = table[table["edit type"] == "all"]
+    own = [m for m in methods if guidance_override(m, guidance) is None]
     lines = [f"# Editing the demo set: {', '.join(methods)} at CFG {guidance:g}", "",
              "Each method edits every demo image from its source prompt to its target prompt through the "
-             "unified runner, at one shared CFG scale (a method's own scale otherwise); the toy oracle reads "
+             "unified runner, at one shared CFG scale (a method's own scale otherwise"
+             + ((f"; {own[0]}, which uses no CFG, at its preset's setting" if len(own) == 1 else
+                 f"; {', '.join(own)}, which use no CFG, at their presets' settings") if own else "")
+             + "); the toy oracle reads "
              "the result: *edit success* (the output reads as the target scene), *background PSNR* (the "
              "pixels no object touches, against the source) and *kept attributes* (what the edit should not "
              "change still reads as the source's). *Seconds per edit* are wall-clock times of this one run "

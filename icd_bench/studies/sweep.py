@@ -44,6 +44,10 @@ from icd_bench.registry import METRICS
 
 GUIDANCE = "guidance"  # the knob name that means each method's own guidance field
 GUIDANCE_FIELDS = ("guidance_scale", "target_guidance_scale", "target_guidance", "model_guidance")
+#: the guidance-like knob of methods with no CFG at all, swept as their guidance (TurboEdit's w weighs the
+#: target prompt's step against the source prompt's, CFG's form) but left at the preset's value where the
+#: methods share one CFG scale (`compare_edits`)
+NON_CFG_GUIDANCE_FIELDS = ("w",)
 
 
 def knob_field(method: str, knob: str) -> str:
@@ -53,9 +57,10 @@ def knob_field(method: str, knob: str) -> str:
 
     fields = {f.name for f in dataclasses.fields(resolve_method(method, []).params)}
     if knob == GUIDANCE:
-        key = next((k for k in GUIDANCE_FIELDS if k in fields), None)
+        key = next((k for k in GUIDANCE_FIELDS + NON_CFG_GUIDANCE_FIELDS if k in fields), None)
         if key is None:
-            raise ConfigError(f"{method} has no guidance scale to set ({', '.join(GUIDANCE_FIELDS)})")
+            raise ConfigError(f"{method} has no guidance scale to set "
+                              f"({', '.join(GUIDANCE_FIELDS + NON_CFG_GUIDANCE_FIELDS)})")
         return key
     if knob not in fields:
         raise ConfigError(f"{method} has no setting {knob!r} (its settings: {', '.join(sorted(fields))})")
