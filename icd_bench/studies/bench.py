@@ -33,7 +33,7 @@ from icd_bench.markdown import markdown_table
 
 #: What ``--methods all`` means per backbone family: every method on the toy world; the paper's
 #: Table 6 methods and the other baselines at SD1.5 size; Table 6's SDXL rows (iCD-XL, ReNoise on
-#: an SDXL-size LCM) at SDXL size. Presets keep their settings on the backbone given.
+#: an SDXL-size LCM) and TurboEdit at SDXL size. Presets keep their settings on the backbone given.
 METHOD_SETS = {
     "toy": ["icd-toy", "ddim-toy", "ddim-p2p-toy", "npi-toy", "nti-toy", "direct-inversion-toy",
             "masactrl-toy", "pnp-toy", "pix2pix-zero-toy", "ef-ddpm-toy", "renoise-toy", "infedit-toy",

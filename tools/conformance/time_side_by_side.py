@@ -31,6 +31,10 @@ side's overhead around small UNet calls, not an SD1.5-size edit.
 - with ``--infedit-repo`` / ``--infedit-python``: InfEdit's PIE-Bench run (12 steps, unified attention
   control) in its own environment vs `infedit-lcm-sd15` (``infedit_uac_reference.py --repeats``).
 
+- with ``--turboedit-repo`` / ``--turboedit-python``: TurboEdit's ``main.run`` in its own environment
+  (diffusers 0.27.2) vs `turboedit-sdxl-turbo` and `-3step` on turboedit.json's tiny SDXL cases
+  (``turboedit_reference.py --repeats``).
+
 - with ``--renoise-repo`` / ``--renoise-python``: ReNoise's ``main.run`` (inversion + reconstruction) in
   its own environment vs `renoise-lcm-sd15` at the golden's settings (``renoise_reference.py --repeats``).
 
@@ -354,6 +358,40 @@ def pix2pix_zero_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: 
     return rows
 
 
+def turboedit_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> list[dict]:
+    """TurboEdit's ``main.run`` (``turboedit_reference.py``, in its own environment: the noised latents and
+    the three-row SDXL img2img decode) vs `turboedit-sdxl-turbo` and `turboedit-sdxl-turbo-3step`, on
+    turboedit.json's 16² cases."""
+    from PIL import Image
+    from turboedit_golden import prepare
+
+    from icd_bench.backbones.tiny import tiny_backbone
+    from icd_bench.config import resolve_method
+    from icd_bench.registry import METHODS
+    from icd_bench.types import EditSample
+
+    ref = mk.run_reference("turboedit_reference.py", repo, python, prepare(work), repeats, "0,1")
+    backbone = tiny_backbone("sdxl", seed=gi.TURBO_SEED)
+    rows = []
+    for k, (steps, side, source, target) in enumerate(gi.TURBO_CASES[:2]):
+        spec = resolve_method(gi.TURBO_PRESETS[steps])
+        method = METHODS.get(spec.method)(backbone, spec.params)
+        latent = gi.turbo_latent(k)
+        backbone.encode_image = lambda images, latent=latent: latent
+        backbone.decode = lambda latents: latents
+        sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source,
+                            target_prompt=target)
+
+        def ours(method=method, sample=sample):
+            return method.run("edit", [sample], [torch.Generator().manual_seed(gi.TURBO_RUN_SEED)])
+
+        t_ours, rows_ours = timed_rows(ours, repeats, backbone.unet)
+        label = f"{spec.preset} ({steps} steps, tiny SDXL, {side}² latent; median of {repeats})"
+        rows.append(half_row(label, "GiilDe/turbo-edit main.run (diffusers 0.27.2)", ref["results"][k],
+                             t_ours, rows_ours))
+    return rows
+
+
 def ef_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> dict:
     """PIE-Bench's EF + P2P script (``edit_image_EF``: one inversion, the P2P edit, its prompt-switch decode;
     in its own environment) vs `ef-ddpm-sd15-50` doing the same work (one inversion shared by the P2P edit and
@@ -445,7 +483,7 @@ def infedit_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -> 
 
 
 PARTS = ("icd", "nti", "pie-p2p", "pie-baselines", "masactrl", "pnp", "pix2pix-zero", "ef", "infedit",
-         "renoise")
+         "renoise", "turboedit")
 
 
 def kept_rows(report: Path) -> dict[str, str]:
@@ -476,6 +514,8 @@ def main() -> None:
     ap.add_argument("--infedit-python", type=Path, help="InfEdit's environment (diffusers 0.24)")
     ap.add_argument("--renoise-repo", type=Path)
     ap.add_argument("--renoise-python", type=Path, help="ReNoise's environment (diffusers 0.24)")
+    ap.add_argument("--turboedit-repo", type=Path)
+    ap.add_argument("--turboedit-python", type=Path, help="TurboEdit's environment (diffusers 0.27.2)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("reports/perf/conformance-timing.md"))
     ap.add_argument("--only", help=f"a comma list of {', '.join(PARTS)}: time only these and keep the "
@@ -519,6 +559,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as work:
             rows.append(renoise_side_by_side(args.renoise_repo, args.renoise_python,
                                              args.repeats, Path(work)))
+    if args.turboedit_repo and args.turboedit_python and "turboedit" in only:
+        with tempfile.TemporaryDirectory() as work:
+            rows += turboedit_side_by_side(args.turboedit_repo, args.turboedit_python, args.repeats,
+                                           Path(work))
     import diffusers
 
     command = (f"python tools/conformance/time_side_by_side.py --icd-repo {args.icd_repo.name} --pnp-repo "
@@ -533,6 +577,9 @@ def main() -> None:
         command += " --pix2pix-zero-python PIX2PIX_ZERO_VENV/bin/python"
     if args.infedit_repo and args.infedit_python:
         command += f" --infedit-repo {args.infedit_repo.name} --infedit-python INFEDIT_VENV/bin/python"
+    if args.turboedit_repo and args.turboedit_python:
+        command += (f" --turboedit-repo {args.turboedit_repo.name} "
+                    "--turboedit-python TURBOEDIT_VENV/bin/python")
     if args.renoise_repo and args.renoise_python:
         command += f" --renoise-repo {args.renoise_repo.name} --renoise-python INFEDIT_VENV/bin/python"
     lines = ["# The official implementations and the project, side by side", "",
