@@ -1,6 +1,6 @@
 """TurboEdit's pieces (`diffusion.turboedit`) and the `turboedit` method on a tiny random SDXL-shaped
-backbone: the official grids, the shifted noised latents, the norm cap, the evaluation count, clear errors, and how the
-comparisons treat a method without CFG. Equality with the official code:
+backbone: the official grids, the shifted noised latents, the norm cap, the evaluation count, clear errors,
+and how the comparisons treat a method without CFG. Equality with the official code:
 tests/conformance/test_turboedit_golden.py."""
 
 from __future__ import annotations
