@@ -625,6 +625,22 @@ def prepare_pnp(work: Path) -> Path:
     return work
 
 
+def golden_main(doc: str, make, out: Path, repo_help: str, python_help: str, what: str) -> None:
+    """The command line of a single-reference golden maker: ``--repo`` (a clone or an exported tree),
+    ``--python`` (the reference's environment), ``--commit`` (the commit of an exported tree), ``--out``;
+    writes ``make(repo, python, commit)`` there and says how many ``what`` it holds."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--repo", type=Path, required=True, help=f"{repo_help} (a clone or an exported tree)")
+    ap.add_argument("--python", type=Path, required=True, help=python_help)
+    ap.add_argument("--commit", help="the commit of --repo when it is an exported tree")
+    ap.add_argument("--out", type=Path, default=out)
+    args = ap.parse_args()
+    golden = make(args.repo, args.python, args.commit)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(golden))
+    print(f"{len(golden['cases'])} {what} → {args.out} ({args.out.stat().st_size // 1024} KiB)")
+
+
 def run_reference(script: str, repo: Path, python: Path, work: Path, repeats: int = 0,
                   time_cases: str = "0") -> dict:
     """Run a reference half (this folder's ``script``) under ``python`` on a prepared ``work``; its

@@ -18,8 +18,6 @@ environment.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -75,19 +73,9 @@ def pie_pix2pix_zero_golden(repo: Path, python: Path, commit: str | None) -> dic
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repo", type=Path, required=True,
-                    help="cure-lab/PnPInversion (a clone or an exported tree)")
-    ap.add_argument("--python", type=Path, required=True,
-                    help="a Python with the pix2pix-zero editors' environment (diffusers 0.14)")
-    ap.add_argument("--commit", help="the commit of --repo when it is an exported tree")
-    ap.add_argument("--out", type=Path, default=OUT)
-    args = ap.parse_args()
-    golden = pie_pix2pix_zero_golden(args.repo, args.python, args.commit)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(golden))
-    print(f"{len(golden['cases'])} PIE-Bench pix2pix-zero cases → {args.out} "
-          f"({args.out.stat().st_size // 1024} KiB)")
+    mg.golden_main(__doc__, pie_pix2pix_zero_golden, OUT, "cure-lab/PnPInversion",
+                   "a Python with the pix2pix-zero editors' environment (diffusers 0.14)",
+                   "PIE-Bench pix2pix-zero cases")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ package versions of its environment.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -70,18 +68,9 @@ def pie_pnp_golden(repo: Path, python: Path, commit: str | None) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repo", type=Path, required=True,
-                    help="cure-lab/PnPInversion (a clone or an exported tree)")
-    ap.add_argument("--python", type=Path, required=True,
-                    help="a Python with the PnP editors' environment (diffusers 0.17.1)")
-    ap.add_argument("--commit", help="the commit of --repo when it is an exported tree")
-    ap.add_argument("--out", type=Path, default=OUT)
-    args = ap.parse_args()
-    golden = pie_pnp_golden(args.repo, args.python, args.commit)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(golden))
-    print(f"{len(golden['cases'])} PIE-Bench PnP cases → {args.out} ({args.out.stat().st_size // 1024} KiB)")
+    mg.golden_main(__doc__, pie_pnp_golden, OUT, "cure-lab/PnPInversion",
+                   "a Python with the PnP editors' environment (diffusers 0.17.1)",
+                   "PIE-Bench PnP cases")
 
 
 if __name__ == "__main__":

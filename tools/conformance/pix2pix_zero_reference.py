@@ -36,7 +36,7 @@ import importlib
 import sys
 from types import ModuleType, SimpleNamespace
 
-from reference_half import count_rows, load_text_encoder, parse_args, save_results, timed  # this folder
+from reference_half import count_rows, load_text_encoder, parse_args, run_cases, save_results  # this folder
 
 
 def main() -> None:
@@ -143,21 +143,10 @@ def main() -> None:
         # edit's steps (before Direct Inversion's offset) are the last num_steps
         return {"inversion": torch.cat(record["inversion"]), "reconstruction": record["decoded"][-2],
                 "edit": record["decoded"][-1], "steps": torch.cat(record["steps"][-case["num_steps"]:]),
-                "rolls": list(record["rolls"])}
+                "rolls": list(record["rolls"]),
+                "timesteps": [int(t) for t in module.edit_pipe.scheduler.timesteps]}
 
-    results = []
-    for k, case in enumerate(cases["cases"]):
-        if args.repeats > 0 and k not in args.time_cases:
-            results.append(None)
-            continue
-        for r in rows:
-            r.clear()
-        out = run(case)
-        unet_rows = sum(map(sum, rows))
-        repeats = args.repeats if k in args.time_cases else 0
-        results.append({**out, "unet_rows": unet_rows, "seconds": timed(lambda case=case: run(case), repeats),
-                        "timesteps": [int(t) for t in module.edit_pipe.scheduler.timesteps]})
-    save_results(args.work, results)
+    save_results(args.work, run_cases(args, cases["cases"], run, rows))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import importlib
 import sys
 from types import ModuleType
 
-from reference_half import count_rows, load_text_encoder, parse_args, save_results, timed  # this folder
+from reference_half import count_rows, load_text_encoder, parse_args, run_cases, save_results  # this folder
 
 
 def main() -> None:
@@ -144,21 +144,10 @@ def main() -> None:
                                 guidance_scale=7.5)
         # decoded: the reconstruction (Preprocess.extract_latents), then the edit (PNP.sample_loop)
         return {"reconstruction": record["decoded"][0], "edit": record["decoded"][-1],
-                "edit_steps": torch.cat(record["steps"])}
+                "edit_steps": torch.cat(record["steps"]),
+                "timesteps": [int(t) for t in pnp.scheduler.timesteps]}
 
-    results = []
-    for k, case in enumerate(cases["cases"]):
-        if args.repeats > 0 and k not in args.time_cases:
-            results.append(None)
-            continue
-        for r in rows:
-            r.clear()
-        out = run(case)
-        unet_rows = sum(map(sum, rows))
-        repeats = args.repeats if k in args.time_cases else 0
-        results.append({**out, "unet_rows": unet_rows, "seconds": timed(lambda case=case: run(case), repeats),
-                        "timesteps": [int(t) for t in pnp.scheduler.timesteps]})
-    save_results(args.work, results)
+    save_results(args.work, run_cases(args, cases["cases"], run, rows))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """What the reference halves (``*_reference.py``) share: their command line, reading the saved text
-encoder into an older transformers release, counting UNet rows, timing, and writing their results.
+encoder into an older transformers release, counting UNet rows, running and timing the cases, and writing
+their results.
 
 Imported by those scripts in the references' own environments (an old diffusers / transformers, no
 icd_bench), so only the standard library, torch, transformers and safetensors are used here.
@@ -68,6 +69,25 @@ def timed(fn, repeats: int) -> float | None:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def run_cases(args: argparse.Namespace, cases, run, counters) -> list:
+    """Each case's ``run(case)`` outputs with its UNet rows (the sum of the ``counters``, `count_rows` lists,
+    cleared before the run) and, with ``--repeats``, the median seconds of the ``--time-cases`` (then the
+    only cases run; the others give None)."""
+    results = []
+    for k, case in enumerate(cases):
+        if args.repeats > 0 and k not in args.time_cases:
+            results.append(None)
+            continue
+        for rows in counters:
+            rows.clear()
+        out = run(case)
+        unet_rows = sum(map(sum, counters))
+        repeats = args.repeats if k in args.time_cases else 0
+        seconds = timed(lambda case=case: run(case), repeats)
+        results.append({**out, "unet_rows": unet_rows, "seconds": seconds})
+    return results
 
 
 def save_results(work: Path, results) -> None:

@@ -20,8 +20,6 @@ noise correction on are run too: the official LCM scheduler cannot (the error is
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -30,7 +28,14 @@ import torch
 
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent))
-from make_goldens import ROOT, clip_tokenizer, rounded, run_reference, save_components  # noqa: E402
+from make_goldens import (  # noqa: E402
+    ROOT,
+    clip_tokenizer,
+    golden_main,
+    rounded,
+    run_reference,
+    save_components,
+)
 from make_goldens import commit as repo_commit  # noqa: E402
 
 import golden_inputs as gi  # noqa: E402  (tests/conformance, put on the path by make_goldens)
@@ -100,18 +105,9 @@ def renoise_loop_goldens(repo: Path, python: Path, commit: str | None) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repo", type=Path, required=True,
-                    help="garibida/ReNoise-Inversion (a clone or an exported tree)")
-    ap.add_argument("--python", type=Path, required=True,
-                    help="a Python with the reference's environment (diffusers 0.24)")
-    ap.add_argument("--commit", help="the commit of --repo when it is an exported tree")
-    ap.add_argument("--out", type=Path, default=OUT)
-    args = ap.parse_args()
-    golden = renoise_loop_goldens(args.repo, args.python, args.commit)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(golden))
-    print(f"{len(golden['cases'])} ReNoise runs → {args.out} ({args.out.stat().st_size // 1024} KiB)")
+    golden_main(__doc__, renoise_loop_goldens, OUT, "garibida/ReNoise-Inversion",
+                "a Python with the reference's environment (diffusers 0.24)",
+                "ReNoise runs")
 
 
 if __name__ == "__main__":

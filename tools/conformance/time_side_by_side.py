@@ -289,36 +289,44 @@ def masactrl_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path
                     rows_ours)
 
 
-def pnp_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> list[dict]:
-    """PIE-Bench's Plug-and-Play editors (``pnp_reference.py``, in their own environment: inversion, the
-    DDIM reconstruction it runs for both, the three-row PnP decode) vs `pnp-sd15` (with its official switch)
-    and `direct-inversion-pnp-sd15`, on pie_pnp.json's two cases at their 10 steps."""
-    from pie_pnp import prepare
+def time_edit(backbone, preset: str, overrides: list[str], latent: torch.Tensor, source: str, target: str,
+              repeats: int, seed: int = 0) -> tuple[str, float, float]:
+    """The project's side of an editor's row: ``preset`` (with ``overrides``) editing ``source`` → ``target``
+    on ``backbone`` patched so that ``latent`` is the encoding and decoding is the identity (the references
+    skip the VAE too); (the preset's name, median seconds per edit, UNet rows per edit)."""
     from PIL import Image
 
     from icd_bench.config import resolve_method
     from icd_bench.registry import METHODS
     from icd_bench.types import EditSample
 
+    spec = resolve_method(preset, overrides)
+    method = METHODS.get(spec.method)(backbone, spec.params)
+    backbone.encode_image = lambda images: latent
+    backbone.decode = lambda latents: latents
+    sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source, target_prompt=target)
+
+    def ours():
+        return method.run("edit", [sample], [torch.Generator().manual_seed(seed)])
+
+    return (spec.preset, *timed_rows(ours, repeats, backbone.unet))
+
+
+def pnp_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: Path) -> list[dict]:
+    """PIE-Bench's Plug-and-Play editors (``pnp_reference.py``, in their own environment: inversion, the
+    DDIM reconstruction it runs for both, the three-row PnP decode) vs `pnp-sd15` (with its official switch)
+    and `direct-inversion-pnp-sd15`, on pie_pnp.json's two cases at their 10 steps."""
+    from pie_pnp import prepare
+
     ref = mk.run_reference("pnp_reference.py", pnp_repo, python, prepare(work), repeats, "0,1")
     backbone = gi.pnp_backbone(mk.clip_tokenizer())
     rows = []
     for k, (name, source, target) in enumerate(gi.PIE_PNP_CASES):
         official = ["reference_compat=true"] if name == "ddim+pnp" else []
-        spec = resolve_method(gi.PNP_PRESETS[name], [f"num_inference_steps={gi.PIE_PNP_STEPS}", *official])
-        method = METHODS.get(spec.method)(backbone, spec.params)
-        latent = gi.pnp_latent(gi.PIE_PNP_LATENTS + k)
-        backbone.encode_image = lambda images, latent=latent: latent
-        backbone.decode = lambda latents: latents
-        sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source,
-                            target_prompt=target)
-
-        def ours(method=method, sample=sample):
-            return method.run("edit", [sample], [torch.Generator().manual_seed(0)])
-
-        t_ours, rows_ours = timed_rows(ours, repeats, backbone.unet)
-        label = (f"{spec.preset} (invert + PnP edit, {gi.PIE_PNP_STEPS} steps, 64² latent; median of "
-                 f"{repeats})")
+        preset, t_ours, rows_ours = time_edit(backbone, gi.PNP_PRESETS[name],
+                                              [f"num_inference_steps={gi.PIE_PNP_STEPS}", *official],
+                                              gi.pnp_latent(gi.PIE_PNP_LATENTS + k), source, target, repeats)
+        label = f"{preset} (invert + PnP edit, {gi.PIE_PNP_STEPS} steps, 64² latent; median of {repeats})"
         rows.append(half_row(label, f"PnPInversion run_editing_pnp {name} (diffusers 0.17.1)",
                              ref["results"][k], t_ours, rows_ours))
     return rows
@@ -329,30 +337,16 @@ def pix2pix_zero_side_by_side(pnp_repo: Path, python: Path, repeats: int, work: 
     regularised inversion, the reference decode, the guided edit) vs `pix2pix-zero-sd15` and
     `direct-inversion-pix2pix-zero-sd15`, on pie_pix2pix_zero.json's two cases at their 10 steps."""
     from pie_pix2pix_zero import prepare
-    from PIL import Image
-
-    from icd_bench.config import resolve_method
-    from icd_bench.registry import METHODS
-    from icd_bench.types import EditSample
 
     ref = mk.run_reference("pix2pix_zero_reference.py", pnp_repo, python, prepare(work), repeats, "0,1")
     backbone = gi.pnp_backbone(mk.clip_tokenizer())
     rows = []
     for k, (name, source, target) in enumerate(gi.PIE_P2PZ_CASES):
-        spec = resolve_method(gi.PNP_PRESETS[name], [f"num_inference_steps={gi.PIE_P2PZ_STEPS}"])
-        method = METHODS.get(spec.method)(backbone, spec.params)
-        latent = gi.pnp_latent(gi.PIE_P2PZ_LATENTS + k)
-        backbone.encode_image = lambda images, latent=latent: latent
-        backbone.decode = lambda latents: latents
-        sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source,
-                            target_prompt=target)
-
-        def ours(method=method, sample=sample):
-            return method.run("edit", [sample], [torch.Generator().manual_seed(0)])
-
-        t_ours, rows_ours = timed_rows(ours, repeats, backbone.unet)
-        label = (f"{spec.preset} (regularised inversion + guided edit, {gi.PIE_P2PZ_STEPS} steps, 64² "
-                 f"latent; median of {repeats})")
+        preset, t_ours, rows_ours = time_edit(backbone, gi.PNP_PRESETS[name],
+                                              [f"num_inference_steps={gi.PIE_P2PZ_STEPS}"],
+                                              gi.pnp_latent(gi.PIE_P2PZ_LATENTS + k), source, target, repeats)
+        label = (f"{preset} (regularised inversion + guided edit, {gi.PIE_P2PZ_STEPS} steps, 64² latent; "
+                 f"median of {repeats})")
         rows.append(half_row(label, f"PnPInversion run_editing_pix2pix_zero {name} (diffusers 0.14)",
                              ref["results"][k], t_ours, rows_ours))
     return rows
@@ -362,31 +356,17 @@ def turboedit_side_by_side(repo: Path, python: Path, repeats: int, work: Path) -
     """TurboEdit's ``main.run`` (``turboedit_reference.py``, in its own environment: the noised latents and
     the three-row SDXL img2img decode) vs `turboedit-sdxl-turbo` and `turboedit-sdxl-turbo-3step`, on
     turboedit.json's 16² cases."""
-    from PIL import Image
     from turboedit_golden import prepare
 
     from icd_bench.backbones.tiny import tiny_backbone
-    from icd_bench.config import resolve_method
-    from icd_bench.registry import METHODS
-    from icd_bench.types import EditSample
 
     ref = mk.run_reference("turboedit_reference.py", repo, python, prepare(work), repeats, "0,1")
     backbone = tiny_backbone("sdxl", seed=gi.TURBO_SEED)
     rows = []
     for k, (steps, side, source, target) in enumerate(gi.TURBO_CASES[:2]):
-        spec = resolve_method(gi.TURBO_PRESETS[steps])
-        method = METHODS.get(spec.method)(backbone, spec.params)
-        latent = gi.turbo_latent(k)
-        backbone.encode_image = lambda images, latent=latent: latent
-        backbone.decode = lambda latents: latents
-        sample = EditSample(id="x", image=Image.new("RGB", (8, 8)), source_prompt=source,
-                            target_prompt=target)
-
-        def ours(method=method, sample=sample):
-            return method.run("edit", [sample], [torch.Generator().manual_seed(gi.TURBO_RUN_SEED)])
-
-        t_ours, rows_ours = timed_rows(ours, repeats, backbone.unet)
-        label = f"{spec.preset} ({steps} steps, tiny SDXL, {side}² latent; median of {repeats})"
+        preset, t_ours, rows_ours = time_edit(backbone, gi.TURBO_PRESETS[steps], [], gi.turbo_latent(k),
+                                              source, target, repeats, seed=gi.TURBO_RUN_SEED)
+        label = f"{preset} ({steps} steps, tiny SDXL, {side}² latent; median of {repeats})"
         rows.append(half_row(label, "GiilDe/turbo-edit main.run (diffusers 0.27.2)", ref["results"][k],
                              t_ours, rows_ours))
     return rows

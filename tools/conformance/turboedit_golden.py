@@ -18,8 +18,6 @@ environment.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -71,18 +69,9 @@ def turboedit_golden(repo: Path, python: Path, commit: str | None) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repo", type=Path, required=True,
-                    help="GiilDe/turbo-edit (a clone or an exported tree)")
-    ap.add_argument("--python", type=Path, required=True,
-                    help="a Python with the reference's environment (diffusers 0.27.2)")
-    ap.add_argument("--commit", help="the commit of --repo when it is an exported tree")
-    ap.add_argument("--out", type=Path, default=OUT)
-    args = ap.parse_args()
-    golden = turboedit_golden(args.repo, args.python, args.commit)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(golden))
-    print(f"{len(golden['cases'])} TurboEdit cases → {args.out} ({args.out.stat().st_size // 1024} KiB)")
+    mg.golden_main(__doc__, turboedit_golden, OUT, "GiilDe/turbo-edit",
+                   "a Python with the reference's environment (diffusers 0.27.2)",
+                   "TurboEdit cases")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import importlib
 import os
 import sys
 
-from reference_half import count_rows, load_text_encoder, parse_args, save_results, timed  # this folder
+from reference_half import count_rows, load_text_encoder, parse_args, run_cases, save_results  # this folder
 
 
 def main() -> None:
@@ -97,17 +97,7 @@ def main() -> None:
         return {"steps": torch.stack(record["steps"]), "x_ts": torch.cat(record["x_ts"]),
                 "timesteps": list(record["timesteps"])}
 
-    results = []
-    for k, case in enumerate(cases["cases"]):
-        if args.repeats > 0 and k not in args.time_cases:
-            results.append(None)
-            continue
-        out = run(case)
-        unet_rows = sum(rows)
-        repeats = args.repeats if k in args.time_cases else 0
-        results.append({**out, "unet_rows": unet_rows,
-                        "seconds": timed(lambda case=case: run(case), repeats)})
-    save_results(args.work, results)
+    save_results(args.work, run_cases(args, cases["cases"], run, [rows]))
 
 
 if __name__ == "__main__":
