@@ -111,7 +111,9 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (
                "pnp-sd15": ("", "DDIM+PnP"),
                "direct-inversion-pnp-sd15": ("", "DirectInversion+PnP"),
                "pix2pix-zero-sd15": ("", "DDIM+pix2pix-zero"),
-               "direct-inversion-pix2pix-zero-sd15": ("", "DirectInversion+pix2pix-zero")},
+               "direct-inversion-pix2pix-zero-sd15": ("", "DirectInversion+pix2pix-zero"),
+               "turboedit-sdxl-turbo": ("", "TurboEdit (4 steps)"),
+               "turboedit-sdxl-turbo-3step": ("", "TurboEdit (3 steps)")},
               # the folders of PnPInversion's released outputs (its evaluate.py's all_tgt_image_folders)
               {"ddim+p2p": ("", "DDIM+P2P"), "null-text-inversion+p2p_a800": ("", "NTI+P2P"),
                "null-text-inversion+p2p_3090": ("", "NTI+P2P"),
