@@ -41,7 +41,7 @@ def test_all_means_the_methods_of_the_backbone_family():
     assert default_methods(None) == default_methods("toy")
     assert "nti-toy" in default_methods(None) and "icd-toy" in default_methods(None)
     assert default_methods("sd15-random")[0] == "icd-sd15" and "nti-sd15" in default_methods("sd15-random")
-    assert default_methods("sdxl-random") == ["icd-sdxl", "renoise-lcm-sd15"]
+    assert default_methods("sdxl-random") == ["icd-sdxl", "renoise-lcm-sd15", "turboedit-sdxl-turbo"]
 
 
 def test_demo_bench_splits_the_job_into_phases(tmp_path):

@@ -50,6 +50,7 @@ class TurboEdit(EditingMethod):
     """Shifted-noise edit-friendly inversion and editing in one few-step pass (no CFG)."""
 
     Params: ClassVar[type] = TurboEditParams
+    tasks: ClassVar[tuple[str, ...]] = ("edit", "invert")  # no generation of its own
 
     def _timesteps(self) -> list[int]:
         p = self.params

@@ -28,6 +28,11 @@ CASES = {
     "icd": ("icd-sd15", []),  # 4 + 4 steps: the boundaries are the method
     "infedit": ("infedit-lcm-sd15", ["num_steps=4"]),
     "npi": ("npi-sd15", ["num_inference_steps=4"]),
+    # the tiny CPU backbone (the NFE reference) has 4 self-attention layers, and up_blocks.0 is its only up
+    # block with attention: the layers MasaCtrl and PnP act on are ones both UNets have
+    "masactrl": ("masactrl-sd15", ["num_inference_steps=4", "start_layer=2", "start_step=1"]),
+    "pnp": ("pnp-sd15", ["num_inference_steps=4", "attention_start_layer=2",
+                         "feature_layer=up_blocks.0.resnets.1"]),
     "nti": ("nti-sd15", ["num_inference_steps=3", "inner_steps=2", "early_stop=0", "early_stop_growth=0"]),
     "renoise": ("renoise-lcm-sd15",
                 ["num_steps=2", "renoise_steps=3", "average_range=[2, 4]", "reg_steps=2"]),
