@@ -76,19 +76,27 @@ class DDIM(EditingMethod):
         return ddim_sample(eps_fn, latents, self._timesteps(), bb.alphas_cumprod, bb.final_alpha_cumprod,
                            callback=callback)
 
-    def invert(self, images: torch.Tensor, prompts: list[str],
-               generators: Sequence[torch.Generator]) -> Inversion:
-        """DDIM inversion; ``state`` keeps the source embeddings and the trajectory (``trajectory[i]``
-        = the latents at grid timestep t_i; NTI fits its null embeddings to it)."""
+    def inversion_eps(self, cond: PromptEmbeds) -> Callable:
+        """The ε the inversion steps with: ``cond``'s, guided at ``inversion_guidance_scale`` (dynamic with
+        ``inversion_tau``; unguided by default)."""
         bb, w, tau = self.backbone, self.params.inversion_guidance_scale, self.params.inversion_tau
-        x0 = bb.encode_image(images)
-        cond = bb.encode_prompt(prompts)
-        uncond = bb.null_embeds(len(prompts)) if w != 1.0 else None
-        trajectory: dict[int, torch.Tensor] = {}
+        uncond = bb.null_embeds(len(cond)) if w != 1.0 else None
 
         def eps_fn(x, t, i):
             wt = dynamic_guidance_scale(t, bb.num_train_timesteps, w, tau)
             return guided_noise(bb, x, t, cond, uncond if wt != 1.0 else None, wt)
+
+        return eps_fn
+
+    def invert(self, images: torch.Tensor, prompts: list[str],
+               generators: Sequence[torch.Generator]) -> Inversion:
+        """DDIM inversion; ``state`` keeps the source embeddings and the trajectory (``trajectory[i]``
+        = the latents at grid timestep t_i; NTI fits its null embeddings to it)."""
+        bb = self.backbone
+        x0 = bb.encode_image(images)
+        cond = bb.encode_prompt(prompts)
+        eps_fn = self.inversion_eps(cond)
+        trajectory: dict[int, torch.Tensor] = {}
 
         def keep(info):
             trajectory[info.index] = info.x  # the latents at t_i, where undoing sampling step i lands

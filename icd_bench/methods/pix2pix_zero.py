@@ -30,7 +30,7 @@ import torch
 
 from icd_bench.attention.xattn_guidance import CrossAttentionMaps, map_loss
 from icd_bench.backbones.base import PromptEmbeds
-from icd_bench.diffusion import cfg_combine, ddim_sample, dynamic_guidance_scale, guided_noise
+from icd_bench.diffusion import cfg_combine, ddim_sample, dynamic_guidance_scale
 from icd_bench.diffusion import pix2pix_zero as p2pz
 from icd_bench.methods.ddim import DDIM, DDIMParams
 from icd_bench.registry import METHODS
@@ -59,16 +59,11 @@ class Pix2PixZero(DDIM):
                generators: Sequence[torch.Generator]) -> Inversion:
         """The regularised inversion with the caption (the source prompt); ``state["path"]`` holds its
         latents from the clean ones up."""
-        bb, p = self.backbone, self.params
+        bb = self.backbone
         x0 = bb.encode_image(images)
         cond = bb.encode_prompt(prompts)
-        uncond = bb.null_embeds(len(prompts)) if p.inversion_guidance_scale != 1.0 else None
-
-        def eps_fn(x, t, i):
-            w = dynamic_guidance_scale(t, bb.num_train_timesteps, p.inversion_guidance_scale, p.inversion_tau)
-            return guided_noise(bb, x, t, cond, uncond if w != 1.0 else None, w)
-
-        path = p2pz.invert(eps_fn, x0, self._timesteps(), bb.alphas_cumprod, p, generators)
+        path = p2pz.invert(self.inversion_eps(cond), x0, self._timesteps(), bb.alphas_cumprod, self.params,
+                           generators)
         return Inversion(latents=path[-1], prompts=list(prompts), image_latents=x0,
                          state={"source_cond": cond, "path": path})
 
